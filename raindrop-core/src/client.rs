@@ -1,0 +1,596 @@
+//! `Client`: validates tracking calls and hands them to the worker.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::interaction::{Interaction, InteractionCore};
+use crate::item::{AiData, IdentifyItem, Item, PartialPatch, SignalItem, TrackEvent};
+use crate::model::{AiEvent, Attachment, Begin, Event, Properties, Signal, SignalType, Timestamp};
+use crate::options::{valid_project_slug, ClientOptions};
+use crate::span::SpanRecord;
+use crate::stats::{Counters, DropReason, Stats};
+use crate::worker::{self, Command, FlushWait, Reply, WorkerConfig};
+use crate::Error;
+
+/// The Raindrop client. Cheap to clone: clones share one queue and worker.
+///
+/// Every tracking call validates its input, stamps id and time, puts the item
+/// in a bounded queue and returns. A background thread with its own small
+/// tokio runtime batches, serialises and delivers, with retries. The client
+/// works the same from plain `fn main`, any tokio runtime, or a `Drop` impl.
+///
+/// ```
+/// use raindrop_core::{AiEvent, Client, ClientOptions, LocalSink};
+/// # let dir = std::env::temp_dir().join(format!("raindrop-doc-{}", std::process::id()));
+/// let client = Client::new(ClientOptions::default().local_sink(LocalSink::File(dir.clone()))).unwrap();
+/// let id = client.track_ai(AiEvent::new("user-1", "chat").input("hi").output("hello")).unwrap();
+/// assert_eq!(id.len(), 36);
+/// client.shutdown(std::time::Duration::from_secs(5));
+/// assert_eq!(client.stats().delivered, 1);
+/// # let _ = std::fs::remove_file(dir);
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: ClientOptions,
+    project_id: Option<String>,
+    channels: Option<Channels>,
+    counters: Arc<Counters>,
+    closed: AtomicBool,
+    registry: Mutex<HashMap<Arc<str>, Weak<InteractionCore>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    report: Mutex<Option<ShutdownReport>>,
+}
+
+struct Channels {
+    data: mpsc::Sender<Item>,
+    control: mpsc::UnboundedSender<Command>,
+}
+
+/// What [`Client::shutdown`] achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Everything accepted was delivered or dropped for a reason other than the deadline.
+    pub completed: bool,
+    /// Items still queued or in flight when the deadline passed (dropped).
+    pub undelivered: u64,
+    /// The counters at the end.
+    pub stats: Stats,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.inner.options.endpoint)
+            .field("project_id", &self.inner.project_id)
+            .field("enabled", &self.is_enabled())
+            .field("local_sink", &self.inner.options.local_sink)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds a client and starts its worker thread.
+    ///
+    /// Without a write key and without a local sink the client is disabled:
+    /// calls are validated and then counted as [`DropReason::Disabled`].
+    /// Fails only on unusable configuration (an unparseable endpoint).
+    pub fn new(options: ClientOptions) -> Result<Client, Error> {
+        let mut options = options;
+        let endpoint = normalise_endpoint(&options.endpoint)?;
+        options.endpoint = endpoint.to_string();
+        options.upload_size = options.upload_size.max(1);
+        options.max_queue_size = options.max_queue_size.max(1);
+        options.max_in_flight = options.max_in_flight.max(1);
+        options.max_attempts = options.max_attempts.max(1);
+
+        let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
+            if p.is_empty() {
+                None
+            } else if valid_project_slug(p) {
+                Some(p.to_owned())
+            } else {
+                tracing::warn!(target: "raindrop", "project_id `{p}` is not a valid slug (lowercase letters, digits, hyphens; 1-63 chars); sending no project header");
+                None
+            }
+        });
+
+        let counters = Arc::new(Counters::new());
+        let enabled = options.write_key.is_some() || options.local_sink.is_some();
+        let mut worker_handle = None;
+        let channels = if enabled {
+            if options.local_sink.is_none() {
+                warn_if_plain_http(&endpoint);
+            }
+            let (data_tx, data_rx) = mpsc::channel(options.max_queue_size);
+            let (control_tx, control_rx) = mpsc::unbounded_channel();
+            let config = WorkerConfig::new(&options, endpoint, project_id.clone());
+            match worker::spawn(config, counters.clone(), data_rx, control_rx) {
+                Ok(handle) => {
+                    worker_handle = Some(handle);
+                    Some(Channels {
+                        data: data_tx,
+                        control: control_tx,
+                    })
+                }
+                Err(e) => {
+                    tracing::error!(target: "raindrop", "could not start the raindrop worker thread ({e}); client disabled");
+                    None
+                }
+            }
+        } else {
+            tracing::info!(target: "raindrop", "no RAINDROP_WRITE_KEY and no local sink: raindrop is disabled and sends nothing");
+            None
+        };
+
+        Ok(Client {
+            inner: Arc::new(Inner {
+                options,
+                project_id,
+                channels,
+                counters,
+                closed: AtomicBool::new(false),
+                registry: Mutex::new(HashMap::new()),
+                worker: Mutex::new(worker_handle),
+                report: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// A client configured from the environment ([`ClientOptions::from_env`]).
+    pub fn from_env() -> Result<Client, Error> {
+        Client::new(ClientOptions::from_env())
+    }
+
+    /// Whether the client sends anything (it has a key or a local sink).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.channels.is_some()
+    }
+
+    /// The options in force (endpoint normalised).
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Queues an item; counts it whatever happens.
+    pub(crate) fn enqueue(&self, item: Item) -> Result<(), Error> {
+        let counters = &self.inner.counters;
+        let Some(ch) = &self.inner.channels else {
+            counters.drop_unqueued(DropReason::Disabled, 1, "client disabled (no write key)");
+            return Ok(());
+        };
+        if self.inner.closed.load(Ordering::Acquire) {
+            counters.drop_unqueued(DropReason::AfterShutdown, 1, "tracked after shutdown");
+            return Err(Error::ShutDown);
+        }
+        // Count first so a flush that races this call waits for the item.
+        counters.queued.fetch_add(1, Ordering::AcqRel);
+        match ch.data.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                counters.queued.fetch_sub(1, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        counters.drop_unqueued(DropReason::QueueFull, 1, "queue full (max_queue_size)");
+                        Err(Error::QueueFull)
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        counters.drop_unqueued(DropReason::AfterShutdown, 1, "worker stopped");
+                        Err(Error::ShutDown)
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&self, e: Error) -> Error {
+        self.inner.counters.drop_unqueued(DropReason::Invalid, 1, &e.to_string());
+        e
+    }
+
+    /// Tracks an AI event on `events/track`; returns its event id.
+    ///
+    /// Needs a non-blank `user_id` and `event` and at least one of input and output.
+    pub fn track_ai(&self, event: AiEvent) -> Result<String, Error> {
+        let ai = AiData {
+            model: event.model,
+            input: event.input,
+            output: event.output,
+            convo_id: event.convo_id,
+        };
+        let item = (|| {
+            if !ai.has_content() {
+                return Err(Error::invalid("ai_data", "track_ai needs a non-empty input or output"));
+            }
+            self.track_event(
+                event.user_id,
+                event.event,
+                event.event_id,
+                Some(ai),
+                event.properties,
+                event.timestamp,
+                event.attachments,
+            )
+        })()
+        .map_err(|e| self.reject(e))?;
+        let id = item.event_id.clone();
+        self.enqueue(Item::Event(Box::new(item)))?;
+        Ok(id)
+    }
+
+    /// Tracks a plain (non-AI) event on `events/track`; returns its event id.
+    pub fn track(&self, event: Event) -> Result<String, Error> {
+        let item = self
+            .track_event(
+                event.user_id,
+                event.event,
+                event.event_id,
+                None,
+                event.properties,
+                event.timestamp,
+                event.attachments,
+            )
+            .map_err(|e| self.reject(e))?;
+        let id = item.event_id.clone();
+        self.enqueue(Item::Event(Box::new(item)))?;
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn track_event(
+        &self,
+        user_id: String,
+        event: String,
+        event_id: Option<String>,
+        ai: Option<AiData>,
+        properties: Properties,
+        timestamp: Option<Timestamp>,
+        attachments: Vec<Attachment>,
+    ) -> Result<TrackEvent, Error> {
+        require("user_id", &user_id)?;
+        require("event", &event)?;
+        validate_attachments(&attachments)?;
+        let timestamp = match timestamp {
+            Some(t) => t.validate("timestamp")?,
+            None => Timestamp::now(),
+        };
+        Ok(TrackEvent {
+            event_id: new_event_id(event_id)?,
+            user_id,
+            event,
+            ai,
+            properties,
+            timestamp,
+            attachments,
+        })
+    }
+
+    /// Records who a user is (`users/identify`).
+    pub fn identify(&self, user_id: impl Into<String>, traits: Properties) -> Result<(), Error> {
+        let user_id = user_id.into();
+        require("user_id", &user_id).map_err(|e| self.reject(e))?;
+        self.enqueue(Item::Identify(Box::new(IdentifyItem { user_id, traits })))
+    }
+
+    /// Records a user's reaction to an event (`signals/track`).
+    ///
+    /// Feedback needs a comment (the argument, or `properties.comment`; the
+    /// argument wins) and an edit needs `after`; both travel in `properties`.
+    pub fn track_signal(&self, signal: Signal) -> Result<(), Error> {
+        let item = self.signal_item(signal).map_err(|e| self.reject(e))?;
+        self.enqueue(Item::Signal(Box::new(item)))
+    }
+
+    fn signal_item(&self, signal: Signal) -> Result<SignalItem, Error> {
+        let Signal {
+            event_id,
+            name,
+            signal_type,
+            sentiment,
+            comment,
+            after,
+            mut properties,
+            timestamp,
+            attachment_id,
+        } = signal;
+        require("event_id", &event_id)?;
+        require("name", &name)?;
+        let non_blank = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
+        match signal_type {
+            SignalType::Feedback => {
+                if let Some(c) = comment {
+                    if properties.contains_key("comment") {
+                        tracing::warn!(target: "raindrop", "track_signal: comment argument replaces properties.comment");
+                    }
+                    properties.insert("comment".to_owned(), Value::String(c));
+                }
+                if !non_blank(properties.get("comment")) {
+                    return Err(Error::invalid("comment", "a feedback signal needs a non-empty comment"));
+                }
+            }
+            SignalType::Edit => {
+                if let Some(a) = after {
+                    properties.insert("after".to_owned(), Value::String(a));
+                }
+                if !non_blank(properties.get("after")) {
+                    return Err(Error::invalid("after", "an edit signal needs the corrected text in `after`"));
+                }
+            }
+            SignalType::Default => {
+                if comment.is_some() || after.is_some() {
+                    tracing::warn!(target: "raindrop", "track_signal: comment/after are ignored on a default signal");
+                }
+            }
+        }
+        let timestamp = match timestamp {
+            Some(t) => t.validate("timestamp")?,
+            None => Timestamp::now(),
+        };
+        Ok(SignalItem {
+            event_id,
+            signal_name: name,
+            timestamp,
+            properties,
+            attachment_id,
+            sentiment,
+            signal_type,
+        })
+    }
+
+    /// Begins an interaction: an AI event whose fields arrive over time.
+    ///
+    /// Nothing is sent at once: updates are merged and shipped after
+    /// `partial_idle_timeout` of inactivity (as a pending snapshot) or when
+    /// the interaction finishes.
+    pub fn begin(&self, begin: Begin) -> Result<Interaction, Error> {
+        let Begin {
+            user_id,
+            event,
+            event_id,
+            input,
+            model,
+            convo_id,
+            properties,
+            attachments,
+        } = begin;
+        let checked = (|| {
+            require("event", &event)?;
+            validate_attachments(&attachments)?;
+            new_event_id(event_id)
+        })();
+        let event_id: Arc<str> = checked.map_err(|e| self.reject(e))?.into();
+        let core = Interaction::new_core(
+            self.clone(),
+            event_id.clone(),
+            user_id.clone(),
+            convo_id.clone(),
+            Some(event.clone()),
+        );
+        self.remember_interaction(&core);
+        let patch = PartialPatch {
+            event_id,
+            user_id,
+            event: Some(event),
+            ai: AiData {
+                model,
+                input,
+                output: None,
+                convo_id,
+            },
+            properties,
+            attachments,
+            timestamp: None,
+            is_final: false,
+        };
+        let _ = self.enqueue(Item::Partial(Box::new(patch)));
+        Ok(Interaction::from_core(core))
+    }
+
+    /// The live interaction with this event id, or a handle that continues it.
+    ///
+    /// A resumed handle for an interaction begun elsewhere (another process)
+    /// sends updates with no user or event name; the backend merges them by id.
+    pub fn resume_interaction(&self, event_id: &str) -> Interaction {
+        if let Some(core) = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(event_id)
+            .and_then(Weak::upgrade)
+        {
+            return Interaction::from_core(core);
+        }
+        let core = Interaction::new_core(self.clone(), event_id.into(), None, None, None);
+        Interaction::from_core(core)
+    }
+
+    fn remember_interaction(&self, core: &Arc<InteractionCore>) {
+        let mut map = self.inner.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Sweep dead entries now and then, so a map of forgotten handles stays small.
+        if map.len() >= 1024 && map.len().is_power_of_two() {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        map.insert(core.event_id.clone(), Arc::downgrade(core));
+    }
+
+    pub(crate) fn forget_interaction(&self, event_id: &str) {
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(event_id);
+    }
+
+    /// Queues a finished span for the `traces` channel.
+    pub fn export_span(&self, span: SpanRecord) -> Result<(), Error> {
+        self.enqueue(Item::Span(Box::new(span)))
+    }
+
+    /// Blocks until everything queued before this call was delivered or given
+    /// up, or `timeout` passed. Returns whether it completed in time.
+    ///
+    /// Safe to call from async code (it never needs the caller's runtime, so it
+    /// cannot deadlock a current-thread runtime), but it blocks the thread:
+    /// prefer [`flush_async`](Self::flush_async) there.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some((target, rx)) = self.request_flush(timeout, Reply::blocking) else {
+            return true;
+        };
+        match rx {
+            // The worker answers at the deadline; the margin only guards a dead worker.
+            FlushWait::Blocking(rx) => rx
+                .recv_timeout(timeout + Duration::from_millis(200))
+                .unwrap_or(false),
+            FlushWait::Done(v) => v,
+            FlushWait::Async(_) => self.inner.counters.settled() >= target,
+        }
+    }
+
+    /// Sends a flush command; `None` when the client is disabled.
+    fn request_flush(&self, timeout: Duration, kind: fn() -> (Reply, FlushWait)) -> Option<(u64, FlushWait)> {
+        let ch = self.inner.channels.as_ref()?;
+        let target = self.inner.counters.queued.load(Ordering::Acquire);
+        let (reply, wait) = kind();
+        let cmd = Command::Flush {
+            target,
+            deadline: Instant::now() + timeout,
+            reply,
+        };
+        if ch.control.send(cmd).is_err() {
+            return Some((target, FlushWait::Done(self.inner.counters.settled() >= target)));
+        }
+        Some((target, wait))
+    }
+
+    /// Like [`flush`](Self::flush), without blocking the thread. Needs no
+    /// timer in the caller's runtime: the worker enforces the timeout.
+    pub async fn flush_async(&self, timeout: Duration) -> bool {
+        let Some((target, rx)) = self.request_flush(timeout, Reply::asynchronous) else {
+            return true;
+        };
+        match rx {
+            FlushWait::Async(rx) => rx.await.unwrap_or(false),
+            FlushWait::Done(v) => v,
+            FlushWait::Blocking(_) => self.inner.counters.settled() >= target,
+        }
+    }
+
+    /// Stops accepting items, delivers what is queued within `timeout`, and
+    /// stops the worker. Idempotent: later calls return the first report.
+    /// Items still undelivered at the deadline are dropped and counted.
+    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let mut report_slot = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = report_slot.as_ref() {
+            return r.clone();
+        }
+        self.inner.closed.store(true, Ordering::Release);
+        let mut completed = true;
+        if let Some(ch) = &self.inner.channels {
+            let (reply, wait) = Reply::blocking();
+            let deadline = Instant::now() + timeout;
+            if ch.control.send(Command::Shutdown { deadline, reply }).is_ok() {
+                if let FlushWait::Blocking(rx) = wait {
+                    // The worker holds the deadline itself; the margin covers its last bookkeeping.
+                    completed = rx
+                        .recv_timeout(timeout + Duration::from_millis(500))
+                        .unwrap_or(false);
+                }
+            }
+            let handle = self.inner.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(h) = handle {
+                if h.is_finished() || completed {
+                    let _ = h.join();
+                }
+            }
+        }
+        let stats = self.stats();
+        let report = ShutdownReport {
+            completed,
+            undelivered: stats.dropped(DropReason::ShutdownTimeout) + stats.pending(),
+            stats,
+        };
+        if report.undelivered > 0 {
+            tracing::warn!(target: "raindrop", undelivered = report.undelivered, "raindrop shut down with undelivered items");
+        }
+        *report_slot = Some(report.clone());
+        report
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+fn require(field: &str, value: &str) -> Result<(), Error> {
+    if value.trim().is_empty() {
+        Err(Error::invalid(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn validate_attachments(attachments: &[Attachment]) -> Result<(), Error> {
+    for (i, a) in attachments.iter().enumerate() {
+        if a.value.is_empty() {
+            return Err(Error::invalid(format!("attachments[{i}].value"), "must not be empty"));
+        }
+    }
+    Ok(())
+}
+
+fn new_event_id(given: Option<String>) -> Result<String, Error> {
+    match given {
+        Some(id) if id.trim().is_empty() => Err(Error::invalid("event_id", "must not be empty when given")),
+        Some(id) => Ok(id),
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+fn normalise_endpoint(endpoint: &str) -> Result<reqwest::Url, Error> {
+    let trimmed = endpoint.trim().trim_end_matches('/');
+    let url = reqwest::Url::parse(&format!("{trimmed}/")).map_err(|e| Error::Config {
+        field: "endpoint",
+        reason: format!("`{endpoint}` is not a URL: {e}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Config {
+            field: "endpoint",
+            reason: format!("scheme `{}` is not http or https", url.scheme()),
+        });
+    }
+    Ok(url)
+}
+
+fn warn_if_plain_http(url: &reqwest::Url) {
+    if url.scheme() != "http" {
+        return;
+    }
+    let loopback = match url.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    if !loopback {
+        tracing::warn!(target: "raindrop", "the endpoint uses plain http to a non-loopback host: the write key would travel unencrypted");
+    }
+}

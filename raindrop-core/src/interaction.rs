@@ -1,0 +1,280 @@
+//! `Interaction`: one AI event built up over time (`events/track_partial`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::item::{AiData, Item, PartialPatch};
+use crate::model::{Attachment, Finish, Properties};
+
+/// What every handle of one interaction shares.
+pub(crate) struct InteractionCore {
+    pub(crate) client: Client,
+    pub(crate) event_id: Arc<str>,
+    finished: AtomicBool,
+    sticky: Mutex<Sticky>,
+}
+
+/// The identity fields, kept so traces can carry them.
+#[derive(Default, Clone)]
+struct Sticky {
+    user_id: Option<String>,
+    convo_id: Option<String>,
+    event: Option<String>,
+}
+
+/// A live interaction: one AI event whose fields arrive over time.
+///
+/// Every method only queues a small update and returns; the worker merges
+/// updates per event id and ships them as sparse `events/track_partial`
+/// deltas. Handles are cheap to clone and all refer to the same event.
+/// A handle from [`Interaction::noop`] accepts every call and does nothing.
+///
+/// ```
+/// use raindrop_core::{Begin, Client, ClientOptions};
+/// let client = Client::new(ClientOptions::default()).unwrap(); // disabled: no key
+/// let i = client.begin(Begin::new("user-1", "agent_run").input("question?")).unwrap();
+/// i.set_property("stage", "tools");
+/// i.finish("answer!");
+/// assert!(i.is_finished());
+/// ```
+#[derive(Clone)]
+pub struct Interaction {
+    core: Option<Arc<InteractionCore>>,
+}
+
+impl fmt::Debug for Interaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.core {
+            Some(c) => f
+                .debug_struct("Interaction")
+                .field("event_id", &&*c.event_id)
+                .field("finished", &c.finished.load(Ordering::Relaxed))
+                .finish(),
+            None => f.write_str("Interaction(noop)"),
+        }
+    }
+}
+
+impl Interaction {
+    pub(crate) fn from_core(core: Arc<InteractionCore>) -> Self {
+        Interaction { core: Some(core) }
+    }
+
+    pub(crate) fn new_core(
+        client: Client,
+        event_id: Arc<str>,
+        user_id: Option<String>,
+        convo_id: Option<String>,
+        event: Option<String>,
+    ) -> Arc<InteractionCore> {
+        Arc::new(InteractionCore {
+            client,
+            event_id,
+            finished: AtomicBool::new(false),
+            sticky: Mutex::new(Sticky {
+                user_id,
+                convo_id,
+                event,
+            }),
+        })
+    }
+
+    /// A handle whose calls do nothing: what code outside any interaction gets.
+    pub fn noop() -> Self {
+        Interaction { core: None }
+    }
+
+    /// Whether this is a no-op handle.
+    pub fn is_noop(&self) -> bool {
+        self.core.is_none()
+    }
+
+    /// The event id; `None` for a no-op handle. Send it to your front end so
+    /// signals (thumbs up, feedback) can point at this event.
+    pub fn event_id(&self) -> Option<&str> {
+        self.core.as_deref().map(|c| &*c.event_id)
+    }
+
+    /// Whether `finish` has run (always false for a no-op handle).
+    pub fn is_finished(&self) -> bool {
+        self.core
+            .as_deref()
+            .is_some_and(|c| c.finished.load(Ordering::Acquire))
+    }
+
+    /// The user id, if known.
+    pub fn user_id(&self) -> Option<String> {
+        self.sticky(|s| s.user_id.clone())
+    }
+
+    /// The conversation id, if known.
+    pub fn convo_id(&self) -> Option<String> {
+        self.sticky(|s| s.convo_id.clone())
+    }
+
+    /// The event name, if known (unknown for a handle resumed by id).
+    pub fn event_name(&self) -> Option<String> {
+        self.sticky(|s| s.event.clone())
+    }
+
+    fn sticky<T>(&self, f: impl FnOnce(&Sticky) -> Option<T>) -> Option<T> {
+        let core = self.core.as_deref()?;
+        let guard = core.sticky.lock().unwrap_or_else(|e| e.into_inner());
+        f(&guard)
+    }
+
+    fn set_sticky(&self, f: impl FnOnce(&mut Sticky)) {
+        if let Some(core) = self.core.as_deref() {
+            f(&mut core.sticky.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// Queues one update unless the handle is a no-op or already finished.
+    fn send(&self, fill: impl FnOnce(&mut PartialPatch)) {
+        let Some(core) = self.core.as_deref() else {
+            return;
+        };
+        if core.finished.load(Ordering::Acquire) {
+            tracing::debug!(target: "raindrop", event_id = &*core.event_id, "update after finish ignored");
+            return;
+        }
+        let mut patch = PartialPatch {
+            event_id: core.event_id.clone(),
+            ..Default::default()
+        };
+        fill(&mut patch);
+        // Refusals are counted in stats; the caller of a mutator is never bothered.
+        let _ = core.client.enqueue(Item::Partial(Box::new(patch)));
+    }
+
+    /// Sets what the user asked.
+    pub fn set_input(&self, input: impl Into<String>) {
+        let input = input.into();
+        self.send(|p| p.ai.input = Some(input));
+    }
+
+    /// Sets what the model answered so far (the final answer goes to [`finish`](Self::finish)).
+    pub fn set_output(&self, output: impl Into<String>) {
+        let output = output.into();
+        self.send(|p| p.ai.output = Some(output));
+    }
+
+    /// Sets the model name.
+    pub fn set_model(&self, model: impl Into<String>) {
+        let model = model.into();
+        self.send(|p| p.ai.model = Some(model));
+    }
+
+    /// Sets the conversation id.
+    pub fn set_convo_id(&self, convo_id: impl Into<String>) {
+        let convo_id = convo_id.into();
+        self.set_sticky(|s| s.convo_id = Some(convo_id.clone()));
+        self.send(|p| p.ai.convo_id = Some(convo_id));
+    }
+
+    /// Sets the user id, for interactions whose user is only known later.
+    pub fn set_user_id(&self, user_id: impl Into<String>) {
+        let user_id = user_id.into();
+        if user_id.trim().is_empty() {
+            return;
+        }
+        self.set_sticky(|s| s.user_id = Some(user_id.clone()));
+        self.send(|p| p.user_id = Some(user_id));
+    }
+
+    /// Renames the event.
+    pub fn set_event(&self, event: impl Into<String>) {
+        let event = event.into();
+        self.set_sticky(|s| s.event = Some(event.clone()));
+        self.send(|p| p.event = Some(event));
+    }
+
+    /// Sets one property (object values deep-merge with earlier ones).
+    pub fn set_property(&self, key: impl Into<String>, value: impl Into<Value>) {
+        let (key, value) = (key.into(), value.into());
+        self.send(|p| {
+            p.properties.insert(key, value);
+        });
+    }
+
+    /// Merges `properties` into the event's properties.
+    pub fn set_properties(&self, properties: Properties) {
+        self.send(|p| p.properties = properties);
+    }
+
+    /// Adds attachments.
+    pub fn add_attachments(&self, attachments: impl IntoIterator<Item = Attachment>) {
+        let attachments: Vec<Attachment> = attachments.into_iter().collect();
+        if attachments.is_empty() {
+            return;
+        }
+        self.send(|p| p.attachments = attachments);
+    }
+
+    /// Finishes the interaction with the model's answer.
+    pub fn finish(&self, output: impl Into<String>) {
+        self.finish_with(Finish::new().output(output));
+    }
+
+    /// Finishes the interaction, setting any field. Only the first finish of an
+    /// interaction is sent; later ones are ignored (logged at DEBUG).
+    pub fn finish_with(&self, finish: Finish) {
+        let Some(core) = self.core.as_deref() else {
+            return;
+        };
+        if let Some(u) = finish.user_id.as_ref().filter(|u| !u.trim().is_empty()) {
+            self.set_sticky(|s| s.user_id = Some(u.clone()));
+        }
+        if let Some(c) = &finish.convo_id {
+            self.set_sticky(|s| s.convo_id = Some(c.clone()));
+        }
+        if core.finished.swap(true, Ordering::AcqRel) {
+            tracing::debug!(target: "raindrop", event_id = &*core.event_id, "interaction already finished; second finish ignored");
+            return;
+        }
+        let Finish {
+            output,
+            input,
+            model,
+            convo_id,
+            user_id,
+            event,
+            timestamp,
+            mut properties,
+            attachments,
+            error,
+        } = finish;
+        if let Some(e) = error {
+            properties.insert("error".to_owned(), Value::String(e));
+        }
+        let timestamp = match timestamp.map(|t| t.validate("timestamp")) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                tracing::warn!(target: "raindrop", event_id = &*core.event_id, "finish: {e}; timestamp ignored");
+                None
+            }
+            None => None,
+        };
+        let patch = PartialPatch {
+            event_id: core.event_id.clone(),
+            user_id: user_id.filter(|u| !u.trim().is_empty()),
+            event,
+            ai: AiData {
+                model,
+                input,
+                output,
+                convo_id,
+            },
+            properties,
+            attachments,
+            timestamp,
+            is_final: true,
+        };
+        let _ = core.client.enqueue(Item::Partial(Box::new(patch)));
+        core.client.forget_interaction(&core.event_id);
+    }
+}

@@ -1,0 +1,73 @@
+//! The core of the Raindrop Rust SDK: the [`Client`], its data model and the
+//! non-blocking batching transport.
+//!
+//! Most applications use the `raindrop` facade crate, which re-exports
+//! everything here and adds the tracing integration. Use this crate directly
+//! when you want the client without `tracing`.
+//!
+//! # How delivery works
+//!
+//! Tracking calls ([`Client::track_ai`], [`Client::track`],
+//! [`Client::identify`], [`Client::track_signal`], [`Client::begin`] and the
+//! [`Interaction`] methods) validate their input, stamp an id and a time, and
+//! put the item in a bounded queue (`max_queue_size`, 10,000 by default).
+//! They never wait on the network, never take a lock across I/O and never
+//! panic. A worker thread with its own current-thread tokio runtime drains the
+//! queue, caps text fields, serialises, batches per route (`events/track`
+//! arrays of `upload_size` events under 1 MiB, sent when full or every
+//! `upload_interval`), merges interaction updates into sparse
+//! `events/track_partial` deltas, and retries network errors, 408, 429 and
+//! 5xx with exponential backoff and jitter, honouring `Retry-After` up to
+//! 10 s. Every item ends up delivered or dropped with a reason in
+//! [`Client::stats`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use raindrop_core::{AiEvent, Client, ClientOptions, LocalSink, Signal, SignalType};
+//!
+//! # let path = std::env::temp_dir().join(format!("raindrop-core-doc-{}", std::process::id()));
+//! let client = Client::new(ClientOptions::from_env().local_sink(LocalSink::File(path.clone())))?;
+//! let event_id = client.track_ai(
+//!     AiEvent::new("user-1", "chat_message").input("2+2?").output("4").model("gpt-4o"),
+//! )?;
+//! client.track_signal(
+//!     Signal::new(&event_id, "user_feedback").signal_type(SignalType::Feedback).comment("quick!"),
+//! )?;
+//! let report = client.shutdown(Duration::from_secs(5));
+//! assert!(report.completed);
+//! assert_eq!(report.stats.delivered, 2);
+//! # let _ = std::fs::remove_file(path);
+//! # Ok::<(), raindrop_core::Error>(())
+//! ```
+
+mod client;
+mod error;
+mod global;
+mod interaction;
+mod item;
+mod model;
+mod options;
+mod span;
+mod stats;
+mod worker;
+
+pub use client::{Client, ShutdownReport};
+pub use error::Error;
+pub use global::{global, set_global};
+pub use interaction::Interaction;
+pub use model::{
+    AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment,
+    Signal, SignalType, Timestamp,
+};
+pub use options::{ClientOptions, LocalSink, WriteKey, DEFAULT_ENDPOINT};
+pub use span::{AttributeValue, SpanRecord, SpanStatus};
+pub use stats::{DropReason, Stats};
+
+/// The character cap's marker, appended to text cut at `max_text_field_chars`.
+pub const TRUNCATION_MARKER: &str = worker::wire::TRUNCATION_MARKER;
+
+/// Cuts `text` to at most `max_chars` characters, marker included: the rule
+/// applied to AI text fields. Exposed so integrations cap the same way.
+pub fn truncate_text(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    worker::wire::cap(text, max_chars)
+}

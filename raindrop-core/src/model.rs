@@ -1,0 +1,652 @@
+//! The data model: what callers hand to the client.
+//!
+//! Every type is a plain builder. Validation happens in the client when the
+//! value is tracked, so errors can name the offending field.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use crate::Error;
+
+/// Arbitrary JSON properties attached to events, signals and interactions.
+pub type Properties = Map<String, Value>;
+
+/// The kind of an [`Attachment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttachmentType {
+    /// Source code; pair it with a language.
+    Code,
+    /// Plain text.
+    Text,
+    /// An image URL or inline data.
+    Image,
+    /// An embeddable page URL.
+    Iframe,
+}
+
+impl AttachmentType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentType::Code => "code",
+            AttachmentType::Text => "text",
+            AttachmentType::Image => "image",
+            AttachmentType::Iframe => "iframe",
+        }
+    }
+}
+
+impl FromStr for AttachmentType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "code" => Ok(Self::Code),
+            "text" => Ok(Self::Text),
+            "image" => Ok(Self::Image),
+            "iframe" => Ok(Self::Iframe),
+            other => Err(Error::invalid(
+                "attachment.type",
+                format!("`{other}` is not one of code, text, image, iframe"),
+            )),
+        }
+    }
+}
+
+/// Whether an attachment belongs to the question or the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Part of what the user sent.
+    Input,
+    /// Part of what the model answered.
+    Output,
+    /// Supporting context (shown as output by the dashboard).
+    Context,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Input => "input",
+            Role::Output => "output",
+            Role::Context => "context",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "input" => Ok(Self::Input),
+            "output" => Ok(Self::Output),
+            "context" => Ok(Self::Context),
+            other => Err(Error::invalid(
+                "attachment.role",
+                format!("`{other}` is not one of input, output, context"),
+            )),
+        }
+    }
+}
+
+/// A piece of content shown next to an event: code, text, an image or a page.
+///
+/// ```
+/// use raindrop_core::{Attachment, Role};
+/// let a = Attachment::code("SELECT 1", "sql").name("query.sql").role(Role::Input);
+/// assert_eq!(a.value(), "SELECT 1");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub(crate) kind: AttachmentType,
+    pub(crate) value: String,
+    pub(crate) name: Option<String>,
+    pub(crate) role: Option<Role>,
+    pub(crate) language: Option<String>,
+    pub(crate) attachment_id: Option<String>,
+}
+
+impl Attachment {
+    /// An attachment of any type.
+    pub fn new(kind: AttachmentType, value: impl Into<String>) -> Self {
+        Attachment {
+            kind,
+            value: value.into(),
+            name: None,
+            role: None,
+            language: None,
+            attachment_id: None,
+        }
+    }
+    /// A text attachment.
+    pub fn text(value: impl Into<String>) -> Self {
+        Self::new(AttachmentType::Text, value)
+    }
+    /// A code attachment in `language` (e.g. `"python"`).
+    pub fn code(value: impl Into<String>, language: impl Into<String>) -> Self {
+        Self::new(AttachmentType::Code, value).language(language)
+    }
+    /// An image, by URL or inline data.
+    pub fn image(url: impl Into<String>) -> Self {
+        Self::new(AttachmentType::Image, url)
+    }
+    /// An embeddable page, by URL.
+    pub fn iframe(url: impl Into<String>) -> Self {
+        Self::new(AttachmentType::Iframe, url)
+    }
+    /// Sets the display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Sets the role.
+    pub fn role(mut self, role: Role) -> Self {
+        self.role = Some(role);
+        self
+    }
+    /// Sets the language of a code attachment.
+    pub fn language(mut self, language: impl Into<String>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
+    /// Pre-assigns an id that signals can later point at.
+    pub fn attachment_id(mut self, id: impl Into<String>) -> Self {
+        self.attachment_id = Some(id.into());
+        self
+    }
+    /// The attachment's content.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+    /// The attachment's type.
+    pub fn kind(&self) -> AttachmentType {
+        self.kind
+    }
+}
+
+/// When something happened. Built from a chrono date-time or parsed from an
+/// RFC 3339 string when tracked (an unparseable string is an error naming
+/// `timestamp`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timestamp(TimestampRepr);
+
+#[derive(Debug, Clone, PartialEq)]
+enum TimestampRepr {
+    Parsed(DateTime<FixedOffset>),
+    Naive(NaiveDateTime),
+    Unparsed(String),
+}
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Utc::now().into()
+    }
+
+    /// Checks a string timestamp; keeps its offset (none if it had none).
+    pub(crate) fn validate(self, field: &str) -> Result<Self, Error> {
+        match self.0 {
+            TimestampRepr::Unparsed(s) => {
+                let t = s.trim();
+                if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+                    return Ok(Timestamp(TimestampRepr::Parsed(dt)));
+                }
+                for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+                    if let Ok(n) = NaiveDateTime::parse_from_str(t, fmt) {
+                        return Ok(Timestamp(TimestampRepr::Naive(n)));
+                    }
+                }
+                Err(Error::invalid(
+                    field,
+                    format!("`{s}` is not an RFC 3339 timestamp"),
+                ))
+            }
+            other => Ok(Timestamp(other)),
+        }
+    }
+
+    /// The wire form: RFC 3339, `Z` for UTC, fractional seconds only when present.
+    pub(crate) fn to_wire(&self) -> String {
+        match &self.0 {
+            TimestampRepr::Parsed(dt) if dt.offset().local_minus_utc() == 0 => dt
+                .with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            TimestampRepr::Parsed(dt) => dt.to_rfc3339_opts(SecondsFormat::AutoSi, false),
+            TimestampRepr::Naive(n) => n.format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+            TimestampRepr::Unparsed(s) => s.clone(),
+        }
+    }
+}
+
+impl<Tz: TimeZone> From<DateTime<Tz>> for Timestamp {
+    fn from(dt: DateTime<Tz>) -> Self {
+        Timestamp(TimestampRepr::Parsed(dt.fixed_offset()))
+    }
+}
+impl From<&str> for Timestamp {
+    fn from(s: &str) -> Self {
+        Timestamp(TimestampRepr::Unparsed(s.to_owned()))
+    }
+}
+impl From<String> for Timestamp {
+    fn from(s: String) -> Self {
+        Timestamp(TimestampRepr::Unparsed(s))
+    }
+}
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(t: std::time::SystemTime) -> Self {
+        DateTime::<Utc>::from(t).into()
+    }
+}
+
+macro_rules! common_builders {
+    () => {
+        /// Sets the event id (a UUID v4 is generated when unset).
+        pub fn event_id(mut self, event_id: impl Into<String>) -> Self {
+            self.event_id = Some(event_id.into());
+            self
+        }
+        /// Adds one property.
+        pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+            self.properties.insert(key.into(), value.into());
+            self
+        }
+        /// Adds every property of `properties` (later keys win).
+        pub fn properties(mut self, properties: Properties) -> Self {
+            self.properties.extend(properties);
+            self
+        }
+        /// Sets when the event happened (defaults to now).
+        pub fn timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
+            self.timestamp = Some(timestamp.into());
+            self
+        }
+        /// Adds one attachment.
+        pub fn attachment(mut self, attachment: Attachment) -> Self {
+            self.attachments.push(attachment);
+            self
+        }
+        /// Adds attachments.
+        pub fn attachments(mut self, attachments: impl IntoIterator<Item = Attachment>) -> Self {
+            self.attachments.extend(attachments);
+            self
+        }
+    };
+}
+
+/// An AI event: one question and answer, sent to `events/track`.
+///
+/// ```
+/// use raindrop_core::AiEvent;
+/// let e = AiEvent::new("user-1", "chat_message")
+///     .input("What is the capital of France?")
+///     .output("Paris.")
+///     .model("gpt-4o")
+///     .property("plan", "pro");
+/// # let _ = e;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AiEvent {
+    pub(crate) user_id: String,
+    pub(crate) event: String,
+    pub(crate) event_id: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) input: Option<String>,
+    pub(crate) output: Option<String>,
+    pub(crate) convo_id: Option<String>,
+    pub(crate) properties: Properties,
+    pub(crate) timestamp: Option<Timestamp>,
+    pub(crate) attachments: Vec<Attachment>,
+}
+
+impl AiEvent {
+    /// An AI event for `user_id` named `event` (e.g. `"chat_message"`).
+    pub fn new(user_id: impl Into<String>, event: impl Into<String>) -> Self {
+        AiEvent {
+            user_id: user_id.into(),
+            event: event.into(),
+            ..Default::default()
+        }
+    }
+    /// Sets the model name.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+    /// Sets what the user asked.
+    pub fn input(mut self, input: impl Into<String>) -> Self {
+        self.input = Some(input.into());
+        self
+    }
+    /// Sets what the model answered.
+    pub fn output(mut self, output: impl Into<String>) -> Self {
+        self.output = Some(output.into());
+        self
+    }
+    /// Sets the conversation id.
+    pub fn convo_id(mut self, convo_id: impl Into<String>) -> Self {
+        self.convo_id = Some(convo_id.into());
+        self
+    }
+    common_builders!();
+}
+
+/// A plain (non-AI) event, sent to `events/track`.
+///
+/// ```
+/// let e = raindrop_core::Event::new("user-1", "cache_hit").property("region", "eu");
+/// # let _ = e;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    pub(crate) user_id: String,
+    pub(crate) event: String,
+    pub(crate) event_id: Option<String>,
+    pub(crate) properties: Properties,
+    pub(crate) timestamp: Option<Timestamp>,
+    pub(crate) attachments: Vec<Attachment>,
+}
+
+impl Event {
+    /// A plain event for `user_id` named `event`.
+    pub fn new(user_id: impl Into<String>, event: impl Into<String>) -> Self {
+        Event {
+            user_id: user_id.into(),
+            event: event.into(),
+            ..Default::default()
+        }
+    }
+    common_builders!();
+}
+
+/// The kind of a [`Signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignalType {
+    /// A generic signal (thumbs up, copy, regenerate...).
+    #[default]
+    Default,
+    /// Written feedback; needs a comment.
+    Feedback,
+    /// The user corrected the answer; needs the corrected text (`after`).
+    Edit,
+}
+
+impl SignalType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalType::Default => "default",
+            SignalType::Feedback => "feedback",
+            SignalType::Edit => "edit",
+        }
+    }
+}
+
+impl FromStr for SignalType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "default" => Ok(Self::Default),
+            "feedback" => Ok(Self::Feedback),
+            "edit" => Ok(Self::Edit),
+            other => Err(Error::invalid(
+                "signal_type",
+                format!("`{other}` is not one of default, feedback, edit"),
+            )),
+        }
+    }
+}
+
+/// How the user felt about an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sentiment {
+    /// Good.
+    Positive,
+    /// Bad.
+    Negative,
+}
+
+impl Sentiment {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sentiment::Positive => "POSITIVE",
+            Sentiment::Negative => "NEGATIVE",
+        }
+    }
+}
+
+impl FromStr for Sentiment {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_uppercase().as_str() {
+            "POSITIVE" => Ok(Self::Positive),
+            "NEGATIVE" => Ok(Self::Negative),
+            _ => Err(Error::invalid(
+                "sentiment",
+                format!("`{s}` is not POSITIVE or NEGATIVE"),
+            )),
+        }
+    }
+}
+
+/// A user's reaction to an event (thumbs up, feedback, an edit), sent to `signals/track`.
+///
+/// ```
+/// use raindrop_core::{Sentiment, Signal, SignalType};
+/// let s = Signal::new("evt-1", "user_feedback")
+///     .signal_type(SignalType::Feedback)
+///     .comment("Great answer")
+///     .sentiment(Sentiment::Positive);
+/// # let _ = s;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signal {
+    pub(crate) event_id: String,
+    pub(crate) name: String,
+    pub(crate) signal_type: SignalType,
+    pub(crate) sentiment: Option<Sentiment>,
+    pub(crate) comment: Option<String>,
+    pub(crate) after: Option<String>,
+    pub(crate) properties: Properties,
+    pub(crate) timestamp: Option<Timestamp>,
+    pub(crate) attachment_id: Option<String>,
+}
+
+impl Signal {
+    /// A signal named `name` about the event `event_id`.
+    pub fn new(event_id: impl Into<String>, name: impl Into<String>) -> Self {
+        Signal {
+            event_id: event_id.into(),
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+    /// Sets the signal type (default: [`SignalType::Default`]).
+    pub fn signal_type(mut self, signal_type: SignalType) -> Self {
+        self.signal_type = signal_type;
+        self
+    }
+    /// Sets the sentiment.
+    pub fn sentiment(mut self, sentiment: Sentiment) -> Self {
+        self.sentiment = Some(sentiment);
+        self
+    }
+    /// The feedback comment (required for [`SignalType::Feedback`]); sent as `properties.comment`.
+    pub fn comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+    /// The corrected text (required for [`SignalType::Edit`]); sent as `properties.after`.
+    pub fn after(mut self, after: impl Into<String>) -> Self {
+        self.after = Some(after.into());
+        self
+    }
+    /// Adds one property.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+    /// Adds every property of `properties`.
+    pub fn properties(mut self, properties: Properties) -> Self {
+        self.properties.extend(properties);
+        self
+    }
+    /// Sets when the signal happened (defaults to now).
+    pub fn timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
+        self.timestamp = Some(timestamp.into());
+        self
+    }
+    /// Points the signal at one attachment of the event.
+    pub fn attachment_id(mut self, attachment_id: impl Into<String>) -> Self {
+        self.attachment_id = Some(attachment_id.into());
+        self
+    }
+}
+
+/// Options for [`Client::begin`](crate::Client::begin): the start of an interaction.
+///
+/// ```
+/// let b = raindrop_core::Begin::new("user-1", "agent_run").input("question?").convo_id("c-1");
+/// # let _ = b;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Begin {
+    pub(crate) user_id: Option<String>,
+    pub(crate) event: String,
+    pub(crate) event_id: Option<String>,
+    pub(crate) input: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) convo_id: Option<String>,
+    pub(crate) properties: Properties,
+    pub(crate) attachments: Vec<Attachment>,
+}
+
+impl Begin {
+    /// An interaction named `event` for `user_id`. An empty `user_id` means
+    /// "not known yet": set it later with [`Interaction::set_user_id`](crate::Interaction::set_user_id).
+    pub fn new(user_id: impl Into<String>, event: impl Into<String>) -> Self {
+        let user_id: String = user_id.into();
+        Begin {
+            user_id: (!user_id.trim().is_empty()).then_some(user_id),
+            event: event.into(),
+            ..Default::default()
+        }
+    }
+    /// Sets the event id (a UUID v4 is generated when unset).
+    pub fn event_id(mut self, event_id: impl Into<String>) -> Self {
+        self.event_id = Some(event_id.into());
+        self
+    }
+    /// Sets what the user asked.
+    pub fn input(mut self, input: impl Into<String>) -> Self {
+        self.input = Some(input.into());
+        self
+    }
+    /// Sets the model name.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+    /// Sets the conversation id.
+    pub fn convo_id(mut self, convo_id: impl Into<String>) -> Self {
+        self.convo_id = Some(convo_id.into());
+        self
+    }
+    /// Adds one property.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+    /// Adds every property of `properties`.
+    pub fn properties(mut self, properties: Properties) -> Self {
+        self.properties.extend(properties);
+        self
+    }
+    /// Adds attachments.
+    pub fn attachments(mut self, attachments: impl IntoIterator<Item = Attachment>) -> Self {
+        self.attachments.extend(attachments);
+        self
+    }
+}
+
+/// Options for [`Interaction::finish_with`](crate::Interaction::finish_with): the
+/// final update of an interaction, which can set any other top-level field too.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Finish {
+    pub(crate) output: Option<String>,
+    pub(crate) input: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) convo_id: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) timestamp: Option<Timestamp>,
+    pub(crate) properties: Properties,
+    pub(crate) attachments: Vec<Attachment>,
+    pub(crate) error: Option<String>,
+}
+
+impl Finish {
+    /// An empty final update.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets what the model answered.
+    pub fn output(mut self, output: impl Into<String>) -> Self {
+        self.output = Some(output.into());
+        self
+    }
+    /// Replaces the input.
+    pub fn input(mut self, input: impl Into<String>) -> Self {
+        self.input = Some(input.into());
+        self
+    }
+    /// Sets the model name.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+    /// Sets the conversation id.
+    pub fn convo_id(mut self, convo_id: impl Into<String>) -> Self {
+        self.convo_id = Some(convo_id.into());
+        self
+    }
+    /// Sets the user id.
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+    /// Renames the event.
+    pub fn event(mut self, event: impl Into<String>) -> Self {
+        self.event = Some(event.into());
+        self
+    }
+    /// Sets the event's timestamp.
+    pub fn timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
+        self.timestamp = Some(timestamp.into());
+        self
+    }
+    /// Adds one property.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+    /// Adds every property of `properties`.
+    pub fn properties(mut self, properties: Properties) -> Self {
+        self.properties.extend(properties);
+        self
+    }
+    /// Adds attachments.
+    pub fn attachments(mut self, attachments: impl IntoIterator<Item = Attachment>) -> Self {
+        self.attachments.extend(attachments);
+        self
+    }
+    /// Marks the interaction as failed; the message is sent as `properties.error`.
+    pub fn error(mut self, message: impl fmt::Display) -> Self {
+        self.error = Some(message.to_string());
+        self
+    }
+}

@@ -1,0 +1,274 @@
+//! Client configuration, from code or from the environment.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default ingestion endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://api.raindrop.ai/v1/";
+
+/// The Raindrop write key. Its `Debug` and `Display` never show the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WriteKey(String);
+
+impl WriteKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        WriteKey(key.into())
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WriteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WriteKey(***)")
+    }
+}
+
+impl fmt::Display for WriteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where the local sink writes: every request the SDK would send, as one JSON
+/// line `{"path": ..., "body": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalSink {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Appended to a file (created if missing).
+    File(PathBuf),
+}
+
+impl LocalSink {
+    /// Parses `stdout`, `stderr`, or a file path.
+    pub fn parse(value: &str) -> Option<LocalSink> {
+        match value.trim() {
+            "" | "0" | "false" | "off" => None,
+            "stdout" | "-" | "1" | "true" => Some(LocalSink::Stdout),
+            "stderr" => Some(LocalSink::Stderr),
+            path => Some(LocalSink::File(PathBuf::from(path))),
+        }
+    }
+}
+
+/// Client configuration. Start from [`ClientOptions::default`] or
+/// [`ClientOptions::from_env`] and chain the setters.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = raindrop_core::ClientOptions::default()
+///     .write_key("rk_test")
+///     .project_id("support-agent")
+///     .upload_interval(Duration::from_millis(500));
+/// // The key never shows up in Debug output.
+/// assert!(!format!("{opts:?}").contains("rk_test"));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// The write key; without it (and without a local sink) the client is disabled.
+    pub write_key: Option<WriteKey>,
+    /// Base URL of the ingestion API (default [`DEFAULT_ENDPOINT`]).
+    pub endpoint: String,
+    /// Project slug sent as `X-Raindrop-Project-Id`; an invalid slug is ignored with a warning.
+    pub project_id: Option<String>,
+    /// Bound of the event queue (default 10,000); past it new events are dropped and counted.
+    pub max_queue_size: usize,
+    /// Events per `events/track` request (default 10).
+    pub upload_size: usize,
+    /// How often partial batches are sent (default 1 s).
+    pub upload_interval: Duration,
+    /// A pending interaction is sent as a snapshot after this much inactivity (default 2 s).
+    pub partial_idle_timeout: Duration,
+    /// Timeout of one HTTP attempt (default 10 s).
+    pub request_timeout: Duration,
+    /// Attempts per request for retryable failures (default 3).
+    pub max_attempts: u32,
+    /// Longest `Retry-After` honoured (default 10 s).
+    pub max_retry_after: Duration,
+    /// Requests in flight at once (default 4).
+    pub max_in_flight: usize,
+    /// Deadline of `shutdown` when the guard is dropped (default 10 s).
+    pub shutdown_timeout: Duration,
+    /// AI text fields longer than this many characters are cut (default 1,000,000).
+    pub max_text_field_chars: usize,
+    /// Log every request at DEBUG under target `raindrop`.
+    pub debug_logs: bool,
+    /// Write requests to a local sink instead of the network.
+    pub local_sink: Option<LocalSink>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            write_key: None,
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            project_id: None,
+            max_queue_size: 10_000,
+            upload_size: 10,
+            upload_interval: Duration::from_secs(1),
+            partial_idle_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 3,
+            max_retry_after: Duration::from_secs(10),
+            max_in_flight: 4,
+            shutdown_timeout: Duration::from_secs(10),
+            max_text_field_chars: 1_000_000,
+            debug_logs: false,
+            local_sink: None,
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+impl ClientOptions {
+    /// Defaults overridden by the environment:
+    ///
+    /// | variable | option |
+    /// | --- | --- |
+    /// | `RAINDROP_WRITE_KEY` | `write_key` |
+    /// | `RAINDROP_ENDPOINT` | `endpoint` |
+    /// | `RAINDROP_PROJECT_ID` | `project_id` |
+    /// | `RAINDROP_DEBUG` | `debug_logs` (`1`, `true`, `yes`, `on`) |
+    /// | `RAINDROP_LOCAL_SINK` | `local_sink` (`stdout`, `stderr` or a file path) |
+    pub fn from_env() -> Self {
+        let mut o = ClientOptions::default();
+        if let Some(k) = env("RAINDROP_WRITE_KEY") {
+            o.write_key = Some(WriteKey::new(k.trim()));
+        }
+        if let Some(e) = env("RAINDROP_ENDPOINT") {
+            o.endpoint = e;
+        }
+        o.project_id = env("RAINDROP_PROJECT_ID");
+        o.debug_logs = env("RAINDROP_DEBUG").is_some_and(|v| truthy(&v));
+        o.local_sink = env("RAINDROP_LOCAL_SINK").and_then(|v| LocalSink::parse(&v));
+        o
+    }
+
+    /// Sets the write key.
+    pub fn write_key(mut self, key: impl Into<String>) -> Self {
+        self.write_key = Some(WriteKey::new(key));
+        self
+    }
+    /// Sets the base URL of the ingestion API.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+    /// Sets the project slug.
+    pub fn project_id(mut self, project_id: impl Into<String>) -> Self {
+        self.project_id = Some(project_id.into());
+        self
+    }
+    /// Sets the queue bound.
+    pub fn max_queue_size(mut self, n: usize) -> Self {
+        self.max_queue_size = n;
+        self
+    }
+    /// Sets the number of events per request.
+    pub fn upload_size(mut self, n: usize) -> Self {
+        self.upload_size = n;
+        self
+    }
+    /// Sets the batch interval.
+    pub fn upload_interval(mut self, d: Duration) -> Self {
+        self.upload_interval = d;
+        self
+    }
+    /// Sets the inactivity delay before a pending interaction snapshot is sent.
+    pub fn partial_idle_timeout(mut self, d: Duration) -> Self {
+        self.partial_idle_timeout = d;
+        self
+    }
+    /// Sets the timeout of one HTTP attempt.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+    /// Sets the attempts per request.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+    /// Sets the longest `Retry-After` honoured.
+    pub fn max_retry_after(mut self, d: Duration) -> Self {
+        self.max_retry_after = d;
+        self
+    }
+    /// Sets the number of requests in flight at once.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+    /// Sets the shutdown deadline used by guards.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+    /// Sets the cap on AI text fields, in characters.
+    pub fn max_text_field_chars(mut self, n: usize) -> Self {
+        self.max_text_field_chars = n;
+        self
+    }
+    /// Turns request logging on or off.
+    pub fn debug_logs(mut self, on: bool) -> Self {
+        self.debug_logs = on;
+        self
+    }
+    /// Sends requests to a local sink instead of the network.
+    pub fn local_sink(mut self, sink: LocalSink) -> Self {
+        self.local_sink = Some(sink);
+        self
+    }
+}
+
+/// Whether `slug` is a valid project id: 1–63 lowercase letters, digits and
+/// hyphens, not starting or ending with a hyphen.
+pub(crate) fn valid_project_slug(slug: &str) -> bool {
+    let b = slug.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(valid_project_slug("support-agent"));
+        assert!(valid_project_slug("a"));
+        assert!(!valid_project_slug("-a"));
+        assert!(!valid_project_slug("a-"));
+        assert!(!valid_project_slug("Support"));
+        assert!(!valid_project_slug(&"a".repeat(64)));
+        assert!(!valid_project_slug(""));
+    }
+
+    #[test]
+    fn key_is_redacted() {
+        let o = ClientOptions::default().write_key("secret-key-123");
+        assert!(!format!("{o:?}").contains("secret-key-123"));
+        assert_eq!(WriteKey::new("secret").to_string(), "***");
+    }
+}

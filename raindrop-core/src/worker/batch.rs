@@ -1,0 +1,104 @@
+//! Builds request bodies from pre-serialised items: JSON arrays of at most
+//! `max_items` items, always under the 1 MiB request budget.
+
+use super::wire::MAX_BYTES;
+
+/// A body ready to send and the number of items in it.
+pub(crate) struct Body {
+    pub bytes: Vec<u8>,
+    pub items: u64,
+}
+
+/// Accumulates items between a fixed prefix and suffix (`[`..`]` for arrays,
+/// the OTLP envelope for spans).
+pub(crate) struct Batcher {
+    prefix: Vec<u8>,
+    suffix: &'static [u8],
+    max_items: usize,
+    buf: Vec<u8>,
+    items: u64,
+}
+
+impl Batcher {
+    pub fn new(prefix: Vec<u8>, suffix: &'static [u8], max_items: usize) -> Self {
+        Batcher {
+            buf: prefix.clone(),
+            prefix,
+            suffix,
+            max_items: max_items.max(1),
+            items: 0,
+        }
+    }
+
+    pub fn array(max_items: usize) -> Self {
+        Self::new(b"[".to_vec(), b"]", max_items)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.items
+    }
+
+    /// Whether one item of `len` bytes fits in a request on its own.
+    pub fn fits_alone(&self, len: usize) -> bool {
+        self.prefix.len() + len + self.suffix.len() <= MAX_BYTES
+    }
+
+    /// Adds one item; returns the bodies that became complete (at most two).
+    pub fn push(&mut self, item: &[u8], out: &mut Vec<Body>) {
+        let extra = item.len() + usize::from(self.items > 0);
+        if self.items > 0 && self.buf.len() + extra + self.suffix.len() > MAX_BYTES {
+            out.extend(self.take());
+        }
+        if self.items > 0 {
+            self.buf.push(b',');
+        }
+        self.buf.extend_from_slice(item);
+        self.items += 1;
+        if self.items as usize >= self.max_items {
+            out.extend(self.take());
+        }
+    }
+
+    /// The partial batch, if any.
+    pub fn take(&mut self) -> Option<Body> {
+        if self.items == 0 {
+            return None;
+        }
+        let mut bytes = std::mem::replace(&mut self.buf, self.prefix.clone());
+        bytes.extend_from_slice(self.suffix);
+        Some(Body {
+            bytes,
+            items: std::mem::take(&mut self.items),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_by_count() {
+        let mut b = Batcher::array(2);
+        let mut out = Vec::new();
+        for i in 0..5 {
+            b.push(format!("{i}").as_bytes(), &mut out);
+        }
+        out.extend(b.take());
+        let bodies: Vec<String> = out.iter().map(|b| String::from_utf8(b.bytes.clone()).unwrap()).collect();
+        assert_eq!(bodies, ["[0,1]", "[2,3]", "[4]"]);
+        assert_eq!(out.iter().map(|b| b.items).sum::<u64>(), 5);
+    }
+
+    #[test]
+    fn splits_by_bytes() {
+        let mut b = Batcher::array(10);
+        let mut out = Vec::new();
+        let big = vec![b'1'; 600 * 1024];
+        b.push(&big, &mut out);
+        b.push(&big, &mut out);
+        assert_eq!(out.len(), 1, "first body closed before exceeding 1 MiB");
+        assert!(out[0].bytes.len() <= MAX_BYTES);
+        assert_eq!(b.len(), 1);
+    }
+}

@@ -1,0 +1,198 @@
+//! Merges interaction updates per event id until they are due to ship.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::item::PartialPatch;
+
+/// Deep-merges `newer` into `dst`: objects merge key by key, anything else is replaced.
+pub(crate) fn deep_merge(dst: &mut Map<String, Value>, newer: Map<String, Value>) {
+    for (k, v) in newer {
+        match (dst.get_mut(&k), v) {
+            (Some(Value::Object(d)), Value::Object(n)) => deep_merge(d, n),
+            (_, v) => {
+                dst.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Merges `newer` into `dst`: scalars newest-wins, properties deep-merged, attachments appended.
+pub(crate) fn merge(dst: &mut PartialPatch, newer: PartialPatch) {
+    if newer.user_id.is_some() {
+        dst.user_id = newer.user_id;
+    }
+    if newer.event.is_some() {
+        dst.event = newer.event;
+    }
+    if newer.timestamp.is_some() {
+        dst.timestamp = newer.timestamp;
+    }
+    dst.ai.merge(newer.ai);
+    deep_merge(&mut dst.properties, newer.properties);
+    dst.attachments.extend(newer.attachments);
+    dst.is_final |= newer.is_final;
+}
+
+struct Entry {
+    delta: PartialPatch,
+    /// Updates merged into `delta`.
+    patches: u64,
+    last_update: Instant,
+    /// Some update so far had input, output or an attachment.
+    had_content: bool,
+}
+
+/// A merged delta ready to serialise.
+pub(crate) struct Due {
+    pub patch: PartialPatch,
+    pub patches: u64,
+    /// A final update of an interaction that never had any content.
+    pub empty: bool,
+}
+
+/// Open interactions' unsent updates, keyed by event id.
+pub(crate) struct PartialBuffer {
+    entries: HashMap<Arc<str>, Entry>,
+    max_entries: usize,
+}
+
+/// How long an entry with nothing left to send is kept, to remember `had_content`.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+impl PartialBuffer {
+    pub fn new(max_entries: usize) -> Self {
+        PartialBuffer {
+            entries: HashMap::new(),
+            max_entries,
+        }
+    }
+
+    /// Updates waiting to be sent.
+    pub fn pending_patches(&self) -> u64 {
+        self.entries.values().map(|e| e.patches).sum()
+    }
+
+    /// Merges one update; `false` when a new interaction does not fit.
+    pub fn add(&mut self, patch: PartialPatch, now: Instant) -> bool {
+        let content = patch.ai.has_content() || !patch.attachments.is_empty();
+        if let Some(e) = self.entries.get_mut(&patch.event_id) {
+            e.had_content |= content;
+            e.patches += 1;
+            e.last_update = now;
+            merge(&mut e.delta, patch);
+            return true;
+        }
+        if self.entries.len() >= self.max_entries {
+            return false;
+        }
+        let key = patch.event_id.clone();
+        self.entries.insert(
+            key,
+            Entry {
+                delta: patch,
+                patches: 1,
+                last_update: now,
+                had_content: content,
+            },
+        );
+        true
+    }
+
+    /// Takes the deltas due now: finished ones, ones idle for `idle`, or all when `force`.
+    pub fn take_due(&mut self, now: Instant, idle: Duration, force: bool) -> Vec<Due> {
+        let mut due = Vec::new();
+        self.entries.retain(|id, e| {
+            if e.patches == 0 {
+                return now.duration_since(e.last_update) < FORGET_AFTER;
+            }
+            let ready = e.delta.is_final || force || now.duration_since(e.last_update) >= idle;
+            if !ready {
+                return true;
+            }
+            let is_final = e.delta.is_final;
+            let fresh = PartialPatch {
+                event_id: id.clone(),
+                ..Default::default()
+            };
+            due.push(Due {
+                patch: std::mem::replace(&mut e.delta, fresh),
+                patches: std::mem::take(&mut e.patches),
+                empty: is_final && !e.had_content,
+            });
+            !is_final
+        });
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::item::AiData;
+
+    fn patch(id: &str) -> PartialPatch {
+        PartialPatch {
+            event_id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merges_until_final() {
+        let mut b = PartialBuffer::new(10);
+        let t = Instant::now();
+        let mut p1 = patch("e");
+        p1.ai.input = Some("q".into());
+        p1.properties.insert("a".into(), serde_json::json!({"x": 1}));
+        b.add(p1, t);
+        let mut p2 = patch("e");
+        p2.properties.insert("a".into(), serde_json::json!({"y": 2}));
+        b.add(p2, t);
+        assert!(b.take_due(t, Duration::from_secs(2), false).is_empty());
+        let mut p3 = patch("e");
+        p3.ai = AiData {
+            output: Some("a".into()),
+            ..Default::default()
+        };
+        p3.is_final = true;
+        b.add(p3, t);
+        let due = b.take_due(t, Duration::from_secs(2), false);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].patches, 3);
+        assert!(!due[0].empty);
+        assert_eq!(due[0].patch.properties["a"], serde_json::json!({"x": 1, "y": 2}));
+        assert_eq!(b.pending_patches(), 0);
+        assert!(b.entries.is_empty());
+    }
+
+    #[test]
+    fn idle_snapshot_then_sparse_final() {
+        let mut b = PartialBuffer::new(10);
+        let t = Instant::now();
+        let mut p1 = patch("e");
+        p1.ai.input = Some("q".into());
+        b.add(p1, t);
+        let later = t + Duration::from_secs(3);
+        let due = b.take_due(later, Duration::from_secs(2), false);
+        assert_eq!(due.len(), 1);
+        assert!(!due[0].patch.is_final);
+        let mut fin = patch("e");
+        fin.is_final = true;
+        b.add(fin, later);
+        let due = b.take_due(later, Duration::from_secs(2), false);
+        assert!(!due[0].empty, "content was sent in an earlier snapshot");
+        assert!(due[0].patch.ai.input.is_none(), "only the delta is sent");
+    }
+
+    #[test]
+    fn bounded() {
+        let mut b = PartialBuffer::new(1);
+        assert!(b.add(patch("a"), Instant::now()));
+        assert!(b.add(patch("a"), Instant::now()));
+        assert!(!b.add(patch("b"), Instant::now()));
+    }
+}

@@ -1,0 +1,154 @@
+//! Delivery of one request: HTTP with retries, or a line in the local sink.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+
+use super::retry::{Attempt, Decision, Policy};
+use super::{Route, WorkerConfig};
+use crate::options::LocalSink;
+use crate::stats::Counters;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Delivered,
+    Rejected(u16),
+    Exhausted,
+}
+
+pub(crate) enum Transport {
+    Http {
+        client: reqwest::Client,
+        base: reqwest::Url,
+        policy: Policy,
+        debug: bool,
+    },
+    Sink(Mutex<Box<dyn Write + Send>>),
+}
+
+impl Transport {
+    pub fn new(cfg: &WorkerConfig) -> std::io::Result<Transport> {
+        if let Some(sink) = &cfg.local_sink {
+            let out: Box<dyn Write + Send> = match sink {
+                LocalSink::Stdout => Box::new(std::io::stdout()),
+                LocalSink::Stderr => Box::new(std::io::stderr()),
+                LocalSink::File(path) => Box::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                ),
+            };
+            return Ok(Transport::Sink(Mutex::new(out)));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &cfg.write_key {
+            if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                v.set_sensitive(true);
+                headers.insert(AUTHORIZATION, v);
+            } else {
+                tracing::error!(target: "raindrop", "the write key contains characters not allowed in a header; requests will be rejected");
+            }
+        }
+        if let Some(p) = &cfg.project_id {
+            if let Ok(v) = HeaderValue::from_str(p) {
+                headers.insert("X-Raindrop-Project-Id", v);
+            }
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Transport::Http {
+            client,
+            base: cfg.base.clone(),
+            policy: Policy {
+                max_attempts: cfg.max_attempts,
+                base: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(8),
+                max_retry_after: cfg.max_retry_after,
+            },
+            debug: cfg.debug_logs,
+        })
+    }
+
+    /// Delivers `body`, retrying as the policy says. Never panics.
+    pub async fn deliver(&self, route: Route, body: bytes::Bytes, counters: &Counters) -> Outcome {
+        match self {
+            Transport::Sink(out) => {
+                let mut line = Vec::with_capacity(body.len() + route.path().len() + 24);
+                line.extend_from_slice(br#"{"path":""#);
+                line.extend_from_slice(route.path().as_bytes());
+                line.extend_from_slice(br#"","body":"#);
+                line.extend_from_slice(&body);
+                line.extend_from_slice(b"}\n");
+                counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
+                match w.write_all(&line).and_then(|_| w.flush()) {
+                    Ok(()) => Outcome::Delivered,
+                    Err(e) => {
+                        tracing::warn!(target: "raindrop", "local sink write failed: {e}");
+                        Outcome::Exhausted
+                    }
+                }
+            }
+            Transport::Http {
+                client,
+                base,
+                policy,
+                debug,
+            } => {
+                let url = match base.join(route.path()) {
+                    Ok(u) => u,
+                    Err(_) => return Outcome::Rejected(0),
+                };
+                let mut attempt = 1u32;
+                loop {
+                    counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let result = match client.post(url.clone()).body(body.clone()).send().await {
+                        Ok(resp) => {
+                            let ra = resp
+                                .headers()
+                                .get(reqwest::header::RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            Attempt::Status(resp.status().as_u16(), ra)
+                        }
+                        Err(e) => {
+                            if *debug {
+                                tracing::debug!(target: "raindrop", route = route.path(), attempt, "request failed: {}", e.without_url());
+                            }
+                            Attempt::NetworkError
+                        }
+                    };
+                    let decision = policy.decide(&result, attempt, jitter());
+                    if *debug {
+                        tracing::debug!(target: "raindrop", route = route.path(), attempt, bytes = body.len(), ?result, ?decision, "request");
+                    }
+                    match decision {
+                        Decision::Delivered => return Outcome::Delivered,
+                        Decision::Rejected(s) => return Outcome::Rejected(s),
+                        Decision::Exhausted => return Outcome::Exhausted,
+                        Decision::RetryAfter(wait) => {
+                            counters.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tokio::time::sleep(wait).await;
+                            attempt += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A number in [0, 1) from the OS-seeded random source behind UUIDs.
+fn jitter() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,314 @@
+//! JSON encoding of each route's items, with the text-field cap applied.
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::item::{AiData, IdentifyItem, PartialPatch, SignalItem, TrackEvent};
+use crate::model::Attachment;
+use crate::span::{AttributeValue, SpanRecord, SpanStatus};
+
+/// Largest JSON an event, or a request body, may have.
+pub(crate) const MAX_BYTES: usize = 1024 * 1024;
+/// Appended to text cut at the cap; counted inside the cap.
+pub(crate) const TRUNCATION_MARKER: &str = "...[truncated by raindrop]";
+
+/// Cuts `s` to at most `max` characters, marker included.
+pub(crate) fn cap(s: &str, max: usize) -> Cow<'_, str> {
+    // A string has at least as many bytes as characters.
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let marker = TRUNCATION_MARKER.chars().count();
+    let Some((cut_at_max, _)) = s.char_indices().nth(max) else {
+        return Cow::Borrowed(s);
+    };
+    if max <= marker {
+        return Cow::Owned(s[..cut_at_max].to_owned());
+    }
+    let (keep, _) = s.char_indices().nth(max - marker).expect("longer than max");
+    let mut out = String::with_capacity(keep + TRUNCATION_MARKER.len());
+    out.push_str(&s[..keep]);
+    out.push_str(TRUNCATION_MARKER);
+    Cow::Owned(out)
+}
+
+/// This SDK's identity, sent in `properties.$context` of `events/track` events.
+pub(crate) fn context() -> Value {
+    serde_json::json!({
+        "library": {"name": "raindrop-sdk-rust", "version": env!("CARGO_PKG_VERSION")},
+        "metadata": {"language": "rust"}
+    })
+}
+
+#[derive(Serialize)]
+struct WireAi<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    convo_id: Option<&'a str>,
+}
+
+impl<'a> WireAi<'a> {
+    fn new(ai: &'a AiData, max: usize) -> Self {
+        WireAi {
+            model: ai.model.as_deref(),
+            input: ai.input.as_deref().map(|s| cap(s, max)),
+            output: ai.output.as_deref().map(|s| cap(s, max)),
+            convo_id: ai.convo_id.as_deref(),
+        }
+    }
+}
+
+/// `events/track` attachments carry every key, unset ones as `null`.
+#[derive(Serialize)]
+struct WireAttachmentFull<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'a str,
+    name: Option<&'a str>,
+    role: Option<&'static str>,
+    language: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachment_id: Option<&'a str>,
+}
+
+/// Partial attachments omit unset keys.
+#[derive(Serialize)]
+struct WireAttachmentSparse<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachment_id: Option<&'a str>,
+}
+
+fn full(a: &Attachment) -> WireAttachmentFull<'_> {
+    WireAttachmentFull {
+        kind: a.kind.as_str(),
+        value: &a.value,
+        name: a.name.as_deref(),
+        role: a.role.map(|r| r.as_str()),
+        language: a.language.as_deref(),
+        attachment_id: a.attachment_id.as_deref(),
+    }
+}
+
+fn sparse(a: &Attachment) -> WireAttachmentSparse<'_> {
+    WireAttachmentSparse {
+        kind: a.kind.as_str(),
+        value: &a.value,
+        name: a.name.as_deref(),
+        role: a.role.map(|r| r.as_str()),
+        language: a.language.as_deref(),
+        attachment_id: a.attachment_id.as_deref(),
+    }
+}
+
+#[derive(Serialize)]
+struct WireEvent<'a> {
+    event_id: &'a str,
+    user_id: &'a str,
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ai_data: Option<WireAi<'a>>,
+    properties: &'a Map<String, Value>,
+    timestamp: String,
+    attachments: Option<Vec<WireAttachmentFull<'a>>>,
+}
+
+/// One `events/track` event. Adds `$context` to its properties.
+pub(crate) fn track_event(e: &mut TrackEvent, max_chars: usize) -> Vec<u8> {
+    e.properties.insert("$context".to_owned(), context());
+    let w = WireEvent {
+        event_id: &e.event_id,
+        user_id: &e.user_id,
+        event: &e.event,
+        ai_data: e.ai.as_ref().map(|ai| WireAi::new(ai, max_chars)),
+        properties: &e.properties,
+        timestamp: e.timestamp.to_wire(),
+        attachments: (!e.attachments.is_empty()).then(|| e.attachments.iter().map(full).collect()),
+    };
+    serde_json::to_vec(&w).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct WireSignal<'a> {
+    event_id: &'a str,
+    signal_name: &'a str,
+    timestamp: String,
+    properties: &'a Map<String, Value>,
+    attachment_id: Option<&'a str>,
+    sentiment: Option<&'static str>,
+    signal_type: &'static str,
+}
+
+pub(crate) fn signal(s: &SignalItem) -> Vec<u8> {
+    let w = WireSignal {
+        event_id: &s.event_id,
+        signal_name: &s.signal_name,
+        timestamp: s.timestamp.to_wire(),
+        properties: &s.properties,
+        attachment_id: s.attachment_id.as_deref(),
+        sentiment: s.sentiment.map(|x| x.as_str()),
+        signal_type: s.signal_type.as_str(),
+    };
+    serde_json::to_vec(&w).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct WireIdentify<'a> {
+    user_id: &'a str,
+    traits: &'a Map<String, Value>,
+}
+
+pub(crate) fn identify(i: &IdentifyItem) -> Vec<u8> {
+    serde_json::to_vec(&WireIdentify {
+        user_id: &i.user_id,
+        traits: &i.traits,
+    })
+    .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct WirePartial<'a> {
+    event_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ai_data: Option<WireAi<'a>>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    properties: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<WireAttachmentSparse<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<String>,
+    is_pending: bool,
+}
+
+/// One `events/track_partial` body: only the fields that changed.
+pub(crate) fn partial(p: &PartialPatch, max_chars: usize) -> Vec<u8> {
+    let w = WirePartial {
+        event_id: &p.event_id,
+        user_id: p.user_id.as_deref(),
+        event: p.event.as_deref(),
+        ai_data: (!p.ai.is_empty()).then(|| WireAi::new(&p.ai, max_chars)),
+        properties: &p.properties,
+        attachments: p.attachments.iter().map(sparse).collect(),
+        timestamp: p.timestamp.as_ref().map(|t| t.to_wire()),
+        is_pending: !p.is_final,
+    };
+    serde_json::to_vec(&w).unwrap_or_default()
+}
+
+/// The OTLP/JSON envelope around a batch of spans.
+pub(crate) fn traces_prefix() -> Vec<u8> {
+    let v = env!("CARGO_PKG_VERSION");
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"raindrop-sdk-rust"}}}},{{"key":"service.version","value":{{"stringValue":"{v}"}}}}]}},"scopeSpans":[{{"scope":{{"name":"raindrop-sdk-rust","version":"{v}"}},"spans":["#
+    )
+    .into_bytes()
+}
+
+/// Closes [`traces_prefix`].
+pub(crate) const TRACES_SUFFIX: &[u8] = b"]}]}]}";
+
+fn nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// Standard base64 with padding: what Raindrop's OTLP/JSON ids use.
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+fn attr_value(v: &AttributeValue, max_chars: usize) -> Value {
+    match v {
+        AttributeValue::String(s) => serde_json::json!({"stringValue": cap(s, max_chars)}),
+        AttributeValue::Int(i) => serde_json::json!({"intValue": i.to_string()}),
+        AttributeValue::Double(d) if d.is_finite() => serde_json::json!({"doubleValue": d}),
+        AttributeValue::Double(d) => serde_json::json!({"stringValue": d.to_string()}),
+        AttributeValue::Bool(b) => serde_json::json!({"boolValue": b}),
+        AttributeValue::StringArray(a) => serde_json::json!({"arrayValue": {"values":
+            a.iter().map(|s| serde_json::json!({"stringValue": cap(s, max_chars)})).collect::<Vec<_>>()}}),
+    }
+}
+
+/// One OTLP/JSON span object.
+pub(crate) fn span(s: &SpanRecord, max_chars: usize) -> Vec<u8> {
+    let start = nanos(s.start);
+    let end = nanos(s.end).max(start);
+    let mut obj = Map::new();
+    obj.insert("traceId".into(), base64(&s.trace_id).into());
+    obj.insert("spanId".into(), base64(&s.span_id).into());
+    if let Some(p) = s.parent_span_id {
+        obj.insert("parentSpanId".into(), base64(&p).into());
+    }
+    obj.insert("name".into(), s.name.clone().into());
+    obj.insert("startTimeUnixNano".into(), start.to_string().into());
+    obj.insert("endTimeUnixNano".into(), end.to_string().into());
+    obj.insert(
+        "status".into(),
+        match &s.status {
+            SpanStatus::Ok => serde_json::json!({"code": 1}),
+            SpanStatus::Error(m) => serde_json::json!({"code": 2, "message": cap(m, max_chars)}),
+        },
+    );
+    let attrs: Vec<Value> = s
+        .attributes
+        .iter()
+        .map(|(k, v)| serde_json::json!({"key": k, "value": attr_value(v, max_chars)}))
+        .collect();
+    obj.insert("attributes".into(), Value::Array(attrs));
+    serde_json::to_vec(&obj).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_counts_characters_and_includes_marker() {
+        let s = "é".repeat(100);
+        let c = cap(&s, 50);
+        assert_eq!(c.chars().count(), 50);
+        assert!(c.ends_with(TRUNCATION_MARKER));
+        assert_eq!(cap("short", 50), "short");
+        assert_eq!(cap("abcdefghij", 5), "abcde");
+        let exact = "x".repeat(50);
+        assert_eq!(cap(&exact, 50), exact);
+    }
+
+    #[test]
+    fn base64_matches_reference() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xab, 0xcd, 0xef, 0x12, 0x34, 0x56, 0x78, 0x9a]), "q83vEjRWeJo=");
+    }
+}
