@@ -52,6 +52,12 @@ pub struct Capture {
 impl Capture {
     /// Starts a server on an ephemeral loopback port, on its own thread and runtime.
     pub fn start(plan: Vec<(&str, Vec<Answer>)>) -> Capture {
+        Capture::start_on("127.0.0.1:0".parse().unwrap(), plan)
+    }
+
+    /// Starts a server on `addr` (e.g. a port that was refusing connections
+    /// until now, see [`refusing_addr`]).
+    pub fn start_on(addr: SocketAddr, plan: Vec<(&str, Vec<Answer>)>) -> Capture {
         let inner = Arc::new(Mutex::new(Inner {
             requests: Vec::new(),
             plan: plan
@@ -63,9 +69,12 @@ impl Capture {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let state = inner.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let app = axum::Router::new().fallback(handle).with_state(state);
                 let _ = axum::serve(listener, app)
@@ -76,7 +85,11 @@ impl Capture {
             });
         });
         let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Capture { addr, inner, _stop: Arc::new(stop_tx) }
+        Capture {
+            addr,
+            inner,
+            _stop: Arc::new(stop_tx),
+        }
     }
 
     /// The base URL to give the SDK as endpoint.
@@ -92,7 +105,10 @@ impl Capture {
     /// Requests whose path ends with `/route`.
     pub fn to(&self, route: &str) -> Vec<Recorded> {
         let suffix = format!("/{route}");
-        self.requests().into_iter().filter(|r| r.path.ends_with(&suffix)).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with(&suffix))
+            .collect()
     }
 
     /// Items in 2xx-answered requests to `route` (array bodies are flattened).
@@ -120,7 +136,12 @@ impl Capture {
     }
 }
 
-async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
+async fn handle(
+    State(state): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
     let path = uri.path().to_string();
     let answer = {
         let mut s = state.lock().unwrap();
@@ -149,7 +170,8 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
         Answer::Status(s, ra, body) => {
             let mut resp = (StatusCode::from_u16(s).unwrap(), body.to_string()).into_response();
             if let Some(ra) = ra {
-                resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+                resp.headers_mut()
+                    .insert("retry-after", ra.parse().unwrap());
             }
             resp
         }
@@ -160,6 +182,147 @@ async fn handle(State(state): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::NO_CONTENT.into_response()
+        }
+    }
+}
+
+/// A loopback address on which nothing listens: connections are refused.
+/// The port was free a moment ago, so [`Capture::start_on`] can later bring a
+/// server up on it ("the server comes back").
+pub fn refusing_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// How the raw server answers one request, below the level of HTTP semantics.
+#[derive(Debug, Clone)]
+pub enum Raw {
+    /// A complete response with this status (and `Connection: close`).
+    Respond(u16),
+    /// Reads the request, then closes the connection without a byte of answer.
+    Drop,
+    /// Sends the status line and half a header block, then closes mid-response.
+    Truncate,
+    /// Answers bytes that are not HTTP at all, then closes.
+    Garbage,
+}
+
+/// A minimal HTTP/1.1 server on raw std sockets, for faults that a real HTTP
+/// stack will not produce (a connection closed mid-response). One request per
+/// connection; answers from `plan` in turn, then `204`.
+#[derive(Clone)]
+pub struct RawServer {
+    pub addr: SocketAddr,
+    /// `(path, body, answer)` of every request read in full.
+    pub seen: Arc<Mutex<Vec<(String, Bytes, Raw)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RawServer {
+    pub fn start(plan: Vec<Raw>) -> RawServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let seen: Arc<Mutex<Vec<(String, Bytes, Raw)>>> = Arc::default();
+        let plan = Arc::new(Mutex::new(plan.into_iter().collect::<VecDeque<_>>()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            // Bounded in time whatever happens: at most 60 s.
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                let (mut conn, _) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                };
+                let (seen, plan) = (seen2.clone(), plan.clone());
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).ok();
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let answer = plan
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or(Raw::Respond(204));
+                    seen.lock().unwrap().push((
+                        path,
+                        Bytes::copy_from_slice(&buf[head_end..head_end + len]),
+                        answer.clone(),
+                    ));
+                    let out: Vec<u8> = match answer {
+                        Raw::Respond(s) => format!(
+                            "HTTP/1.1 {s} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .into_bytes(),
+                        Raw::Drop => Vec::new(),
+                        Raw::Truncate => b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(),
+                        Raw::Garbage => b"\x00\xffnot http at all\r\n\r\n".to_vec(),
+                    };
+                    let _ = conn.write_all(&out);
+                    let _ = conn.flush();
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        RawServer { addr, seen, stop }
+    }
+
+    /// The base URL to give the SDK as endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/v1/", self.addr)
+    }
+
+    /// Requests answered with a complete 2xx.
+    pub fn delivered_bodies(&self) -> Vec<Bytes> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, a)| matches!(a, Raw::Respond(s) if (200..300).contains(s)))
+            .map(|(_, b, _)| b.clone())
+            .collect()
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.stop) == 1 {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
