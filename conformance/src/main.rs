@@ -142,7 +142,8 @@ impl Driver {
             }
             "identify" => {
                 let traits = obj(args, "traits").unwrap_or_default();
-                self.client()?.identify(string(args, "user_id").unwrap_or_default(), traits)?;
+                self.client()?
+                    .identify(string(args, "user_id").unwrap_or_default(), traits)?;
                 Ok(())
             }
             "signal" => {

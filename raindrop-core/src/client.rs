@@ -186,7 +186,11 @@ impl Client {
                 counters.queued.fetch_sub(1, Ordering::AcqRel);
                 match e {
                     mpsc::error::TrySendError::Full(_) => {
-                        counters.drop_unqueued(DropReason::QueueFull, 1, "queue full (max_queue_size)");
+                        counters.drop_unqueued(
+                            DropReason::QueueFull,
+                            1,
+                            "queue full (max_queue_size)",
+                        );
                         Err(Error::QueueFull)
                     }
                     mpsc::error::TrySendError::Closed(_) => {
@@ -199,7 +203,9 @@ impl Client {
     }
 
     fn reject(&self, e: Error) -> Error {
-        self.inner.counters.drop_unqueued(DropReason::Invalid, 1, &e.to_string());
+        self.inner
+            .counters
+            .drop_unqueued(DropReason::Invalid, 1, &e.to_string());
         e
     }
 
@@ -215,7 +221,10 @@ impl Client {
         };
         let item = (|| {
             if !ai.has_content() {
-                return Err(Error::invalid("ai_data", "track_ai needs a non-empty input or output"));
+                return Err(Error::invalid(
+                    "ai_data",
+                    "track_ai needs a non-empty input or output",
+                ));
             }
             self.track_event(
                 event.user_id,
@@ -310,7 +319,10 @@ impl Client {
         } = signal;
         require("event_id", &event_id)?;
         require("name", &name)?;
-        let non_blank = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
+        let non_blank = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .is_some_and(|s| !s.trim().is_empty())
+        };
         match signal_type {
             SignalType::Feedback => {
                 if let Some(c) = comment {
@@ -320,7 +332,10 @@ impl Client {
                     properties.insert("comment".to_owned(), Value::String(c));
                 }
                 if !non_blank(properties.get("comment")) {
-                    return Err(Error::invalid("comment", "a feedback signal needs a non-empty comment"));
+                    return Err(Error::invalid(
+                        "comment",
+                        "a feedback signal needs a non-empty comment",
+                    ));
                 }
             }
             SignalType::Edit => {
@@ -328,7 +343,10 @@ impl Client {
                     properties.insert("after".to_owned(), Value::String(a));
                 }
                 if !non_blank(properties.get("after")) {
-                    return Err(Error::invalid("after", "an edit signal needs the corrected text in `after`"));
+                    return Err(Error::invalid(
+                        "after",
+                        "an edit signal needs the corrected text in `after`",
+                    ));
                 }
             }
             SignalType::Default => {
@@ -421,7 +439,11 @@ impl Client {
     }
 
     fn remember_interaction(&self, core: &Arc<InteractionCore>) {
-        let mut map = self.inner.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         // Sweep dead entries now and then, so a map of forgotten handles stays small.
         if map.len() >= 1024 && map.len().is_power_of_two() {
             map.retain(|_, w| w.strong_count() > 0);
@@ -463,7 +485,11 @@ impl Client {
     }
 
     /// Sends a flush command; `None` when the client is disabled.
-    fn request_flush(&self, timeout: Duration, kind: fn() -> (Reply, FlushWait)) -> Option<(u64, FlushWait)> {
+    fn request_flush(
+        &self,
+        timeout: Duration,
+        kind: fn() -> (Reply, FlushWait),
+    ) -> Option<(u64, FlushWait)> {
         let ch = self.inner.channels.as_ref()?;
         let target = self.inner.counters.queued.load(Ordering::Acquire);
         let (reply, wait) = kind();
@@ -473,7 +499,10 @@ impl Client {
             reply,
         };
         if ch.control.send(cmd).is_err() {
-            return Some((target, FlushWait::Done(self.inner.counters.settled() >= target)));
+            return Some((
+                target,
+                FlushWait::Done(self.inner.counters.settled() >= target),
+            ));
         }
         Some((target, wait))
     }
@@ -504,7 +533,11 @@ impl Client {
         if let Some(ch) = &self.inner.channels {
             let (reply, wait) = Reply::blocking();
             let deadline = Instant::now() + timeout;
-            if ch.control.send(Command::Shutdown { deadline, reply }).is_ok() {
+            if ch
+                .control
+                .send(Command::Shutdown { deadline, reply })
+                .is_ok()
+            {
                 if let FlushWait::Blocking(rx) = wait {
                     // The worker holds the deadline itself; the margin covers its last bookkeeping.
                     completed = rx
@@ -512,7 +545,12 @@ impl Client {
                         .unwrap_or(false);
                 }
             }
-            let handle = self.inner.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let handle = self
+                .inner
+                .worker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             if let Some(h) = handle {
                 if h.is_finished() || completed {
                     let _ = h.join();
@@ -549,7 +587,10 @@ fn require(field: &str, value: &str) -> Result<(), Error> {
 fn validate_attachments(attachments: &[Attachment]) -> Result<(), Error> {
     for (i, a) in attachments.iter().enumerate() {
         if a.value.is_empty() {
-            return Err(Error::invalid(format!("attachments[{i}].value"), "must not be empty"));
+            return Err(Error::invalid(
+                format!("attachments[{i}].value"),
+                "must not be empty",
+            ));
         }
     }
     Ok(())
@@ -557,7 +598,9 @@ fn validate_attachments(attachments: &[Attachment]) -> Result<(), Error> {
 
 fn new_event_id(given: Option<String>) -> Result<String, Error> {
     match given {
-        Some(id) if id.trim().is_empty() => Err(Error::invalid("event_id", "must not be empty when given")),
+        Some(id) if id.trim().is_empty() => {
+            Err(Error::invalid("event_id", "must not be empty when given"))
+        }
         Some(id) => Ok(id),
         None => Ok(uuid::Uuid::new_v4().to_string()),
     }

@@ -27,7 +27,10 @@ pub(crate) struct AiData {
 
 impl AiData {
     pub fn is_empty(&self) -> bool {
-        self.model.is_none() && self.input.is_none() && self.output.is_none() && self.convo_id.is_none()
+        self.model.is_none()
+            && self.input.is_none()
+            && self.output.is_none()
+            && self.convo_id.is_none()
     }
     pub fn has_content(&self) -> bool {
         self.input.as_deref().is_some_and(|s| !s.is_empty())

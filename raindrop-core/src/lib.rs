@@ -56,8 +56,8 @@ pub use error::Error;
 pub use global::{global, set_global};
 pub use interaction::Interaction;
 pub use model::{
-    AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment,
-    Signal, SignalType, Timestamp,
+    AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
+    SignalType, Timestamp,
 };
 pub use options::{ClientOptions, LocalSink, WriteKey, DEFAULT_ENDPOINT};
 pub use span::{AttributeValue, SpanRecord, SpanStatus};

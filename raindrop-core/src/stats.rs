@@ -129,7 +129,12 @@ impl Counters {
 
     /// Items accepted into the queue and since settled (delivered or dropped on the worker).
     pub fn settled(&self) -> u64 {
-        self.delivered.load(Relaxed) + self.worker_dropped.iter().map(|a| a.load(Relaxed)).sum::<u64>()
+        self.delivered.load(Relaxed)
+            + self
+                .worker_dropped
+                .iter()
+                .map(|a| a.load(Relaxed))
+                .sum::<u64>()
     }
 
     /// Counts a drop of items that never entered the queue.

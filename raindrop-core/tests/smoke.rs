@@ -23,8 +23,13 @@ fn track_ai_ships_a_batched_array_with_headers() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
     for i in 0..25 {
-        c.track_ai(AiEvent::new("u-1", "chat").event_id(format!("e-{i}")).input("hi").output("hello"))
-            .unwrap();
+        c.track_ai(
+            AiEvent::new("u-1", "chat")
+                .event_id(format!("e-{i}"))
+                .input("hi")
+                .output("hello"),
+        )
+        .unwrap();
     }
     assert!(c.flush(Duration::from_secs(5)));
     let reqs = cap.to("events/track");
@@ -37,8 +42,14 @@ fn track_ai_ships_a_batched_array_with_headers() {
     }
     let items = cap.delivered("events/track");
     assert_eq!(items.len(), 25);
-    assert_eq!(items[0]["ai_data"], json!({"input": "hi", "output": "hello"}));
-    assert_eq!(items[0]["properties"]["$context"]["library"]["name"], "raindrop-sdk-rust");
+    assert_eq!(
+        items[0]["ai_data"],
+        json!({"input": "hi", "output": "hello"})
+    );
+    assert_eq!(
+        items[0]["properties"]["$context"]["library"]["name"],
+        "raindrop-sdk-rust"
+    );
     assert!(items[0]["attachments"].is_null());
     assert_eq!(c.stats().delivered, 25);
 }
@@ -48,7 +59,13 @@ fn interaction_merges_into_one_final_partial() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
     let i = c
-        .begin(Begin::new("u-1", "agent_run").event_id("i-1").input("q").convo_id("c-9").property("stage", "start"))
+        .begin(
+            Begin::new("u-1", "agent_run")
+                .event_id("i-1")
+                .input("q")
+                .convo_id("c-9")
+                .property("stage", "start"),
+        )
         .unwrap();
     i.set_property("stage", "tools");
     i.set_properties(serde_json::from_value(json!({"nested": {"x": 1}})).unwrap());
@@ -71,7 +88,10 @@ fn interaction_merges_into_one_final_partial() {
 
 #[test]
 fn retries_500_with_identical_body() {
-    let cap = Capture::start(vec![("events/track", vec![Answer::Status(500, None, ""), Answer::Status(503, None, "")])]);
+    let cap = Capture::start(vec![(
+        "events/track",
+        vec![Answer::Status(500, None, ""), Answer::Status(503, None, "")],
+    )]);
     let c = client(&cap);
     c.track_ai(AiEvent::new("u", "e").input("x")).unwrap();
     assert!(c.flush(Duration::from_secs(10)));
@@ -92,7 +112,14 @@ fn shutdown_holds_deadline_against_hanging_server() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert!(!report.completed);
     assert_eq!(report.stats.dropped(DropReason::ShutdownTimeout), 1);
-    assert_eq!(c.track_ai(AiEvent::new("u", "e").input("x")), Err(Error::ShutDown));
+    assert_eq!(
+        c.track_ai(AiEvent::new("u", "e").input("x")),
+        Err(Error::ShutDown)
+    );
     assert_eq!(c.stats().dropped(DropReason::AfterShutdown), 1);
-    assert_eq!(c.shutdown(Duration::from_secs(1)), report, "second shutdown is a no-op");
+    assert_eq!(
+        c.shutdown(Duration::from_secs(1)),
+        report,
+        "second shutdown is a no-op"
+    );
 }

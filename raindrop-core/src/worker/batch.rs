@@ -85,7 +85,10 @@ mod tests {
             b.push(format!("{i}").as_bytes(), &mut out);
         }
         out.extend(b.take());
-        let bodies: Vec<String> = out.iter().map(|b| String::from_utf8(b.bytes.clone()).unwrap()).collect();
+        let bodies: Vec<String> = out
+            .iter()
+            .map(|b| String::from_utf8(b.bytes.clone()).unwrap())
+            .collect();
         assert_eq!(bodies, ["[0,1]", "[2,3]", "[4]"]);
         assert_eq!(out.iter().map(|b| b.items).sum::<u64>(), 5);
     }

@@ -26,7 +26,6 @@ use batch::{Batcher, Body};
 use partial::PartialBuffer;
 use send::{Outcome, Transport};
 
-
 /// The ingestion routes, relative to the base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -38,7 +37,13 @@ pub(crate) enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 5] = [Route::Track, Route::Partial, Route::Signals, Route::Identify, Route::Traces];
+    const ALL: [Route; 5] = [
+        Route::Track,
+        Route::Partial,
+        Route::Signals,
+        Route::Identify,
+        Route::Traces,
+    ];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -238,7 +243,12 @@ impl Worker {
     /// Items buffered in the worker but not yet in flight.
     fn backlog(&self) -> u64 {
         let batched: u64 = self.batchers.iter().map(Batcher::len).sum();
-        let queued: u64 = self.lanes.iter().flat_map(|l| l.queue.iter()).map(|b| b.items).sum();
+        let queued: u64 = self
+            .lanes
+            .iter()
+            .flat_map(|l| l.queue.iter())
+            .map(|b| b.items)
+            .sum();
         batched + queued
     }
 
@@ -252,24 +262,23 @@ impl Worker {
     }
 
     async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.cfg.upload_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interval = self.cfg.upload_interval;
+        let mut next_tick = Instant::now() + interval;
         let mut control_open = true;
         loop {
             let accepting = self.data_open && self.backlog() < self.backlog_limit();
-            let next_deadline = self
+            let next_wake = self
                 .flushes
                 .iter()
                 .chain(self.shutdown.iter())
                 .map(|w| w.deadline)
-                .min();
+                .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
                 c = self.control.recv(), if control_open => Wake::Command(c),
                 Some(Ok(d)) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Done(d),
                 i = self.data.recv(), if accepting => Wake::Item(i),
-                _ = tick.tick() => Wake::Tick,
-                _ = sleep_until(next_deadline) => Wake::Tick,
+                _ = tokio::time::sleep_until(next_wake.into()) => Wake::Tick,
             };
             let now = Instant::now();
             match wake {
@@ -280,10 +289,13 @@ impl Worker {
                     self.on_item(item, now);
                     self.drain_queue(now);
                 }
-                Wake::Item(None) => self.data_open = false,
-                Wake::Tick => {
-                    self.seal(now, false);
-                }
+                Wake::Item(None) => self.on_disconnect(now),
+                Wake::Tick => {}
+            }
+            // Checked after every wake, so a busy queue cannot starve the timer.
+            if now >= next_tick {
+                self.seal(now, false);
+                next_tick = now + interval;
             }
             if self.draining() {
                 self.drain_queue(now);
@@ -296,24 +308,26 @@ impl Worker {
         }
     }
 
+    /// Every client handle is gone: deliver what is left, then stop.
+    fn on_disconnect(&mut self, now: Instant) {
+        self.data_open = false;
+        if self.shutdown.is_none() {
+            let (reply, _) = Reply::blocking();
+            self.shutdown = Some(Waiter {
+                target: 0,
+                deadline: now + self.cfg.shutdown_timeout,
+                reply,
+            });
+        }
+    }
+
     /// Takes whatever is already queued, up to the backlog limit, without waiting.
     fn drain_queue(&mut self, now: Instant) {
         while self.data_open && self.backlog() < self.backlog_limit() {
             match self.data.try_recv() {
                 Ok(item) => self.on_item(item, now),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.data_open = false;
-                    if self.shutdown.is_none() {
-                        // Every client handle is gone: deliver what is left, then stop.
-                        let (reply, _) = Reply::blocking();
-                        self.shutdown = Some(Waiter {
-                            target: 0,
-                            deadline: now + self.cfg.shutdown_timeout,
-                            reply,
-                        });
-                    }
-                }
+                Err(mpsc::error::TryRecvError::Disconnected) => self.on_disconnect(now),
             }
         }
     }
@@ -378,7 +392,11 @@ impl Worker {
             self.counters.drop_queued(
                 DropReason::Oversize,
                 1,
-                &format!("{} item of {} bytes exceeds the 1 MiB limit", route.path(), bytes.len()),
+                &format!(
+                    "{} item of {} bytes exceeds the 1 MiB limit",
+                    route.path(),
+                    bytes.len()
+                ),
             );
             return;
         }
@@ -398,7 +416,10 @@ impl Worker {
             }
         }
         let max = self.cfg.max_text_field_chars;
-        for due in self.partials.take_due(now, self.cfg.partial_idle_timeout, force) {
+        for due in self
+            .partials
+            .take_due(now, self.cfg.partial_idle_timeout, force)
+        {
             if due.empty {
                 self.counters.drop_queued(
                     DropReason::EmptyInteraction,
@@ -412,7 +433,10 @@ impl Worker {
                 self.counters.drop_queued(
                     DropReason::Oversize,
                     due.patches,
-                    &format!("interaction update of {} bytes exceeds the 1 MiB limit", bytes.len()),
+                    &format!(
+                        "interaction update of {} bytes exceeds the 1 MiB limit",
+                        bytes.len()
+                    ),
                 );
                 continue;
             }
@@ -506,12 +530,5 @@ impl Worker {
             return true;
         }
         false
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }

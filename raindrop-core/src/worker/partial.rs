@@ -147,10 +147,12 @@ mod tests {
         let t = Instant::now();
         let mut p1 = patch("e");
         p1.ai.input = Some("q".into());
-        p1.properties.insert("a".into(), serde_json::json!({"x": 1}));
+        p1.properties
+            .insert("a".into(), serde_json::json!({"x": 1}));
         b.add(p1, t);
         let mut p2 = patch("e");
-        p2.properties.insert("a".into(), serde_json::json!({"y": 2}));
+        p2.properties
+            .insert("a".into(), serde_json::json!({"y": 2}));
         b.add(p2, t);
         assert!(b.take_due(t, Duration::from_secs(2), false).is_empty());
         let mut p3 = patch("e");
@@ -164,7 +166,10 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].patches, 3);
         assert!(!due[0].empty);
-        assert_eq!(due[0].patch.properties["a"], serde_json::json!({"x": 1, "y": 2}));
+        assert_eq!(
+            due[0].patch.properties["a"],
+            serde_json::json!({"x": 1, "y": 2})
+        );
         assert_eq!(b.pending_patches(), 0);
         assert!(b.entries.is_empty());
     }

@@ -61,11 +61,15 @@ impl Policy {
 pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let when = SystemTime::from(when);
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -84,14 +88,38 @@ mod tests {
     #[test]
     fn classifies_statuses() {
         let p = policy();
-        assert_eq!(p.decide(&Attempt::Status(204, None), 1, 0.5), Decision::Delivered);
-        assert_eq!(p.decide(&Attempt::Status(400, None), 1, 0.5), Decision::Rejected(400));
-        assert_eq!(p.decide(&Attempt::Status(401, None), 1, 0.5), Decision::Rejected(401));
-        assert_eq!(p.decide(&Attempt::Status(413, None), 1, 0.5), Decision::Rejected(413));
-        assert!(matches!(p.decide(&Attempt::Status(500, None), 1, 0.5), Decision::RetryAfter(_)));
-        assert!(matches!(p.decide(&Attempt::Status(408, None), 1, 0.5), Decision::RetryAfter(_)));
-        assert!(matches!(p.decide(&Attempt::NetworkError, 2, 0.5), Decision::RetryAfter(_)));
-        assert_eq!(p.decide(&Attempt::NetworkError, 3, 0.5), Decision::Exhausted);
+        assert_eq!(
+            p.decide(&Attempt::Status(204, None), 1, 0.5),
+            Decision::Delivered
+        );
+        assert_eq!(
+            p.decide(&Attempt::Status(400, None), 1, 0.5),
+            Decision::Rejected(400)
+        );
+        assert_eq!(
+            p.decide(&Attempt::Status(401, None), 1, 0.5),
+            Decision::Rejected(401)
+        );
+        assert_eq!(
+            p.decide(&Attempt::Status(413, None), 1, 0.5),
+            Decision::Rejected(413)
+        );
+        assert!(matches!(
+            p.decide(&Attempt::Status(500, None), 1, 0.5),
+            Decision::RetryAfter(_)
+        ));
+        assert!(matches!(
+            p.decide(&Attempt::Status(408, None), 1, 0.5),
+            Decision::RetryAfter(_)
+        ));
+        assert!(matches!(
+            p.decide(&Attempt::NetworkError, 2, 0.5),
+            Decision::RetryAfter(_)
+        ));
+        assert_eq!(
+            p.decide(&Attempt::NetworkError, 3, 0.5),
+            Decision::Exhausted
+        );
     }
 
     #[test]
@@ -115,10 +143,16 @@ mod tests {
         assert_eq!(r("120"), Decision::RetryAfter(Duration::from_secs(10)));
         let date = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc2822();
         match r(&date) {
-            Decision::RetryAfter(d) => assert!(d <= Duration::from_secs(3) && d >= Duration::from_secs(1), "{d:?}"),
+            Decision::RetryAfter(d) => assert!(
+                d <= Duration::from_secs(3) && d >= Duration::from_secs(1),
+                "{d:?}"
+            ),
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -89,7 +89,9 @@ impl Transport {
                 line.extend_from_slice(br#"","body":"#);
                 line.extend_from_slice(&body);
                 line.extend_from_slice(b"}\n");
-                counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters
+                    .requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
                 match w.write_all(&line).and_then(|_| w.flush()) {
                     Ok(()) => Outcome::Delivered,
@@ -111,7 +113,9 @@ impl Transport {
                 };
                 let mut attempt = 1u32;
                 loop {
-                    counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters
+                        .requests
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let result = match client.post(url.clone()).body(body.clone()).send().await {
                         Ok(resp) => {
                             let ra = resp
@@ -137,7 +141,9 @@ impl Transport {
                         Decision::Rejected(s) => return Outcome::Rejected(s),
                         Decision::Exhausted => return Outcome::Exhausted,
                         Decision::RetryAfter(wait) => {
-                            counters.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            counters
+                                .retries
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             tokio::time::sleep(wait).await;
                             attempt += 1;
                         }
