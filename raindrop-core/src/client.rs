@@ -47,6 +47,7 @@ struct Inner {
     channels: Option<Channels>,
     counters: Arc<Counters>,
     closed: AtomicBool,
+    debug_logs: Arc<AtomicBool>,
     registry: Mutex<HashMap<Arc<str>, Weak<InteractionCore>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     report: Mutex<Option<ShutdownReport>>,
@@ -106,6 +107,7 @@ impl Client {
         });
 
         let counters = Arc::new(Counters::new());
+        let debug_logs = Arc::new(AtomicBool::new(options.debug_logs));
         let enabled = options.write_key.is_some() || options.local_sink.is_some();
         let mut worker_handle = None;
         let channels = if enabled {
@@ -114,7 +116,8 @@ impl Client {
             }
             let (data_tx, data_rx) = mpsc::channel(options.max_queue_size);
             let (control_tx, control_rx) = mpsc::unbounded_channel();
-            let config = WorkerConfig::new(&options, endpoint, project_id.clone());
+            let config =
+                WorkerConfig::new(&options, endpoint, project_id.clone(), debug_logs.clone());
             match worker::spawn(config, counters.clone(), data_rx, control_rx) {
                 Ok(handle) => {
                     worker_handle = Some(handle);
@@ -140,6 +143,7 @@ impl Client {
                 channels,
                 counters,
                 closed: AtomicBool::new(false),
+                debug_logs,
                 registry: Mutex::new(HashMap::new()),
                 worker: Mutex::new(worker_handle),
                 report: Mutex::new(None),
@@ -160,6 +164,12 @@ impl Client {
     /// The options in force (endpoint normalised).
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
+    }
+
+    /// Turns the per-request DEBUG logs (target `raindrop`) on or off at run
+    /// time; the `debug_logs` option and `RAINDROP_DEBUG` set the initial value.
+    pub fn set_debug_logs(&self, on: bool) {
+        self.inner.debug_logs.store(on, Ordering::Relaxed);
     }
 
     /// Current counters.

@@ -72,11 +72,17 @@ pub(crate) struct WorkerConfig {
     pub max_text_field_chars: usize,
     pub max_queue_size: usize,
     pub shutdown_timeout: Duration,
-    pub debug_logs: bool,
+    /// Shared with the client so `set_debug_logs` works at run time.
+    pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WorkerConfig {
-    pub fn new(o: &ClientOptions, base: reqwest::Url, project_id: Option<String>) -> Self {
+    pub fn new(
+        o: &ClientOptions,
+        base: reqwest::Url,
+        project_id: Option<String>,
+        debug_logs: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         WorkerConfig {
             base,
             write_key: o.write_key.clone(),
@@ -92,7 +98,7 @@ impl WorkerConfig {
             max_text_field_chars: o.max_text_field_chars,
             max_queue_size: o.max_queue_size,
             shutdown_timeout: o.shutdown_timeout,
-            debug_logs: o.debug_logs,
+            debug_logs,
         }
     }
 }

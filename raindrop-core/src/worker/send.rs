@@ -1,7 +1,8 @@
 //! Delivery of one request: HTTP with retries, or a line in the local sink.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -24,7 +25,7 @@ pub(crate) enum Transport {
         client: reqwest::Client,
         base: reqwest::Url,
         policy: Policy,
-        debug: bool,
+        debug: Arc<AtomicBool>,
     },
     Sink(Mutex<Box<dyn Write + Send>>),
 }
@@ -75,7 +76,7 @@ impl Transport {
                 max_backoff: Duration::from_secs(8),
                 max_retry_after: cfg.max_retry_after,
             },
-            debug: cfg.debug_logs,
+            debug: cfg.debug_logs.clone(),
         })
     }
 
@@ -126,14 +127,14 @@ impl Transport {
                             Attempt::Status(resp.status().as_u16(), ra)
                         }
                         Err(e) => {
-                            if *debug {
+                            if debug.load(Relaxed) {
                                 tracing::debug!(target: "raindrop", route = route.path(), attempt, "request failed: {}", e.without_url());
                             }
                             Attempt::NetworkError
                         }
                     };
                     let decision = policy.decide(&result, attempt, jitter());
-                    if *debug {
+                    if debug.load(Relaxed) {
                         tracing::debug!(target: "raindrop", route = route.path(), attempt, bytes = body.len(), ?result, ?decision, "request");
                     }
                     match decision {
