@@ -191,7 +191,13 @@ impl Client {
         // Count first so a flush that races this call waits for the item.
         counters.queued.fetch_add(1, Ordering::AcqRel);
         match ch.data.try_send(item) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Warn (rate-limited) at 80 % full, before anything is dropped.
+                if ch.data.capacity() < self.inner.options.max_queue_size / 5 {
+                    counters.warn_high_water(self.inner.options.max_queue_size);
+                }
+                Ok(())
+            }
             Err(e) => {
                 counters.queued.fetch_sub(1, Ordering::AcqRel);
                 match e {

@@ -110,6 +110,7 @@ pub(crate) struct Counters {
     /// Drops of items that had been queued (settled on the worker).
     worker_dropped: [AtomicU64; 9],
     last_log: Mutex<[Option<(Instant, u64)>; 9]>,
+    high_water_log: Mutex<Option<Instant>>,
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(30);
@@ -124,6 +125,7 @@ impl Counters {
             dropped: Default::default(),
             worker_dropped: Default::default(),
             last_log: Mutex::new([None; 9]),
+            high_water_log: Mutex::new(None),
         }
     }
 
@@ -175,6 +177,20 @@ impl Counters {
         } else {
             tracing::warn!(target: "raindrop", reason = reason.as_str(), dropped = n, total, "raindrop dropped {n} item(s): {detail}");
         }
+    }
+
+    /// The queue is over 80 % full: warn at most every 30 s.
+    pub fn warn_high_water(&self, capacity: usize) {
+        let Ok(mut last) = self.high_water_log.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < LOG_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        drop(last);
+        tracing::warn!(target: "raindrop", capacity, "raindrop queue is over 80% full; events will be dropped if the backend stays slower than the producer");
     }
 
     pub fn snapshot(&self) -> Stats {
