@@ -86,7 +86,7 @@ impl PartialBuffer {
             merge(&mut e.delta, patch);
             return true;
         }
-        if self.entries.len() >= self.max_entries {
+        if self.entries.len() >= self.max_entries && !self.evict_settled() {
             return false;
         }
         let key = patch.event_id.clone();
@@ -100,6 +100,19 @@ impl PartialBuffer {
             },
         );
         true
+    }
+
+    /// Frees the slot of the least recently updated interaction that has
+    /// nothing left to send (kept only to remember `had_content`), so open but
+    /// idle interactions cannot lock new ones out for `FORGET_AFTER`.
+    fn evict_settled(&mut self) -> bool {
+        let oldest = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.patches == 0)
+            .min_by_key(|(_, e)| e.last_update)
+            .map(|(id, _)| id.clone());
+        oldest.is_some_and(|id| self.entries.remove(&id).is_some())
     }
 
     /// Takes the deltas due now: finished ones, ones idle for `idle`, or all when `force`.
@@ -199,5 +212,27 @@ mod tests {
         assert!(b.add(patch("a"), Instant::now()));
         assert!(b.add(patch("a"), Instant::now()));
         assert!(!b.add(patch("b"), Instant::now()));
+    }
+
+    #[test]
+    fn settled_entries_make_room_for_new_interactions() {
+        let mut b = PartialBuffer::new(2);
+        let t = Instant::now();
+        assert!(b.add(patch("a"), t));
+        assert!(b.add(patch("b"), t + Duration::from_millis(1)));
+        // Both ship as pending snapshots and stay open with nothing to send.
+        assert_eq!(
+            b.take_due(t + Duration::from_secs(3), Duration::from_secs(2), false)
+                .len(),
+            2
+        );
+        assert!(
+            b.add(patch("c"), t + Duration::from_secs(3)),
+            "the oldest settled entry is recycled"
+        );
+        assert!(!b.entries.contains_key("a") && b.entries.contains_key("b"));
+        // Entries with unsent updates are never evicted.
+        assert!(b.add(patch("b"), t + Duration::from_secs(4)));
+        assert!(!b.add(patch("d"), t + Duration::from_secs(4)));
     }
 }
