@@ -1,0 +1,394 @@
+//! End-to-end numbers for `track_ai` (run: `cargo bench --bench throughput`).
+//!
+//! Phases (pass one or more names to run only those; default: all):
+//! - `latency`: caller latency of 200,000 `track_ai` calls, each timed on
+//!   its own, in chunks of 2,048 with an untimed `flush` between chunks so the
+//!   queue never fills (backend up).
+//! - `burst`: 1,000,000 `track_ai` events to a loopback sink running in a
+//!   child process (so its memory is not ours). The producer retries a call
+//!   that returns `Error::QueueFull` after 1 ms (counted and reported), so
+//!   every event is accepted exactly once. Reports delivered events/s, loss
+//!   and duplicates (by event id, counted by the sink), and peak RSS.
+//! - `down`: the backend is down (a closed loopback port: connection
+//!   refused). 200,000 unpaced calls, each timed; reports caller mean/p99,
+//!   RSS, and checks after `shutdown` that every call is accounted for in
+//!   `stats()`: delivered + dropped == calls.
+//!
+//! Every phase is bounded in time and stops by itself. Options other than
+//! the endpoint and key are the defaults unless `RAINDROP_BENCH_UPLOAD_SIZE`
+//! or `RAINDROP_BENCH_MAX_IN_FLIGHT` are set (for exploring).
+
+#![allow(missing_docs)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use raindrop::{Client, DropReason, Error};
+
+const CHILD_ENV: &str = "RAINDROP_BENCH_SINK_CHILD";
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child_sink();
+        return;
+    }
+    let phases: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |p: &str| phases.is_empty() || phases.iter().any(|x| x == p);
+    print_machine();
+    let mut up_p99 = None;
+    if run("latency") {
+        up_p99 = Some(latency_phase());
+    }
+    if run("burst") {
+        burst_phase();
+    }
+    if run("down") {
+        down_phase(up_p99);
+    }
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn options(endpoint: &str) -> raindrop::ClientOptions {
+    let mut o = support::options(endpoint);
+    if let Some(n) = env_usize("RAINDROP_BENCH_UPLOAD_SIZE") {
+        o = o.upload_size(n);
+    }
+    if let Some(n) = env_usize("RAINDROP_BENCH_MAX_IN_FLIGHT") {
+        o = o.max_in_flight(n);
+    }
+    o
+}
+
+fn print_machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("machine: {cpu}, {cores} cores, load average {}", loadavg());
+    let o = options("http://127.0.0.1:1/");
+    println!(
+        "client options: upload_size {}, max_in_flight {}, max_queue_size {}",
+        o.upload_size, o.max_in_flight, o.max_queue_size
+    );
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Resets VmHWM to the current RSS (Linux `clear_refs` value 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+struct Latencies(Vec<u64>);
+
+impl Latencies {
+    fn report(&mut self, label: &str) -> u64 {
+        let v = &mut self.0;
+        v.sort_unstable();
+        let n = v.len();
+        let mean = v.iter().sum::<u64>() as f64 / n as f64;
+        let pct = |p: f64| v[((n as f64 * p) as usize).min(n - 1)];
+        let p99 = pct(0.99);
+        println!(
+            "{label}: n={n} mean={:.3} µs p50={:.3} µs p99={:.3} µs p99.9={:.3} µs max={:.1} µs",
+            mean / 1e3,
+            pct(0.50) as f64 / 1e3,
+            p99 as f64 / 1e3,
+            pct(0.999) as f64 / 1e3,
+            v[n - 1] as f64 / 1e3
+        );
+        p99
+    }
+}
+
+/// Backend up: per-call latency with the queue never full. Returns p99 (ns).
+fn latency_phase() -> u64 {
+    println!("\n== latency: 200,000 track_ai, backend up, chunks of 2,048 + untimed flush ==");
+    let sink = support::Sink::start(false);
+    let client = Client::new(options(&sink.endpoint())).expect("client");
+    const CALLS: usize = 200_000;
+    let mut lat = Vec::with_capacity(CALLS);
+    // Warm up: connections, allocator, caches.
+    for _ in 0..2_048 {
+        client.track_ai(support::chat_event()).expect("track_ai");
+    }
+    assert!(client.flush(Duration::from_secs(30)));
+    let mut errors = 0u64;
+    while lat.len() < CALLS {
+        for _ in 0..2_048.min(CALLS - lat.len()) {
+            let t = Instant::now();
+            let r = client.track_ai(support::chat_event());
+            lat.push(t.elapsed().as_nanos() as u64);
+            errors += u64::from(r.is_err());
+        }
+        assert!(client.flush(Duration::from_secs(30)), "flush timed out");
+    }
+    let p99 = Latencies(lat).report("track_ai (backend up)");
+    let report = client.shutdown(Duration::from_secs(10));
+    println!(
+        "errors={errors} delivered={} dropped={} requests={} load={}",
+        report.stats.delivered,
+        report.stats.dropped_total(),
+        report.stats.requests,
+        loadavg()
+    );
+    assert_eq!(errors, 0);
+    p99
+}
+
+/// The counting sink, in a child process so its id set is not in our RSS.
+struct ChildSink {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: BufReader<std::process::ChildStdout>,
+    port: u16,
+}
+
+impl ChildSink {
+    fn start() -> ChildSink {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sink child");
+        let stdin = child.stdin.take();
+        let mut out = BufReader::new(child.stdout.take().expect("child stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("child port");
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .expect("child printed no port");
+        ChildSink {
+            child,
+            stdin,
+            out,
+            port,
+        }
+    }
+
+    fn counts(&mut self) -> support::Counts {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "counts").expect("ask counts");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("counts");
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .map(|x| x.parse().expect("number"))
+            .collect();
+        support::Counts {
+            requests: v[0],
+            events: v[1],
+            unique: v[2],
+            duplicates: v[3],
+            unparsed: v[4],
+            bytes: v[5],
+        }
+    }
+}
+
+impl Drop for ChildSink {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // EOF: the child exits.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Child process: run a counting sink, print its port, answer `counts` lines
+/// on stdin, exit on EOF or after 15 minutes whatever happens.
+fn child_sink() {
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(15 * 60));
+        eprintln!("bench sink: 15-minute limit reached, exiting");
+        std::process::exit(2);
+    });
+    let sink = support::Sink::start(true);
+    let stdout = std::io::stdout();
+    writeln!(stdout.lock(), "port {}", sink.port()).expect("print port");
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() == "counts" {
+            let c = sink.counts();
+            let mut out = stdout.lock();
+            writeln!(
+                out,
+                "{} {} {} {} {} {}",
+                c.requests, c.events, c.unique, c.duplicates, c.unparsed, c.bytes
+            )
+            .expect("print counts");
+            out.flush().expect("flush");
+        }
+    }
+}
+
+fn burst_phase() {
+    const EVENTS: u64 = 1_000_000;
+    println!("\n== burst: 1,000,000 track_ai to a loopback sink (child process) ==");
+    let mut sink = ChildSink::start();
+    let endpoint = format!("http://127.0.0.1:{}/v1/", sink.port);
+    reset_peak_rss();
+    let rss_before = support::rss_kib();
+    let client = Client::new(options(&endpoint)).expect("client");
+    let mut queue_full_retries = 0u64;
+    let mut other_errors = 0u64;
+    let start = Instant::now();
+    let hard_limit = start + Duration::from_secs(300);
+    let mut sent = 0u64;
+    while sent < EVENTS && Instant::now() < hard_limit {
+        match client.track_ai(support::chat_event()) {
+            Ok(_) => sent += 1,
+            Err(Error::QueueFull) => {
+                queue_full_retries += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => other_errors += 1,
+        }
+    }
+    let enqueued_at = start.elapsed();
+    let flushed = client.flush(Duration::from_secs(120));
+    let elapsed = start.elapsed();
+    let stats = client.stats();
+    let peak = support::peak_rss_kib();
+    let counts = sink.counts();
+    let report = client.shutdown(Duration::from_secs(10));
+    let rate = counts.unique as f64 / elapsed.as_secs_f64();
+    println!(
+        "sent={sent} in {:.2} s (enqueue), flushed={flushed}, all delivered after {:.2} s",
+        enqueued_at.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!("delivered throughput: {rate:.0} events/s");
+    println!(
+        "sink: requests={} events={} unique={} duplicates={} unparsed={} bytes={}",
+        counts.requests,
+        counts.events,
+        counts.unique,
+        counts.duplicates,
+        counts.unparsed,
+        counts.bytes
+    );
+    println!(
+        "loss={} duplicates={} | stats: queued={} delivered={} requests={} retries={} \
+         dropped(queue_full)={} dropped_total={} | producer: queue_full retries={queue_full_retries} other errors={other_errors}",
+        sent.saturating_sub(counts.unique),
+        counts.duplicates,
+        stats.queued,
+        stats.delivered,
+        stats.requests,
+        stats.retries,
+        stats.dropped(DropReason::QueueFull),
+        stats.dropped_total(),
+    );
+    println!(
+        "RSS: before client {:.1} MiB, peak during run {:.1} MiB (VmHWM, reset before the run) | shutdown completed={} | load={}",
+        mib(rss_before),
+        mib(peak),
+        report.completed,
+        loadavg()
+    );
+}
+
+fn down_phase(up_p99: Option<u64>) {
+    const CALLS: u64 = 200_000;
+    println!("\n== backend down: 200,000 unpaced track_ai, connection refused ==");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }; // dropped: the port is closed
+    reset_peak_rss();
+    let rss_before = support::rss_kib();
+    let client = Client::new(options(&format!("http://127.0.0.1:{port}/v1/"))).expect("client");
+    let mut lat = Vec::with_capacity(CALLS as usize);
+    let (mut ok, mut full, mut other) = (0u64, 0u64, 0u64);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let r = client.track_ai(support::chat_event());
+        lat.push(t.elapsed().as_nanos() as u64);
+        match r {
+            Ok(_) => ok += 1,
+            Err(Error::QueueFull) => full += 1,
+            Err(_) => other += 1,
+        }
+    }
+    let p99 = Latencies(lat).report("track_ai (backend down)");
+    if let Some(up) = up_p99 {
+        println!(
+            "p99 down / p99 up = {:.2} (target ≤ 2)",
+            p99 as f64 / up.max(1) as f64
+        );
+    }
+    let rss_calls = support::rss_kib();
+    let peak_calls = support::peak_rss_kib();
+    let t = Instant::now();
+    let report = client.shutdown(Duration::from_secs(2));
+    let s = &report.stats;
+    println!(
+        "calls={CALLS} ok={ok} queue_full={full} other_errors={other} | shutdown(2 s) took {:.2} s, completed={}, undelivered={}",
+        t.elapsed().as_secs_f64(),
+        report.completed,
+        report.undelivered
+    );
+    let by_reason: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| s.dropped(**r) > 0)
+        .map(|r| format!("{}={}", r.as_str(), s.dropped(*r)))
+        .collect();
+    println!(
+        "stats: queued={} delivered={} requests={} retries={} dropped_total={} [{}] pending={}",
+        s.queued,
+        s.delivered,
+        s.requests,
+        s.retries,
+        s.dropped_total(),
+        by_reason.join(" "),
+        s.pending()
+    );
+    let accounted = s.delivered + s.dropped_total();
+    println!(
+        "accounting: delivered + dropped = {accounted} vs calls {CALLS}: {} | queue_full in stats {} vs Err(QueueFull) seen {full}: {}",
+        if accounted == CALLS { "exact" } else { "MISMATCH" },
+        s.dropped(DropReason::QueueFull),
+        if s.dropped(DropReason::QueueFull) == full { "exact" } else { "MISMATCH" },
+    );
+    println!(
+        "RSS: before client {:.1} MiB, after calls {:.1} MiB, peak {:.1} MiB | load={}",
+        mib(rss_before),
+        mib(rss_calls),
+        mib(peak_calls.max(support::peak_rss_kib())),
+        loadavg()
+    );
+}
