@@ -188,6 +188,17 @@ impl Client {
             counters.drop_unqueued(DropReason::AfterShutdown, 1, "tracked after shutdown");
             return Err(Error::ShutDown);
         }
+        // Interaction updates come from mutators that return nothing: check them here.
+        let item = match item {
+            Item::Partial(p) => match check_depth("properties", &p.properties) {
+                Ok(()) => Item::Partial(p),
+                Err(e) => {
+                    dismantle(p.properties);
+                    return Err(self.reject(e));
+                }
+            },
+            other => other,
+        };
         // Count first so a flush that races this call waits for the item.
         counters.queued.fetch_add(1, Ordering::AcqRel);
         match ch.data.try_send(item) {
@@ -290,6 +301,10 @@ impl Client {
         require("user_id", &user_id)?;
         require("event", &event)?;
         validate_attachments(&attachments)?;
+        if let Err(e) = check_depth("properties", &properties) {
+            dismantle(properties);
+            return Err(e);
+        }
         let timestamp = match timestamp {
             Some(t) => t.validate("timestamp")?,
             None => Timestamp::now(),
@@ -309,6 +324,10 @@ impl Client {
     pub fn identify(&self, user_id: impl Into<String>, traits: Properties) -> Result<(), Error> {
         let user_id = user_id.into();
         require("user_id", &user_id).map_err(|e| self.reject(e))?;
+        if let Err(e) = check_depth("traits", &traits) {
+            dismantle(traits);
+            return Err(self.reject(e));
+        }
         self.enqueue(Item::Identify(Box::new(IdentifyItem { user_id, traits })))
     }
 
@@ -335,6 +354,10 @@ impl Client {
         } = signal;
         require("event_id", &event_id)?;
         require("name", &name)?;
+        if let Err(e) = check_depth("properties", &properties) {
+            dismantle(properties);
+            return Err(e);
+        }
         let non_blank = |v: Option<&Value>| {
             v.and_then(Value::as_str)
                 .is_some_and(|s| !s.trim().is_empty())
@@ -405,9 +428,16 @@ impl Client {
         let checked = (|| {
             require("event", &event)?;
             validate_attachments(&attachments)?;
+            check_depth("properties", &properties)?;
             new_event_id(event_id)
         })();
-        let event_id: Arc<str> = checked.map_err(|e| self.reject(e))?.into();
+        let event_id: Arc<str> = match checked {
+            Ok(id) => id.into(),
+            Err(e) => {
+                dismantle(properties);
+                return Err(self.reject(e));
+            }
+        };
         let core = Interaction::new_core(
             self.clone(),
             event_id.clone(),
@@ -597,6 +627,43 @@ fn require(field: &str, value: &str) -> Result<(), Error> {
         Err(Error::invalid(field, "must not be empty"))
     } else {
         Ok(())
+    }
+}
+
+/// Deepest nesting of objects and arrays accepted in properties and traits
+/// (the map itself is level 1). Deeper JSON would overflow the worker's stack
+/// when serialised, so it is refused with an error naming the field.
+pub(crate) const MAX_DEPTH: usize = 512;
+
+/// Checks nesting without recursion, so the check itself cannot overflow.
+fn check_depth(field: &str, map: &Properties) -> Result<(), Error> {
+    let mut stack: Vec<(&Value, usize)> = map.values().map(|v| (v, 2)).collect();
+    while let Some((v, depth)) = stack.pop() {
+        match v {
+            Value::Object(_) | Value::Array(_) if depth > MAX_DEPTH => {
+                return Err(Error::invalid(
+                    field,
+                    format!("nested deeper than {MAX_DEPTH} levels of objects and arrays"),
+                ));
+            }
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, depth + 1))),
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Drops a refused value without recursion: serde_json drops nested values
+/// recursively, which would overflow the caller's stack on very deep JSON.
+fn dismantle(map: Properties) {
+    let mut stack: Vec<Value> = map.into_iter().map(|(_, v)| v).collect();
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => stack.extend(m.into_iter().map(|(_, v)| v)),
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
     }
 }
 

@@ -12,6 +12,12 @@ use serde_json::{Map, Value};
 use crate::Error;
 
 /// Arbitrary JSON properties attached to events, signals and interactions.
+///
+/// Values may nest up to 512 levels of objects and arrays (the map itself is
+/// level 1); deeper ones are refused with [`Error::InvalidField`] naming
+/// `properties` (or `traits`). JSON has no NaN or infinity: serde_json turns
+/// such floats into `null` (`Value::from(f64::NAN)` is `Value::Null`), and
+/// that `null` is what is sent.
 pub type Properties = Map<String, Value>;
 
 /// The kind of an [`Attachment`].
