@@ -215,6 +215,44 @@ impl Interaction {
         self.send(|p| p.attachments = attachments);
     }
 
+    /// Applies the fields of `begin` (user, event name, input, model, convo id,
+    /// properties, attachments) to this interaction as one update. `begin`'s
+    /// event id is ignored: the handle keeps its own. Used when `begin` runs
+    /// inside a span that already began this interaction.
+    pub fn apply_begin(&self, begin: crate::model::Begin) {
+        let crate::model::Begin {
+            user_id,
+            event,
+            event_id: _,
+            input,
+            model,
+            convo_id,
+            properties,
+            attachments,
+        } = begin;
+        let event = Some(event).filter(|e| !e.trim().is_empty());
+        self.set_sticky(|s| {
+            if user_id.is_some() {
+                s.user_id.clone_from(&user_id);
+            }
+            if convo_id.is_some() {
+                s.convo_id.clone_from(&convo_id);
+            }
+            if event.is_some() {
+                s.event.clone_from(&event);
+            }
+        });
+        self.send(|p| {
+            p.user_id = user_id;
+            p.event = event;
+            p.ai.input = input;
+            p.ai.model = model;
+            p.ai.convo_id = convo_id;
+            p.properties = properties;
+            p.attachments = attachments;
+        });
+    }
+
     /// Finishes the interaction with the model's answer.
     pub fn finish(&self, output: impl Into<String>) {
         self.finish_with(Finish::new().output(output));

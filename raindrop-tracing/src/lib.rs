@@ -1,1 +1,170 @@
-//! Stub.
+//! A [`tracing-subscriber`](tracing_subscriber) layer that turns spans marked
+//! with `raindrop.kind` into Raindrop interactions and trace spans.
+//!
+//! * An **interaction** span begins an [`Interaction`](raindrop_core::Interaction)
+//!   (one AI event on `events/track_partial`) when it is created and finishes
+//!   it when it closes: with its `raindrop.output`, or with its
+//!   `raindrop.error` (a panic while the span closes counts as an error).
+//!   Exactly one final update is sent, even if `finish` was also called by hand.
+//! * **Task** and **tool** spans, and the interaction's own span, are exported
+//!   on the `traces` channel as OTLP/JSON, named `<name>.task`, `<name>.tool`
+//!   and `<name>.workflow`, linked to the enclosing interaction's event by
+//!   `traceloop.association.properties.event_id` (plus `user_id`, `convo_id`,
+//!   `event`, read when the span closes so values set later still land).
+//! * [`resume_interaction`] returns the interaction of the nearest enclosing
+//!   interaction span, through any depth of ordinary spans, across `.await`,
+//!   instrumented spawned futures and threads that enter the span.
+//!
+//! Most code uses this through the `raindrop` facade: `raindrop::layer(&client)`,
+//! `raindrop::resume_interaction()` and the `#[raindrop::interaction]`,
+//! `#[raindrop::task]` and `#[raindrop::tool]` attributes.
+//!
+//! ```
+//! use std::time::Duration;
+//! use raindrop_core::{Client, ClientOptions, LocalSink};
+//! use tracing_subscriber::prelude::*;
+//!
+//! # let path = std::env::temp_dir().join(format!("raindrop-tracing-doc-{}", std::process::id()));
+//! let client = Client::new(ClientOptions::default().local_sink(LocalSink::File(path.clone())))?;
+//! let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let chat = tracing::info_span!(
+//!         "chat",
+//!         raindrop.kind = "interaction",
+//!         raindrop.user_id = "user-1",
+//!         raindrop.input = "what is 2+2?",
+//!         raindrop.output = tracing::field::Empty,
+//!     );
+//!     let _in_chat = chat.enter();
+//!     {
+//!         let tool = tracing::info_span!(
+//!             "calculator",
+//!             raindrop.kind = "tool",
+//!             raindrop.input = r#"{"expr":"2+2"}"#,
+//!             raindrop.output = tracing::field::Empty,
+//!             raindrop.error = tracing::field::Empty,
+//!         );
+//!         let _in_tool = tool.enter();
+//!         // Any code in here can reach the interaction:
+//!         raindrop_tracing::resume_interaction().set_property("tool_calls", 1);
+//!         tool.record("raindrop.output", "4");
+//!     } // the tool span closes: exported as `calculator.tool`
+//!     chat.record("raindrop.output", "2+2 is 4");
+//! }); // the interaction span closes: the interaction finishes with its output
+//! assert!(client.flush(Duration::from_secs(5)));
+//! // One final partial, one tool span and one workflow span.
+//! assert_eq!(client.stats().delivered, 3);
+//! # let _ = std::fs::remove_file(path);
+//! # Ok::<(), raindrop_core::Error>(())
+//! ```
+//!
+//! # Special span fields
+//!
+//! A span is seen by the layer only if its callsite declares `raindrop.kind`.
+//! The other fields are optional. Fields recorded later with
+//! [`Span::record`](tracing::Span::record) must be declared when the span is
+//! created (as `tracing::field::Empty`): tracing silently ignores a record of
+//! an undeclared field.
+//!
+//! | field | spans | meaning |
+//! | --- | --- | --- |
+//! | `raindrop.kind` | all | `"interaction"`, `"task"` or `"tool"` (required, at creation) |
+//! | `raindrop.name` | all | entity name; defaults to the span name. Span names on the wire are `<name>.workflow` / `<name>.task` / `<name>.tool` |
+//! | `raindrop.event` | interaction | event name; defaults to the entity name |
+//! | `raindrop.user_id` | interaction | user id; may be recorded later (it then also lands on spans closing after it) |
+//! | `raindrop.convo_id` | interaction | conversation id |
+//! | `raindrop.event_id` | interaction | event id, at creation only; a UUID v4 is generated when absent |
+//! | `raindrop.model` | interaction | model name |
+//! | `raindrop.input` | all | input: `ai_data.input` of the interaction, `traceloop.entity.input` of the span (JSON text, or a plain string) |
+//! | `raindrop.output` | all | output: the interaction's final answer, `traceloop.entity.output` of the span |
+//! | `raindrop.error` | all | error message: span status error; the interaction finishes with `properties.error` |
+//! | `raindrop.properties` | all | a JSON object of properties (text) |
+//! | `raindrop.properties.<key>` | all | one property |
+//!
+//! On an interaction span, properties go to the event's `properties`; on a
+//! task or tool span they become `traceloop.association.properties.<key>`
+//! attributes. Input and output text is capped at the client's
+//! `max_text_field_chars`.
+//!
+//! Each exported span carries `traceloop.span.kind` (`workflow`, `task`,
+//! `tool`), `traceloop.entity.name`, `traceloop.workflow.name` (the enclosing
+//! interaction's name), `traceloop.entity.input` / `output`,
+//! `traceloop.entity.duration_ms` (integer), `ai.operationId = ai.toolCall`
+//! on tools, and, inside an interaction,
+//! `ai.telemetry.metadata.raindrop.eventId` and
+//! `traceloop.association.properties.{event_id,user_id,convo_id,event}`.
+//! The trace id is inherited from the nearest raindrop ancestor span, which is
+//! also the parent span id; ordinary spans in between are skipped.
+//!
+//! Events are never looked at: the SDK's own diagnostics (target `raindrop`)
+//! and your logs pass through untouched.
+//!
+//! # Filters
+//!
+//! [`layer`] carries its own per-layer filter: spans without `raindrop.kind`
+//! cost it nothing and stay visible to the other layers of the subscriber
+//! (fmt, `EnvFilter`, tracing-opentelemetry).
+//!
+//! A **global** filter applies to every layer: an `EnvFilter` at `WARN`
+//! added with `.with(EnvFilter::new("warn"))` on the registry disables the
+//! INFO spans the raindrop macros create, so nothing is tracked. Filter your
+//! log output **per layer** instead, so the raindrop layer still sees INFO
+//! spans:
+//!
+//! ```
+//! use tracing_subscriber::{prelude::*, EnvFilter};
+//! # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(raindrop_tracing::layer(&client))
+//!     .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::new("warn")));
+//! # drop(subscriber);
+//! ```
+//!
+//! # Instrument spawned futures
+//!
+//! A span is current only where it is entered. `tokio::spawn` starts the
+//! future with no current span, so `resume_interaction()` in it finds nothing
+//! unless the future is instrumented:
+//!
+//! ```ignore
+//! use tracing::Instrument;
+//! tokio::spawn(async { raindrop::resume_interaction().set_property("bg", true) }.in_current_span());
+//! ```
+//!
+//! On a thread, enter the span: `let span = Span::current();
+//! std::thread::spawn(move || span.in_scope(|| ...))`.
+//!
+//! # Shutdown
+//!
+//! An interaction finishes when its span closes, which happens when the last
+//! handle to the span is dropped. Finished spans and updates are queued on the
+//! client; call [`Client::flush`](raindrop_core::Client::flush) or
+//! [`Client::shutdown`](raindrop_core::Client::shutdown) (the facade's guard
+//! does it when dropped) **after** the spans have closed, or what they would
+//! send is not delivered. Interaction spans still open at shutdown send
+//! nothing final.
+//!
+//! # Limits
+//!
+//! * One raindrop layer per subscriber (a second one ignores spans the first
+//!   already tracks).
+//! * `resume_interaction` and the macro helpers need a subscriber built on
+//!   [`tracing_subscriber::Registry`].
+//! * `raindrop.event_id` can only be given when the span is created.
+
+pub mod fields;
+mod layer;
+mod support;
+
+pub use layer::{
+    current_interaction, layer, resume_interaction, FilteredRaindropLayer, RaindropFilter,
+    RaindropLayer,
+};
+
+/// Support for the code generated by `raindrop-macros`. Not a public API.
+#[doc(hidden)]
+pub mod __macro_support {
+    pub use crate::support::*;
+    pub use serde_json;
+    pub use tracing;
+}

@@ -1,0 +1,478 @@
+//! The layer, its per-layer filter and the per-span state.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use raindrop_core::{
+    truncate_text, AttributeValue, Begin, Client, Finish, Interaction, SpanRecord, SpanStatus,
+};
+use serde_json::Value;
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Dispatch, Metadata, Subscriber};
+use tracing_subscriber::filter::Filtered;
+use tracing_subscriber::layer::{Context, Filter, Layer};
+use tracing_subscriber::registry::{LookupSpan, Registry};
+
+use crate::fields::{is_marked, Fields, Kind};
+
+/// The [`Layer`] that turns spans marked with `raindrop.kind` into Raindrop
+/// interactions and trace spans. Build it with [`layer`], which adds the
+/// per-layer [`RaindropFilter`]; used bare, it still acts only on marked spans.
+#[derive(Clone)]
+pub struct RaindropLayer {
+    client: Client,
+}
+
+impl fmt::Debug for RaindropLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RaindropLayer")
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl RaindropLayer {
+    /// A layer exporting through `client`, without its filter (see [`layer`]).
+    pub fn new(client: &Client) -> Self {
+        RaindropLayer {
+            client: client.clone(),
+        }
+    }
+
+    /// Wraps the layer in its per-layer [`RaindropFilter`].
+    pub fn with_raindrop_filter<S>(self) -> Filtered<RaindropLayer, RaindropFilter, S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        Layer::with_filter(self, RaindropFilter)
+    }
+}
+
+/// The raindrop layer wrapped in its own per-layer filter: what [`layer`] returns.
+pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
+
+/// The layer for `client`, carrying its own per-layer filter: it sees only
+/// spans that declare `raindrop.kind`, never events, and never changes what
+/// other layers of the same subscriber see.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+/// tracing::subscriber::with_default(subscriber, || {
+///     let span = tracing::info_span!("chat", raindrop.kind = "interaction", raindrop.user_id = "u-1");
+///     let _in = span.enter();
+///     assert!(!raindrop_tracing::resume_interaction().is_noop());
+/// });
+/// ```
+pub fn layer<S>(client: &Client) -> FilteredRaindropLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    RaindropLayer::new(client).with_raindrop_filter()
+}
+
+/// Per-layer filter of [`RaindropLayer`]: enables spans whose callsite
+/// declares `raindrop.kind` and nothing else (decided once per callsite).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RaindropFilter;
+
+impl<S> Filter<S> for RaindropFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        is_marked(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if is_marked(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+}
+
+/// The interaction a span belongs to.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) interaction: Interaction,
+    pub(crate) workflow: Arc<str>,
+}
+
+/// What the layer keeps for one marked span (in the registry's extensions).
+pub(crate) struct SpanState {
+    client: Client,
+    kind: Kind,
+    name: String,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent_span_id: Option<[u8; 8]>,
+    start: SystemTime,
+    started: Instant,
+    input: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    properties: Vec<(String, Value)>,
+    pub(crate) link: Option<Link>,
+}
+
+fn cap_in_place(text: &mut String, max: usize) {
+    if let Cow::Owned(s) = truncate_text(text, max) {
+        *text = s;
+    }
+}
+
+impl SpanState {
+    fn max_chars(&self) -> usize {
+        self.client.options().max_text_field_chars
+    }
+
+    /// Stores recorded fields; returns the interaction updates to make once
+    /// the extensions lock is released.
+    fn apply(&mut self, mut f: Fields) -> Option<(Interaction, Fields)> {
+        let max = self.max_chars();
+        if let Some(mut i) = f.input.take() {
+            cap_in_place(&mut i, max);
+            self.input = Some(i.clone());
+            f.input = Some(i);
+        }
+        if let Some(mut o) = f.output.take() {
+            cap_in_place(&mut o, max);
+            self.output = Some(o);
+        }
+        if let Some(e) = f.error.take() {
+            self.error = Some(e);
+        }
+        if let Some(n) = f.name.take() {
+            self.name = n;
+        }
+        if self.kind == Kind::Interaction {
+            let link = self.link.as_ref()?;
+            Some((link.interaction.clone(), f))
+        } else {
+            self.properties.append(&mut f.properties);
+            None
+        }
+    }
+}
+
+/// Applies recorded fields to an interaction (outside any lock).
+fn update_interaction(i: &Interaction, f: Fields) {
+    if let Some(u) = f.user_id {
+        i.set_user_id(u);
+    }
+    if let Some(c) = f.convo_id {
+        i.set_convo_id(c);
+    }
+    if let Some(e) = f.event {
+        i.set_event(e);
+    }
+    if let Some(m) = f.model {
+        i.set_model(m);
+    }
+    if let Some(input) = f.input {
+        i.set_input(input);
+    }
+    for (k, v) in f.properties {
+        i.set_property(k, v);
+    }
+    if let Some(id) = f.event_id {
+        if i.event_id() != Some(id.as_str()) {
+            tracing::debug!(target: "raindrop", "raindrop.event_id recorded after the interaction began; ignored");
+        }
+    }
+}
+
+impl<S> Layer<S> for RaindropLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !is_marked(attrs.metadata()) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        if span.extensions().get::<SpanState>().is_some() {
+            // Another raindrop layer in the same subscriber got here first.
+            return;
+        }
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        let Some(kind) = f.kind else {
+            if let Some(bad) = &f.bad_kind {
+                tracing::debug!(target: "raindrop", kind = %bad, "unknown raindrop.kind; span ignored");
+            }
+            return;
+        };
+        // The nearest ancestor this layer tracks (ordinary spans are skipped).
+        let parent = span.scope().skip(1).find_map(|p| {
+            p.extensions()
+                .get::<SpanState>()
+                .map(|s| (s.trace_id, s.span_id, s.link.clone()))
+        });
+        let (trace_id, parent_span_id, parent_link) = match parent {
+            Some((t, s, l)) => (t, Some(s), l),
+            None => (SpanRecord::new_trace_id(), None, None),
+        };
+        let max = self.client.options().max_text_field_chars;
+        let name = f
+            .name
+            .take()
+            .unwrap_or_else(|| attrs.metadata().name().to_owned());
+        let mut input = f.input.take();
+        if let Some(i) = input.as_mut() {
+            cap_in_place(i, max);
+        }
+        let mut output = f.output.take();
+        if let Some(o) = output.as_mut() {
+            cap_in_place(o, max);
+        }
+        let mut properties = Vec::new();
+        let link = if kind == Kind::Interaction {
+            let event = f.event.take().unwrap_or_else(|| name.clone());
+            let mut b = Begin::new(f.user_id.take().unwrap_or_default(), event);
+            if let Some(e) = f.event_id.take() {
+                b = b.event_id(e);
+            }
+            if let Some(i) = &input {
+                b = b.input(i.clone());
+            }
+            if let Some(c) = f.convo_id.take() {
+                b = b.convo_id(c);
+            }
+            if let Some(m) = f.model.take() {
+                b = b.model(m);
+            }
+            for (k, v) in f.properties.drain(..) {
+                b = b.property(k, v);
+            }
+            // `begin` only validates and queues; it never blocks.
+            let interaction = self.client.begin(b).unwrap_or_else(|e| {
+                tracing::debug!(target: "raindrop", "interaction span `{name}`: {e}; not tracked");
+                Interaction::noop()
+            });
+            Some(Link {
+                interaction,
+                workflow: name.as_str().into(),
+            })
+        } else {
+            properties = std::mem::take(&mut f.properties);
+            parent_link
+        };
+        let state = SpanState {
+            client: self.client.clone(),
+            kind,
+            name,
+            trace_id,
+            span_id: SpanRecord::new_span_id(),
+            parent_span_id,
+            start: SystemTime::now(),
+            started: Instant::now(),
+            input,
+            output,
+            error: f.error.take(),
+            properties,
+            link,
+        };
+        span.extensions_mut().insert(state);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut f = Fields::default();
+        values.record(&mut f);
+        if f.is_empty() {
+            return;
+        }
+        let update = {
+            let mut ext = span.extensions_mut();
+            let Some(state) = ext.get_mut::<SpanState>() else {
+                return;
+            };
+            state.apply(f)
+        };
+        if let Some((i, f)) = update {
+            update_interaction(&i, f);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let state = span.extensions_mut().remove::<SpanState>();
+        if let Some(state) = state {
+            complete(state);
+        }
+    }
+}
+
+/// Ends a span: finishes its interaction (if it is one) and exports it.
+pub(crate) fn complete(state: SpanState) {
+    let end = SystemTime::now();
+    let duration_ms = i64::try_from(state.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let error = state
+        .error
+        .clone()
+        .or_else(|| std::thread::panicking().then(|| "panicked".to_owned()));
+    if state.kind == Kind::Interaction {
+        if let Some(link) = &state.link {
+            let mut finish = Finish::new();
+            if let Some(o) = &state.output {
+                finish = finish.output(o.clone());
+            }
+            if let Some(e) = &error {
+                finish = finish.error(e);
+            }
+            // A second finish (after a manual one) is ignored by the core.
+            link.interaction.finish_with(finish);
+        }
+    }
+    let record = to_record(&state, end, duration_ms, error);
+    let _ = state.client.export_span(record);
+}
+
+fn to_record(
+    s: &SpanState,
+    end: SystemTime,
+    duration_ms: i64,
+    error: Option<String>,
+) -> SpanRecord {
+    type Attr = (Cow<'static, str>, AttributeValue);
+    let mut attrs: Vec<Attr> = Vec::with_capacity(16 + s.properties.len());
+    let mut push = |k: &'static str, v: AttributeValue| attrs.push((Cow::Borrowed(k), v));
+    push("traceloop.span.kind", s.kind.span_kind().into());
+    push("traceloop.entity.name", s.name.as_str().into());
+    if let Some(l) = &s.link {
+        push("traceloop.workflow.name", (&*l.workflow).into());
+    }
+    if s.kind == Kind::Tool {
+        push("ai.operationId", "ai.toolCall".into());
+    }
+    if let Some(i) = &s.input {
+        push("traceloop.entity.input", i.as_str().into());
+    }
+    if let Some(o) = &s.output {
+        push("traceloop.entity.output", o.as_str().into());
+    }
+    push(
+        "traceloop.entity.duration_ms",
+        AttributeValue::Int(duration_ms),
+    );
+    if let Some(l) = &s.link {
+        let i = &l.interaction;
+        if let Some(id) = i.event_id() {
+            push("ai.telemetry.metadata.raindrop.eventId", id.into());
+            push("traceloop.association.properties.event_id", id.into());
+        }
+        if let Some(u) = i.user_id() {
+            push("traceloop.association.properties.user_id", u.into());
+        }
+        if let Some(c) = i.convo_id() {
+            push("traceloop.association.properties.convo_id", c.into());
+        }
+        if let Some(e) = i.event_name() {
+            push("traceloop.association.properties.event", e.into());
+        }
+    }
+    let max = s.max_chars();
+    const RESERVED: [&str; 4] = ["event_id", "user_id", "convo_id", "event"];
+    for (k, v) in &s.properties {
+        if RESERVED.contains(&k.as_str()) || v.is_null() {
+            continue;
+        }
+        let value = match v {
+            Value::String(t) => AttributeValue::String(truncate_text(t, max).into_owned()),
+            Value::Bool(b) => AttributeValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => AttributeValue::Int(i),
+                None => AttributeValue::Double(n.as_f64().unwrap_or_default()),
+            },
+            other => AttributeValue::String(truncate_text(&other.to_string(), max).into_owned()),
+        };
+        attrs.push((
+            Cow::Owned(format!("traceloop.association.properties.{k}")),
+            value,
+        ));
+    }
+    SpanRecord {
+        trace_id: s.trace_id,
+        span_id: s.span_id,
+        parent_span_id: s.parent_span_id,
+        name: format!("{}.{}", s.name, s.kind.span_kind()),
+        start: s.start,
+        end,
+        status: match error {
+            Some(m) => SpanStatus::Error(m),
+            None => SpanStatus::Ok,
+        },
+        attributes: attrs,
+    }
+}
+
+/// Runs `f` on the registry of the current dispatcher, if it has one.
+fn with_registry<T>(dispatch: &Dispatch, f: impl FnOnce(&Registry) -> Option<T>) -> Option<T> {
+    dispatch.downcast_ref::<Registry>().and_then(f)
+}
+
+/// The interaction of the nearest enclosing interaction span, walking up from
+/// the current span through any ordinary spans; `None` when there is none.
+pub fn current_interaction() -> Option<Interaction> {
+    tracing::dispatcher::get_default(|d| {
+        let id = d.current_span().id()?.clone();
+        with_registry(d, |reg| {
+            let span = reg.span(&id)?;
+            let found = span.scope().find_map(|s| {
+                s.extensions()
+                    .get::<SpanState>()
+                    .map(|st| st.link.as_ref().map(|l| l.interaction.clone()))
+            });
+            found.flatten()
+        })
+    })
+}
+
+/// The interaction of the nearest enclosing interaction span, or
+/// [`Interaction::noop`] (with one DEBUG line under target `raindrop`) when
+/// no interaction span is in scope. Never panics, never sends anything by itself.
+pub fn resume_interaction() -> Interaction {
+    current_interaction().unwrap_or_else(|| {
+        tracing::debug!(target: "raindrop", "resume_interaction(): no interaction span in scope (is the raindrop layer installed, and is the spawned future instrumented?); returning a no-op handle");
+        Interaction::noop()
+    })
+}
+
+/// Whether a raindrop layer tracks `span`.
+pub(crate) fn is_tracked(span: &tracing::Span) -> bool {
+    span.with_subscriber(|(id, d)| {
+        with_registry(d, |reg| {
+            let s = reg.span(id)?;
+            let tracked = s.extensions().get::<SpanState>().is_some();
+            Some(tracked)
+        })
+    })
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Ends `span` now if a raindrop layer tracks it (at most once per span).
+pub(crate) fn complete_span(span: &tracing::Span) {
+    let state = span
+        .with_subscriber(|(id, d)| {
+            with_registry(d, |reg| {
+                let s = reg.span(id)?;
+                let state = s.extensions_mut().remove::<SpanState>();
+                state
+            })
+        })
+        .flatten();
+    if let Some(state) = state {
+        complete(state);
+    }
+}
