@@ -4,6 +4,10 @@
 // Each example includes `examples/common` itself, and so does this file.
 #![allow(dead_code, clippy::duplicate_mod)]
 
+#[path = "../examples/agent.rs"]
+mod agent;
+#[path = "../examples/chat.rs"]
+mod chat;
 #[path = "../examples/common/mod.rs"]
 mod common;
 #[path = "../examples/quickstart.rs"]
@@ -13,8 +17,11 @@ mod sync_example;
 
 use std::sync::Mutex;
 
+use std::time::Duration;
+
 use common::Recorded;
 use raindrop::{ClientOptions, LocalSink};
+use tracing_subscriber::prelude::*;
 
 /// `raindrop::init` installs a process-wide client: run the examples one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -26,6 +33,229 @@ fn sink_options(name: &str) -> (ClientOptions, std::path::PathBuf) {
         ClientOptions::default().local_sink(LocalSink::File(path.clone())),
         path,
     )
+}
+
+/// Runs `f` on a multi-thread tokio runtime where every thread (workers and
+/// the blocking pool) has a subscriber with the raindrop layer of `client` as
+/// its default: what `.init()` does in the examples' `main`, but scoped to
+/// this test.
+fn block_on_traced<F: std::future::Future>(client: &raindrop::Client, f: F) -> F::Output {
+    let dispatch =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(client)));
+    let for_threads = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // The runtime's threads end with the runtime; so does this default.
+            std::mem::forget(tracing::dispatcher::set_default(&for_threads));
+        })
+        .build()
+        .expect("tokio runtime");
+    let out = tracing::dispatcher::with_default(&dispatch, || rt.block_on(f));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    out
+}
+
+#[test]
+fn chat_demo_records_interactions_tools_errors_and_feedback() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (options, path) = sink_options("chat");
+    let guard = raindrop::init(options);
+    let client = guard.client().cloned().expect("client");
+    let exchanges = block_on_traced(&client, chat::run_demo(false)).expect("demo ran");
+    let report = client.shutdown(Duration::from_secs(5));
+    drop(guard);
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.stats.dropped_total(), 0, "{:?}", report.stats);
+
+    // What the HTTP clients saw.
+    let statuses: Vec<u16> = exchanges.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 422, 204, 204]);
+    let event_ids: Vec<String> = exchanges[..4]
+        .iter()
+        .map(|e| {
+            e.response["event_id"]
+                .as_str()
+                .expect("event id")
+                .to_owned()
+        })
+        .collect();
+
+    let rec = Recorded::read(&path).expect("sink file written");
+    let chats: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("chat"))
+        .collect();
+    assert_eq!(chats.len(), 5, "{}", rec.render());
+    assert!(chats.iter().all(|e| e.interaction && e.finished));
+
+    // Each answered request: one finished event whose output is the answer.
+    for (i, id) in event_ids.iter().enumerate() {
+        let e = rec
+            .events
+            .iter()
+            .find(|e| &e.event_id == id)
+            .expect("event recorded");
+        assert_eq!(e.input.as_deref(), exchanges[i].request["message"].as_str());
+        assert_eq!(
+            e.output.as_deref(),
+            exchanges[i].response["answer"].as_str()
+        );
+        assert_eq!(
+            e.user_id.as_deref(),
+            exchanges[i].request["user_id"].as_str()
+        );
+        assert_eq!(
+            e.convo_id.as_deref(),
+            exchanges[i].request["convo_id"].as_str()
+        );
+        assert_eq!(e.model.as_deref(), Some("sim-1"));
+        // The interaction span and, under it, the tools and the model call.
+        let spans = rec.spans_of(id);
+        let root = spans
+            .iter()
+            .find(|s| s.kind.as_deref() == Some("workflow"))
+            .expect("interaction span");
+        assert!(root.parent_span_id.is_none());
+        for s in spans.iter().filter(|s| s.span_id != root.span_id) {
+            assert_eq!(
+                s.parent_span_id.as_deref(),
+                Some(root.span_id.as_str()),
+                "{s:?}"
+            );
+            assert_eq!(s.trace_id, root.trace_id);
+            assert!(s.end_ns >= s.start_ns);
+        }
+        assert!(spans.iter().any(|s| s.name == "generate.task"));
+    }
+
+    // Request 1: the search tool, with input, output and kb_hits set from inside it.
+    let refunds = rec.spans_of(&event_ids[0]);
+    let search = refunds
+        .iter()
+        .find(|s| s.name == "search.tool")
+        .expect("search span");
+    assert_eq!(search.input.as_deref(), Some("How long do refunds take?"));
+    assert!(search
+        .output
+        .as_deref()
+        .unwrap_or_default()
+        .contains("\"id\":\"refunds\""));
+    let e0 = rec
+        .events
+        .iter()
+        .find(|e| e.event_id == event_ids[0])
+        .unwrap();
+    assert_eq!(e0.properties["kb_hits"], 1);
+
+    // Request 2: the calculator's result.
+    let calc = rec.spans_of(&event_ids[1]);
+    let calc = calc
+        .iter()
+        .find(|s| s.name == "calculator.tool")
+        .expect("calculator span");
+    assert_eq!(calc.input.as_deref(), Some("12 * (3 + 4)"));
+    assert_eq!(calc.output.as_deref(), Some("84.0"));
+    assert!(calc.error.is_none());
+
+    // Request 3: the failing tool is recorded as an error; the request still answers.
+    let failed = rec.spans_of(&event_ids[2]);
+    let failed = failed
+        .iter()
+        .find(|s| s.name == "calculator.tool")
+        .expect("calculator span");
+    assert_eq!(failed.error.as_deref(), Some("division by zero"));
+
+    // Request 5: refused, so the interaction finished with an error.
+    let refused = chats
+        .iter()
+        .find(|e| e.user_id.as_deref() == Some("user-eve"))
+        .expect("refused interaction");
+    assert!(refused.output.is_none());
+    assert_eq!(
+        refused.properties["error"],
+        "refused: the assistant does not handle credentials"
+    );
+
+    // Feedback: two signals per request.
+    let up = rec.signals_of(&event_ids[0]);
+    assert_eq!(up.len(), 2);
+    assert!(up
+        .iter()
+        .any(|s| s["signal_name"] == "thumbs_up" && s["sentiment"] == "POSITIVE"));
+    assert!(up.iter().any(
+        |s| s["signal_type"] == "feedback" && s["properties"]["comment"] == "Quick and clear."
+    ));
+    let down = rec.signals_of(&event_ids[2]);
+    assert!(down
+        .iter()
+        .any(|s| s["signal_name"] == "thumbs_down" && s["sentiment"] == "NEGATIVE"));
+
+    let tree = rec.render();
+    assert!(tree.contains("tool calculator.tool"), "{tree}");
+    assert!(tree.contains("ERROR: division by zero"), "{tree}");
+    assert!(
+        tree.contains("signal user_feedback (feedback) POSITIVE  comment: Quick and clear."),
+        "{tree}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn agent_reaches_the_interaction_from_spawned_tasks_and_threads() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (options, path) = sink_options("agent");
+    let client = raindrop::Client::new(options).expect("client");
+    let results = block_on_traced(&client, agent::run_jobs());
+    let report = client.shutdown(Duration::from_secs(5));
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.stats.dropped_total(), 0, "{:?}", report.stats);
+    assert_eq!(results.len(), 2);
+    for r in &results {
+        assert_eq!(r.as_ref().expect("job succeeds"), "6 facts from 2 sources");
+    }
+
+    let rec = Recorded::read(&path).expect("sink file written");
+    let runs: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("research"))
+        .collect();
+    assert_eq!(runs.len(), 2, "{}", rec.render());
+    for run in runs {
+        assert!(run.finished);
+        assert_eq!(run.output.as_deref(), Some("6 facts from 2 sources"));
+        // Set by plain functions inside instrumented spawned tasks.
+        assert_eq!(run.properties["facts_docs"], 3);
+        assert_eq!(run.properties["facts_blog"], 3);
+        assert_eq!(run.properties["sources_ok"], 2);
+        // The pitfall the example shows.
+        assert_eq!(run.properties["uninstrumented_task_saw_interaction"], false);
+
+        let spans = rec.spans_of(&run.event_id);
+        let fetches: Vec<_> = spans.iter().filter(|s| s.name == "fetch.tool").collect();
+        assert_eq!(fetches.len(), 3);
+        assert_eq!(fetches.iter().filter(|s| s.error.is_some()).count(), 1);
+        let forum = fetches.iter().find(|s| s.error.is_some()).unwrap();
+        assert!(forum.input.as_deref().unwrap_or_default().contains("forum"));
+        // The task that ran on the blocking pool is linked too.
+        let summary = spans
+            .iter()
+            .find(|s| s.name == "summarize.task")
+            .expect("summarize span");
+        assert_eq!(summary.output.as_deref(), Some("6 facts from 2 sources"));
+        let root = spans
+            .iter()
+            .find(|s| s.name == "research.workflow")
+            .expect("root span");
+        assert_eq!(
+            summary.parent_span_id.as_deref(),
+            Some(root.span_id.as_str())
+        );
+    }
+    let _ = std::fs::remove_file(path);
 }
 
 #[test]

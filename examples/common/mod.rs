@@ -257,7 +257,7 @@ impl Recorded {
         if !self.users.is_empty() {
             out.push('\n');
         }
-        for e in &self.events {
+        for e in self.ordered_events() {
             self.render_event(&mut out, e);
             out.push('\n');
         }
@@ -337,11 +337,13 @@ impl Recorded {
         }
         let spans = self.spans_of(&e.event_id);
         let signals = self.signals_of(&e.event_id);
-        if !spans.is_empty() {
-            render_spans(out, &spans, "");
+        let roots = roots_of(&spans);
+        let total = roots.len() + signals.len();
+        for (i, s) in roots.iter().enumerate() {
+            render_span(out, &spans, s, "", i + 1 == total);
         }
         for (i, s) in signals.iter().enumerate() {
-            let last = i + 1 == signals.len();
+            let last = roots.len() + i + 1 == total;
             let _ = writeln!(
                 out,
                 "{} signal {}",
@@ -349,6 +351,20 @@ impl Recorded {
                 signal_line(s)
             );
         }
+    }
+
+    /// Events ordered by when their first span started (events without
+    /// spans first, in arrival order): partial updates arrive in any order.
+    fn ordered_events(&self) -> Vec<&EventRec> {
+        let mut events: Vec<&EventRec> = self.events.iter().collect();
+        events.sort_by_key(|e| {
+            self.spans_of(&e.event_id)
+                .iter()
+                .map(|s| s.start_ns)
+                .min()
+                .unwrap_or(0)
+        });
+        events
     }
 }
 
@@ -465,8 +481,8 @@ fn any_value(v: &Value) -> Value {
     v.clone()
 }
 
-/// Spans as a tree: children under their parent, siblings by start time.
-fn render_spans(out: &mut String, spans: &[&SpanRec], indent: &str) {
+/// Spans whose parent is not among `spans`, by start time.
+fn roots_of<'a>(spans: &[&'a SpanRec]) -> Vec<&'a SpanRec> {
     let ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
     let mut roots: Vec<&SpanRec> = spans
         .iter()
@@ -478,6 +494,12 @@ fn render_spans(out: &mut String, spans: &[&SpanRec], indent: &str) {
         })
         .collect();
     roots.sort_by_key(|s| s.start_ns);
+    roots
+}
+
+/// Spans as a tree: children under their parent, siblings by start time.
+fn render_spans(out: &mut String, spans: &[&SpanRec], indent: &str) {
+    let roots = roots_of(spans);
     for (i, s) in roots.iter().enumerate() {
         render_span(out, spans, s, indent, i + 1 == roots.len());
     }
