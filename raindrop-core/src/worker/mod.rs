@@ -369,12 +369,16 @@ impl Worker {
             Item::Identify(i) => (Route::Identify, wire::identify(&i)),
             Item::Span(s) => (Route::Traces, wire::span(&s, max)),
             Item::Partial(p) => {
-                if !self.partials.add(*p, now) {
+                let mut ship = Vec::new();
+                if !self.partials.add(*p, now, &mut ship) {
                     self.counters.drop_queued(
                         DropReason::QueueFull,
                         1,
                         "too many open interactions (max_queue_size)",
                     );
+                }
+                for due in ship {
+                    self.ship_partial(due);
                 }
                 return;
             }
@@ -421,36 +425,40 @@ impl Worker {
                 self.lanes[route as usize].queue.push_back(body);
             }
         }
-        let max = self.cfg.max_text_field_chars;
         for due in self
             .partials
             .take_due(now, self.cfg.partial_idle_timeout, force)
         {
-            if due.empty {
-                self.counters.drop_queued(
-                    DropReason::EmptyInteraction,
-                    due.patches,
-                    "interaction finished with no input, output or attachment",
-                );
-                continue;
-            }
-            let bytes = wire::partial(&due.patch, max);
-            if bytes.len() > wire::MAX_BYTES {
-                self.counters.drop_queued(
-                    DropReason::Oversize,
-                    due.patches,
-                    &format!(
-                        "interaction update of {} bytes exceeds the 1 MiB limit",
-                        bytes.len()
-                    ),
-                );
-                continue;
-            }
-            self.lanes[Route::Partial as usize].queue.push_back(Body {
-                bytes,
-                items: due.patches,
-            });
+            self.ship_partial(due);
         }
+    }
+
+    /// Serialises one interaction delta into the partial lane (in order).
+    fn ship_partial(&mut self, due: partial::Due) {
+        if due.empty {
+            self.counters.drop_queued(
+                DropReason::EmptyInteraction,
+                due.patches,
+                "interaction finished with no input, output or attachment",
+            );
+            return;
+        }
+        let bytes = wire::partial(&due.patch, self.cfg.max_text_field_chars);
+        if bytes.len() > wire::MAX_BYTES {
+            self.counters.drop_queued(
+                DropReason::Oversize,
+                due.patches,
+                &format!(
+                    "interaction update of {} bytes exceeds the 1 MiB limit",
+                    bytes.len()
+                ),
+            );
+            return;
+        }
+        self.lanes[Route::Partial as usize].queue.push_back(Body {
+            bytes,
+            items: due.patches,
+        });
     }
 
     /// Starts requests while lanes have free slots.

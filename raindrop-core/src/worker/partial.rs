@@ -20,6 +20,20 @@ pub(crate) fn deep_merge(dst: &mut Map<String, Value>, newer: Map<String, Value>
     }
 }
 
+/// Whether deep-merging `newer` into the pending delta `dst` would change what
+/// a receiver ends up with: `newer` sets an object where `dst` holds a
+/// non-object. Applied one after the other, the non-object first replaces the
+/// receiver's value and the object then starts afresh; merged into one delta,
+/// the object would be deep-merged into the receiver's older value instead.
+/// Such a delta must ship before `newer` is merged.
+pub(crate) fn conflicts(dst: &Map<String, Value>, newer: &Map<String, Value>) -> bool {
+    newer.iter().any(|(k, n)| match (dst.get(k), n) {
+        (Some(Value::Object(d)), Value::Object(n)) => conflicts(d, n),
+        (Some(_), Value::Object(_)) => true,
+        _ => false,
+    })
+}
+
 /// Merges `newer` into `dst`: scalars newest-wins, properties deep-merged, attachments appended.
 pub(crate) fn merge(dst: &mut PartialPatch, newer: PartialPatch) {
     if newer.user_id.is_some() {
@@ -76,10 +90,26 @@ impl PartialBuffer {
         self.entries.values().map(|e| e.patches).sum()
     }
 
-    /// Merges one update; `false` when a new interaction does not fit.
-    pub fn add(&mut self, patch: PartialPatch, now: Instant) -> bool {
+    /// Merges one update; `false` when a new interaction does not fit. When
+    /// the update cannot be merged into the pending delta without changing
+    /// its meaning ([`conflicts`]), that delta is moved to `ship` first, so
+    /// merging stays associative: the deltas applied in order give the same
+    /// event as every update applied in order.
+    pub fn add(&mut self, patch: PartialPatch, now: Instant, ship: &mut Vec<Due>) -> bool {
         let content = patch.ai.has_content() || !patch.attachments.is_empty();
         if let Some(e) = self.entries.get_mut(&patch.event_id) {
+            if e.patches > 0 && conflicts(&e.delta.properties, &patch.properties) {
+                let fresh = PartialPatch {
+                    event_id: patch.event_id.clone(),
+                    ..Default::default()
+                };
+                let is_final = e.delta.is_final;
+                ship.push(Due {
+                    patch: std::mem::replace(&mut e.delta, fresh),
+                    patches: std::mem::take(&mut e.patches),
+                    empty: is_final && !e.had_content,
+                });
+            }
             e.had_content |= content;
             e.patches += 1;
             e.last_update = now;
@@ -162,11 +192,11 @@ mod tests {
         p1.ai.input = Some("q".into());
         p1.properties
             .insert("a".into(), serde_json::json!({"x": 1}));
-        b.add(p1, t);
+        b.add(p1, t, &mut Vec::new());
         let mut p2 = patch("e");
         p2.properties
             .insert("a".into(), serde_json::json!({"y": 2}));
-        b.add(p2, t);
+        b.add(p2, t, &mut Vec::new());
         assert!(b.take_due(t, Duration::from_secs(2), false).is_empty());
         let mut p3 = patch("e");
         p3.ai = AiData {
@@ -174,7 +204,7 @@ mod tests {
             ..Default::default()
         };
         p3.is_final = true;
-        b.add(p3, t);
+        b.add(p3, t, &mut Vec::new());
         let due = b.take_due(t, Duration::from_secs(2), false);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].patches, 3);
@@ -193,14 +223,14 @@ mod tests {
         let t = Instant::now();
         let mut p1 = patch("e");
         p1.ai.input = Some("q".into());
-        b.add(p1, t);
+        b.add(p1, t, &mut Vec::new());
         let later = t + Duration::from_secs(3);
         let due = b.take_due(later, Duration::from_secs(2), false);
         assert_eq!(due.len(), 1);
         assert!(!due[0].patch.is_final);
         let mut fin = patch("e");
         fin.is_final = true;
-        b.add(fin, later);
+        b.add(fin, later, &mut Vec::new());
         let due = b.take_due(later, Duration::from_secs(2), false);
         assert!(!due[0].empty, "content was sent in an earlier snapshot");
         assert!(due[0].patch.ai.input.is_none(), "only the delta is sent");
@@ -209,17 +239,72 @@ mod tests {
     #[test]
     fn bounded() {
         let mut b = PartialBuffer::new(1);
-        assert!(b.add(patch("a"), Instant::now()));
-        assert!(b.add(patch("a"), Instant::now()));
-        assert!(!b.add(patch("b"), Instant::now()));
+        assert!(b.add(patch("a"), Instant::now(), &mut Vec::new()));
+        assert!(b.add(patch("a"), Instant::now(), &mut Vec::new()));
+        assert!(!b.add(patch("b"), Instant::now(), &mut Vec::new()));
+    }
+
+    #[test]
+    fn a_conflicting_update_ships_the_pending_delta_first() {
+        let mut b = PartialBuffer::new(10);
+        let t = Instant::now();
+        let mut ship = Vec::new();
+        let mut p1 = patch("e");
+        p1.properties.insert("a".into(), serde_json::json!(5));
+        p1.properties
+            .insert("n".into(), serde_json::json!({"x": null}));
+        b.add(p1, t, &mut ship);
+        let mut p2 = patch("e");
+        p2.properties
+            .insert("n".into(), serde_json::json!({"x": 1, "y": 2}));
+        b.add(p2, t, &mut ship);
+        assert!(
+            ship.is_empty(),
+            "objects merge into objects; scalars replace: no conflict"
+        );
+        let mut p3 = patch("e");
+        p3.properties
+            .insert("a".into(), serde_json::json!({"z": 1}));
+        b.add(p3, t, &mut ship);
+        assert_eq!(
+            ship.len(),
+            1,
+            "an object over a pending scalar splits the delta"
+        );
+        assert_eq!(ship[0].patches, 2);
+        assert_eq!(ship[0].patch.properties["a"], serde_json::json!(5));
+        assert_eq!(b.pending_patches(), 1);
+        let mut p4 = patch("e");
+        p4.properties
+            .insert("n".into(), serde_json::json!({"x": {"deep": 1}}));
+        b.add(p4, t, &mut ship);
+        assert_eq!(ship.len(), 1, "no pending value at n.x in the new delta");
+        let mut p5 = patch("e");
+        p5.properties
+            .insert("a".into(), serde_json::json!({"q": {"w": 1}}));
+        p5.properties
+            .insert("n".into(), serde_json::json!({"x": {"more": 2}}));
+        b.add(p5, t, &mut ship);
+        assert_eq!(ship.len(), 1, "nested objects into objects merge");
+        let mut p6 = patch("e");
+        p6.properties.insert(
+            "n".into(),
+            serde_json::json!({"x": {"deep": {"deeper": 1}}}),
+        );
+        b.add(p6, t, &mut ship);
+        assert_eq!(
+            ship.len(),
+            2,
+            "an object over a nested pending scalar splits too"
+        );
     }
 
     #[test]
     fn settled_entries_make_room_for_new_interactions() {
         let mut b = PartialBuffer::new(2);
         let t = Instant::now();
-        assert!(b.add(patch("a"), t));
-        assert!(b.add(patch("b"), t + Duration::from_millis(1)));
+        assert!(b.add(patch("a"), t, &mut Vec::new()));
+        assert!(b.add(patch("b"), t + Duration::from_millis(1), &mut Vec::new()));
         // Both ship as pending snapshots and stay open with nothing to send.
         assert_eq!(
             b.take_due(t + Duration::from_secs(3), Duration::from_secs(2), false)
@@ -227,12 +312,12 @@ mod tests {
             2
         );
         assert!(
-            b.add(patch("c"), t + Duration::from_secs(3)),
+            b.add(patch("c"), t + Duration::from_secs(3), &mut Vec::new()),
             "the oldest settled entry is recycled"
         );
         assert!(!b.entries.contains_key("a") && b.entries.contains_key("b"));
         // Entries with unsent updates are never evicted.
-        assert!(b.add(patch("b"), t + Duration::from_secs(4)));
-        assert!(!b.add(patch("d"), t + Duration::from_secs(4)));
+        assert!(b.add(patch("b"), t + Duration::from_secs(4), &mut Vec::new()));
+        assert!(!b.add(patch("d"), t + Duration::from_secs(4), &mut Vec::new()));
     }
 }
