@@ -190,8 +190,15 @@ impl Client {
         }
         // Interaction updates come from mutators that return nothing: check them here.
         let item = match item {
-            Item::Partial(p) => match check_depth("properties", &p.properties) {
-                Ok(()) => Item::Partial(p),
+            Item::Partial(mut p) => match check_depth("properties", &p.properties) {
+                Ok(()) => {
+                    let before = p.attachments.len();
+                    p.attachments.retain(|a| !a.value.is_empty());
+                    if p.attachments.len() < before {
+                        tracing::warn!(target: "raindrop", event_id = &*p.event_id, "attachments with an empty value were left out of an interaction update");
+                    }
+                    Item::Partial(p)
+                }
                 Err(e) => {
                     dismantle(p.properties);
                     return Err(self.reject(e));
