@@ -1,6 +1,7 @@
 //! A program with no async code of its own: plain `fn main`, OS threads, no
 //! tokio. The SDK runs its own small background thread, so tracking calls
-//! never block and never need a runtime from you.
+//! never block and never need a runtime from you; the attributes work on
+//! plain (non-`async`) functions too.
 //!
 //! ```text
 //! cargo run --example sync
@@ -11,7 +12,8 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
-use raindrop::{AiEvent, Begin, Client, ClientOptions, Finish, ShutdownReport};
+use raindrop::{AiEvent, Begin, Client, Finish};
+use tracing_subscriber::prelude::*;
 
 /// A deterministic stand-in for a model: no network.
 fn answer(question: &str) -> Result<String, String> {
@@ -22,21 +24,59 @@ fn answer(question: &str) -> Result<String, String> {
     Ok(format!("({words} words) You asked: {question}"))
 }
 
+/// A support ticket.
+pub struct Ticket {
+    /// Who wrote it.
+    pub customer: String,
+    /// What they wrote.
+    pub text: String,
+}
+
+/// A traced interaction in plain sync code: the tools below become its spans.
+#[raindrop::interaction("triage", user_id = ticket.customer, input = ticket.text)]
+pub fn triage(ticket: &Ticket) -> Result<String, String> {
+    let category = classify(&ticket.text);
+    let reply = reply_template(category)?;
+    Ok(reply.replace("{name}", &ticket.customer))
+}
+
+/// Tool: picks a category.
+#[raindrop::tool]
+fn classify(text: &str) -> &'static str {
+    let t = text.to_lowercase();
+    if t.contains("invoice") || t.contains("charge") {
+        "billing"
+    } else if t.contains("crash") || t.contains("error") {
+        "bug"
+    } else {
+        "other"
+    }
+}
+
+/// Tool: the canned reply of a category (there is none for `other`).
+#[raindrop::tool]
+fn reply_template(category: &str) -> Result<String, String> {
+    match category {
+        "billing" => Ok("Hi {name}, billing will refund the extra charge today.".to_owned()),
+        "bug" => Ok("Hi {name}, thanks! Engineering is looking at the crash.".to_owned()),
+        other => Err(format!("no template for category `{other}`")),
+    }
+}
+
 /// What the example did.
 pub struct Outcome {
     /// Event ids of the per-question `track_ai` calls.
     pub answered: Vec<String>,
     /// Event id of the batch interaction.
     pub batch_event_id: String,
-    /// The shutdown report.
-    pub report: ShutdownReport,
+    /// Results of the traced `triage` calls.
+    pub triaged: Vec<Result<String, String>>,
 }
 
-/// The example: a batch job answering questions on four worker threads.
-pub fn run(options: ClientOptions) -> Result<Outcome, raindrop::Error> {
-    // An explicit client (no global): handy in libraries and tests.
-    let client = Client::new(options)?;
-
+/// The example: a batch job answering questions on worker threads with the
+/// plain API, then traced triage calls. Expects the raindrop layer to be
+/// installed (see `main`).
+pub fn run(client: &Client) -> Result<Outcome, raindrop::Error> {
     let questions = [
         "How do I reset my password?",
         "What are your opening hours?",
@@ -101,25 +141,51 @@ pub fn run(options: ClientOptions) -> Result<Outcome, raindrop::Error> {
     );
     let batch_event_id = batch.event_id().unwrap_or_default().to_owned();
 
+    // Traced sync calls: each `triage` is one interaction with its tool spans.
+    let triaged = [
+        ("customer-7", "I was charged twice on my last invoice"),
+        ("customer-8", "The app shows an error and crashes on start"),
+        ("customer-9", "Do you have stickers?"), // no template: the interaction fails
+    ]
+    .into_iter()
+    .map(|(customer, text)| {
+        triage(&Ticket {
+            customer: customer.to_owned(),
+            text: text.to_owned(),
+        })
+    })
+    .collect();
+
     // `flush` blocks this thread until everything queued so far is delivered
-    // (or the timeout passes); `shutdown` flushes and stops the worker.
+    // (or the timeout passes).
     client.flush(Duration::from_secs(5));
-    let report = client.shutdown(Duration::from_secs(5));
     Ok(Outcome {
         answered,
         batch_event_id,
-        report,
+        triaged,
     })
 }
 
 fn main() -> Result<(), raindrop::Error> {
     let (options, sink) = common::options_for("sync");
-    let outcome = run(options)?;
+    // An explicit client (no global `raindrop::init`): handy in libraries and tests.
+    let client = Client::new(options)?;
+    tracing_subscriber::registry()
+        .with(raindrop::layer(&client))
+        .init();
+
+    let outcome = run(&client)?;
     println!(
         "answered {} questions; batch interaction {}",
         outcome.answered.len(),
         outcome.batch_event_id
     );
-    common::print_report(sink.as_deref(), &outcome.report.stats);
+    for t in &outcome.triaged {
+        println!("triage: {t:?}");
+    }
+
+    // Delivers what is left and stops the SDK's thread.
+    let report = client.shutdown(Duration::from_secs(5));
+    common::print_report(sink.as_deref(), &report.stats);
     Ok(())
 }

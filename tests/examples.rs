@@ -324,17 +324,16 @@ fn quickstart_records_identify_event_signals_interaction() {
 }
 
 #[test]
-fn sync_example_records_from_plain_threads() {
+fn sync_example_records_from_plain_threads_and_sync_attributes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (options, path) = sink_options("sync");
-    let out = sync_example::run(options).expect("sync example runs");
-    assert!(out.report.completed, "{:?}", out.report);
-    assert_eq!(
-        out.report.stats.dropped_total(),
-        0,
-        "{:?}",
-        out.report.stats
-    );
+    let client = raindrop::Client::new(options).expect("client");
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+    let out = tracing::subscriber::with_default(subscriber, || sync_example::run(&client))
+        .expect("sync example runs");
+    let report = client.shutdown(Duration::from_secs(5));
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.stats.dropped_total(), 0, "{:?}", report.stats);
     assert_eq!(out.answered.len(), 5);
 
     let rec = Recorded::read(&path).expect("sink file written");
@@ -352,6 +351,46 @@ fn sync_example_records_from_plain_threads() {
     assert_eq!(batch.output.as_deref(), Some("5 of 6 answered"));
     assert_eq!(batch.properties["last_error"], "empty question");
     assert_eq!(batch.properties["failed"], 1);
+
+    // The traced sync interactions.
+    assert_eq!(out.triaged.len(), 3);
+    let triages: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("triage"))
+        .collect();
+    assert_eq!(triages.len(), 3, "{}", rec.render());
+    let billing = triages
+        .iter()
+        .find(|e| e.user_id.as_deref() == Some("customer-7"))
+        .unwrap();
+    assert_eq!(
+        billing.output.as_deref(),
+        Some("Hi customer-7, billing will refund the extra charge today.")
+    );
+    let spans = rec.spans_of(&billing.event_id);
+    let classify = spans
+        .iter()
+        .find(|s| s.name == "classify.tool")
+        .expect("classify span");
+    assert_eq!(classify.output.as_deref(), Some("billing"));
+    let failed = triages
+        .iter()
+        .find(|e| e.user_id.as_deref() == Some("customer-9"))
+        .unwrap();
+    assert_eq!(
+        failed.properties["error"],
+        "no template for category `other`"
+    );
+    let spans = rec.spans_of(&failed.event_id);
+    let template = spans
+        .iter()
+        .find(|s| s.name == "reply_template.tool")
+        .expect("template span");
+    assert_eq!(
+        template.error.as_deref(),
+        Some("no template for category `other`")
+    );
     let _ = std::fs::remove_file(path);
 }
 
