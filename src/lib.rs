@@ -154,5 +154,5 @@ pub mod __private {
 
 /// [`Client::flush`] on the global client (`true` when not initialised).
 pub fn flush(timeout: Duration) -> bool {
-    global().is_none_or(|c| c.flush(timeout))
+    global().map_or(true, |c| c.flush(timeout))
 }

@@ -310,7 +310,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
 
     let capture_input = if let Some(e) = &args.input {
         quote! {
-            #private::record_input_value(&#span, (&&&#private::Wrap(&(#e))).__rd_capture());
+            #private::record_input_value(&#span, (&&&&#private::Wrap(&(#e))).__rd_capture());
         }
     } else if args.skip_all {
         quote!()
@@ -327,7 +327,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
                 .map(|p| LitStr::new(&p.to_string(), p.span()));
             quote! {
                 #private::record_input(&#span, ::std::vec![
-                    #( (#names, (&&&#private::Wrap(&#captured)).__rd_capture()) ),*
+                    #( (#names, (&&&&#private::Wrap(&#captured)).__rd_capture()) ),*
                 ]);
             }
         }
@@ -339,13 +339,13 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             ReturnType::Type(_, ty) if is_result(ty) => quote! {
                 match &#ret {
                     ::core::result::Result::Ok(__rd_v) => #private::record_output(
-                        &#span, (&&&#private::Wrap(__rd_v)).__rd_capture()),
+                        &#span, (&&&&#private::Wrap(__rd_v)).__rd_capture()),
                     ::core::result::Result::Err(__rd_e) => #private::record_error(
                         &#span, (&&&#private::Wrap(__rd_e)).__rd_error_text()),
                 }
             },
             ReturnType::Type(..) => quote! {
-                #private::record_output(&#span, (&&&#private::Wrap(&#ret)).__rd_capture());
+                #private::record_output(&#span, (&&&&#private::Wrap(&#ret)).__rd_capture());
             },
         }
     };
@@ -381,7 +381,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
     let imports = quote! {
         #[allow(unused_imports)]
         use #private::{
-            CaptureDebug as _, CaptureJson as _, CaptureOpaque as _, ErrorDebug as _,
+            CaptureDebug as _, CaptureDerefJson as _, CaptureJson as _, CaptureOpaque as _, ErrorDebug as _,
             ErrorDisplay as _, ErrorOpaque as _,
         };
     };
@@ -428,7 +428,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             #[allow(clippy::redundant_closure_call, clippy::let_unit_value)]
             let #ret: #ret_ty = {
                 let __rd_entered = #span.enter();
-                (move || #block)()
+                (move || -> #ret_ty #block)()
             };
             if #on {
                 #record_outcome

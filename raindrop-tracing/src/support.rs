@@ -14,19 +14,38 @@ pub fn is_tracked(span: &Span) -> bool {
     !span.is_disabled() && crate::layer::is_tracked(span)
 }
 
-/// Autoref-specialisation wrapper: `(&&&Wrap(&v)).__rd_capture()` gives JSON
-/// when `v: Serialize`, else its `Debug` text, else its type name.
+/// Autoref-specialisation wrapper: `(&&&&Wrap(&v)).__rd_capture()` gives
+/// JSON when `v: Serialize`, else JSON of what it dereferences to (axum's
+/// `Json<T>`, `Arc<T>`), else its `Debug` text, else its type name.
 pub struct Wrap<'a, T: ?Sized>(pub &'a T);
+
+fn to_json<T: Serialize + ?Sized>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_else(|e| Value::String(format!("<unserialisable: {e}>")))
+}
 
 /// JSON capture (highest priority).
 pub trait CaptureJson {
     /// The captured value.
     fn __rd_capture(&self) -> Value;
 }
-impl<T: Serialize + ?Sized> CaptureJson for &&Wrap<'_, T> {
+impl<T: Serialize + ?Sized> CaptureJson for &&&Wrap<'_, T> {
     fn __rd_capture(&self) -> Value {
-        serde_json::to_value(self.0)
-            .unwrap_or_else(|e| Value::String(format!("<unserialisable: {e}>")))
+        to_json(self.0)
+    }
+}
+
+/// JSON capture of the dereferenced value (`Json<T>`, `Arc<T>`, `Box<T>`).
+pub trait CaptureDerefJson {
+    /// The captured value.
+    fn __rd_capture(&self) -> Value;
+}
+impl<T, U> CaptureDerefJson for &&Wrap<'_, T>
+where
+    T: std::ops::Deref<Target = U> + ?Sized,
+    U: Serialize + ?Sized,
+{
+    fn __rd_capture(&self) -> Value {
+        to_json(&**self.0)
     }
 }
 
