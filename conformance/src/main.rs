@@ -13,7 +13,7 @@ use raindrop::{
     AiEvent, Attachment, AttachmentType, Begin, Client, ClientOptions, Error, Event, Finish,
     Interaction, Properties, Role, Sentiment, Signal, SignalType,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const DRIVER_VERSION: &str = "1";
 
@@ -439,15 +439,69 @@ fn begin(a: &Value) -> Result<Begin, Error> {
 /// The `traced_interaction` step, run through real spans and the raindrop layer.
 mod traced {
     use super::*;
+    use tracing::field::Empty;
+    use tracing_subscriber::prelude::*;
 
-    pub fn install(_client: &Client) -> tracing::subscriber::DefaultGuard {
-        tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default())
+    /// Installs the raindrop layer as the process's subscriber.
+    pub fn install(client: &Client) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::registry().with(raindrop::layer(client));
+        tracing::subscriber::set_default(subscriber)
     }
 
-    pub fn run(_client: &Client, _args: &Value) -> Result<(), StepError> {
-        Err(StepError::Unsupported)
+    /// JSON text for a span field; a plain string stays unquoted.
+    fn text(v: Option<&Value>) -> Option<String> {
+        match v? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
     }
 
-    #[allow(dead_code)]
-    fn unused(_: Map<String, Value>) {}
+    pub fn run(_client: &Client, args: &Value) -> Result<(), StepError> {
+        let name = string(args, "name").unwrap_or_else(|| "interaction".into());
+        let interaction = tracing::info_span!(
+            "interaction",
+            raindrop.kind = "interaction",
+            raindrop.name = name.as_str(),
+            raindrop.user_id = Empty,
+            raindrop.convo_id = Empty,
+            raindrop.input = Empty,
+            raindrop.output = Empty,
+        );
+        if let Some(u) = string(args, "user_id") {
+            interaction.record("raindrop.user_id", u.as_str());
+        }
+        if let Some(c) = string(args, "convo_id") {
+            interaction.record("raindrop.convo_id", c.as_str());
+        }
+        if let Some(i) = text(args.get("input")) {
+            interaction.record("raindrop.input", i.as_str());
+        }
+        interaction.in_scope(|| {
+            let tools = args.get("tools").and_then(Value::as_array);
+            for tool in tools.into_iter().flatten() {
+                let span = tracing::info_span!(
+                    "tool",
+                    raindrop.kind = "tool",
+                    raindrop.name = string(tool, "name").unwrap_or_default().as_str(),
+                    raindrop.input = Empty,
+                    raindrop.output = Empty,
+                    raindrop.error = Empty,
+                );
+                if let Some(i) = text(tool.get("input")) {
+                    span.record("raindrop.input", i.as_str());
+                }
+                if let Some(e) = text(tool.get("error")) {
+                    span.record("raindrop.error", e.as_str());
+                } else if let Some(o) = text(tool.get("output")) {
+                    span.record("raindrop.output", o.as_str());
+                }
+            }
+        });
+        if let Some(o) = text(args.get("output")) {
+            interaction.record("raindrop.output", o.as_str());
+        }
+        drop(interaction);
+        Ok(())
+    }
 }
