@@ -97,6 +97,42 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// CPU time (user + system) of this process's threads named `name`, and of
+/// the calling thread, in seconds (from /proc, 10 ms resolution).
+fn thread_cpu(name: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for t in dir.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        total += stat_ticks(&t.path().join("stat"));
+    }
+    total as f64 / tick
+}
+
+fn self_thread_cpu() -> f64 {
+    stat_ticks(std::path::Path::new("/proc/thread-self/stat")) as f64 / 100.0
+}
+
+fn process_cpu(pid: u32) -> f64 {
+    stat_ticks(std::path::Path::new(&format!("/proc/{pid}/stat"))) as f64 / 100.0
+}
+
+/// utime + stime from a /proc stat file.
+fn stat_ticks(path: &std::path::Path) -> u64 {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the parenthesised comm: state is field 3; utime 14, stime 15.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -263,6 +299,7 @@ fn burst_phase() {
     reset_peak_rss();
     let rss_before = support::rss_kib();
     let client = Client::new(options(&endpoint)).expect("client");
+    let (caller_cpu0, sink_cpu0) = (self_thread_cpu(), process_cpu(sink.child.id()));
     let mut queue_full_retries = 0u64;
     let mut other_errors = 0u64;
     let start = Instant::now();
@@ -281,6 +318,9 @@ fn burst_phase() {
     let enqueued_at = start.elapsed();
     let flushed = client.flush(Duration::from_secs(120));
     let elapsed = start.elapsed();
+    let worker_cpu = thread_cpu("raindrop-worker");
+    let caller_cpu = self_thread_cpu() - caller_cpu0;
+    let sink_cpu = process_cpu(sink.child.id()) - sink_cpu0;
     let stats = client.stats();
     let peak = support::peak_rss_kib();
     let counts = sink.counts();
@@ -292,6 +332,15 @@ fn burst_phase() {
         elapsed.as_secs_f64()
     );
     println!("delivered throughput: {rate:.0} events/s");
+    let per = |cpu: f64| cpu * 1e6 / EVENTS as f64;
+    println!(
+        "CPU: worker thread {worker_cpu:.2} s ({:.2} µs/event), caller thread {caller_cpu:.2} s ({:.2} µs/event), \
+         sink process {sink_cpu:.2} s ({:.2} µs/event); wall {:.2} s on 2 cores",
+        per(worker_cpu),
+        per(caller_cpu),
+        per(sink_cpu),
+        elapsed.as_secs_f64()
+    );
     println!(
         "sink: requests={} events={} unique={} duplicates={} unparsed={} bytes={}",
         counts.requests,
