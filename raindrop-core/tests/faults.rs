@@ -161,6 +161,22 @@ fn retry_after_beyond_the_cap_is_capped() {
 }
 
 #[test]
+fn unparseable_negative_or_past_retry_after_falls_back_to_backoff() {
+    let past = "Sun, 06 Nov 1994 08:49:37 GMT".to_owned();
+    let plan = ["soon", "-5", "", past.as_str()]
+        .map(|v| Answer::Status(429, Some(v.to_owned()), ""))
+        .to_vec();
+    let cap = Capture::start(vec![("events/track", plan)]);
+    let c = Client::new(opts(cap.endpoint()).max_attempts(5)).unwrap();
+    let sent = track_n(&c, 1, "ra-bad");
+    let t = Instant::now();
+    assert!(c.flush(Duration::from_secs(15)));
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert_eq!(cap.to("events/track").len(), 5);
+    assert_exactly_once(&cap.delivered("events/track"), &sent);
+}
+
+#[test]
 fn tracking_never_waits_on_retry_after() {
     let cap = Capture::start(vec![(
         "*",
