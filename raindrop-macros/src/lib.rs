@@ -285,7 +285,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
     let kind_str = kind.as_str();
     let empty = quote!(#private::tracing::field::Empty);
     let field = |e: &Option<Expr>| match e {
-        Some(e) => quote_spanned!(e.span()=> #e),
+        Some(e) => quote_spanned!(e.span()=> #private::field_value(&(#e))),
         None => empty.clone(),
     };
     let interaction_fields = if kind == Kind::Interaction {

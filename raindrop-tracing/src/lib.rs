@@ -52,8 +52,9 @@
 //!     chat.record("raindrop.output", "2+2 is 4");
 //! }); // the interaction span closes: the interaction finishes with its output
 //! assert!(client.flush(Duration::from_secs(5)));
-//! // One final partial, one tool span and one workflow span.
-//! assert_eq!(client.stats().delivered, 3);
+//! // Three interaction updates (begin, property, finish; merged into one
+//! // final partial on the wire), the tool span and the workflow span.
+//! assert_eq!(client.stats().delivered, 5);
 //! # let _ = std::fs::remove_file(path);
 //! # Ok::<(), raindrop_core::Error>(())
 //! ```
@@ -126,9 +127,14 @@
 //! future with no current span, so `resume_interaction()` in it finds nothing
 //! unless the future is instrumented:
 //!
-//! ```ignore
+//! ```
 //! use tracing::Instrument;
-//! tokio::spawn(async { raindrop::resume_interaction().set_property("bg", true) }.in_current_span());
+//! # fn spawn<F: std::future::Future + Send + 'static>(_: F) {}
+//! // With tokio: tokio::spawn(...)
+//! spawn(
+//!     async { raindrop_tracing::resume_interaction().set_property("bg", true) }
+//!         .in_current_span(),
+//! );
 //! ```
 //!
 //! On a thread, enter the span: `let span = Span::current();

@@ -14,6 +14,13 @@ pub fn is_tracked(span: &Span) -> bool {
     !span.is_disabled() && crate::layer::is_tracked(span)
 }
 
+/// Passes a macro argument (`user_id = expr`, ...) through, so a value that
+/// is not a `tracing::Value` is reported at the argument itself.
+#[inline]
+pub fn field_value<T: tracing::Value>(v: &T) -> &dyn tracing::Value {
+    v
+}
+
 /// Autoref-specialisation wrapper: `(&&&&Wrap(&v)).__rd_capture()` gives
 /// JSON when `v: Serialize`, else JSON of what it dereferences to (axum's
 /// `Json<T>`, `Arc<T>`), else its `Debug` text, else its type name.

@@ -1,0 +1,6 @@
+#[raindrop::tool]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {}

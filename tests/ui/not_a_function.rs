@@ -1,0 +1,4 @@
+#[raindrop::tool]
+struct Search;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[raindrop::task(skip(query, nope))]
+fn rank(query: &str, limit: usize) -> usize {
+    query.len() + limit
+}
+
+fn main() {}
