@@ -565,3 +565,122 @@ fn resume_across_threads_given_the_span() {
         );
     }
 }
+
+#[test]
+fn properties_and_text_caps() {
+    let cap = Capture::start(vec![]);
+    let c = Client::new(
+        ClientOptions::default()
+            .write_key("rk_test_tracing")
+            .endpoint(cap.endpoint())
+            .upload_interval(Duration::from_millis(50))
+            .max_text_field_chars(40),
+    )
+    .unwrap();
+    let long = "x".repeat(100);
+    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    tracing::subscriber::with_default(sub, || {
+        let chat = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "u",
+            raindrop.event_id = "evt-props",
+            raindrop.input = "q",
+            raindrop.properties.region = "eu",
+            raindrop.properties = Empty,
+        );
+        let _in = chat.enter();
+        chat.record("raindrop.properties", r#"{"tier": "pro", "n": 3}"#);
+        let tool = tracing::info_span!(
+            "fetch",
+            raindrop.kind = "tool",
+            raindrop.input = long.as_str(),
+            raindrop.properties.provider = "bing",
+            raindrop.properties.attempt = 2,
+            raindrop.properties.ok = true,
+            raindrop.properties.ratio = 0.25,
+            raindrop.properties.user_id = "cannot override",
+        );
+        tool.in_scope(|| {});
+    });
+    flush(&c);
+    let partials = cap.delivered("events/track_partial");
+    let has = |k: &str, v: Value| partials.iter().any(|p| p.pointer(k) == Some(&v));
+    assert!(has("/properties/region", json!("eu")), "{partials:?}");
+    assert!(has("/properties/tier", json!("pro")));
+    assert!(has("/properties/n", json!(3)));
+    let spans = spans(&cap);
+    let tool = named(&spans, "fetch.tool")[0];
+    let input = attr_str(tool, "traceloop.entity.input").unwrap();
+    assert_eq!(input.chars().count(), 40);
+    assert!(input.ends_with(raindrop::TRUNCATION_MARKER));
+    let p = |k: &str| attr(tool, &format!("traceloop.association.properties.{k}")).unwrap();
+    assert_eq!(p("provider"), json!({"stringValue": "bing"}));
+    assert_eq!(p("attempt"), json!({"intValue": "2"}));
+    assert_eq!(p("ok"), json!({"boolValue": true}));
+    assert_eq!(p("ratio"), json!({"doubleValue": 0.25}));
+    assert_eq!(p("user_id"), json!({"stringValue": "u"}));
+    assert_eq!(p("event_id"), json!({"stringValue": "evt-props"}));
+}
+
+#[test]
+fn spawned_instrumented_futures_resume_the_interaction() {
+    use tracing::instrument::WithSubscriber;
+    use tracing::Instrument;
+    let cap = Capture::start(vec![]);
+    let c = client(&cap);
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&c)));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (instrumented, bare) = rt.block_on(
+        async {
+            let chat = tracing::info_span!(
+                "chat",
+                raindrop.kind = "interaction",
+                raindrop.event_id = "evt-spawn",
+                raindrop.user_id = "u",
+                raindrop.input = "q"
+            );
+            async {
+                let instrumented = tokio::spawn(
+                    async {
+                        tokio::task::yield_now().await;
+                        tracing::info_span!("sub_tool", raindrop.kind = "tool").in_scope(|| {});
+                        raindrop::resume_interaction().event_id().map(str::to_owned)
+                    }
+                    .in_current_span()
+                    .with_current_subscriber(),
+                )
+                .await
+                .unwrap();
+                // Not instrumented: the spawned task has no current span.
+                let bare = tokio::spawn(
+                    async { raindrop::resume_interaction().is_noop() }.with_current_subscriber(),
+                )
+                .await
+                .unwrap();
+                (instrumented, bare)
+            }
+            .instrument(chat)
+            .await
+        }
+        .with_subscriber(d),
+    );
+    assert_eq!(instrumented.as_deref(), Some("evt-spawn"));
+    assert!(bare);
+    flush(&c);
+    assert_eq!(finals(&cap).len(), 1);
+    let spans = spans(&cap);
+    let tool = named(&spans, "sub_tool.tool")[0];
+    assert_eq!(
+        attr_str(tool, "traceloop.association.properties.event_id").as_deref(),
+        Some("evt-spawn")
+    );
+    assert_eq!(
+        tool["parentSpanId"],
+        named(&spans, "chat.workflow")[0]["spanId"]
+    );
+}
