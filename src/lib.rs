@@ -10,6 +10,44 @@
 //! );
 //! assert!(id.is_ok());
 //! ```
+//!
+//! # Tracing and the attribute macros
+//!
+//! With the default `tracing` and `macros` features, install
+//! [`layer`] in your subscriber and mark functions with
+//! [`#[raindrop::interaction]`](macro@interaction), [`#[raindrop::task]`](macro@task) and
+//! [`#[raindrop::tool]`](macro@tool). An interaction function begins one AI
+//! event when called and finishes it when it returns (with its output, an
+//! `Err`, or a panic); tasks and tools inside it are exported as trace spans
+//! linked to that event; [`resume_interaction`] reaches the interaction from
+//! any code inside it. Plain `tracing` spans work too: see the "Special span
+//! fields" section of the `raindrop-tracing` crate docs.
+//!
+//! ```
+//! use tracing_subscriber::prelude::*;
+//!
+//! #[raindrop::tool("search")]
+//! fn search(query: &str) -> Vec<String> {
+//!     vec![format!("result for {query}")]
+//! }
+//!
+//! #[raindrop::interaction("chat", user_id = user, skip(user))]
+//! fn chat(user: &str, message: &str) -> String {
+//!     let hits = search(message);
+//!     raindrop::resume_interaction().set_property("hits", hits.len());
+//!     format!("found {}", hits.len())
+//! }
+//!
+//! let guard = raindrop::init(raindrop::ClientOptions::from_env());
+//! if let Some(client) = guard.client() {
+//!     // Give other layers their own filters (`fmt::layer().with_filter(EnvFilter)`):
+//!     // a global filter at WARN would disable the INFO spans the macros create.
+//!     let _ = tracing_subscriber::registry().with(raindrop::layer(client)).try_init();
+//! }
+//! assert_eq!(chat("user-1", "weather?"), "found 1");
+//! // Spans close before the guard flushes and shuts down.
+//! drop(guard);
+//! ```
 
 pub use raindrop_core::*;
 
