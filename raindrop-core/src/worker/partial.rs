@@ -58,6 +58,8 @@ struct Entry {
     last_update: Instant,
     /// Some update so far had input, output or an attachment.
     had_content: bool,
+    /// When the oldest update in `delta` arrived.
+    first_pending: Instant,
 }
 
 /// A merged delta ready to serialise.
@@ -111,6 +113,9 @@ impl PartialBuffer {
                 });
             }
             e.had_content |= content;
+            if e.patches == 0 {
+                e.first_pending = now;
+            }
             e.patches += 1;
             e.last_update = now;
             merge(&mut e.delta, patch);
@@ -127,6 +132,7 @@ impl PartialBuffer {
                 patches: 1,
                 last_update: now,
                 had_content: content,
+                first_pending: now,
             },
         );
         true
@@ -145,14 +151,20 @@ impl PartialBuffer {
         oldest.is_some_and(|id| self.entries.remove(&id).is_some())
     }
 
-    /// Takes the deltas due now: finished ones, ones idle for `idle`, or all when `force`.
+    /// Takes the deltas due now: finished ones, ones idle for `idle`, ones
+    /// pending for five times `idle` (so a never-pausing interaction still
+    /// ships snapshots and its delta stays bounded), or all when `force`.
     pub fn take_due(&mut self, now: Instant, idle: Duration, force: bool) -> Vec<Due> {
+        let max_age = idle.saturating_mul(5);
         let mut due = Vec::new();
         self.entries.retain(|id, e| {
             if e.patches == 0 {
                 return now.duration_since(e.last_update) < FORGET_AFTER;
             }
-            let ready = e.delta.is_final || force || now.duration_since(e.last_update) >= idle;
+            let ready = e.delta.is_final
+                || force
+                || now.duration_since(e.last_update) >= idle
+                || now.duration_since(e.first_pending) >= max_age;
             if !ready {
                 return true;
             }
@@ -234,6 +246,23 @@ mod tests {
         let due = b.take_due(later, Duration::from_secs(2), false);
         assert!(!due[0].empty, "content was sent in an earlier snapshot");
         assert!(due[0].patch.ai.input.is_none(), "only the delta is sent");
+    }
+
+    #[test]
+    fn a_never_pausing_interaction_still_ships_snapshots() {
+        let mut b = PartialBuffer::new(10);
+        let idle = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let mut shipped = 0;
+        for step in 0..60u64 {
+            let now = t0 + Duration::from_millis(500 * step);
+            let mut p = patch("busy");
+            p.ai.input = Some(format!("{step}"));
+            b.add(p, now, &mut Vec::new());
+            shipped += b.take_due(now, idle, false).len();
+        }
+        // 30 s of updates every 0.5 s: never idle for 2 s, yet a snapshot every 10 s.
+        assert_eq!(shipped, 2);
     }
 
     #[test]
