@@ -529,3 +529,106 @@ fn a_thousand_concurrent_interactions_each_resume_their_own() {
         );
     }
 }
+
+struct Store {
+    name: String,
+    items: Vec<String>,
+}
+
+impl Store {
+    #[raindrop::tool]
+    fn label(&self) -> &str {
+        &self.name
+    }
+
+    #[raindrop::task]
+    fn first<'a>(&self, items: &'a [String]) -> Option<&'a String> {
+        items.first()
+    }
+
+    #[raindrop::task]
+    async fn longest(&self) -> Option<&String> {
+        self.items.iter().max_by_key(|s| s.len())
+    }
+}
+
+#[raindrop::interaction("explode_async", user_id = "u", event_id = format!("evt-async-{n}"))]
+async fn explode_async(n: u32) -> u32 {
+    tokio::task::yield_now().await;
+    if n == 1 {
+        panic!("async kaboom");
+    }
+    // n == 2: never completes; the caller drops it.
+    std::future::pending::<()>().await;
+    n
+}
+
+#[test]
+fn borrowed_returns_async_panics_and_cancellation() {
+    let cap = Capture::start(vec![]);
+    let c = client(&cap);
+    let d = dispatch(&c);
+    let store = Store {
+        name: "shop".into(),
+        items: vec!["a".into(), "ccc".into()],
+    };
+    tracing::dispatcher::with_default(&d, || {
+        assert_eq!(store.label(), "shop");
+        assert_eq!(store.first(&store.items).map(String::as_str), Some("a"));
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        async {
+            assert_eq!(store.longest().await.map(String::as_str), Some("ccc"));
+            let joined = tokio::spawn(explode_async(1).with_current_subscriber()).await;
+            let err = joined.unwrap_err();
+            assert!(err.is_panic());
+            let payload = err.into_panic();
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"async kaboom"));
+            let timed_out = tokio::time::timeout(Duration::from_millis(20), explode_async(2)).await;
+            assert!(timed_out.is_err());
+        }
+        .with_subscriber(d.clone()),
+    );
+    flush(&c);
+    let spans = spans(&cap);
+    assert_eq!(
+        attr_str(&named(&spans, "label.tool"), "traceloop.entity.output").as_deref(),
+        Some("shop")
+    );
+    assert_eq!(
+        attr_str(&named(&spans, "longest.task"), "traceloop.entity.output").as_deref(),
+        Some("ccc")
+    );
+    let wfs: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "explode_async.workflow")
+        .collect();
+    assert_eq!(wfs.len(), 2);
+    let status = |id: &str| {
+        wfs.iter()
+            .find(|s| {
+                attr_str(s, "traceloop.association.properties.event_id").as_deref() == Some(id)
+            })
+            .map(|s| s["status"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        status("evt-async-1"),
+        json!({"code": 2, "message": "panicked"})
+    );
+    assert_eq!(
+        status("evt-async-2"),
+        json!({"code": 2, "message": "cancelled"})
+    );
+    let m1 = merged(&cap, "evt-async-1");
+    assert_eq!(m1["ai_data"]["input"], "1");
+    assert_eq!(m1["properties"]["error"], "panicked");
+    assert_eq!(m1["is_pending"], false);
+    let m2 = merged(&cap, "evt-async-2");
+    assert_eq!(m2["properties"]["error"], "cancelled");
+    assert_eq!(m2["is_pending"], false);
+}
