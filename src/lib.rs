@@ -54,6 +54,7 @@ pub use raindrop_core::*;
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::{
     current_interaction, layer, FilteredRaindropLayer, RaindropFilter, RaindropLayer,
+    RaindropSpanExt,
 };
 
 /// Names of the reserved `raindrop.*` span fields (`fields::KIND` is

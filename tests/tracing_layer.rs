@@ -554,6 +554,13 @@ fn resume_across_threads_given_the_span() {
         for h in handles {
             assert_eq!(h.join().unwrap().as_deref(), Some("evt-thread"));
         }
+        use raindrop::RaindropSpanExt;
+        assert_eq!(chat.interaction().event_id(), Some("evt-thread"));
+        let child = tracing::info_span!(parent: &chat, "child", raindrop.kind = "task");
+        assert_eq!(child.interaction().event_id(), Some("evt-thread"));
+        assert!(tracing::info_span!(parent: None, "root")
+            .interaction()
+            .is_noop());
     });
     flush(&c);
     let all = cap.delivered("events/track_partial");

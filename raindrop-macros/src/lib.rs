@@ -28,6 +28,7 @@
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -107,7 +108,7 @@ impl Parse for Args {
                 }
                 args.name = Some(lit);
             } else {
-                let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+                let key: Ident = input.call(Ident::parse_any)?;
                 let k = key.to_string();
                 if seen.contains(&k) {
                     return Err(syn::Error::new(
@@ -281,7 +282,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| LitStr::new(&sig.ident.to_string(), sig.ident.span()));
+        .unwrap_or_else(|| LitStr::new(&sig.ident.unraw().to_string(), sig.ident.span()));
     let kind_str = kind.as_str();
     let empty = quote!(#private::tracing::field::Empty);
     let field = |e: &Option<Expr>| match e {
@@ -324,7 +325,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
         } else {
             let names = captured
                 .iter()
-                .map(|p| LitStr::new(&p.to_string(), p.span()));
+                .map(|p| LitStr::new(&p.unraw().to_string(), p.span()));
             quote! {
                 #private::record_input(&#span, ::std::vec![
                     #( (#names, (&&&&#private::Wrap(&#captured)).__rd_capture()) ),*

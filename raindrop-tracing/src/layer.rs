@@ -421,21 +421,39 @@ fn with_registry<T>(dispatch: &Dispatch, f: impl FnOnce(&Registry) -> Option<T>)
     dispatch.downcast_ref::<Registry>().and_then(f)
 }
 
+/// The interaction of span `id` or of its nearest interaction ancestor.
+fn interaction_of(reg: &Registry, id: &Id) -> Option<Interaction> {
+    let span = reg.span(id)?;
+    let found = span.scope().find_map(|s| {
+        s.extensions()
+            .get::<SpanState>()
+            .map(|st| st.link.as_ref().map(|l| l.interaction.clone()))
+    });
+    found.flatten()
+}
+
 /// The interaction of the nearest enclosing interaction span, walking up from
 /// the current span through any ordinary spans; `None` when there is none.
 pub fn current_interaction() -> Option<Interaction> {
     tracing::dispatcher::get_default(|d| {
         let id = d.current_span().id()?.clone();
-        with_registry(d, |reg| {
-            let span = reg.span(&id)?;
-            let found = span.scope().find_map(|s| {
-                s.extensions()
-                    .get::<SpanState>()
-                    .map(|st| st.link.as_ref().map(|l| l.interaction.clone()))
-            });
-            found.flatten()
-        })
+        with_registry(d, |reg| interaction_of(reg, &id))
     })
+}
+
+/// Raindrop helpers on [`tracing::Span`].
+pub trait RaindropSpanExt {
+    /// The interaction of this span, or of its nearest interaction ancestor;
+    /// [`Interaction::noop`] when there is none (or no raindrop layer).
+    fn interaction(&self) -> Interaction;
+}
+
+impl RaindropSpanExt for tracing::Span {
+    fn interaction(&self) -> Interaction {
+        self.with_subscriber(|(id, d)| with_registry(d, |reg| interaction_of(reg, id)))
+            .flatten()
+            .unwrap_or_else(Interaction::noop)
+    }
 }
 
 /// The interaction of the nearest enclosing interaction span, or
