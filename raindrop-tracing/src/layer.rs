@@ -278,7 +278,8 @@ where
             properties,
             link,
         };
-        span.extensions_mut().insert(state);
+        // `replace`, not `insert`: never panic, even if another layer raced us.
+        let _ = span.extensions_mut().replace(state);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {

@@ -69,7 +69,7 @@
 //!
 //! | field | spans | meaning |
 //! | --- | --- | --- |
-//! | `raindrop.kind` | all | `"interaction"`, `"task"` or `"tool"` (required, at creation) |
+//! | `raindrop.kind` | all | `"interaction"` (or `"workflow"`), `"task"` or `"tool"`; required, declared when the span is created |
 //! | `raindrop.name` | all | entity name; defaults to the span name. Span names on the wire are `<name>.workflow` / `<name>.task` / `<name>.tool` |
 //! | `raindrop.event` | interaction | event name; defaults to the entity name |
 //! | `raindrop.user_id` | interaction | user id; may be recorded later (it then also lands on spans closing after it) |
