@@ -536,7 +536,7 @@ struct Store {
 }
 
 impl Store {
-    #[raindrop::tool]
+    #[raindrop::tool(skip(self))]
     fn label(&self) -> &str {
         &self.name
     }

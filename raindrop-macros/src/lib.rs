@@ -122,7 +122,7 @@ impl Parse for Args {
                     "skip" => {
                         let content;
                         syn::parenthesized!(content in input);
-                        let names = content.parse_terminated(Ident::parse, Token![,])?;
+                        let names = content.parse_terminated(Ident::parse_any, Token![,])?;
                         args.skip.extend(names);
                     }
                     "name" => {
@@ -270,7 +270,8 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
         }
     }
     for s in &args.skip {
-        if !params.iter().any(|p| p == s) {
+        // `self` is never captured; `skip(self)` is accepted as in `#[instrument]`.
+        if s != "self" && !params.iter().any(|p| p == s) {
             return Err(syn::Error::new(
                 s.span(),
                 format!("`skip({s})`: the function has no argument named `{s}`"),
