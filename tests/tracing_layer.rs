@@ -469,6 +469,15 @@ fn layer_next_to_fmt_with_per_layer_warn_filter_keeps_raindrop_spans() {
         tracing::info_span!("ordinary_span").in_scope(|| {
             tracing::info!("info log, filtered out of fmt");
             tracing::warn!("warn log, printed");
+            // The ordinary span is enabled (other layers see it) and current:
+            // resume walks up through it to the interaction.
+            assert_eq!(
+                tracing::Span::current().metadata().map(|m| m.name()),
+                Some("ordinary_span")
+            );
+            tracing::info_span!("deeper").in_scope(|| {
+                assert!(!raindrop::resume_interaction().is_noop());
+            });
             tracing::info_span!("tool_a", raindrop.kind = "tool").in_scope(|| {});
         });
     });
@@ -479,7 +488,7 @@ fn layer_next_to_fmt_with_per_layer_warn_filter_keeps_raindrop_spans() {
     assert_eq!(named(&spans, "tool_a.tool").len(), 1);
     // Ordinary spans stay visible to other layers; raindrop spans too.
     let seen = seen.0.lock().unwrap().clone();
-    assert_eq!(seen, ["chat", "ordinary_span", "tool_a"]);
+    assert_eq!(seen, ["chat", "ordinary_span", "deeper", "tool_a"]);
     let printed = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     assert!(printed.contains("warn log, printed"), "{printed}");
     assert!(!printed.contains("info log"), "{printed}");
