@@ -24,6 +24,15 @@
 //! unquoted. The return value is the output; an `Err` of a function returning
 //! `Result` marks the span failed (and finishes the interaction with the
 //! error). Nothing is captured when no raindrop layer sees the span.
+//!
+//! The span is at level INFO with your module path as its target (like
+//! `#[tracing::instrument]`), named after the function (or the given name),
+//! and declares every `raindrop.*` field it may receive, so
+//! `tracing::Span::current().record("raindrop.user_id", ..)` works inside.
+//! `async fn`s are instrumented (the span is current on every poll); a panic
+//! ends the span with the error `panicked`, and a future dropped before it
+//! completes ends it with `cancelled`. A function returning `impl Future`
+//! without being `async` is treated as a sync function.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
