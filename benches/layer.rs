@@ -1,0 +1,285 @@
+//! Cost of the tracing integration (run: `cargo bench --bench layer`):
+//!
+//! - `unrelated_span/*`: one ordinary span (created, entered, exited, closed)
+//!   on a subscriber stack without and with `raindrop::layer(&client)`, for
+//!   three stacks: the bare registry, the registry plus an application layer
+//!   that sees every span (a stand-in for metrics/OTel layers), and the
+//!   registry plus `tracing_subscriber::fmt` writing to `io::sink`; also
+//!   with the bare `RaindropLayer::new` (no per-layer filter) for comparison.
+//! - `tool/*`: a sync `#[raindrop::tool]` fn called inside an interaction
+//!   span with the layer installed (span, argument/return capture, export
+//!   through the client queue), the same fn with no raindrop layer, and the
+//!   same body as a plain fn. Exported spans are delivered to a loopback
+//!   sink; measured in chunks of 2,048 calls with an untimed flush between.
+//! - `resume_interaction/depth_*`: `raindrop::resume_interaction()` with the
+//!   interaction span 1 and 10 spans up the current stack.
+//!
+//! Each bench builds its own subscriber, and every span comes from its own
+//! callsite, so one bench's subscriber never changes another's callsite
+//! interest.
+
+#![allow(missing_docs)]
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use raindrop::Client;
+use tracing::{Dispatch, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+static APP_SPANS: AtomicU64 = AtomicU64::new(0);
+
+/// An application's own layer: sees every span (so ordinary spans exist in
+/// the registry, as they do under any real layer) and counts them.
+struct AppLayer;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for AppLayer {
+    fn on_new_span(
+        &self,
+        _attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: Context<'_, S>,
+    ) {
+        APP_SPANS.fetch_add(1, Relaxed);
+    }
+}
+
+/// One ordinary span's whole life; each expansion is its own callsite.
+macro_rules! unrelated_span {
+    () => {{
+        let span = tracing::info_span!("db_query", table = "users", rows = 3u64);
+        let _entered = span.enter();
+        black_box(&span);
+    }};
+}
+
+fn fmt_layer<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer().with_writer(std::io::sink)
+}
+
+/// Benches `f` with `dispatch` as the thread's default subscriber.
+fn with(dispatch: Dispatch, f: impl FnOnce()) {
+    tracing::dispatcher::with_default(&dispatch, f);
+}
+
+fn bench_unrelated(c: &mut Criterion) {
+    let sink = support::Sink::start(false);
+    let client = support::client_for(&sink);
+    let mut g = c.benchmark_group("unrelated_span");
+    with(Dispatch::new(tracing_subscriber::registry()), || {
+        g.bench_function("registry", |b| b.iter(|| unrelated_span!()));
+    });
+    with(
+        Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&client))),
+        || {
+            g.bench_function("registry + raindrop", |b| b.iter(|| unrelated_span!()));
+        },
+    );
+    with(
+        Dispatch::new(tracing_subscriber::registry().with(AppLayer)),
+        || {
+            g.bench_function("registry + app layer", |b| b.iter(|| unrelated_span!()));
+        },
+    );
+    with(
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(AppLayer)
+                .with(raindrop::layer(&client)),
+        ),
+        || {
+            g.bench_function("registry + app layer + raindrop", |b| {
+                b.iter(|| unrelated_span!())
+            });
+        },
+    );
+    with(
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(AppLayer)
+                .with(raindrop::RaindropLayer::new(&client)),
+        ),
+        || {
+            g.bench_function("registry + app layer + bare RaindropLayer", |b| {
+                b.iter(|| unrelated_span!())
+            });
+        },
+    );
+    with(
+        Dispatch::new(tracing_subscriber::registry().with(fmt_layer())),
+        || {
+            g.bench_function("registry + fmt", |b| b.iter(|| unrelated_span!()));
+        },
+    );
+    with(
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(fmt_layer())
+                .with(raindrop::layer(&client)),
+        ),
+        || {
+            g.bench_function("registry + fmt + raindrop", |b| {
+                b.iter(|| unrelated_span!())
+            });
+        },
+    );
+    with(
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(fmt_layer())
+                .with(raindrop::RaindropLayer::new(&client)),
+        ),
+        || {
+            g.bench_function("registry + fmt + bare RaindropLayer", |b| {
+                b.iter(|| unrelated_span!())
+            });
+        },
+    );
+    g.finish();
+    let stats = client.stats();
+    assert_eq!(stats.queued, 0, "unrelated spans must not be exported");
+    client.shutdown(Duration::from_secs(5));
+}
+
+#[raindrop::tool("calculator")]
+fn add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+#[inline(never)]
+fn add_plain(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+const CHUNK: u64 = 2_048;
+
+/// Times `iters` calls of `f` in chunks; flushes `client` between chunks.
+fn chunked(client: &Client, iters: u64, mut f: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        total += start.elapsed();
+        assert!(client.flush(Duration::from_secs(30)), "flush timed out");
+        left -= n;
+    }
+    total
+}
+
+fn bench_tool(c: &mut Criterion) {
+    let sink = support::Sink::start(false);
+    let client = support::client_for(&sink);
+    let ran = std::cell::Cell::new(false);
+    let mut g = c.benchmark_group("tool");
+    g.bench_function("plain fn", |b| {
+        b.iter(|| add_plain(black_box(2), black_box(40)))
+    });
+    with(Dispatch::new(tracing_subscriber::registry()), || {
+        g.bench_function("#[tool] sync fn, no raindrop layer", |b| {
+            b.iter(|| add(black_box(2), black_box(40)))
+        });
+    });
+    with(
+        Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&client))),
+        || {
+            g.bench_function("#[tool] sync fn in an interaction, layer on", |b| {
+                b.iter_custom(|iters| {
+                    ran.set(true);
+                    let chat = tracing::info_span!(
+                        "chat",
+                        raindrop.kind = "interaction",
+                        raindrop.user_id = "user-1234",
+                        raindrop.input = "What is 2 + 40?",
+                        raindrop.output = tracing::field::Empty,
+                    );
+                    let _in_chat = chat.enter();
+                    let took = chunked(&client, iters, || {
+                        black_box(add(black_box(2), black_box(40)));
+                    });
+                    chat.record("raindrop.output", "42");
+                    took
+                })
+            });
+        },
+    );
+    g.finish();
+    let report = client.shutdown(Duration::from_secs(10));
+    assert!(report.completed, "shutdown: {report:?}");
+    assert_eq!(report.stats.dropped_total(), 0, "drops: {report:?}");
+    assert!(
+        !ran.get() || report.stats.delivered > 0,
+        "no tool span was exported"
+    );
+}
+
+/// Runs `f` with the interaction span `depth` spans up the current stack.
+fn at_depth(depth: usize, f: &mut dyn FnMut()) {
+    if depth <= 1 {
+        f();
+        return;
+    }
+    let span = tracing::info_span!("layer", depth);
+    let _entered = span.enter();
+    at_depth(depth - 1, f);
+}
+
+fn bench_resume(c: &mut Criterion) {
+    let sink = support::Sink::start(false);
+    let client = support::client_for(&sink);
+    let mut g = c.benchmark_group("resume_interaction");
+    with(
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(AppLayer)
+                .with(raindrop::layer(&client)),
+        ),
+        || {
+            let chat = tracing::info_span!(
+                "chat",
+                raindrop.kind = "interaction",
+                raindrop.user_id = "user-1234",
+                raindrop.input = "hello",
+                raindrop.output = tracing::field::Empty,
+            );
+            let _in_chat = chat.enter();
+            for depth in [1usize, 10] {
+                at_depth(depth, &mut || {
+                    assert!(!raindrop::resume_interaction().is_noop());
+                    g.bench_function(format!("depth_{depth}"), |b| {
+                        b.iter(|| black_box(raindrop::resume_interaction()))
+                    });
+                });
+            }
+            chat.record("raindrop.output", "hi");
+        },
+    );
+    g.finish();
+    client.shutdown(Duration::from_secs(10));
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_unrelated, bench_tool, bench_resume
+}
+criterion_main!(benches);
