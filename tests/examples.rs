@@ -193,6 +193,15 @@ fn chat_demo_records_interactions_tools_errors_and_feedback() {
         .iter()
         .any(|s| s["signal_name"] == "thumbs_down" && s["sentiment"] == "NEGATIVE"));
 
+    let report_text = common::report_text(Some(&path), &report.stats);
+    assert!(
+        report_text.contains(&format!(
+            "Raw JSON lines (one request each): {}",
+            path.display()
+        )),
+        "{report_text}"
+    );
+    assert!(report_text.contains("dropped=0"), "{report_text}");
     let tree = rec.render();
     assert!(tree.contains("tool calculator.tool"), "{tree}");
     assert!(tree.contains("ERROR: division by zero"), "{tree}");
@@ -392,6 +401,63 @@ fn sync_example_records_from_plain_threads_and_sync_attributes() {
         Some("no template for category `other`")
     );
     let _ = std::fs::remove_file(path);
+}
+
+/// The first README command on a fresh machine: the built `chat` example,
+/// run with no Raindrop variables, writes its sink file into the target
+/// directory and prints the tree and the file's path.
+#[test]
+fn chat_binary_runs_offline_and_prints_the_tree() {
+    // `cargo test` builds the examples next to the test binaries:
+    // <target>/<profile>/deps/examples-<hash> and <target>/<profile>/examples/chat.
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
+    let chat = profile_dir
+        .join("examples")
+        .join(format!("chat{}", std::env::consts::EXE_SUFFIX));
+    if !chat.exists() {
+        // Only when this test target was built alone (`cargo test --test examples`).
+        eprintln!("skipped: {} not built", chat.display());
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::process::Command::new(&chat)
+        .env_remove("RAINDROP_WRITE_KEY")
+        .env_remove("RAINDROP_LOCAL_SINK")
+        .env_remove("RAINDROP_ENDPOINT")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("chat example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("chat service listening on http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("← 422"), "{stdout}");
+    assert!(stdout.contains("dropped=0"), "{stdout}");
+    assert!(stdout.contains("ERROR: division by zero"), "{stdout}");
+    assert!(
+        stdout.contains("signal user_feedback (feedback) POSITIVE"),
+        "{stdout}"
+    );
+    let sink = profile_dir
+        .parent()
+        .expect("target dir")
+        .join("raindrop-chat.jsonl");
+    assert!(
+        stdout.contains(&format!(
+            "Raw JSON lines (one request each): {}",
+            sink.display()
+        )),
+        "{stdout}"
+    );
+    let rec = Recorded::read(&sink).expect("sink file in the target dir");
+    assert_eq!(rec.events.len(), 5);
 }
 
 #[test]

@@ -586,13 +586,20 @@ pub fn stats_line(stats: &raindrop::Stats) -> String {
     )
 }
 
-/// Prints the tree and where the raw lines are.
+/// Prints [`report_text`].
 pub fn print_report(sink: Option<&Path>, stats: &raindrop::Stats) {
-    println!("\nraindrop stats: {}", stats_line(stats));
+    print!("{}", report_text(sink, stats));
+}
+
+/// The end-of-run report: the stats, the tree of what was recorded, and
+/// where the raw lines are.
+pub fn report_text(sink: Option<&Path>, stats: &raindrop::Stats) -> String {
+    let mut out = format!("\nraindrop stats: {}\n", stats_line(stats));
     match sink {
         Some(path) => match Recorded::read(path) {
             Ok(rec) => {
-                println!(
+                let _ = writeln!(
+                    out,
                     "\nWhat was recorded ({} requests: {}):\n",
                     rec.requests,
                     rec.per_path
@@ -601,11 +608,16 @@ pub fn print_report(sink: Option<&Path>, stats: &raindrop::Stats) {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                print!("{}", rec.render());
-                println!("Raw JSON lines (one request each): {}", path.display());
+                out.push_str(&rec.render());
+                let _ = writeln!(out, "Raw JSON lines (one request each): {}", path.display());
             }
-            Err(e) => println!("could not read {}: {e}", path.display()),
+            Err(e) => {
+                let _ = writeln!(out, "could not read {}: {e}", path.display());
+            }
         },
-        None => println!("(events went to the Raindrop API or to stdout/stderr, not to a file)"),
+        None => {
+            out.push_str("(events went to the Raindrop API or to stdout/stderr, not to a file)\n")
+        }
     }
+    out
 }
