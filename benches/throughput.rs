@@ -14,6 +14,12 @@
 //!   RSS, and checks after `shutdown` that every call is accounted for in
 //!   `stats()`: delivered + dropped == calls.
 //!
+//! - `spans`: 200,000 `export_span` calls (a tool span as the tracing layer
+//!   builds it: 9 attributes, ~200 bytes of input/output) to a loopback
+//!   sink, in chunks of 2,048 with a flush between; reports worker CPU per
+//!   span (serialisation + delivery), the part of a span's cost that is not
+//!   on the caller's thread.
+//!
 //! Every phase is bounded in time and stops by itself. Options other than
 //! the endpoint and key are the defaults unless `RAINDROP_BENCH_UPLOAD_SIZE`
 //! or `RAINDROP_BENCH_MAX_IN_FLIGHT` are set (for exploring).
@@ -50,6 +56,9 @@ fn main() {
     }
     if run("down") {
         down_phase(up_p99);
+    }
+    if run("spans") {
+        spans_phase();
     }
 }
 
@@ -440,4 +449,72 @@ fn down_phase(up_p99: Option<u64>) {
         mib(peak_calls.max(support::peak_rss_kib())),
         loadavg()
     );
+}
+
+fn tool_span(i: u64) -> raindrop::SpanRecord {
+    use raindrop::AttributeValue as V;
+    let now = std::time::SystemTime::now();
+    raindrop::SpanRecord {
+        trace_id: [7; 16],
+        span_id: (i + 1).to_le_bytes(),
+        parent_span_id: Some([9; 8]),
+        name: "calculator.tool".into(),
+        start: now,
+        end: now,
+        status: raindrop::SpanStatus::Ok,
+        attributes: vec![
+            ("traceloop.span.kind".into(), V::from("tool")),
+            ("traceloop.entity.name".into(), V::from("calculator")),
+            (
+                "traceloop.entity.input".into(),
+                V::from(r#"{"a":2,"b":40,"note":"add two numbers for the user"}"#),
+            ),
+            ("traceloop.entity.output".into(), V::from("42")),
+            ("traceloop.workflow.name".into(), V::from("chat")),
+            (
+                "traceloop.association.properties.event_id".into(),
+                V::from("3f1e2d4c-5b6a-4789-9abc-def012345678"),
+            ),
+            (
+                "traceloop.association.properties.user_id".into(),
+                V::from("user-1234"),
+            ),
+            (
+                "traceloop.association.properties.convo_id".into(),
+                V::from("convo-42"),
+            ),
+            ("duration_ms".into(), V::Int(0)),
+        ],
+    }
+}
+
+fn spans_phase() {
+    const SPANS: u64 = 200_000;
+    println!("\n== spans: 200,000 export_span, chunks of 2,048 + flush ==");
+    let sink = support::Sink::start(false);
+    let client = Client::new(options(&sink.endpoint())).expect("client");
+    let worker0 = thread_cpu("raindrop-worker");
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < SPANS {
+        for _ in 0..2_048.min(SPANS - sent) {
+            client.export_span(tool_span(sent)).expect("export_span");
+            sent += 1;
+        }
+        assert!(client.flush(Duration::from_secs(60)), "flush timed out");
+    }
+    let elapsed = start.elapsed();
+    let worker = thread_cpu("raindrop-worker") - worker0;
+    let report = client.shutdown(Duration::from_secs(10));
+    println!(
+        "spans={SPANS} delivered={} requests={} in {:.2} s ({:.0} spans/s) | worker CPU {:.2} s = {:.2} µs/span | load={}",
+        report.stats.delivered,
+        report.stats.requests,
+        elapsed.as_secs_f64(),
+        SPANS as f64 / elapsed.as_secs_f64(),
+        worker,
+        worker * 1e6 / SPANS as f64,
+        loadavg()
+    );
+    assert_eq!(report.stats.delivered, SPANS);
 }

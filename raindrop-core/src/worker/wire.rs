@@ -276,76 +276,318 @@ fn nanos(t: SystemTime) -> u128 {
 }
 
 /// Standard base64 with padding: what Raindrop's OTLP/JSON ids use.
+#[cfg(test)]
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
+        let mut buf = [0u8; 4];
+        let n = base64_into(chunk, &mut buf);
+        out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
+    }
+    out
+}
+
+/// Writes the standard padded base64 of `bytes` into `out`; returns the
+/// length written. Stops early when `out` is too short (ids never are).
+fn base64_into(bytes: &[u8], out: &mut [u8]) -> usize {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut n = 0;
+    for chunk in bytes.chunks(3) {
+        if n + 4 > out.len() {
+            break;
+        }
         let b = [
             chunk[0],
             *chunk.get(1).unwrap_or(&0),
             *chunk.get(2).unwrap_or(&0),
         ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out[n] = T[(v >> 18) as usize & 63];
+        out[n + 1] = T[(v >> 12) as usize & 63];
+        out[n + 2] = if chunk.len() > 1 {
+            T[(v >> 6) as usize & 63]
         } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
+            b'='
+        };
+        out[n + 3] = if chunk.len() > 2 {
+            T[v as usize & 63]
         } else {
-            '='
-        });
+            b'='
+        };
+        n += 4;
     }
-    out
+    n
 }
 
-fn attr_value(v: &AttributeValue, max_chars: usize) -> Value {
-    match v {
-        AttributeValue::String(s) => serde_json::json!({"stringValue": cap(s, max_chars)}),
-        AttributeValue::Int(i) => serde_json::json!({"intValue": i.to_string()}),
-        AttributeValue::Double(d) if d.is_finite() => serde_json::json!({"doubleValue": d}),
-        AttributeValue::Double(d) => serde_json::json!({"stringValue": d.to_string()}),
-        AttributeValue::Bool(b) => serde_json::json!({"boolValue": b}),
-        AttributeValue::StringArray(a) => serde_json::json!({"arrayValue": {"values":
-            a.iter().map(|s| serde_json::json!({"stringValue": cap(s, max_chars)})).collect::<Vec<_>>()}}),
+/// Serialises a `Display` value as a JSON string, without an intermediate `String`.
+struct DisplayStr<T>(T);
+
+impl<T: std::fmt::Display> Serialize for DisplayStr<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 
-/// One OTLP/JSON span object.
+/// An OTLP trace or span id: standard base64 of its bytes (at most 16).
+struct Id<'a>(&'a [u8]);
+
+impl Serialize for Id<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 24];
+        let n = base64_into(self.0, &mut buf);
+        s.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or_default())
+    }
+}
+
+/// One OTLP `AnyValue`: `{"stringValue": ..}`, `{"intValue": ".."}`, ...
+struct WireAttrValue<'a> {
+    value: &'a AttributeValue,
+    max_chars: usize,
+}
+
+impl Serialize for WireAttrValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let max = self.max_chars;
+        let mut m = s.serialize_map(Some(1))?;
+        match self.value {
+            AttributeValue::String(v) => m.serialize_entry("stringValue", &cap(v, max))?,
+            AttributeValue::Int(i) => m.serialize_entry("intValue", &DisplayStr(i))?,
+            AttributeValue::Double(d) if d.is_finite() => m.serialize_entry("doubleValue", d)?,
+            AttributeValue::Double(d) => m.serialize_entry("stringValue", &DisplayStr(d))?,
+            AttributeValue::Bool(b) => m.serialize_entry("boolValue", b)?,
+            AttributeValue::StringArray(a) => m.serialize_entry(
+                "arrayValue",
+                &WireArray {
+                    values: a,
+                    max_chars: max,
+                },
+            )?,
+        }
+        m.end()
+    }
+}
+
+/// `{"values": [{"stringValue": ..}, ..]}`.
+struct WireArray<'a> {
+    values: &'a [String],
+    max_chars: usize,
+}
+
+#[derive(Serialize)]
+struct StringValue<'a> {
+    #[serde(rename = "stringValue")]
+    string_value: Cow<'a, str>,
+}
+
+impl Serialize for WireArray<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("values", &StringValues(self))?;
+        m.end()
+    }
+}
+
+/// The `values` array of a [`WireArray`].
+struct StringValues<'a, 'b>(&'b WireArray<'a>);
+
+impl Serialize for StringValues<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.values.iter().map(|v| StringValue {
+            string_value: cap(v, self.0.max_chars),
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct WireAttr<'a> {
+    key: &'a str,
+    value: WireAttrValue<'a>,
+}
+
+#[derive(Serialize)]
+struct WireStatus<'a> {
+    code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct WireSpan<'a> {
+    #[serde(rename = "traceId")]
+    trace_id: Id<'a>,
+    #[serde(rename = "spanId")]
+    span_id: Id<'a>,
+    #[serde(rename = "parentSpanId", skip_serializing_if = "Option::is_none")]
+    parent_span_id: Option<Id<'a>>,
+    name: &'a str,
+    #[serde(rename = "startTimeUnixNano")]
+    start: DisplayStr<u128>,
+    #[serde(rename = "endTimeUnixNano")]
+    end: DisplayStr<u128>,
+    status: WireStatus<'a>,
+    attributes: WireAttrs<'a>,
+}
+
+/// `[{"key": .., "value": {..}}, ..]`.
+struct WireAttrs<'a> {
+    attrs: &'a [(Cow<'static, str>, AttributeValue)],
+    max_chars: usize,
+}
+
+impl Serialize for WireAttrs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.attrs.iter().map(|(k, v)| WireAttr {
+            key: k,
+            value: WireAttrValue {
+                value: v,
+                max_chars: self.max_chars,
+            },
+        }))
+    }
+}
+
+/// One OTLP/JSON span object, serialised straight from the record (building
+/// a `serde_json::Value` tree first cost several µs of worker time per span).
 pub(crate) fn span(s: &SpanRecord, max_chars: usize) -> Vec<u8> {
     let start = nanos(s.start);
     let end = nanos(s.end).max(start);
-    let mut obj = Map::new();
-    obj.insert("traceId".into(), base64(&s.trace_id).into());
-    obj.insert("spanId".into(), base64(&s.span_id).into());
-    if let Some(p) = s.parent_span_id {
-        obj.insert("parentSpanId".into(), base64(&p).into());
-    }
-    obj.insert("name".into(), s.name.clone().into());
-    obj.insert("startTimeUnixNano".into(), start.to_string().into());
-    obj.insert("endTimeUnixNano".into(), end.to_string().into());
-    obj.insert(
-        "status".into(),
-        match &s.status {
-            SpanStatus::Ok => serde_json::json!({"code": 1}),
-            SpanStatus::Error(m) => serde_json::json!({"code": 2, "message": cap(m, max_chars)}),
+    let w = WireSpan {
+        trace_id: Id(&s.trace_id),
+        span_id: Id(&s.span_id),
+        parent_span_id: s.parent_span_id.as_ref().map(|p| Id(p)),
+        name: &s.name,
+        start: DisplayStr(start),
+        end: DisplayStr(end),
+        status: match &s.status {
+            SpanStatus::Ok => WireStatus {
+                code: 1,
+                message: None,
+            },
+            SpanStatus::Error(m) => WireStatus {
+                code: 2,
+                message: Some(cap(m, max_chars)),
+            },
         },
-    );
-    let attrs: Vec<Value> = s
-        .attributes
-        .iter()
-        .map(|(k, v)| serde_json::json!({"key": k, "value": attr_value(v, max_chars)}))
-        .collect();
-    obj.insert("attributes".into(), Value::Array(attrs));
-    serde_json::to_vec(&obj).unwrap_or_default()
+        attributes: WireAttrs {
+            attrs: &s.attributes,
+            max_chars,
+        },
+    };
+    serde_json::to_vec(&w).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The previous `span` encoding (a `serde_json::Value` tree): the reference
+    /// the direct serialisation must match value for value.
+    fn span_reference(s: &SpanRecord, max_chars: usize) -> Vec<u8> {
+        fn attr_value(v: &AttributeValue, max_chars: usize) -> Value {
+            match v {
+                AttributeValue::String(s) => serde_json::json!({"stringValue": cap(s, max_chars)}),
+                AttributeValue::Int(i) => serde_json::json!({"intValue": i.to_string()}),
+                AttributeValue::Double(d) if d.is_finite() => serde_json::json!({"doubleValue": d}),
+                AttributeValue::Double(d) => serde_json::json!({"stringValue": d.to_string()}),
+                AttributeValue::Bool(b) => serde_json::json!({"boolValue": b}),
+                AttributeValue::StringArray(a) => serde_json::json!({"arrayValue": {"values":
+                    a.iter().map(|s| serde_json::json!({"stringValue": cap(s, max_chars)})).collect::<Vec<_>>()}}),
+            }
+        }
+        let start = nanos(s.start);
+        let end = nanos(s.end).max(start);
+        let mut obj = Map::new();
+        obj.insert("traceId".into(), base64(&s.trace_id).into());
+        obj.insert("spanId".into(), base64(&s.span_id).into());
+        if let Some(p) = s.parent_span_id {
+            obj.insert("parentSpanId".into(), base64(&p).into());
+        }
+        obj.insert("name".into(), s.name.clone().into());
+        obj.insert("startTimeUnixNano".into(), start.to_string().into());
+        obj.insert("endTimeUnixNano".into(), end.to_string().into());
+        obj.insert(
+            "status".into(),
+            match &s.status {
+                SpanStatus::Ok => serde_json::json!({"code": 1}),
+                SpanStatus::Error(m) => {
+                    serde_json::json!({"code": 2, "message": cap(m, max_chars)})
+                }
+            },
+        );
+        let attrs: Vec<Value> = s
+            .attributes
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": attr_value(v, max_chars)}))
+            .collect();
+        obj.insert("attributes".into(), Value::Array(attrs));
+        serde_json::to_vec(&obj).unwrap_or_default()
+    }
+
+    #[test]
+    fn span_encoding_matches_the_value_tree_encoding() {
+        let t0 = UNIX_EPOCH + std::time::Duration::from_nanos(1_732_000_000_123_456_789);
+        let long = "é".repeat(300);
+        let attrs: Vec<(Cow<'static, str>, AttributeValue)> = vec![
+            ("s".into(), "plain \"quoted\" \n text \u{7f}".into()),
+            ("long".into(), long.clone().into()),
+            ("empty".into(), "".into()),
+            ("i".into(), AttributeValue::Int(i64::MIN)),
+            ("i2".into(), AttributeValue::Int(42)),
+            ("d".into(), AttributeValue::Double(1.5)),
+            ("d_int".into(), AttributeValue::Double(3.0)),
+            ("d_tiny".into(), AttributeValue::Double(-1e-300)),
+            ("nan".into(), AttributeValue::Double(f64::NAN)),
+            ("inf".into(), AttributeValue::Double(f64::NEG_INFINITY)),
+            ("b".into(), AttributeValue::Bool(false)),
+            (
+                "arr".into(),
+                AttributeValue::StringArray(vec!["a".into(), long.clone()]),
+            ),
+            ("arr_empty".into(), AttributeValue::StringArray(vec![])),
+            (Cow::Owned("ключ \u{1F600}".into()), "✓".into()),
+        ];
+        let records = [
+            SpanRecord {
+                trace_id: [0xab; 16],
+                span_id: [1, 2, 3, 4, 5, 6, 7, 8],
+                parent_span_id: Some([0xff; 8]),
+                name: "search.tool".into(),
+                start: t0,
+                end: t0 + std::time::Duration::from_micros(1500),
+                status: SpanStatus::Ok,
+                attributes: attrs,
+            },
+            SpanRecord {
+                trace_id: [0; 16],
+                span_id: [9; 8],
+                parent_span_id: None,
+                name: "chat.workflow \"q\"".into(),
+                start: t0,
+                end: UNIX_EPOCH, // before start: clamped to start
+                status: SpanStatus::Error(long.clone()),
+                attributes: Vec::new(),
+            },
+        ];
+        for r in &records {
+            for max in [10, 100, 1_000_000] {
+                let ours = span(r, max);
+                let reference = span_reference(r, max);
+                assert_eq!(ours.len(), reference.len());
+                let a: Value = serde_json::from_slice(&ours).unwrap();
+                let b: Value = serde_json::from_slice(&reference).unwrap();
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn base64_into_stops_at_the_buffer() {
+        let mut buf = [0u8; 8];
+        assert_eq!(base64_into(b"foobar!", &mut buf), 8);
+        assert_eq!(&buf, b"Zm9vYmFy");
+    }
 
     fn event(properties: Map<String, Value>) -> TrackEvent {
         TrackEvent {
