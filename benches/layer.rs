@@ -271,8 +271,10 @@ fn bench_resume(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
+    // 2 s of warm-up: with 1 s the first bench of the process was still
+    // bimodal (cold registry slab and caches).
     Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
+        .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50)
 }
