@@ -19,6 +19,9 @@
 //!   sink, in chunks of 2,048 with a flush between; reports worker CPU per
 //!   span (serialisation + delivery), the part of a span's cost that is not
 //!   on the caller's thread.
+//! - `tool`: 200,000 calls of a sync `#[raindrop::tool]` fn inside an
+//!   interaction span with `raindrop::layer` installed, each timed (chunks
+//!   of 2,048 + flush); reports per-call p50/p99 and caller/worker CPU per call.
 //!
 //! Every phase is bounded in time and stops by itself. Options other than
 //! the endpoint and key are the defaults unless `RAINDROP_BENCH_UPLOAD_SIZE`
@@ -59,6 +62,9 @@ fn main() {
     }
     if run("spans") {
         spans_phase();
+    }
+    if run("tool") {
+        tool_phase();
     }
 }
 
@@ -517,4 +523,58 @@ fn spans_phase() {
         loadavg()
     );
     assert_eq!(report.stats.delivered, SPANS);
+}
+
+#[raindrop::tool("calculator")]
+fn add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+fn tool_phase() {
+    use tracing_subscriber::layer::SubscriberExt;
+    const CALLS: usize = 200_000;
+    println!("\n== tool: 200,000 sync #[raindrop::tool] calls in an interaction, layer on ==");
+    let sink = support::Sink::start(false);
+    let client = Client::new(options(&sink.endpoint())).expect("client");
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+    let mut lat = Vec::with_capacity(CALLS);
+    let mut caller_cpu = 0.0;
+    let worker0 = thread_cpu("raindrop-worker");
+    tracing::subscriber::with_default(subscriber, || {
+        let chat = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "user-1234",
+            raindrop.input = "What is 2 + 40?",
+            raindrop.output = tracing::field::Empty,
+        );
+        let _in_chat = chat.enter();
+        for _ in 0..2_048 {
+            std::hint::black_box(add(2, 40));
+        }
+        assert!(client.flush(Duration::from_secs(30)));
+        let cpu0 = self_thread_cpu();
+        while lat.len() < CALLS {
+            for _ in 0..2_048.min(CALLS - lat.len()) {
+                let t = Instant::now();
+                std::hint::black_box(add(std::hint::black_box(2), 40));
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            // Waiting in flush blocks without using CPU.
+            assert!(client.flush(Duration::from_secs(30)), "flush timed out");
+        }
+        caller_cpu = self_thread_cpu() - cpu0;
+        chat.record("raindrop.output", "42");
+    });
+    let worker = thread_cpu("raindrop-worker") - worker0;
+    Latencies(lat).report("#[tool] sync fn (layer on, in an interaction)");
+    let report = client.shutdown(Duration::from_secs(10));
+    println!(
+        "delivered={} dropped={} | CPU per call: caller thread {:.2} µs, worker {:.2} µs | load={}",
+        report.stats.delivered,
+        report.stats.dropped_total(),
+        caller_cpu * 1e6 / CALLS as f64,
+        worker * 1e6 / CALLS as f64,
+        loadavg()
+    );
 }
