@@ -64,7 +64,11 @@ impl Batcher {
         if self.items == 0 {
             return None;
         }
-        let mut bytes = std::mem::replace(&mut self.buf, self.prefix.clone());
+        // The next body starts with room for one like this one (up to 64 KiB),
+        // so it does not regrow from a few bytes through a dozen reallocations.
+        let mut next = Vec::with_capacity((self.buf.len() + self.suffix.len()).min(64 * 1024));
+        next.extend_from_slice(&self.prefix);
+        let mut bytes = std::mem::replace(&mut self.buf, next);
         bytes.extend_from_slice(self.suffix);
         Some(Body {
             bytes,

@@ -23,7 +23,9 @@ pub(crate) enum Outcome {
 pub(crate) enum Transport {
     Http {
         client: reqwest::Client,
-        base: reqwest::Url,
+        /// Each route's URL, by `Route as usize`, joined once (a parse per
+        /// request was a visible part of the worker's per-request cost).
+        urls: Box<[Option<reqwest::Url>; 5]>,
         policy: Policy,
         debug: Arc<AtomicBool>,
     },
@@ -69,7 +71,7 @@ impl Transport {
             .map_err(std::io::Error::other)?;
         Ok(Transport::Http {
             client,
-            base: cfg.base.clone(),
+            urls: Box::new(Route::ALL.map(|r| cfg.base.join(r.path()).ok())),
             policy: Policy {
                 max_attempts: cfg.max_attempts,
                 base: Duration::from_millis(500),
@@ -104,13 +106,12 @@ impl Transport {
             }
             Transport::Http {
                 client,
-                base,
+                urls,
                 policy,
                 debug,
             } => {
-                let url = match base.join(route.path()) {
-                    Ok(u) => u,
-                    Err(_) => return Outcome::Rejected(0),
+                let Some(url) = &urls[route as usize] else {
+                    return Outcome::Rejected(0);
                 };
                 let mut attempt = 1u32;
                 loop {
@@ -158,4 +159,22 @@ impl Transport {
 /// A number in [0, 1) from the OS-seeded random source behind UUIDs.
 fn jitter() -> f64 {
     (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_urls_are_indexed_by_route() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let base = reqwest::Url::parse("http://127.0.0.1:1/v1/").unwrap();
+        let urls = Route::ALL.map(|r| base.join(r.path()).ok());
+        assert_eq!(
+            urls[Route::Partial as usize].as_ref().map(|u| u.as_str()),
+            Some("http://127.0.0.1:1/v1/events/track_partial")
+        );
+    }
 }

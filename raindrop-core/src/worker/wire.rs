@@ -183,7 +183,16 @@ pub(crate) fn track_event(e: &mut TrackEvent, max_chars: usize) -> Vec<u8> {
         timestamp: e.timestamp.to_wire(),
         attachments: (!e.attachments.is_empty()).then(|| e.attachments.iter().map(full).collect()),
     };
-    serde_json::to_vec(&w).unwrap_or_default()
+    // Sized for the usual event up front: `to_vec` starts at 128 bytes and
+    // regrows several times for a typical 400-byte event.
+    let text = e.ai.as_ref().map_or(0, |ai| {
+        ai.input.as_ref().map_or(0, String::len) + ai.output.as_ref().map_or(0, String::len)
+    });
+    let mut out = Vec::with_capacity((512 + text).min(MAX_BYTES));
+    match serde_json::to_writer(&mut out, &w) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 #[derive(Serialize)]
