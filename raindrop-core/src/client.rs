@@ -692,7 +692,7 @@ fn new_event_id(given: Option<String>) -> Result<String, Error> {
             Err(Error::invalid("event_id", "must not be empty when given"))
         }
         Some(id) => Ok(id),
-        None => Ok(uuid::Uuid::new_v4().to_string()),
+        None => Ok(crate::ids::uuid_v4()),
     }
 }
 

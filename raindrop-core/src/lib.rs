@@ -43,6 +43,7 @@
 mod client;
 mod error;
 mod global;
+mod ids;
 mod interaction;
 mod item;
 mod model;

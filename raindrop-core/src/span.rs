@@ -79,16 +79,12 @@ pub struct SpanRecord {
 impl SpanRecord {
     /// Random ids for a new trace.
     pub fn new_trace_id() -> [u8; 16] {
-        *uuid::Uuid::new_v4().as_bytes()
+        crate::ids::random_u128().to_be_bytes()
     }
     /// A random span id.
     pub fn new_span_id() -> [u8; 8] {
-        let b = uuid::Uuid::new_v4().into_bytes();
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&b[..8]);
-        if id == [0; 8] {
-            id[7] = 1;
-        }
-        id
+        // An all-zero span id is invalid in OTLP.
+        let id = (crate::ids::random_u128() as u64).max(1);
+        id.to_be_bytes()
     }
 }

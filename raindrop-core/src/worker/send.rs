@@ -156,9 +156,9 @@ impl Transport {
     }
 }
 
-/// A number in [0, 1) from the OS-seeded random source behind UUIDs.
+/// A number in [0, 1).
 fn jitter() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
+    (crate::ids::random_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
