@@ -13,7 +13,9 @@
 //! The demo starts the service on 127.0.0.1, sends itself a few requests (one
 //! makes the calculator fail, one is feedback), shuts down cleanly and prints
 //! the tree of what Raindrop recorded. With no `RAINDROP_WRITE_KEY` everything
-//! goes to a local file, whose path it prints. `RUST_LOG=info` shows logs.
+//! goes to a local file, whose path it prints. `RUST_LOG=info` shows the
+//! service's logs (inside the raindrop spans), `RUST_LOG=raindrop=debug` the
+//! SDK's own diagnostics.
 
 mod common;
 
@@ -122,6 +124,8 @@ async fn chat(
     // The interaction of this request, from anywhere below the handler.
     let interaction = raindrop::resume_interaction();
     interaction.set_model(SimulatedModel::NAME);
+    // Your logs keep working: the fmt layer shows them inside the `chat` span.
+    tracing::info!(event_id = interaction.event_id(), "answering");
 
     let mut notes = Vec::new();
     if let Some(expr) = arithmetic_in(&req.message) {
