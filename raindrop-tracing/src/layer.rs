@@ -335,12 +335,13 @@ pub(crate) fn complete(state: SpanState) {
             link.interaction.finish_with(finish);
         }
     }
-    let record = to_record(&state, end, duration_ms, error);
-    let _ = state.client.export_span(record);
+    let client = state.client.clone();
+    let _ = client.export_span(to_record(state, end, duration_ms, error));
 }
 
+/// Builds the exported record, moving the span's strings into it.
 fn to_record(
-    s: &SpanState,
+    mut s: SpanState,
     end: SystemTime,
     duration_ms: i64,
     error: Option<String>,
@@ -350,17 +351,18 @@ fn to_record(
     let mut push = |k: &'static str, v: AttributeValue| attrs.push((Cow::Borrowed(k), v));
     push("traceloop.span.kind", s.kind.span_kind().into());
     push("traceloop.entity.name", s.name.as_str().into());
+    let max = s.max_chars();
     if let Some(l) = &s.link {
         push("traceloop.workflow.name", (&*l.workflow).into());
     }
     if s.kind == Kind::Tool {
         push("ai.operationId", "ai.toolCall".into());
     }
-    if let Some(i) = &s.input {
-        push("traceloop.entity.input", i.as_str().into());
+    if let Some(i) = s.input.take() {
+        push("traceloop.entity.input", AttributeValue::String(i));
     }
-    if let Some(o) = &s.output {
-        push("traceloop.entity.output", o.as_str().into());
+    if let Some(o) = s.output.take() {
+        push("traceloop.entity.output", AttributeValue::String(o));
     }
     push(
         "traceloop.entity.duration_ms",
@@ -382,7 +384,6 @@ fn to_record(
             push("traceloop.association.properties.event", e.into());
         }
     }
-    let max = s.max_chars();
     const RESERVED: [&str; 4] = ["event_id", "user_id", "convo_id", "event"];
     for (k, v) in &s.properties {
         if RESERVED.contains(&k.as_str()) || v.is_null() {
