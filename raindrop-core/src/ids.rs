@@ -3,7 +3,9 @@
 //! `Uuid::new_v4()` asks the OS for randomness on every call (≈380 ns here),
 //! which was a third of `track_ai`. Ids only need to be unique, not secret:
 //! each thread seeds a 128-bit wyrand generator once from the OS and draws
-//! from it afterwards (a few ns per id).
+//! from it afterwards. The wall clock's nanoseconds are mixed into every
+//! draw, so a process forked after drawing (which copies the state) still
+//! gives its child different ids.
 
 use std::cell::Cell;
 
@@ -27,6 +29,10 @@ fn wyrand(state: &mut u64) -> u64 {
 pub(crate) fn random_u128() -> u128 {
     STATE.with(|s| {
         let mut st = s.get();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        st[1] ^= nanos;
         let hi = wyrand(&mut st[0]);
         let lo = wyrand(&mut st[1]);
         s.set(st);
