@@ -1,14 +1,53 @@
 //! Raindrop for Rust: AI telemetry that records what your users asked, what
 //! the model answered, which tools ran and how users reacted.
 //!
+//! This is the crate applications use (package `raindrop-sdk`, library
+//! `raindrop`). It re-exports the client and data model of `raindrop-core`,
+//! adds the process-wide client ([`init`] and the free functions), the
+//! tracing layer ([`layer`], [`resume_interaction`]) and the attributes
+//! [`interaction`](macro@interaction), [`task`](macro@task) and
+//! [`tool`](macro@tool). The repository's README is the guided tour; its
+//! `examples/` run offline (`cargo run --example chat`).
+//!
+//! Tracking calls never block and never fail because of the network: they
+//! validate, queue and return, and a background thread batches, delivers and
+//! retries. Every item ends up delivered or dropped with a reason in
+//! [`Client::stats`]. Without a write key (`RAINDROP_WRITE_KEY`) and without
+//! a [`LocalSink`] the client is disabled and sends nothing.
+//!
+//! # Plain tracking
+//!
 //! ```
 //! use std::time::Duration;
-//! // With no RAINDROP_WRITE_KEY the client is disabled and sends nothing.
-//! let _guard = raindrop::init(raindrop::ClientOptions::from_env());
-//! let id = raindrop::track_ai(
-//!     raindrop::AiEvent::new("user-1", "chat_message").input("2+2?").output("4"),
-//! );
-//! assert!(id.is_ok());
+//! use raindrop::{AiEvent, Begin, ClientOptions, LocalSink, Sentiment, Signal, SignalType};
+//!
+//! # let path = std::env::temp_dir().join(format!("raindrop-facade-doc-{}.jsonl", std::process::id()));
+//! // Once, early; keep the guard alive (dropping it flushes and shuts down).
+//! // The local sink writes each request as a JSON line instead of sending it.
+//! let guard = raindrop::init(ClientOptions::from_env().local_sink(LocalSink::File(path.clone())));
+//!
+//! let event_id = raindrop::track_ai(
+//!     AiEvent::new("user-1", "chat_message").model("gpt-4o").input("2+2?").output("4"),
+//! )?;
+//! raindrop::track_signal(
+//!     Signal::new(&event_id, "user_feedback")
+//!         .signal_type(SignalType::Feedback)
+//!         .sentiment(Sentiment::Positive)
+//!         .comment("quick and right"),
+//! )?;
+//!
+//! // An interaction: one AI event whose fields arrive over time.
+//! let run = raindrop::begin(Begin::new("user-1", "agent_run").input("plan my trip"))?;
+//! run.set_property("stage", "searching");
+//! run.finish("Here is your plan.");
+//!
+//! let report = raindrop::client()?.shutdown(Duration::from_secs(5));
+//! assert!(report.completed);
+//! assert_eq!(report.stats.dropped_total(), 0);
+//! assert_eq!(report.stats.delivered, report.stats.queued); // every call, delivered
+//! # drop(guard);
+//! # let _ = std::fs::remove_file(&path);
+//! # Ok::<(), raindrop::Error>(())
 //! ```
 //!
 //! # Tracing and the attribute macros
@@ -48,6 +87,22 @@
 //! // Spans close before the guard flushes and shuts down.
 //! drop(guard);
 //! ```
+//!
+//! # Seeing what is sent
+//!
+//! With `RAINDROP_LOCAL_SINK=stdout` (or `stderr`, or a file path), or
+//! [`ClientOptions::local_sink`], every request is written as one JSON line
+//! `{"path": ..., "body": ...}` instead of being sent: no key and no network
+//! needed. The repository's examples read such a file back and print it as a
+//! tree of interactions, spans and signals.
+//!
+//! # Features
+//!
+//! * `tracing` (default): [`layer`], [`resume_interaction`] and the span fields.
+//! * `macros` (default, implies `tracing`): the attributes.
+//!
+//! Without them the crate is the plain client: [`init`], [`track_ai`],
+//! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].
 
 pub use raindrop_core::*;
 
