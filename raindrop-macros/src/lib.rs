@@ -51,6 +51,33 @@ use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Token, Type};
 /// returns: with the return value as output, or with the error of an `Err`
 /// or a panic (which then propagates unchanged). Inside,
 /// `raindrop::resume_interaction()` returns it.
+///
+/// ```
+/// # let path = std::env::temp_dir().join(format!("raindrop-macros-doc-{}", std::process::id()));
+/// use raindrop::{Client, ClientOptions, LocalSink};
+/// use tracing_subscriber::prelude::*;
+///
+/// #[raindrop::interaction("chat", user_id = user)]
+/// fn chat(user: &str, question: &str) -> String {
+///     raindrop::resume_interaction().set_property("lang", "en");
+///     let sum = add(2, 2);
+///     format!("{question} {sum}")
+/// }
+///
+/// #[raindrop::tool("calculator")]
+/// fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// let client = Client::new(ClientOptions::default().local_sink(LocalSink::File(path.clone())))?;
+/// let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+/// tracing::subscriber::with_default(subscriber, || chat("user-1", "2+2 ="));
+/// client.shutdown(std::time::Duration::from_secs(5));
+/// let sent = std::fs::read_to_string(&path).unwrap();
+/// assert!(sent.contains(r#""user_id":"user-1""#) && sent.contains("calculator.tool"));
+/// # let _ = std::fs::remove_file(path);
+/// # Ok::<(), raindrop::Error>(())
+/// ```
 #[proc_macro_attribute]
 pub fn interaction(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Interaction, args, item)
@@ -58,6 +85,16 @@ pub fn interaction(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Marks a function as a task: exported as a `<name>.task` span linked to
 /// the enclosing interaction. `#[raindrop::task]`, `#[raindrop::task("rank")]`.
+///
+/// ```
+/// #[raindrop::task("rank")]
+/// async fn rank(hits: Vec<String>) -> Vec<String> {
+///     let mut hits = hits;
+///     hits.sort();
+///     hits
+/// }
+/// # drop(rank(vec![]));
+/// ```
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Task, args, item)
@@ -65,6 +102,23 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Marks a function as a tool call: exported as a `<name>.tool` span linked
 /// to the enclosing interaction. `#[raindrop::tool]`, `#[raindrop::tool("search")]`.
+///
+/// ```
+/// #[derive(Debug)]
+/// struct NotFound;
+/// impl std::fmt::Display for NotFound {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("no hits")
+///     }
+/// }
+///
+/// // An `Err` marks the tool span failed with the error's text.
+/// #[raindrop::tool("search", skip(limit))]
+/// fn search(query: &str, limit: usize) -> Result<Vec<String>, NotFound> {
+///     if query.is_empty() { Err(NotFound) } else { Ok(vec![query.to_owned(); limit]) }
+/// }
+/// assert!(search("", 3).is_err());
+/// ```
 #[proc_macro_attribute]
 pub fn tool(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Tool, args, item)
