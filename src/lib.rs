@@ -142,7 +142,10 @@ impl Drop for Guard {
         if let Some(c) = self.client.take() {
             let timeout = c.options().shutdown_timeout;
             c.shutdown(timeout);
-            set_global(None);
+            // Leave a client installed by a later `init` alone.
+            if global().is_some_and(|g| g.ptr_eq(&c)) {
+                set_global(None);
+            }
         }
     }
 }

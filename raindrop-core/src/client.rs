@@ -156,6 +156,11 @@ impl Client {
         Client::new(ClientOptions::from_env())
     }
 
+    /// Whether `self` and `other` are handles of the same client (one queue, one worker).
+    pub fn ptr_eq(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Whether the client sends anything (it has a key or a local sink).
     pub fn is_enabled(&self) -> bool {
         self.inner.channels.is_some()
