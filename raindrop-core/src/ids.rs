@@ -1,21 +1,34 @@
 //! Random ids without a system call per id.
 //!
-//! `Uuid::new_v4()` asks the OS for randomness on every call (≈380 ns here),
-//! which was a third of `track_ai`. Ids only need to be unique, not secret:
-//! each thread seeds a 128-bit wyrand generator once from the OS and draws
-//! from it afterwards. The wall clock's nanoseconds are mixed into every
-//! draw, so a process forked after drawing (which copies the state) still
-//! gives its child different ids.
+//! Asking the OS for randomness on every id cost ≈380 ns here, a third of
+//! `track_ai`. Ids only need to be unique, not secret: each thread seeds a
+//! 128-bit wyrand generator once (from std's randomly keyed `RandomState`,
+//! the thread id and the clock) and draws from it afterwards. The wall
+//! clock's nanoseconds are mixed into every draw, so a process forked after
+//! drawing (which copies the state) still gives its child different ids.
 
 use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 thread_local! {
-    static STATE: Cell<[u64; 2]> = Cell::new(seed());
+    static STATE: Cell<[u64; 2]> = Cell::new([seed(0), seed(1)]);
 }
 
-fn seed() -> [u64; 2] {
-    let r = uuid::Uuid::new_v4().as_u128();
-    [r as u64, (r >> 64) as u64]
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A seed from a fresh, OS-keyed SipHash over the thread id and the clock.
+fn seed(lane: u64) -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(lane);
+    h.write_u64(now_nanos());
+    h.write(format!("{:?}", std::thread::current().id()).as_bytes());
+    h.finish()
 }
 
 /// One wyrand step.
@@ -29,10 +42,7 @@ fn wyrand(state: &mut u64) -> u64 {
 pub(crate) fn random_u128() -> u128 {
     STATE.with(|s| {
         let mut st = s.get();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        st[1] ^= nanos;
+        st[1] ^= now_nanos();
         let hi = wyrand(&mut st[0]);
         let lo = wyrand(&mut st[1]);
         s.set(st);
@@ -40,11 +50,21 @@ pub(crate) fn random_u128() -> u128 {
     })
 }
 
-/// A random UUID v4, lowercase and hyphenated.
+/// A random UUID v4, lowercase and hyphenated (8-4-4-4-12).
 pub(crate) fn uuid_v4() -> String {
-    let u = uuid::Builder::from_random_bytes(random_u128().to_le_bytes()).into_uuid();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    u.hyphenated().encode_lower(&mut buf).to_owned()
+    let mut b = random_u128().to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -65,8 +85,8 @@ mod tests {
         for id in ids.iter().take(100) {
             let u = uuid::Uuid::parse_str(id).unwrap();
             assert_eq!(u.get_version_num(), 4);
-            assert_eq!(id, &id.to_lowercase());
-            assert_eq!(id.len(), 36);
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(id, &u.hyphenated().to_string());
         }
     }
 }
