@@ -14,29 +14,10 @@
 mod support;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use raindrop::{Begin, Client};
-
-const CHUNK: u64 = 2_048;
-
-/// Runs `iters` calls of `f` in chunks, timing only the calls; flushes between chunks.
-fn chunked(client: &Client, iters: u64, mut f: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let start = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        total += start.elapsed();
-        assert!(client.flush(Duration::from_secs(30)), "flush timed out");
-        left -= n;
-    }
-    total
-}
+use raindrop::Begin;
 
 fn bench_track_ai(c: &mut Criterion) {
     let sink = support::Sink::start(false);
@@ -47,7 +28,7 @@ fn bench_track_ai(c: &mut Criterion) {
     });
     g.bench_function("enqueue", |b| {
         b.iter_custom(|iters| {
-            chunked(&client, iters, || {
+            support::chunked(&client, iters, || {
                 let id = client.track_ai(black_box(support::chat_event()));
                 assert!(id.is_ok(), "track_ai failed: {id:?}");
                 black_box(id.ok());
@@ -66,7 +47,7 @@ fn bench_interaction(c: &mut Criterion) {
     let mut g = c.benchmark_group("interaction");
     g.bench_function("begin + 2 set_property + finish", |b| {
         b.iter_custom(|iters| {
-            chunked(&client, iters, || {
+            support::chunked(&client, iters, || {
                 let i = client
                     .begin(black_box(
                         Begin::new("user-1234", "agent_run")

@@ -24,10 +24,9 @@ mod support;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use raindrop::Client;
 use tracing::{Dispatch, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -160,25 +159,6 @@ fn add_plain(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
 }
 
-const CHUNK: u64 = 2_048;
-
-/// Times `iters` calls of `f` in chunks; flushes `client` between chunks.
-fn chunked(client: &Client, iters: u64, mut f: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let start = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        total += start.elapsed();
-        assert!(client.flush(Duration::from_secs(30)), "flush timed out");
-        left -= n;
-    }
-    total
-}
-
 fn bench_tool(c: &mut Criterion) {
     let sink = support::Sink::start(false);
     let client = support::client_for(&sink);
@@ -206,7 +186,7 @@ fn bench_tool(c: &mut Criterion) {
                         raindrop.output = tracing::field::Empty,
                     );
                     let _in_chat = chat.enter();
-                    let took = chunked(&client, iters, || {
+                    let took = support::chunked(&client, iters, || {
                         black_box(add(black_box(2), black_box(40)));
                     });
                     chat.record("raindrop.output", "42");
