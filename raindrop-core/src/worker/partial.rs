@@ -62,6 +62,22 @@ struct Entry {
     first_pending: Instant,
 }
 
+impl Entry {
+    /// Takes the merged delta out, leaving an empty one for the same event.
+    fn take(&mut self) -> Due {
+        let fresh = PartialPatch {
+            event_id: self.delta.event_id.clone(),
+            ..Default::default()
+        };
+        let patch = std::mem::replace(&mut self.delta, fresh);
+        Due {
+            empty: patch.is_final && !self.had_content,
+            patch,
+            patches: std::mem::take(&mut self.patches),
+        }
+    }
+}
+
 /// A merged delta ready to serialise.
 pub(crate) struct Due {
     pub patch: PartialPatch,
@@ -101,16 +117,7 @@ impl PartialBuffer {
         let content = patch.ai.has_content() || !patch.attachments.is_empty();
         if let Some(e) = self.entries.get_mut(&patch.event_id) {
             if e.patches > 0 && conflicts(&e.delta.properties, &patch.properties) {
-                let fresh = PartialPatch {
-                    event_id: patch.event_id.clone(),
-                    ..Default::default()
-                };
-                let is_final = e.delta.is_final;
-                ship.push(Due {
-                    patch: std::mem::replace(&mut e.delta, fresh),
-                    patches: std::mem::take(&mut e.patches),
-                    empty: is_final && !e.had_content,
-                });
+                ship.push(e.take());
             }
             e.had_content |= content;
             if e.patches == 0 {
@@ -157,7 +164,7 @@ impl PartialBuffer {
     pub fn take_due(&mut self, now: Instant, idle: Duration, force: bool) -> Vec<Due> {
         let max_age = idle.saturating_mul(5);
         let mut due = Vec::new();
-        self.entries.retain(|id, e| {
+        self.entries.retain(|_, e| {
             if e.patches == 0 {
                 return now.duration_since(e.last_update) < FORGET_AFTER;
             }
@@ -168,17 +175,10 @@ impl PartialBuffer {
             if !ready {
                 return true;
             }
-            let is_final = e.delta.is_final;
-            let fresh = PartialPatch {
-                event_id: id.clone(),
-                ..Default::default()
-            };
-            due.push(Due {
-                patch: std::mem::replace(&mut e.delta, fresh),
-                patches: std::mem::take(&mut e.patches),
-                empty: is_final && !e.had_content,
-            });
-            !is_final
+            let taken = e.take();
+            let keep = !taken.patch.is_final;
+            due.push(taken);
+            keep
         });
         due
     }
