@@ -195,20 +195,16 @@ impl Client {
         }
         // Interaction updates come from mutators that return nothing: check them here.
         let item = match item {
-            Item::Partial(mut p) => match check_depth("properties", &p.properties) {
-                Ok(()) => {
-                    let before = p.attachments.len();
-                    p.attachments.retain(|a| !a.value.is_empty());
-                    if p.attachments.len() < before {
-                        tracing::warn!(target: "raindrop", event_id = &*p.event_id, "attachments with an empty value were left out of an interaction update");
-                    }
-                    Item::Partial(p)
+            Item::Partial(mut p) => {
+                p.properties = within_depth("properties", std::mem::take(&mut p.properties))
+                    .map_err(|e| self.reject(e))?;
+                let before = p.attachments.len();
+                p.attachments.retain(|a| !a.value.is_empty());
+                if p.attachments.len() < before {
+                    tracing::warn!(target: "raindrop", event_id = &*p.event_id, "attachments with an empty value were left out of an interaction update");
                 }
-                Err(e) => {
-                    dismantle(p.properties);
-                    return Err(self.reject(e));
-                }
-            },
+                Item::Partial(p)
+            }
             other => other,
         };
         // Count first so a flush that races this call waits for the item.
@@ -252,6 +248,8 @@ impl Client {
     ///
     /// Needs a non-blank `user_id` and `event` and at least one of input and output.
     pub fn track_ai(&self, event: AiEvent) -> Result<String, Error> {
+        let properties =
+            within_depth("properties", event.properties).map_err(|e| self.reject(e))?;
         let ai = AiData {
             model: event.model,
             input: event.input,
@@ -270,7 +268,7 @@ impl Client {
                 event.event,
                 event.event_id,
                 Some(ai),
-                event.properties,
+                properties,
                 event.timestamp,
                 event.attachments,
             )
@@ -283,13 +281,15 @@ impl Client {
 
     /// Tracks a plain (non-AI) event on `events/track`; returns its event id.
     pub fn track(&self, event: Event) -> Result<String, Error> {
+        let properties =
+            within_depth("properties", event.properties).map_err(|e| self.reject(e))?;
         let item = self
             .track_event(
                 event.user_id,
                 event.event,
                 event.event_id,
                 None,
-                event.properties,
+                properties,
                 event.timestamp,
                 event.attachments,
             )
@@ -313,10 +313,6 @@ impl Client {
         require("user_id", &user_id)?;
         require("event", &event)?;
         validate_attachments(&attachments)?;
-        if let Err(e) = check_depth("properties", &properties) {
-            dismantle(properties);
-            return Err(e);
-        }
         let timestamp = match timestamp {
             Some(t) => t.validate("timestamp")?,
             None => Timestamp::now(),
@@ -334,12 +330,9 @@ impl Client {
 
     /// Records who a user is (`users/identify`).
     pub fn identify(&self, user_id: impl Into<String>, traits: Properties) -> Result<(), Error> {
+        let traits = within_depth("traits", traits).map_err(|e| self.reject(e))?;
         let user_id = user_id.into();
         require("user_id", &user_id).map_err(|e| self.reject(e))?;
-        if let Err(e) = check_depth("traits", &traits) {
-            dismantle(traits);
-            return Err(self.reject(e));
-        }
         self.enqueue(Item::Identify(Box::new(IdentifyItem { user_id, traits })))
     }
 
@@ -360,16 +353,13 @@ impl Client {
             sentiment,
             comment,
             after,
-            mut properties,
+            properties,
             timestamp,
             attachment_id,
         } = signal;
+        let mut properties = within_depth("properties", properties)?;
         require("event_id", &event_id)?;
         require("name", &name)?;
-        if let Err(e) = check_depth("properties", &properties) {
-            dismantle(properties);
-            return Err(e);
-        }
         let non_blank = |v: Option<&Value>| {
             v.and_then(Value::as_str)
                 .is_some_and(|s| !s.trim().is_empty())
@@ -437,19 +427,13 @@ impl Client {
             properties,
             attachments,
         } = begin;
+        let properties = within_depth("properties", properties).map_err(|e| self.reject(e))?;
         let checked = (|| {
             require("event", &event)?;
             validate_attachments(&attachments)?;
-            check_depth("properties", &properties)?;
             new_event_id(event_id)
         })();
-        let event_id: Arc<str> = match checked {
-            Ok(id) => id.into(),
-            Err(e) => {
-                dismantle(properties);
-                return Err(self.reject(e));
-            }
-        };
+        let event_id: Arc<str> = checked.map_err(|e| self.reject(e))?.into();
         let core = Interaction::new_core(
             self.clone(),
             event_id.clone(),
@@ -646,6 +630,20 @@ fn require(field: &str, value: &str) -> Result<(), Error> {
 /// (the map itself is level 1). Deeper JSON would overflow the worker's stack
 /// when serialised, so it is refused with an error naming the field.
 pub(crate) const MAX_DEPTH: usize = 512;
+
+/// Passes `map` through if its nesting is within [`MAX_DEPTH`]; otherwise
+/// drops it without recursion and returns an error naming `field`. Callers
+/// run it before any other check, so no early return drops a deep map
+/// recursively.
+fn within_depth(field: &str, map: Properties) -> Result<Properties, Error> {
+    match check_depth(field, &map) {
+        Ok(()) => Ok(map),
+        Err(e) => {
+            dismantle(map);
+            Err(e)
+        }
+    }
+}
 
 /// Checks nesting without recursion, so the check itself cannot overflow.
 fn check_depth(field: &str, map: &Properties) -> Result<(), Error> {

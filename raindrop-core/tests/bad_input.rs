@@ -239,6 +239,37 @@ fn deep(levels: usize) -> Value {
     v
 }
 
+/// A call that is invalid in another field too must not drop its deep value
+/// recursively on the way out (that overflowed the caller's stack).
+#[test]
+fn deep_properties_beside_another_invalid_field_do_not_overflow() {
+    let cap = Capture::start(vec![]);
+    let c = client(&cap);
+    let deep_props = || {
+        let mut m = serde_json::Map::new();
+        m.insert("d".into(), deep(100_000));
+        m
+    };
+    assert_field(
+        c.track_ai(AiEvent::new("", "e").properties(deep_props())),
+        "properties",
+    );
+    assert_field(
+        c.track(Event::new("u", "").properties(deep_props())),
+        "properties",
+    );
+    assert_field(c.identify("", deep_props()), "traits");
+    assert_field(
+        c.track_signal(Signal::new("", "s").properties(deep_props())),
+        "properties",
+    );
+    assert_field(
+        c.begin(Begin::new("u", "").properties(deep_props())),
+        "properties",
+    );
+    assert_eq!(c.stats().dropped(DropReason::Invalid), 5);
+}
+
 #[test]
 fn properties_nested_1000_deep_are_refused_naming_the_field() {
     let cap = Capture::start(vec![]);
