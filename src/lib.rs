@@ -157,7 +157,10 @@ pub fn init(options: ClientOptions) -> Guard {
     match try_init(options) {
         Ok(g) => g,
         Err(e) => {
-            tracing::error!(target: "raindrop", "raindrop::init: {e}; raindrop is disabled");
+            setup_warning(
+                "init",
+                &format!("raindrop::init: {e}; raindrop is disabled and records nothing (raindrop::try_init returns this error)"),
+            );
             Guard { client: None }
         }
     }
@@ -177,24 +180,39 @@ pub fn client() -> Result<Client, Error> {
     global().ok_or(Error::NotInitialized)
 }
 
-/// [`Client::track_ai`] on the global client.
+/// The global client; before [`init`], a disabled stand-in that validates
+/// calls, counts them as [`DropReason::NotInitialized`] and says so once.
+/// Telemetry must not fail a request because `init` was forgotten.
+fn current() -> Client {
+    if let Some(c) = global() {
+        return c;
+    }
+    static STAND_IN: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    setup_warning(
+        "not_initialized",
+        "a raindrop tracking call ran before raindrop::init: nothing is recorded. Call `let _guard = raindrop::init(raindrop::ClientOptions::from_env());` at start-up and keep the guard",
+    );
+    STAND_IN.get_or_init(Client::not_initialized).clone()
+}
+
+/// [`Client::track_ai`] on the global client. `Err` only for input to fix.
 pub fn track_ai(event: AiEvent) -> Result<String, Error> {
-    client()?.track_ai(event)
+    current().track_ai(event)
 }
 
-/// [`Client::track`] on the global client.
+/// [`Client::track`] on the global client. `Err` only for input to fix.
 pub fn track(event: Event) -> Result<String, Error> {
-    client()?.track(event)
+    current().track(event)
 }
 
-/// [`Client::identify`] on the global client.
+/// [`Client::identify`] on the global client. `Err` only for input to fix.
 pub fn identify(user_id: impl Into<String>, traits: Properties) -> Result<(), Error> {
-    client()?.identify(user_id, traits)
+    current().identify(user_id, traits)
 }
 
-/// [`Client::track_signal`] on the global client.
+/// [`Client::track_signal`] on the global client. `Err` only for input to fix.
 pub fn track_signal(signal: Signal) -> Result<(), Error> {
-    client()?.track_signal(signal)
+    current().track_signal(signal)
 }
 
 /// [`Client::begin`] on the global client.
@@ -212,7 +230,7 @@ pub fn begin(begin: Begin) -> Result<Interaction, Error> {
         i.apply_begin(begin);
         return Ok(i);
     }
-    client()?.begin(begin)
+    current().begin(begin)
 }
 
 /// The interaction of the nearest enclosing interaction span (through any

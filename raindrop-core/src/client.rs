@@ -5,18 +5,20 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
+use crate::diag::setup_warning;
 use crate::interaction::{Interaction, InteractionCore};
-use crate::item::{AiData, IdentifyItem, Item, PartialPatch, SignalItem, TrackEvent};
+use crate::item::{AiData, Control, IdentifyItem, Item, SignalItem, TrackEvent};
 use crate::model::{AiEvent, Attachment, Begin, Event, Properties, Signal, SignalType, Timestamp};
 use crate::options::{valid_project_slug, ClientOptions};
+use crate::queue::{Queue, Refused};
 use crate::span::SpanRecord;
-use crate::stats::{Counters, DropReason, Stats};
-use crate::worker::{self, Command, FlushWait, Reply, WorkerConfig};
+use crate::stats::{Counters, DropReason, ItemKind, Stats};
+use crate::time::deadline_in;
+use crate::worker::{self, FlushWait, Reply, WorkerConfig};
 use crate::Error;
 
 /// The Raindrop client. Cheap to clone: clones share one queue and worker.
@@ -44,18 +46,16 @@ pub struct Client {
 struct Inner {
     options: ClientOptions,
     project_id: Option<String>,
-    channels: Option<Channels>,
+    /// `None` when the client is disabled.
+    queue: Option<Queue>,
+    /// What a call on a disabled client counts as.
+    disabled_reason: DropReason,
     counters: Arc<Counters>,
     closed: AtomicBool,
     debug_logs: Arc<AtomicBool>,
     registry: Mutex<HashMap<Arc<str>, Weak<InteractionCore>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     report: Mutex<Option<ShutdownReport>>,
-}
-
-struct Channels {
-    data: mpsc::Sender<Item>,
-    control: mpsc::UnboundedSender<Command>,
 }
 
 /// What [`Client::shutdown`] achieved.
@@ -87,13 +87,12 @@ impl Client {
     /// calls are validated and then counted as [`DropReason::Disabled`].
     /// Fails only on unusable configuration (an unparseable endpoint).
     pub fn new(options: ClientOptions) -> Result<Client, Error> {
-        let mut options = options;
+        let (mut options, notes) = options.clamped();
+        for note in notes {
+            tracing::warn!(target: "raindrop", "{note}");
+        }
         let endpoint = normalise_endpoint(&options.endpoint)?;
         options.endpoint = endpoint.to_string();
-        options.upload_size = options.upload_size.max(1);
-        options.max_queue_size = options.max_queue_size.max(1);
-        options.max_in_flight = options.max_in_flight.max(1);
-        options.max_attempts = options.max_attempts.max(1);
 
         let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
             if p.is_empty() {
@@ -110,45 +109,77 @@ impl Client {
         let debug_logs = Arc::new(AtomicBool::new(options.debug_logs));
         let enabled = options.write_key.is_some() || options.local_sink.is_some();
         let mut worker_handle = None;
-        let channels = if enabled {
+        let queue = if enabled {
             if options.local_sink.is_none() {
                 warn_if_plain_http(&endpoint);
             }
-            let (data_tx, data_rx) = mpsc::channel(options.max_queue_size);
-            let (control_tx, control_rx) = mpsc::unbounded_channel();
+            let (queue, budget, data_rx) = Queue::new(options.max_queue_size);
             let config =
                 WorkerConfig::new(&options, endpoint, project_id.clone(), debug_logs.clone());
-            match worker::spawn(config, counters.clone(), data_rx, control_rx) {
+            match worker::spawn(config, counters.clone(), budget, data_rx) {
                 Ok(handle) => {
                     worker_handle = Some(handle);
-                    Some(Channels {
-                        data: data_tx,
-                        control: control_tx,
-                    })
+                    Some(queue)
                 }
                 Err(e) => {
-                    tracing::error!(target: "raindrop", "could not start the raindrop worker thread ({e}); client disabled");
+                    setup_warning("worker", &format!("could not start the raindrop worker thread ({e}); raindrop is disabled and records nothing"));
                     None
                 }
             }
         } else {
-            tracing::info!(target: "raindrop", "no RAINDROP_WRITE_KEY and no local sink: raindrop is disabled and sends nothing");
+            setup_warning("disabled", "raindrop is disabled: no write key (RAINDROP_WRITE_KEY) and no local sink, so nothing is recorded. Set RAINDROP_WRITE_KEY, or RAINDROP_LOCAL_SINK=stdout (ClientOptions::local_sink) to see what would be sent");
             None
         };
 
-        Ok(Client {
+        Ok(Client::from_parts(
+            options,
+            project_id,
+            queue,
+            DropReason::Disabled,
+            counters,
+            debug_logs,
+            worker_handle,
+        ))
+    }
+
+    /// A disabled client whose calls count as [`DropReason::NotInitialized`]:
+    /// what the `raindrop` facade's free functions use before `init`.
+    #[doc(hidden)]
+    pub fn not_initialized() -> Client {
+        Client::from_parts(
+            ClientOptions::default(),
+            None,
+            None,
+            DropReason::NotInitialized,
+            Arc::new(Counters::new()),
+            Arc::new(AtomicBool::new(false)),
+            None,
+        )
+    }
+
+    fn from_parts(
+        options: ClientOptions,
+        project_id: Option<String>,
+        queue: Option<Queue>,
+        disabled_reason: DropReason,
+        counters: Arc<Counters>,
+        debug_logs: Arc<AtomicBool>,
+        worker: Option<JoinHandle<()>>,
+    ) -> Client {
+        Client {
             inner: Arc::new(Inner {
                 options,
                 project_id,
-                channels,
+                queue,
+                disabled_reason,
                 counters,
                 closed: AtomicBool::new(false),
                 debug_logs,
                 registry: Mutex::new(HashMap::new()),
-                worker: Mutex::new(worker_handle),
+                worker: Mutex::new(worker),
                 report: Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// A client configured from the environment ([`ClientOptions::from_env`]).
@@ -163,7 +194,7 @@ impl Client {
 
     /// Whether the client sends anything (it has a key or a local sink).
     pub fn is_enabled(&self) -> bool {
-        self.inner.channels.is_some()
+        self.inner.queue.is_some()
     }
 
     /// The options in force (endpoint normalised).
@@ -179,25 +210,73 @@ impl Client {
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let (depth, cap) = match &self.inner.queue {
+            Some(q) => (q.budget().depth(), q.budget().capacity()),
+            None => (0, self.inner.options.max_queue_size),
+        };
+        self.inner.counters.snapshot(depth as u64, cap as u64)
     }
 
-    /// Queues an item; counts it whatever happens.
-    pub(crate) fn enqueue(&self, item: Item) -> Result<(), Error> {
+    /// Waits until every route's queue is at most half full. Opt-in
+    /// back-pressure for batch work (evals, backfills, replays) where
+    /// completeness matters more than latency: call it before each unit of
+    /// tracking and nothing is dropped for capacity, while memory stays
+    /// bounded by the queue. Returns at once when the client is disabled or
+    /// shut down. Tracking calls themselves never wait.
+    pub async fn ready(&self) {
+        if let Some(q) = &self.inner.queue {
+            q.budget().ready().await;
+        }
+    }
+
+    /// Blocking form of [`ready`](Self::ready) for sync code: `false` if
+    /// `timeout` passed first.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        match &self.inner.queue {
+            Some(q) => q.budget().wait_ready(timeout),
+            None => true,
+        }
+    }
+
+    /// Queues an item; counts it whatever happens. Refusals for capacity,
+    /// shutdown or a disabled client are counted and logged, never returned:
+    /// telemetry must not fail the caller's request.
+    pub(crate) fn enqueue(&self, item: Item) {
         let counters = &self.inner.counters;
-        let Some(ch) = &self.inner.channels else {
-            counters.drop_unqueued(DropReason::Disabled, 1, "client disabled (no write key)");
-            return Ok(());
+        let kind = match item.route() {
+            Some(r) => r.kind(),
+            None => return,
+        };
+        let final_update = matches!(&item, Item::Partial(p) if p.is_final);
+        let lost = |reason: DropReason, detail: &str| {
+            counters.drop_unqueued(kind, reason, 1, detail);
+            if final_update {
+                counters.interaction_lost(reason, detail);
+            }
+        };
+        let Some(queue) = &self.inner.queue else {
+            let reason = self.inner.disabled_reason;
+            let detail = match reason {
+                DropReason::NotInitialized => "raindrop::init was not called",
+                _ => "client disabled (no write key and no local sink)",
+            };
+            lost(reason, detail);
+            return;
         };
         if self.inner.closed.load(Ordering::Acquire) {
-            counters.drop_unqueued(DropReason::AfterShutdown, 1, "tracked after shutdown");
-            return Err(Error::ShutDown);
+            lost(DropReason::AfterShutdown, "tracked after shutdown");
+            return;
         }
         // Interaction updates come from mutators that return nothing: check them here.
         let item = match item {
             Item::Partial(mut p) => {
-                p.properties = within_depth("properties", std::mem::take(&mut p.properties))
-                    .map_err(|e| self.reject(e))?;
+                p.properties = match within_depth("properties", std::mem::take(&mut p.properties)) {
+                    Ok(props) => props,
+                    Err(e) => {
+                        lost(DropReason::Invalid, &e.to_string());
+                        return;
+                    }
+                };
                 let before = p.attachments.len();
                 p.attachments.retain(|a| !a.value.is_empty());
                 if p.attachments.len() < before {
@@ -207,40 +286,39 @@ impl Client {
             }
             other => other,
         };
-        // Count first so a flush that races this call waits for the item.
+        let route = item.route();
+        // Count first so the accounting never shows more settled than queued.
         counters.queued.fetch_add(1, Ordering::AcqRel);
-        match ch.data.try_send(item) {
+        match queue.push(item) {
             Ok(()) => {
                 // Warn (rate-limited) at 80 % full, before anything is dropped.
-                if ch.data.capacity() < self.inner.options.max_queue_size / 5 {
-                    counters.warn_high_water(self.inner.options.max_queue_size);
+                if let Some(r) = route {
+                    let b = queue.budget();
+                    if b.route_depth(r) > b.capacity() / 5 * 4 {
+                        counters.warn_high_water(r.path(), b.capacity());
+                    }
                 }
-                Ok(())
             }
-            Err(e) => {
+            Err(refused) => {
                 counters.queued.fetch_sub(1, Ordering::AcqRel);
-                match e {
-                    mpsc::error::TrySendError::Full(_) => {
-                        counters.drop_unqueued(
-                            DropReason::QueueFull,
-                            1,
-                            "queue full (max_queue_size)",
+                match refused {
+                    Refused::Full(r) => {
+                        let detail = format!(
+                            "the {} queue is full (max_queue_size); Client::ready() waits for room",
+                            r.path()
                         );
-                        Err(Error::QueueFull)
+                        lost(DropReason::QueueFull, &detail)
                     }
-                    mpsc::error::TrySendError::Closed(_) => {
-                        counters.drop_unqueued(DropReason::AfterShutdown, 1, "worker stopped");
-                        Err(Error::ShutDown)
-                    }
+                    Refused::Closed => lost(DropReason::AfterShutdown, "worker stopped"),
                 }
             }
         }
     }
 
-    fn reject(&self, e: Error) -> Error {
+    fn reject(&self, kind: ItemKind, e: Error) -> Error {
         self.inner
             .counters
-            .drop_unqueued(DropReason::Invalid, 1, &e.to_string());
+            .drop_unqueued(kind, DropReason::Invalid, 1, &e.to_string());
         e
     }
 
@@ -248,13 +326,13 @@ impl Client {
     ///
     /// Needs a non-blank `user_id` and `event` and at least one of input and output.
     pub fn track_ai(&self, event: AiEvent) -> Result<String, Error> {
-        let properties =
-            within_depth("properties", event.properties).map_err(|e| self.reject(e))?;
+        let properties = within_depth("properties", event.properties)
+            .map_err(|e| self.reject(ItemKind::Event, e))?;
         let ai = AiData {
             model: event.model,
             input: event.input,
             output: event.output,
-            convo_id: event.convo_id,
+            convo_id: event.convo_id.map(Into::into),
         };
         let item = (|| {
             if !ai.has_content() {
@@ -273,16 +351,16 @@ impl Client {
                 event.attachments,
             )
         })()
-        .map_err(|e| self.reject(e))?;
+        .map_err(|e| self.reject(ItemKind::Event, e))?;
         let id = item.event_id.clone();
-        self.enqueue(Item::Event(Box::new(item)))?;
+        self.enqueue(Item::Event(Box::new(item)));
         Ok(id)
     }
 
     /// Tracks a plain (non-AI) event on `events/track`; returns its event id.
     pub fn track(&self, event: Event) -> Result<String, Error> {
-        let properties =
-            within_depth("properties", event.properties).map_err(|e| self.reject(e))?;
+        let properties = within_depth("properties", event.properties)
+            .map_err(|e| self.reject(ItemKind::Event, e))?;
         let item = self
             .track_event(
                 event.user_id,
@@ -293,9 +371,9 @@ impl Client {
                 event.timestamp,
                 event.attachments,
             )
-            .map_err(|e| self.reject(e))?;
+            .map_err(|e| self.reject(ItemKind::Event, e))?;
         let id = item.event_id.clone();
-        self.enqueue(Item::Event(Box::new(item)))?;
+        self.enqueue(Item::Event(Box::new(item)));
         Ok(id)
     }
 
@@ -330,10 +408,12 @@ impl Client {
 
     /// Records who a user is (`users/identify`).
     pub fn identify(&self, user_id: impl Into<String>, traits: Properties) -> Result<(), Error> {
-        let traits = within_depth("traits", traits).map_err(|e| self.reject(e))?;
+        let traits =
+            within_depth("traits", traits).map_err(|e| self.reject(ItemKind::Identify, e))?;
         let user_id = user_id.into();
-        require("user_id", &user_id).map_err(|e| self.reject(e))?;
-        self.enqueue(Item::Identify(Box::new(IdentifyItem { user_id, traits })))
+        require("user_id", &user_id).map_err(|e| self.reject(ItemKind::Identify, e))?;
+        self.enqueue(Item::Identify(Box::new(IdentifyItem { user_id, traits })));
+        Ok(())
     }
 
     /// Records a user's reaction to an event (`signals/track`).
@@ -341,8 +421,11 @@ impl Client {
     /// Feedback needs a comment (the argument, or `properties.comment`; the
     /// argument wins) and an edit needs `after`; both travel in `properties`.
     pub fn track_signal(&self, signal: Signal) -> Result<(), Error> {
-        let item = self.signal_item(signal).map_err(|e| self.reject(e))?;
-        self.enqueue(Item::Signal(Box::new(item)))
+        let item = self
+            .signal_item(signal)
+            .map_err(|e| self.reject(ItemKind::Signal, e))?;
+        self.enqueue(Item::Signal(Box::new(item)));
+        Ok(())
     }
 
     fn signal_item(&self, signal: Signal) -> Result<SignalItem, Error> {
@@ -427,38 +510,32 @@ impl Client {
             properties,
             attachments,
         } = begin;
-        let properties = within_depth("properties", properties).map_err(|e| self.reject(e))?;
+        let properties = within_depth("properties", properties)
+            .map_err(|e| self.reject(ItemKind::InteractionUpdate, e))?;
         let checked = (|| {
             require("event", &event)?;
             validate_attachments(&attachments)?;
             new_event_id(event_id)
         })();
-        let event_id: Arc<str> = checked.map_err(|e| self.reject(e))?.into();
+        let event_id: Arc<str> = checked
+            .map_err(|e| self.reject(ItemKind::InteractionUpdate, e))?
+            .into();
         let core = Interaction::new_core(
             self.clone(),
             event_id.clone(),
-            user_id.clone(),
-            convo_id.clone(),
-            Some(event.clone()),
+            user_id.filter(|u| !u.trim().is_empty()),
+            convo_id,
+            Some(event),
         );
         self.remember_interaction(&core);
-        let patch = PartialPatch {
-            event_id,
-            user_id,
-            event: Some(event),
-            ai: AiData {
-                model,
-                input,
-                output: None,
-                convo_id,
-            },
-            properties,
-            attachments,
-            timestamp: None,
-            is_final: false,
-        };
-        let _ = self.enqueue(Item::Partial(Box::new(patch)));
-        Ok(Interaction::from_core(core))
+        let interaction = Interaction::from_core(core);
+        interaction.send(|p| {
+            p.ai.model = model;
+            p.ai.input = input;
+            p.properties = properties;
+            p.attachments = attachments;
+        });
+        Ok(interaction)
     }
 
     /// The live interaction with this event id, or a handle that continues it.
@@ -503,68 +580,62 @@ impl Client {
 
     /// Queues a finished span for the `traces` channel.
     pub fn export_span(&self, span: SpanRecord) -> Result<(), Error> {
-        self.enqueue(Item::Span(Box::new(span)))
+        self.enqueue(Item::Span(Box::new(span)));
+        Ok(())
     }
 
     /// Blocks until everything queued before this call was delivered or given
-    /// up, or `timeout` passed. Returns whether it completed in time.
+    /// up, or `timeout` passed. Returns whether it completed in time: `true`
+    /// means every item accepted before the call has been delivered or
+    /// dropped with a reason, whatever happened to later items. Any
+    /// `timeout` is accepted, `Duration::MAX` included.
     ///
     /// Safe to call from async code (it never needs the caller's runtime, so it
     /// cannot deadlock a current-thread runtime), but it blocks the thread:
     /// prefer [`flush_async`](Self::flush_async) there.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let Some((target, rx)) = self.request_flush(timeout, Reply::blocking) else {
-            return true;
-        };
-        match rx {
+        match self.request(timeout, Reply::blocking, Item::Flush) {
             // The worker answers at the deadline; the margin only guards a dead worker.
-            FlushWait::Blocking(rx) => rx
-                .recv_timeout(timeout + Duration::from_millis(200))
+            Some(FlushWait::Blocking(rx)) => rx
+                .recv_timeout(timeout.saturating_add(Duration::from_millis(200)))
                 .unwrap_or(false),
-            FlushWait::Done(v) => v,
-            FlushWait::Async(_) => self.inner.counters.settled() >= target,
+            Some(FlushWait::Async(_)) => false,
+            None => self.stats().pending() == 0,
         }
     }
 
-    /// Sends a flush command; `None` when the client is disabled.
-    fn request_flush(
+    /// Puts a flush or shutdown marker in the queue, behind every item
+    /// accepted so far. `None` when disabled or the worker is gone.
+    fn request(
         &self,
         timeout: Duration,
         kind: fn() -> (Reply, FlushWait),
-    ) -> Option<(u64, FlushWait)> {
-        let ch = self.inner.channels.as_ref()?;
-        let target = self.inner.counters.queued.load(Ordering::Acquire);
+        make: fn(Control) -> Item,
+    ) -> Option<FlushWait> {
+        let queue = self.inner.queue.as_ref()?;
         let (reply, wait) = kind();
-        let cmd = Command::Flush {
-            target,
-            deadline: Instant::now() + timeout,
+        let control = Control {
+            deadline: deadline_in(timeout),
             reply,
         };
-        if ch.control.send(cmd).is_err() {
-            return Some((
-                target,
-                FlushWait::Done(self.inner.counters.settled() >= target),
-            ));
-        }
-        Some((target, wait))
+        queue.push(make(control)).ok()?;
+        Some(wait)
     }
 
     /// Like [`flush`](Self::flush), without blocking the thread. Needs no
     /// timer in the caller's runtime: the worker enforces the timeout.
     pub async fn flush_async(&self, timeout: Duration) -> bool {
-        let Some((target, rx)) = self.request_flush(timeout, Reply::asynchronous) else {
-            return true;
-        };
-        match rx {
-            FlushWait::Async(rx) => rx.await.unwrap_or(false),
-            FlushWait::Done(v) => v,
-            FlushWait::Blocking(_) => self.inner.counters.settled() >= target,
+        match self.request(timeout, Reply::asynchronous, Item::Flush) {
+            Some(FlushWait::Async(rx)) => rx.await.unwrap_or(false),
+            Some(FlushWait::Blocking(_)) => false,
+            None => self.stats().pending() == 0,
         }
     }
 
     /// Stops accepting items, delivers what is queued within `timeout`, and
     /// stops the worker. Idempotent: later calls return the first report.
     /// Items still undelivered at the deadline are dropped and counted.
+    /// Any `timeout` is accepted, `Duration::MAX` included.
     pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let mut report_slot = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = report_slot.as_ref() {
@@ -572,20 +643,14 @@ impl Client {
         }
         self.inner.closed.store(true, Ordering::Release);
         let mut completed = true;
-        if let Some(ch) = &self.inner.channels {
-            let (reply, wait) = Reply::blocking();
-            let deadline = Instant::now() + timeout;
-            if ch
-                .control
-                .send(Command::Shutdown { deadline, reply })
-                .is_ok()
+        if self.inner.queue.is_some() {
+            if let Some(FlushWait::Blocking(rx)) =
+                self.request(timeout, Reply::blocking, Item::Shutdown)
             {
-                if let FlushWait::Blocking(rx) = wait {
-                    // The worker holds the deadline itself; the margin covers its last bookkeeping.
-                    completed = rx
-                        .recv_timeout(timeout + Duration::from_millis(500))
-                        .unwrap_or(false);
-                }
+                // The worker holds the deadline itself; the margin covers its last bookkeeping.
+                completed = rx
+                    .recv_timeout(timeout.saturating_add(Duration::from_millis(500)))
+                    .unwrap_or(false);
             }
             let handle = self
                 .inner

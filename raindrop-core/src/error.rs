@@ -2,9 +2,10 @@
 
 /// Why a tracking call was refused.
 ///
-/// Tracking calls never fail because of the network: delivery problems are
-/// counted in [`Stats`](crate::Stats) instead. An `Error` means the call
-/// itself was refused before anything was queued.
+/// Tracking calls fail only for input the caller must fix. Capacity,
+/// shutdown, a disabled client and delivery problems are counted in
+/// [`Stats`](crate::Stats) by reason and logged (rate-limited), never
+/// returned: telemetry must not fail the caller's request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -16,13 +17,8 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The bounded queue is full; the event was dropped and counted.
-    #[error("raindrop queue is full (max_queue_size reached); event dropped")]
-    QueueFull,
-    /// The client was shut down; the event was dropped and counted.
-    #[error("raindrop client is shut down; event dropped")]
-    ShutDown,
-    /// No global client was installed with `raindrop::init`.
+    /// No global client was installed with `raindrop::init` (only
+    /// `raindrop::client()` returns it; tracking calls count and warn instead).
     #[error("raindrop is not initialised; call raindrop::init first")]
     NotInitialized,
     /// A configuration value is unusable (for example an unparseable endpoint URL).

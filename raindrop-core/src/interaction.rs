@@ -15,15 +15,19 @@ pub(crate) struct InteractionCore {
     pub(crate) client: Client,
     pub(crate) event_id: Arc<str>,
     finished: AtomicBool,
+    /// Some update so far had input, output or an attachment: known here, by
+    /// the caller, so the empty-event gate never depends on worker memory.
+    had_content: AtomicBool,
     sticky: Mutex<Sticky>,
 }
 
-/// The identity fields, kept so traces can carry them.
+/// The identity fields, sent with every update so that any one delivered
+/// delta is a valid event, and kept so traces can carry them.
 #[derive(Default, Clone)]
 struct Sticky {
-    user_id: Option<String>,
-    convo_id: Option<String>,
-    event: Option<String>,
+    user_id: Option<Arc<str>>,
+    convo_id: Option<Arc<str>>,
+    event: Option<Arc<str>>,
 }
 
 /// A live interaction: one AI event whose fields arrive over time.
@@ -75,10 +79,11 @@ impl Interaction {
             client,
             event_id,
             finished: AtomicBool::new(false),
+            had_content: AtomicBool::new(false),
             sticky: Mutex::new(Sticky {
-                user_id,
-                convo_id,
-                event,
+                user_id: user_id.map(Into::into),
+                convo_id: convo_id.map(Into::into),
+                event: event.map(Into::into),
             }),
         })
     }
@@ -108,17 +113,17 @@ impl Interaction {
 
     /// The user id, if known.
     pub fn user_id(&self) -> Option<String> {
-        self.sticky(|s| s.user_id.clone())
+        self.sticky(|s| s.user_id.as_deref().map(str::to_owned))
     }
 
     /// The conversation id, if known.
     pub fn convo_id(&self) -> Option<String> {
-        self.sticky(|s| s.convo_id.clone())
+        self.sticky(|s| s.convo_id.as_deref().map(str::to_owned))
     }
 
     /// The event name, if known (unknown for a handle resumed by id).
     pub fn event_name(&self) -> Option<String> {
-        self.sticky(|s| s.event.clone())
+        self.sticky(|s| s.event.as_deref().map(str::to_owned))
     }
 
     fn sticky<T>(&self, f: impl FnOnce(&Sticky) -> Option<T>) -> Option<T> {
@@ -134,7 +139,7 @@ impl Interaction {
     }
 
     /// Queues one update unless the handle is a no-op or already finished.
-    fn send(&self, fill: impl FnOnce(&mut PartialPatch)) {
+    pub(crate) fn send(&self, fill: impl FnOnce(&mut PartialPatch)) {
         let Some(core) = self.core.as_deref() else {
             return;
         };
@@ -147,8 +152,9 @@ impl Interaction {
             ..Default::default()
         };
         fill(&mut patch);
+        core.stamp(&mut patch);
         // Refusals are counted in stats; the caller of a mutator is never bothered.
-        let _ = core.client.enqueue(Item::Partial(Box::new(patch)));
+        core.client.enqueue(Item::Partial(Box::new(patch)));
     }
 
     /// Sets what the user asked.
@@ -171,9 +177,9 @@ impl Interaction {
 
     /// Sets the conversation id.
     pub fn set_convo_id(&self, convo_id: impl Into<String>) {
-        let convo_id = convo_id.into();
-        self.set_sticky(|s| s.convo_id = Some(convo_id.clone()));
-        self.send(|p| p.ai.convo_id = Some(convo_id));
+        let convo_id: Arc<str> = convo_id.into().into();
+        self.set_sticky(|s| s.convo_id = Some(convo_id));
+        self.send(|_| {});
     }
 
     /// Sets the user id, for interactions whose user is only known later.
@@ -182,15 +188,18 @@ impl Interaction {
         if user_id.trim().is_empty() {
             return;
         }
-        self.set_sticky(|s| s.user_id = Some(user_id.clone()));
-        self.send(|p| p.user_id = Some(user_id));
+        self.set_sticky(|s| s.user_id = Some(user_id.into()));
+        self.send(|_| {});
     }
 
-    /// Renames the event.
+    /// Renames the event (a blank name is ignored).
     pub fn set_event(&self, event: impl Into<String>) {
         let event = event.into();
-        self.set_sticky(|s| s.event = Some(event.clone()));
-        self.send(|p| p.event = Some(event));
+        if event.trim().is_empty() {
+            return;
+        }
+        self.set_sticky(|s| s.event = Some(event.into()));
+        self.send(|_| {});
     }
 
     /// Sets one property (object values deep-merge with earlier ones).
@@ -232,22 +241,19 @@ impl Interaction {
         } = begin;
         let event = Some(event).filter(|e| !e.trim().is_empty());
         self.set_sticky(|s| {
-            if user_id.is_some() {
-                s.user_id.clone_from(&user_id);
+            if let Some(u) = user_id.filter(|u| !u.trim().is_empty()) {
+                s.user_id = Some(u.into());
             }
-            if convo_id.is_some() {
-                s.convo_id.clone_from(&convo_id);
+            if let Some(c) = convo_id {
+                s.convo_id = Some(c.into());
             }
-            if event.is_some() {
-                s.event.clone_from(&event);
+            if let Some(e) = event {
+                s.event = Some(e.into());
             }
         });
         self.send(|p| {
-            p.user_id = user_id;
-            p.event = event;
             p.ai.input = input;
             p.ai.model = model;
-            p.ai.convo_id = convo_id;
             p.properties = properties;
             p.attachments = attachments;
         });
@@ -264,12 +270,6 @@ impl Interaction {
         let Some(core) = self.core.as_deref() else {
             return;
         };
-        if let Some(u) = finish.user_id.as_ref().filter(|u| !u.trim().is_empty()) {
-            self.set_sticky(|s| s.user_id = Some(u.clone()));
-        }
-        if let Some(c) = &finish.convo_id {
-            self.set_sticky(|s| s.convo_id = Some(c.clone()));
-        }
         if core.finished.swap(true, Ordering::AcqRel) {
             tracing::debug!(target: "raindrop", event_id = &*core.event_id, "interaction already finished; second finish ignored");
             return;
@@ -297,22 +297,50 @@ impl Interaction {
             }
             None => None,
         };
-        let patch = PartialPatch {
+        self.set_sticky(|s| {
+            if let Some(u) = user_id.filter(|u| !u.trim().is_empty()) {
+                s.user_id = Some(u.into());
+            }
+            if let Some(c) = convo_id {
+                s.convo_id = Some(c.into());
+            }
+            if let Some(e) = event.filter(|e| !e.trim().is_empty()) {
+                s.event = Some(e.into());
+            }
+        });
+        let mut patch = PartialPatch {
             event_id: core.event_id.clone(),
-            user_id: user_id.filter(|u| !u.trim().is_empty()),
-            event,
             ai: AiData {
                 model,
                 input,
                 output,
-                convo_id,
+                convo_id: None,
             },
             properties,
             attachments,
             timestamp,
             is_final: true,
+            ..Default::default()
         };
-        let _ = core.client.enqueue(Item::Partial(Box::new(patch)));
+        core.stamp(&mut patch);
+        core.client.enqueue(Item::Partial(Box::new(patch)));
         core.client.forget_interaction(&core.event_id);
+    }
+}
+
+impl InteractionCore {
+    /// Fills in the identity and the content flag of an update.
+    fn stamp(&self, patch: &mut PartialPatch) {
+        let content = patch.ai.has_content() || !patch.attachments.is_empty();
+        patch.had_content = if content {
+            self.had_content.store(true, Ordering::Release);
+            true
+        } else {
+            self.had_content.load(Ordering::Acquire)
+        };
+        let s = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
+        patch.user_id.clone_from(&s.user_id);
+        patch.event.clone_from(&s.event);
+        patch.ai.convo_id.clone_from(&s.convo_id);
     }
 }

@@ -4,9 +4,11 @@
 //! happen on the worker, off the caller's path.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::model::{Attachment, Properties, Sentiment, SignalType, Timestamp};
 use crate::span::SpanRecord;
+use crate::worker::{Reply, Route};
 
 pub(crate) enum Item {
     Event(Box<TrackEvent>),
@@ -14,6 +16,31 @@ pub(crate) enum Item {
     Identify(Box<IdentifyItem>),
     Partial(Box<PartialPatch>),
     Span(Box<SpanRecord>),
+    /// Answered once every item queued before it has settled. It travels in
+    /// the same FIFO queue as the data, so "before" is exact.
+    Flush(Control),
+    /// Like `Flush`, then the worker stops.
+    Shutdown(Control),
+}
+
+/// The deadline and reply channel of a flush or shutdown.
+pub(crate) struct Control {
+    pub deadline: Instant,
+    pub reply: Reply,
+}
+
+impl Item {
+    /// The route a data item travels on; `None` for control items.
+    pub fn route(&self) -> Option<Route> {
+        Some(match self {
+            Item::Event(_) => Route::Track,
+            Item::Signal(_) => Route::Signals,
+            Item::Identify(_) => Route::Identify,
+            Item::Partial(_) => Route::Partial,
+            Item::Span(_) => Route::Traces,
+            Item::Flush(_) | Item::Shutdown(_) => return None,
+        })
+    }
 }
 
 /// The AI fields of an event; only the given ones are sent.
@@ -22,7 +49,7 @@ pub(crate) struct AiData {
     pub model: Option<String>,
     pub input: Option<String>,
     pub output: Option<String>,
-    pub convo_id: Option<String>,
+    pub convo_id: Option<Arc<str>>,
 }
 
 impl AiData {
@@ -72,14 +99,22 @@ pub(crate) struct IdentifyItem {
 }
 
 /// A sparse update of one interaction; the worker merges updates per event id.
+///
+/// The caller's [`Interaction`](crate::Interaction) fills in the identity it
+/// knows (`user_id`, `event`, `ai.convo_id`) on every update, so any one
+/// delivered delta is a valid event, and says whether the interaction has had
+/// content so far (`had_content`), so the worker needs no memory of earlier
+/// deltas.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PartialPatch {
     pub event_id: Arc<str>,
-    pub user_id: Option<String>,
-    pub event: Option<String>,
+    pub user_id: Option<Arc<str>>,
+    pub event: Option<Arc<str>>,
     pub ai: AiData,
     pub properties: Properties,
     pub attachments: Vec<Attachment>,
     pub timestamp: Option<Timestamp>,
     pub is_final: bool,
+    /// This or an earlier update of the interaction had input, output or an attachment.
+    pub had_content: bool,
 }

@@ -41,6 +41,7 @@
 //! ```
 
 mod client;
+mod diag;
 mod error;
 mod global;
 mod ids;
@@ -48,11 +49,14 @@ mod interaction;
 mod item;
 mod model;
 mod options;
+mod queue;
 mod span;
 mod stats;
+mod time;
 mod worker;
 
 pub use client::{Client, ShutdownReport};
+pub use diag::setup_warning;
 pub use error::Error;
 pub use global::{global, set_global};
 pub use interaction::Interaction;
@@ -62,7 +66,7 @@ pub use model::{
 };
 pub use options::{ClientOptions, LocalSink, WriteKey, DEFAULT_ENDPOINT};
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
-pub use stats::{DropReason, Stats};
+pub use stats::{DropReason, ItemKind, Stats};
 
 /// The character cap's marker, appended to text cut at `max_text_field_chars`.
 pub const TRUNCATION_MARKER: &str = worker::wire::TRUNCATION_MARKER;

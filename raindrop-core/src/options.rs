@@ -78,7 +78,11 @@ pub struct ClientOptions {
     pub endpoint: String,
     /// Project slug sent as `X-Raindrop-Project-Id`; an invalid slug is ignored with a warning.
     pub project_id: Option<String>,
-    /// Bound of the event queue (default 10,000); past it new events are dropped and counted.
+    /// Bound of each route's queue (default 10,000 items): events,
+    /// interaction updates, signals, identifies and spans each have their own,
+    /// so one slow route never stops the others. Past it new items of that
+    /// route are dropped and counted, or callers wait for room with
+    /// `Client::ready` / `Client::wait_ready`.
     pub max_queue_size: usize,
     /// Events per `events/track` request (default 10).
     pub upload_size: usize,
@@ -92,9 +96,19 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     /// Longest `Retry-After` honoured (default 10 s).
     pub max_retry_after: Duration,
-    /// Requests in flight at once (default 4).
+    /// Requests in flight at once per batched route (default 64: 5,000
+    /// events/s at 100 ms round trips in batches of 10 need about 50).
     pub max_in_flight: usize,
-    /// Deadline of `shutdown` when the guard is dropped (default 10 s).
+    /// `events/track_partial` requests in flight at once (default 256). The
+    /// route takes one interaction update per request, so this bounds how
+    /// many interactions per round trip can be delivered: 2,000
+    /// interactions/s at 100 ms need about 200. Updates of one interaction
+    /// still go one at a time, in order. Over HTTP/2 (negotiated by TLS ALPN
+    /// with servers that offer it) they share one connection; over HTTP/1.1
+    /// each needs its own.
+    pub max_partials_in_flight: usize,
+    /// Deadline of `shutdown` when the guard is dropped (default 10 s; any
+    /// value, `Duration::MAX` included, is accepted).
     pub shutdown_timeout: Duration,
     /// AI text fields longer than this many characters are cut (default 1,000,000).
     pub max_text_field_chars: usize,
@@ -117,7 +131,8 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(10),
             max_attempts: 3,
             max_retry_after: Duration::from_secs(10),
-            max_in_flight: 4,
+            max_in_flight: 64,
+            max_partials_in_flight: 256,
             shutdown_timeout: Duration::from_secs(10),
             max_text_field_chars: 1_000_000,
             debug_logs: false,
@@ -216,6 +231,11 @@ impl ClientOptions {
         self.max_in_flight = n;
         self
     }
+    /// Sets the number of `events/track_partial` requests in flight at once.
+    pub fn max_partials_in_flight(mut self, n: usize) -> Self {
+        self.max_partials_in_flight = n;
+        self
+    }
     /// Sets the shutdown deadline used by guards.
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
@@ -235,6 +255,80 @@ impl ClientOptions {
     pub fn local_sink(mut self, sink: LocalSink) -> Self {
         self.local_sink = Some(sink);
         self
+    }
+}
+
+impl ClientOptions {
+    /// The options brought into sane ranges, with a note for each change:
+    /// no value, however large or small, can make the SDK panic or stall.
+    pub(crate) fn clamped(mut self) -> (Self, Vec<String>) {
+        let mut notes = Vec::new();
+        fn clamp<T: PartialOrd + Copy + std::fmt::Debug>(
+            name: &str,
+            v: &mut T,
+            lo: T,
+            hi: T,
+            notes: &mut Vec<String>,
+        ) {
+            let c = if *v < lo {
+                lo
+            } else if *v > hi {
+                hi
+            } else {
+                return;
+            };
+            notes.push(format!("{name} {v:?} is out of range; using {c:?}"));
+            *v = c;
+        }
+        const HOUR: Duration = Duration::from_secs(3600);
+        let n = &mut notes;
+        clamp("max_queue_size", &mut self.max_queue_size, 1, 10_000_000, n);
+        clamp("upload_size", &mut self.upload_size, 1, 10_000, n);
+        clamp(
+            "upload_interval",
+            &mut self.upload_interval,
+            Duration::from_millis(1),
+            HOUR,
+            n,
+        );
+        clamp(
+            "partial_idle_timeout",
+            &mut self.partial_idle_timeout,
+            Duration::ZERO,
+            HOUR,
+            n,
+        );
+        clamp(
+            "request_timeout",
+            &mut self.request_timeout,
+            Duration::from_millis(1),
+            HOUR,
+            n,
+        );
+        clamp("max_attempts", &mut self.max_attempts, 1, 100, n);
+        clamp(
+            "max_retry_after",
+            &mut self.max_retry_after,
+            Duration::ZERO,
+            HOUR,
+            n,
+        );
+        clamp("max_in_flight", &mut self.max_in_flight, 1, 4096, n);
+        clamp(
+            "max_partials_in_flight",
+            &mut self.max_partials_in_flight,
+            1,
+            4096,
+            n,
+        );
+        clamp(
+            "max_text_field_chars",
+            &mut self.max_text_field_chars,
+            16,
+            usize::MAX,
+            n,
+        );
+        (self, notes)
     }
 }
 
@@ -263,6 +357,26 @@ mod tests {
         assert!(!valid_project_slug("Support"));
         assert!(!valid_project_slug(&"a".repeat(64)));
         assert!(!valid_project_slug(""));
+    }
+
+    #[test]
+    fn extreme_values_are_clamped_with_a_note() {
+        let (o, notes) = ClientOptions::default()
+            .upload_interval(Duration::MAX)
+            .request_timeout(Duration::ZERO)
+            .max_in_flight(0)
+            .shutdown_timeout(Duration::MAX)
+            .clamped();
+        assert_eq!(o.upload_interval, Duration::from_secs(3600));
+        assert_eq!(o.request_timeout, Duration::from_millis(1));
+        assert_eq!(o.max_in_flight, 1);
+        assert_eq!(
+            o.shutdown_timeout,
+            Duration::MAX,
+            "any shutdown deadline is fine"
+        );
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(ClientOptions::default().clamped().1.is_empty());
     }
 
     #[test]

@@ -1,18 +1,18 @@
 //! Delivery accounting: every accepted item ends up delivered or dropped with a reason.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Why an item was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DropReason {
-    /// The bounded queue was full when the call was made.
+    /// The queue of the item's route was full when the call was made.
     QueueFull,
     /// The event's JSON exceeded 1 MiB.
     Oversize,
-    /// The API answered with a permanent 4xx.
+    /// The API answered with a permanent 4xx (or a redirect, which is not followed).
     Rejected,
     /// Every attempt failed with a retryable error.
     RetriesExhausted,
@@ -26,11 +26,15 @@ pub enum DropReason {
     Disabled,
     /// A finished interaction had no input, output or attachment.
     EmptyInteraction,
+    /// A free function of the `raindrop` facade ran before `raindrop::init`.
+    NotInitialized,
 }
+
+const REASONS: usize = 10;
 
 impl DropReason {
     /// All reasons, in display order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; REASONS] = [
         DropReason::QueueFull,
         DropReason::Oversize,
         DropReason::Rejected,
@@ -40,6 +44,7 @@ impl DropReason {
         DropReason::ShutdownTimeout,
         DropReason::Disabled,
         DropReason::EmptyInteraction,
+        DropReason::NotInitialized,
     ];
 
     /// A stable snake_case name.
@@ -54,6 +59,7 @@ impl DropReason {
             DropReason::ShutdownTimeout => "shutdown_timeout",
             DropReason::Disabled => "disabled",
             DropReason::EmptyInteraction => "empty_interaction",
+            DropReason::NotInitialized => "not_initialized",
         }
     }
 
@@ -62,11 +68,61 @@ impl DropReason {
     }
 }
 
+/// What kind of item was dropped: the units users think in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ItemKind {
+    /// An `events/track` event (`track_ai`, `track`).
+    Event,
+    /// A signal (`track_signal`).
+    Signal,
+    /// An identify call.
+    Identify,
+    /// One update of an interaction (`begin`, `set_*`, `finish`).
+    InteractionUpdate,
+    /// A finished interaction whose final update never reached the API.
+    Interaction,
+    /// A span for the `traces` route.
+    Span,
+}
+
+const KINDS: usize = 6;
+
+impl ItemKind {
+    /// All kinds, in display order.
+    pub const ALL: [ItemKind; KINDS] = [
+        ItemKind::Event,
+        ItemKind::Signal,
+        ItemKind::Identify,
+        ItemKind::InteractionUpdate,
+        ItemKind::Interaction,
+        ItemKind::Span,
+    ];
+
+    /// A stable snake_case name (plural, as in log lines).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Event => "events",
+            ItemKind::Signal => "signals",
+            ItemKind::Identify => "identifies",
+            ItemKind::InteractionUpdate => "interaction updates",
+            ItemKind::Interaction => "interactions",
+            ItemKind::Span => "spans",
+        }
+    }
+
+    fn index(self) -> usize {
+        ItemKind::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+}
+
 /// A snapshot of the client's counters, from [`Client::stats`](crate::Client::stats).
 ///
 /// Items are tracking calls: one event, signal, identify, span or interaction
 /// update. Updates of one interaction merged into one request count once each.
-/// `queued == delivered + dropped_in_worker + in_flight` at any quiet moment.
+/// `queued == delivered + dropped_in_worker + pending` at any moment.
+/// Losses are also counted per [`ItemKind`], including whole interactions
+/// ([`ItemKind::Interaction`]: finished, and the final update never arrived).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Items accepted into the queue.
@@ -77,135 +133,186 @@ pub struct Stats {
     pub requests: u64,
     /// Retries made after a failed attempt.
     pub retries: u64,
-    /// Items dropped, by reason, in [`DropReason::ALL`] order.
-    pub dropped_by_reason: [u64; 9],
-    /// The part of `dropped_by_reason` that had been queued first.
-    worker_dropped: [u64; 9],
+    /// Items waiting in the queue right now (all routes).
+    pub queue_depth: u64,
+    /// The bound of each route's queue (`max_queue_size`).
+    pub queue_capacity: u64,
+    dropped: [[u64; REASONS]; KINDS],
+    /// The part of the drops that had been queued first (settled on the worker).
+    worker_dropped: u64,
 }
 
 impl Stats {
-    /// Items dropped for `reason`.
+    /// Items dropped for `reason` (interaction updates counted one by one,
+    /// whole interactions not counted again).
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped_by_reason[reason.index()]
+        ItemKind::ALL
+            .iter()
+            .filter(|k| **k != ItemKind::Interaction)
+            .map(|k| self.dropped[k.index()][reason.index()])
+            .sum()
     }
     /// Items dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
-        self.dropped_by_reason.iter().sum()
+        DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
+    }
+    /// Items of `kind` dropped for `reason`.
+    pub fn lost(&self, kind: ItemKind, reason: DropReason) -> u64 {
+        self.dropped[kind.index()][reason.index()]
+    }
+    /// Items of `kind` dropped for any reason; `lost_total(ItemKind::Interaction)`
+    /// is the number of finished interactions that never arrived.
+    pub fn lost_total(&self, kind: ItemKind) -> u64 {
+        self.dropped[kind.index()].iter().sum()
+    }
+    /// `(reason, count)` for every reason with drops.
+    pub fn drop_reasons(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.dropped(*r)))
+            .filter(|(_, n)| *n > 0)
     }
     /// Accepted items not yet delivered or dropped.
     pub fn pending(&self) -> u64 {
-        let settled = self.delivered + self.worker_dropped.iter().sum::<u64>();
-        self.queued.saturating_sub(settled)
+        self.queued
+            .saturating_sub(self.delivered + self.worker_dropped)
     }
 }
 
-/// Shared atomic counters.
+/// Shared atomic counters. Lock-free: the disabled path and every drop only
+/// touch atomics.
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub queued: AtomicU64,
     pub delivered: AtomicU64,
     pub requests: AtomicU64,
     pub retries: AtomicU64,
-    dropped: [AtomicU64; 9],
-    /// Drops of items that had been queued (settled on the worker).
-    worker_dropped: [AtomicU64; 9],
-    last_log: Mutex<[Option<(Instant, u64)>; 9]>,
-    high_water_log: Mutex<Option<Instant>>,
+    dropped: [[AtomicU64; REASONS]; KINDS],
+    worker_dropped: AtomicU64,
+    /// Per reason: when it was last logged, in ms since [`epoch`] plus one (0: never).
+    last_log: [AtomicU64; REASONS],
+    high_water_log: AtomicU64,
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Claims the right to log now for a limiter slot: the first call wins, then
+/// at most one call every [`LOG_EVERY`]. Lock-free.
+fn claim_log(slot: &AtomicU64) -> bool {
+    let now = epoch().elapsed().as_millis() as u64 + 1;
+    let last = slot.load(Relaxed);
+    if last != 0 && now.saturating_sub(last) < LOG_EVERY.as_millis() as u64 {
+        return false;
+    }
+    slot.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+}
+
 impl Counters {
     pub fn new() -> Self {
+        let _ = epoch();
         Counters {
             queued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             dropped: Default::default(),
-            worker_dropped: Default::default(),
-            last_log: Mutex::new([None; 9]),
-            high_water_log: Mutex::new(None),
+            worker_dropped: AtomicU64::new(0),
+            last_log: Default::default(),
+            high_water_log: AtomicU64::new(0),
         }
-    }
-
-    /// Items accepted into the queue and since settled (delivered or dropped on the worker).
-    pub fn settled(&self) -> u64 {
-        self.delivered.load(Relaxed)
-            + self
-                .worker_dropped
-                .iter()
-                .map(|a| a.load(Relaxed))
-                .sum::<u64>()
     }
 
     /// Counts a drop of items that never entered the queue.
-    pub fn drop_unqueued(&self, reason: DropReason, n: u64, detail: &str) {
-        self.dropped[reason.index()].fetch_add(n, Relaxed);
-        self.log_drop(reason, n, detail);
+    pub fn drop_unqueued(&self, kind: ItemKind, reason: DropReason, n: u64, detail: &str) {
+        self.dropped[kind.index()][reason.index()].fetch_add(n, Relaxed);
+        self.log_drop(kind, reason, n, detail);
     }
 
     /// Counts a drop of items that were queued.
-    pub fn drop_queued(&self, reason: DropReason, n: u64, detail: &str) {
+    pub fn drop_queued(&self, kind: ItemKind, reason: DropReason, n: u64, detail: &str) {
         if n == 0 {
             return;
         }
-        self.dropped[reason.index()].fetch_add(n, Relaxed);
-        self.worker_dropped[reason.index()].fetch_add(n, Relaxed);
-        self.log_drop(reason, n, detail);
+        self.dropped[kind.index()][reason.index()].fetch_add(n, Relaxed);
+        self.worker_dropped.fetch_add(n, Relaxed);
+        self.log_drop(kind, reason, n, detail);
+    }
+
+    /// Counts whole interactions lost (their final update never arrived);
+    /// their updates are counted separately, so this settles nothing.
+    pub fn interaction_lost(&self, reason: DropReason, detail: &str) {
+        self.dropped[ItemKind::Interaction.index()][reason.index()].fetch_add(1, Relaxed);
+        self.log_drop(ItemKind::Interaction, reason, 1, detail);
     }
 
     /// The first drop of each reason warns; later ones at most every 30 s, with the total.
-    fn log_drop(&self, reason: DropReason, n: u64, detail: &str) {
-        let i = reason.index();
-        let total = self.dropped[i].load(Relaxed);
-        let Ok(mut last) = self.last_log.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        let due = match last[i] {
-            None => true,
-            Some((at, _)) => now.duration_since(at) >= LOG_EVERY,
-        };
-        if !due {
+    fn log_drop(&self, kind: ItemKind, reason: DropReason, n: u64, detail: &str) {
+        if !claim_log(&self.last_log[reason.index()]) {
             return;
         }
-        last[i] = Some((now, total));
-        drop(last);
+        let total = self.dropped[kind.index()][reason.index()].load(Relaxed);
+        let what = kind.as_str();
         if reason == DropReason::Disabled {
-            tracing::debug!(target: "raindrop", reason = reason.as_str(), dropped = n, total, "raindrop dropped {n} item(s): {detail}");
+            // Said once, loudly, when the client was built.
+            tracing::debug!(target: "raindrop", reason = reason.as_str(), dropped = n, total, "raindrop dropped {n} {what}: {detail}");
         } else {
-            tracing::warn!(target: "raindrop", reason = reason.as_str(), dropped = n, total, "raindrop dropped {n} item(s): {detail}");
+            tracing::warn!(target: "raindrop", reason = reason.as_str(), dropped = n, total, "raindrop dropped {n} {what} ({total} so far for this reason): {detail}; see Client::stats()");
         }
     }
 
-    /// The queue is over 80 % full: warn at most every 30 s.
-    pub fn warn_high_water(&self, capacity: usize) {
-        let Ok(mut last) = self.high_water_log.try_lock() else {
-            return;
-        };
-        let now = Instant::now();
-        if last.is_some_and(|at| now.duration_since(at) < LOG_EVERY) {
+    /// A route's queue is over 80 % full: warn at most every 30 s.
+    pub fn warn_high_water(&self, route: &str, capacity: usize) {
+        if !claim_log(&self.high_water_log) {
             return;
         }
-        *last = Some(now);
-        drop(last);
-        tracing::warn!(target: "raindrop", capacity, "raindrop queue is over 80% full; events will be dropped if the backend stays slower than the producer");
+        tracing::warn!(target: "raindrop", route, capacity, "raindrop queue for {route} is over 80% full; items will be dropped if the backend stays slower than the producer");
     }
 
-    pub fn snapshot(&self) -> Stats {
+    pub fn snapshot(&self, queue_depth: u64, queue_capacity: u64) -> Stats {
         let mut s = Stats {
             queued: self.queued.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             requests: self.requests.load(Relaxed),
             retries: self.retries.load(Relaxed),
-            dropped_by_reason: [0; 9],
-            worker_dropped: [0; 9],
+            queue_depth,
+            queue_capacity,
+            dropped: [[0; REASONS]; KINDS],
+            worker_dropped: self.worker_dropped.load(Relaxed),
         };
-        for i in 0..9 {
-            s.dropped_by_reason[i] = self.dropped[i].load(Relaxed);
-            s.worker_dropped[i] = self.worker_dropped[i].load(Relaxed);
+        for (k, row) in self.dropped.iter().enumerate() {
+            for (r, a) in row.iter().enumerate() {
+                s.dropped[k][r] = a.load(Relaxed);
+            }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_limiter_lets_the_first_through_then_waits() {
+        let slot = AtomicU64::new(0);
+        assert!(claim_log(&slot));
+        assert!(!claim_log(&slot));
+    }
+
+    #[test]
+    fn interactions_are_not_counted_twice_as_items() {
+        let c = Counters::new();
+        c.drop_queued(ItemKind::InteractionUpdate, DropReason::Rejected, 3, "x");
+        c.interaction_lost(DropReason::Rejected, "x");
+        let s = c.snapshot(0, 1);
+        assert_eq!(s.dropped(DropReason::Rejected), 3);
+        assert_eq!(s.lost_total(ItemKind::Interaction), 1);
+        assert_eq!(s.lost(ItemKind::InteractionUpdate, DropReason::Rejected), 3);
+        assert_eq!(s.queued, 0);
     }
 }

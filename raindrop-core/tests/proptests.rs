@@ -372,6 +372,7 @@ fn update_of(op: &Op) -> Option<Value> {
         Op::Convo(s) => json!({"ai_data": {"convo_id": s}}),
         Op::UserId(s) if s.trim().is_empty() => return None, // documented: ignored
         Op::UserId(s) => json!({"user_id": s}),
+        Op::EventName(s) if s.trim().is_empty() => return None, // documented: ignored
         Op::EventName(s) => json!({"event": s}),
         Op::Property(k, v) => json!({"properties": {k: v}}),
         Op::Properties(m) if m.is_empty() => return None,

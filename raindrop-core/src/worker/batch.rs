@@ -7,6 +7,8 @@ use super::wire::MAX_BYTES;
 pub(crate) struct Body {
     pub bytes: Vec<u8>,
     pub items: u64,
+    /// The worker sequence number of the oldest item in it.
+    pub min_seq: u64,
 }
 
 /// Accumulates items between a fixed prefix and suffix (`[`..`]` for arrays,
@@ -17,6 +19,7 @@ pub(crate) struct Batcher {
     max_items: usize,
     buf: Vec<u8>,
     items: u64,
+    min_seq: u64,
 }
 
 impl Batcher {
@@ -27,6 +30,7 @@ impl Batcher {
             suffix,
             max_items: max_items.max(1),
             items: 0,
+            min_seq: 0,
         }
     }
 
@@ -34,8 +38,9 @@ impl Batcher {
         Self::new(b"[".to_vec(), b"]", max_items)
     }
 
-    pub fn len(&self) -> u64 {
-        self.items
+    /// The oldest sequence number waiting here, if any item is.
+    pub fn min_seq(&self) -> Option<u64> {
+        (self.items > 0).then_some(self.min_seq)
     }
 
     /// Whether one item of `len` bytes fits in a request on its own.
@@ -43,14 +48,17 @@ impl Batcher {
         self.prefix.len() + len + self.suffix.len() <= MAX_BYTES
     }
 
-    /// Adds one item; returns the bodies that became complete (at most two).
-    pub fn push(&mut self, item: &[u8], out: &mut Vec<Body>) {
+    /// Adds one item (items arrive in sequence order); returns the bodies
+    /// that became complete (at most two).
+    pub fn push(&mut self, item: &[u8], seq: u64, out: &mut Vec<Body>) {
         let extra = item.len() + usize::from(self.items > 0);
         if self.items > 0 && self.buf.len() + extra + self.suffix.len() > MAX_BYTES {
             out.extend(self.take());
         }
         if self.items > 0 {
             self.buf.push(b',');
+        } else {
+            self.min_seq = seq;
         }
         self.buf.extend_from_slice(item);
         self.items += 1;
@@ -73,6 +81,7 @@ impl Batcher {
         Some(Body {
             bytes,
             items: std::mem::take(&mut self.items),
+            min_seq: self.min_seq,
         })
     }
 }
@@ -86,7 +95,7 @@ mod tests {
         let mut b = Batcher::array(2);
         let mut out = Vec::new();
         for i in 0..5 {
-            b.push(format!("{i}").as_bytes(), &mut out);
+            b.push(format!("{i}").as_bytes(), i, &mut out);
         }
         out.extend(b.take());
         let bodies: Vec<String> = out
@@ -95,6 +104,7 @@ mod tests {
             .collect();
         assert_eq!(bodies, ["[0,1]", "[2,3]", "[4]"]);
         assert_eq!(out.iter().map(|b| b.items).sum::<u64>(), 5);
+        assert_eq!(out.iter().map(|b| b.min_seq).collect::<Vec<_>>(), [0, 2, 4]);
     }
 
     #[test]
@@ -102,10 +112,10 @@ mod tests {
         let mut b = Batcher::array(10);
         let mut out = Vec::new();
         let big = vec![b'1'; 600 * 1024];
-        b.push(&big, &mut out);
-        b.push(&big, &mut out);
+        b.push(&big, 0, &mut out);
+        b.push(&big, 1, &mut out);
         assert_eq!(out.len(), 1, "first body closed before exceeding 1 MiB");
         assert!(out[0].bytes.len() <= MAX_BYTES);
-        assert_eq!(b.len(), 1);
+        assert_eq!(b.min_seq(), Some(1));
     }
 }

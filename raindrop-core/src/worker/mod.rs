@@ -1,8 +1,15 @@
 //! The background worker: one OS thread owning a current-thread tokio runtime.
 //!
-//! It drains the bounded queue, merges interaction updates, serialises and
-//! batches per route, and delivers through per-route lanes with bounded
-//! concurrency. Nothing here ever runs on a caller's thread.
+//! It drains the queue, merges interaction updates, serialises and batches
+//! per route, and delivers through per-route lanes with bounded concurrency.
+//! Nothing here ever runs on a caller's thread.
+//!
+//! Every item gets a sequence number as it leaves the queue, and every unit
+//! of unsettled work (a batch being filled, a request waiting or in flight,
+//! an interaction delta) knows the oldest sequence number in it. A flush
+//! marker, travelling in the same FIFO queue, is answered once nothing older
+//! than it is unsettled: later items never make it wait, and never make it
+//! return early.
 
 mod batch;
 mod partial;
@@ -10,7 +17,7 @@ mod retry;
 mod send;
 pub(crate) mod wire;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,11 +26,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::item::Item;
+use crate::item::{Control, Item};
 use crate::options::{ClientOptions, LocalSink, WriteKey};
-use crate::stats::{Counters, DropReason};
+use crate::queue::Budget;
+use crate::stats::{Counters, DropReason, ItemKind};
 use batch::{Batcher, Body};
-use partial::PartialBuffer;
+use partial::{Delta, PartialBuffer};
 use send::{Outcome, Transport};
 
 /// The ingestion routes, relative to the base URL.
@@ -44,6 +52,17 @@ impl Route {
         Route::Identify,
         Route::Traces,
     ];
+
+    /// What one item of this route is, for loss accounting.
+    pub fn kind(self) -> ItemKind {
+        match self {
+            Route::Track => ItemKind::Event,
+            Route::Partial => ItemKind::InteractionUpdate,
+            Route::Signals => ItemKind::Signal,
+            Route::Identify => ItemKind::Identify,
+            Route::Traces => ItemKind::Span,
+        }
+    }
 
     pub fn path(self) -> &'static str {
         match self {
@@ -69,14 +88,15 @@ pub(crate) struct WorkerConfig {
     pub max_attempts: u32,
     pub max_retry_after: Duration,
     pub max_in_flight: usize,
+    pub max_partials_in_flight: usize,
     pub max_text_field_chars: usize,
-    pub max_queue_size: usize,
     pub shutdown_timeout: Duration,
     /// Shared with the client so `set_debug_logs` works at run time.
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WorkerConfig {
+    /// `o` has been clamped to sane ranges by the client.
     pub fn new(
         o: &ClientOptions,
         base: reqwest::Url,
@@ -89,14 +109,14 @@ impl WorkerConfig {
             project_id,
             local_sink: o.local_sink.clone(),
             upload_size: o.upload_size,
-            upload_interval: o.upload_interval.max(Duration::from_millis(1)),
+            upload_interval: o.upload_interval,
             partial_idle_timeout: o.partial_idle_timeout,
             request_timeout: o.request_timeout,
             max_attempts: o.max_attempts,
             max_retry_after: o.max_retry_after,
             max_in_flight: o.max_in_flight,
+            max_partials_in_flight: o.max_partials_in_flight,
             max_text_field_chars: o.max_text_field_chars,
-            max_queue_size: o.max_queue_size,
             shutdown_timeout: o.shutdown_timeout,
             debug_logs,
         }
@@ -113,7 +133,6 @@ pub(crate) enum Reply {
 pub(crate) enum FlushWait {
     Blocking(std::sync::mpsc::Receiver<bool>),
     Async(oneshot::Receiver<bool>),
-    Done(bool),
 }
 
 impl Reply {
@@ -137,22 +156,11 @@ impl Reply {
     }
 }
 
-pub(crate) enum Command {
-    /// Deliver everything counted up to `target` queued items.
-    Flush {
-        target: u64,
-        deadline: Instant,
-        reply: Reply,
-    },
-    /// Deliver everything, then stop; at `deadline` drop what is left.
-    Shutdown { deadline: Instant, reply: Reply },
-}
-
 pub(crate) fn spawn(
     cfg: WorkerConfig,
     counters: Arc<Counters>,
-    data: mpsc::Receiver<Item>,
-    control: mpsc::UnboundedReceiver<Command>,
+    budget: Arc<Budget>,
+    data: mpsc::UnboundedReceiver<Item>,
 ) -> std::io::Result<JoinHandle<()>> {
     let transport = Arc::new(Transport::new(&cfg)?);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -161,25 +169,69 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("raindrop-worker".into())
         .spawn(move || {
-            let worker = Worker::new(cfg, counters, transport, data, control);
+            let worker = Worker::new(cfg, counters, transport, budget, data);
             rt.block_on(worker.run());
         })
 }
 
-/// Requests of one route waiting for a free slot.
+/// One request: a body, and for an interaction delta the delta itself, kept
+/// to merge it back if delivery fails.
+struct Request {
+    body: Body,
+    /// Items of it still holding a place in the route's queue budget.
+    held: u64,
+    delta: Option<Delta>,
+}
+
+/// Requests of one route waiting for a free slot, and those in flight.
 struct Lane {
-    queue: VecDeque<Body>,
-    in_flight: usize,
+    queue: VecDeque<Request>,
     max_in_flight: usize,
+    /// Oldest sequence number of each request in flight (a multiset).
+    in_flight: BTreeMap<u64, u32>,
+    in_flight_count: usize,
+    in_flight_items: u64,
+}
+
+impl Lane {
+    fn new(max_in_flight: usize) -> Self {
+        Lane {
+            queue: VecDeque::new(),
+            max_in_flight,
+            in_flight: BTreeMap::new(),
+            in_flight_count: 0,
+            in_flight_items: 0,
+        }
+    }
+
+    fn min_seq(&self) -> Option<u64> {
+        let queued = self.queue.iter().map(|r| r.body.min_seq).min();
+        let flying = self.in_flight.keys().next().copied();
+        queued.into_iter().chain(flying).min()
+    }
+
+    fn landed(&mut self, seq: u64, items: u64) {
+        self.in_flight_count -= 1;
+        self.in_flight_items -= items;
+        if let Some(n) = self.in_flight.get_mut(&seq) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&seq);
+            }
+        }
+    }
 }
 
 struct Done {
     route: Route,
     items: u64,
+    min_seq: u64,
+    delta: Option<Delta>,
     outcome: Outcome,
 }
 
 struct Waiter {
+    /// Settled when nothing older than this sequence number is unsettled.
     target: u64,
     deadline: Instant,
     reply: Reply,
@@ -189,9 +241,11 @@ struct Worker {
     cfg: WorkerConfig,
     counters: Arc<Counters>,
     transport: Arc<Transport>,
-    data: mpsc::Receiver<Item>,
-    control: mpsc::UnboundedReceiver<Command>,
+    budget: Arc<Budget>,
+    data: mpsc::UnboundedReceiver<Item>,
     data_open: bool,
+    /// Sequence number of the next data item.
+    received: u64,
     batchers: [Batcher; 4],
     partials: PartialBuffer,
     lanes: [Lane; 5],
@@ -199,29 +253,28 @@ struct Worker {
     flushes: Vec<Waiter>,
     shutdown: Option<Waiter>,
     ready: Vec<Body>,
+    deltas: Vec<Delta>,
 }
 
 enum Wake {
-    Command(Option<Command>),
     Done(Done),
     Item(Option<Item>),
     Tick,
 }
+
+/// Items taken from the queue per wake-up before finished requests are
+/// looked at again.
+const INTAKE_BURST: usize = 512;
 
 impl Worker {
     fn new(
         cfg: WorkerConfig,
         counters: Arc<Counters>,
         transport: Arc<Transport>,
-        data: mpsc::Receiver<Item>,
-        control: mpsc::UnboundedReceiver<Command>,
+        budget: Arc<Budget>,
+        data: mpsc::UnboundedReceiver<Item>,
     ) -> Self {
         let n = cfg.upload_size;
-        let lane = |max: usize| Lane {
-            queue: VecDeque::new(),
-            in_flight: 0,
-            max_in_flight: max,
-        };
         let m = cfg.max_in_flight;
         Worker {
             batchers: [
@@ -230,66 +283,57 @@ impl Worker {
                 Batcher::array(n),
                 Batcher::new(wire::traces_prefix(), wire::TRACES_SUFFIX, 50),
             ],
-            partials: PartialBuffer::new(cfg.max_queue_size),
-            // Partials go one at a time so the deltas of one event arrive in order.
-            lanes: [lane(m), lane(1), lane(m), lane(m), lane(m)],
+            partials: PartialBuffer::new(),
+            // Partials go one object per request, many at once; deltas of one
+            // event still go one at a time (the partial buffer sees to it).
+            lanes: [
+                Lane::new(m),
+                Lane::new(cfg.max_partials_in_flight),
+                Lane::new(m),
+                Lane::new(m),
+                Lane::new(m),
+            ],
             cfg,
             counters,
             transport,
+            budget,
             data,
-            control,
             data_open: true,
+            received: 0,
             tasks: JoinSet::new(),
             flushes: Vec::new(),
             shutdown: None,
             ready: Vec::new(),
+            deltas: Vec::new(),
         }
     }
 
-    /// Items buffered in the worker but not yet in flight.
-    fn backlog(&self) -> u64 {
-        let batched: u64 = self.batchers.iter().map(Batcher::len).sum();
-        let queued: u64 = self
-            .lanes
-            .iter()
-            .flat_map(|l| l.queue.iter())
-            .map(|b| b.items)
-            .sum();
-        batched + queued
-    }
-
-    /// The worker stops pulling from the queue past this, so the queue bound is the memory bound.
-    fn backlog_limit(&self) -> u64 {
-        (self.cfg.upload_size * self.cfg.max_in_flight * 4).max(64) as u64
-    }
-
-    fn draining(&self) -> bool {
-        !self.flushes.is_empty() || self.shutdown.is_some() || !self.data_open
+    /// The oldest sequence number of any unsettled item, if any.
+    fn oldest_unsettled(&self) -> Option<u64> {
+        let batched = self.batchers.iter().filter_map(Batcher::min_seq);
+        let lanes = self.lanes.iter().filter_map(Lane::min_seq);
+        batched.chain(lanes).chain(self.partials.min_seq()).min()
     }
 
     async fn run(mut self) {
         let interval = self.cfg.upload_interval;
         let mut next_tick = Instant::now() + interval;
-        let mut control_open = true;
         loop {
-            let accepting = self.data_open && self.backlog() < self.backlog_limit();
             let next_wake = self
                 .flushes
                 .iter()
                 .chain(self.shutdown.iter())
                 .map(|w| w.deadline)
+                .chain(self.pause_ends())
                 .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
-                c = self.control.recv(), if control_open => Wake::Command(c),
                 Some(Ok(d)) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Done(d),
-                i = self.data.recv(), if accepting => Wake::Item(i),
+                i = self.data.recv(), if self.data_open => Wake::Item(i),
                 _ = tokio::time::sleep_until(next_wake.into()) => Wake::Tick,
             };
             let now = Instant::now();
             match wake {
-                Wake::Command(Some(cmd)) => self.on_command(cmd),
-                Wake::Command(None) => control_open = false,
                 Wake::Done(d) => self.on_done(d),
                 Wake::Item(Some(item)) => {
                     self.on_item(item, now);
@@ -300,18 +344,29 @@ impl Worker {
             }
             // Checked after every wake, so a busy queue cannot starve the timer.
             if now >= next_tick {
-                self.seal(now, false);
+                self.seal();
+                self.partials
+                    .scan_due(now, self.cfg.partial_idle_timeout, false);
                 next_tick = now + interval;
             }
-            if self.draining() {
-                self.drain_queue(now);
-                self.seal(now, true);
+            if self.shutdown.is_some() {
+                self.drain_all(now);
             }
+            self.ship_partials();
             self.pump();
             if self.answer_waiters() {
+                self.budget.stop();
                 return;
             }
         }
+    }
+
+    /// When paused routes with waiting requests may go again.
+    fn pause_ends(&self) -> impl Iterator<Item = Instant> + '_ {
+        Route::ALL.into_iter().filter_map(|r| {
+            let waiting = !self.lanes[r as usize].queue.is_empty();
+            waiting.then(|| self.transport.paused_until(r)).flatten()
+        })
     }
 
     /// Every client handle is gone: deliver what is left, then stop.
@@ -320,70 +375,79 @@ impl Worker {
         if self.shutdown.is_none() {
             let (reply, _) = Reply::blocking();
             self.shutdown = Some(Waiter {
-                target: 0,
-                deadline: now + self.cfg.shutdown_timeout,
+                target: self.received,
+                deadline: now
+                    .checked_add(self.cfg.shutdown_timeout)
+                    .unwrap_or(now + Duration::from_secs(3600)),
                 reply,
             });
         }
     }
 
-    /// Takes whatever is already queued, up to the backlog limit, without waiting.
+    /// Takes a burst of what is already queued, without waiting.
     fn drain_queue(&mut self, now: Instant) {
-        while self.data_open && self.backlog() < self.backlog_limit() {
+        for _ in 0..INTAKE_BURST {
             match self.data.try_recv() {
                 Ok(item) => self.on_item(item, now),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => self.on_disconnect(now),
-            }
-        }
-    }
-
-    fn on_command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Flush {
-                target,
-                deadline,
-                reply,
-            } => self.flushes.push(Waiter {
-                target,
-                deadline,
-                reply,
-            }),
-            Command::Shutdown { deadline, reply } => {
-                if let Some(old) = self.shutdown.replace(Waiter {
-                    target: 0,
-                    deadline,
-                    reply,
-                }) {
-                    old.reply.send(false);
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.on_disconnect(now);
+                    break;
                 }
             }
         }
     }
 
+    /// Makes everything buffered due now: open batches and every interaction
+    /// delta (a flush or shutdown is waiting for them).
+    fn drain_all(&mut self, now: Instant) {
+        self.seal();
+        self.partials
+            .scan_due(now, self.cfg.partial_idle_timeout, true);
+    }
+
     fn on_item(&mut self, item: Item, now: Instant) {
         let max = self.cfg.max_text_field_chars;
-        let (index, bytes) = match item {
+        let (route, bytes) = match item {
             Item::Event(mut e) => (Route::Track, wire::track_event(&mut e, max)),
             Item::Signal(s) => (Route::Signals, wire::signal(&s)),
             Item::Identify(i) => (Route::Identify, wire::identify(&i)),
             Item::Span(s) => (Route::Traces, wire::span(&s, max)),
             Item::Partial(p) => {
-                let mut ship = Vec::new();
-                if !self.partials.add(*p, now, &mut ship) {
-                    self.counters.drop_queued(
-                        DropReason::QueueFull,
-                        1,
-                        "too many open interactions (max_queue_size)",
-                    );
+                let seq = self.next_seq();
+                self.partials.add(*p, seq, now);
+                return;
+            }
+            Item::Flush(Control { deadline, reply }) => {
+                self.flushes.push(Waiter {
+                    target: self.received,
+                    deadline,
+                    reply,
+                });
+                self.drain_all(now);
+                return;
+            }
+            Item::Shutdown(Control { deadline, reply }) => {
+                let w = Waiter {
+                    target: self.received,
+                    deadline,
+                    reply,
+                };
+                if let Some(old) = self.shutdown.replace(w) {
+                    old.reply.send(false);
                 }
-                for due in ship {
-                    self.ship_partial(due);
-                }
+                self.drain_all(now);
                 return;
             }
         };
-        self.add_serialised(index, bytes);
+        let seq = self.next_seq();
+        self.add_serialised(route, bytes, seq);
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let s = self.received;
+        self.received += 1;
+        s
     }
 
     fn batcher(&mut self, route: Route) -> &mut Batcher {
@@ -397,9 +461,16 @@ impl Worker {
         &mut self.batchers[i]
     }
 
-    fn add_serialised(&mut self, route: Route, bytes: Vec<u8>) {
+    /// Drops queued items that never reached a request, releasing their budget.
+    fn drop_unsent(&self, route: Route, reason: DropReason, n: u64, detail: &str) {
+        self.budget.release(route, n);
+        self.counters.drop_queued(route.kind(), reason, n, detail);
+    }
+
+    fn add_serialised(&mut self, route: Route, bytes: Vec<u8>, seq: u64) {
         if bytes.is_empty() || !self.batcher(route).fits_alone(bytes.len()) {
-            self.counters.drop_queued(
+            self.drop_unsent(
+                route,
                 DropReason::Oversize,
                 1,
                 &format!(
@@ -411,74 +482,134 @@ impl Worker {
             return;
         }
         let mut out = std::mem::take(&mut self.ready);
-        self.batcher(route).push(&bytes, &mut out);
+        self.batcher(route).push(&bytes, seq, &mut out);
         for body in out.drain(..) {
-            self.lanes[route as usize].queue.push_back(body);
+            self.lanes[route as usize].queue.push_back(Request {
+                held: body.items,
+                body,
+                delta: None,
+            });
         }
         self.ready = out;
     }
 
-    /// Moves partial batches and due interaction deltas into the lanes.
-    fn seal(&mut self, now: Instant, force: bool) {
+    /// Moves open batches into their lanes.
+    fn seal(&mut self) {
         for route in [Route::Track, Route::Signals, Route::Identify, Route::Traces] {
             if let Some(body) = self.batcher(route).take() {
-                self.lanes[route as usize].queue.push_back(body);
+                self.lanes[route as usize].queue.push_back(Request {
+                    held: body.items,
+                    body,
+                    delta: None,
+                });
             }
         }
-        for due in self
-            .partials
-            .take_due(now, self.cfg.partial_idle_timeout, force)
-        {
-            self.ship_partial(due);
-        }
     }
 
-    /// Serialises one interaction delta into the partial lane (in order).
-    fn ship_partial(&mut self, due: partial::Due) {
-        if due.empty {
-            self.counters.drop_queued(
+    /// Serialises the interaction deltas that may leave now into the partial lane.
+    fn ship_partials(&mut self) {
+        let mut deltas = std::mem::take(&mut self.deltas);
+        self.partials.take_ready(&mut deltas);
+        for d in deltas.drain(..) {
+            self.ship_partial(d);
+        }
+        self.deltas = deltas;
+    }
+
+    fn ship_partial(&mut self, d: Delta) {
+        let refuse = if d.patch.is_final && !d.patch.had_content {
+            Some((
                 DropReason::EmptyInteraction,
-                due.patches,
-                "interaction finished with no input, output or attachment",
-            );
-            return;
-        }
-        let bytes = wire::partial(&due.patch, self.cfg.max_text_field_chars);
-        if bytes.len() > wire::MAX_BYTES {
-            self.counters.drop_queued(
-                DropReason::Oversize,
-                due.patches,
-                &format!(
-                    "interaction update of {} bytes exceeds the 1 MiB limit",
-                    bytes.len()
-                ),
-            );
-            return;
-        }
-        self.lanes[Route::Partial as usize].queue.push_back(Body {
-            bytes,
-            items: due.patches,
+                "interaction finished with no input, output or attachment".to_owned(),
+            ))
+        } else {
+            None
+        };
+        let bytes = match refuse {
+            Some(_) => Vec::new(),
+            None => wire::partial(&d.patch, self.cfg.max_text_field_chars),
+        };
+        let refuse = refuse.or_else(|| {
+            (bytes.len() > wire::MAX_BYTES).then(|| {
+                (
+                    DropReason::Oversize,
+                    format!(
+                        "interaction update of {} bytes exceeds the 1 MiB limit",
+                        bytes.len()
+                    ),
+                )
+            })
         });
+        if let Some((reason, detail)) = refuse {
+            self.drop_delta(d, reason, &detail);
+            return;
+        }
+        self.lanes[Route::Partial as usize]
+            .queue
+            .push_back(Request {
+                body: Body {
+                    bytes,
+                    items: d.patches,
+                    min_seq: d.min_seq,
+                },
+                held: d.held,
+                delta: Some(d),
+            });
     }
 
-    /// Starts requests while lanes have free slots.
+    /// Drops one interaction delta for good, and counts the interaction lost
+    /// if it carried the final update.
+    fn drop_delta(&mut self, d: Delta, reason: DropReason, detail: &str) {
+        self.budget.release(Route::Partial, d.held);
+        self.counters
+            .drop_queued(ItemKind::InteractionUpdate, reason, d.patches, detail);
+        if d.patch.is_final {
+            self.counters.interaction_lost(reason, detail);
+        }
+        self.partials
+            .settle(&d.patch.event_id, None, self.draining());
+    }
+
+    fn draining(&self) -> bool {
+        !self.flushes.is_empty() || self.shutdown.is_some()
+    }
+
+    /// Starts requests while lanes have free slots and are not paused.
     fn pump(&mut self) {
+        let now = Instant::now();
         for route in Route::ALL {
+            if self
+                .transport
+                .paused_until(route)
+                .is_some_and(|until| until > now)
+            {
+                continue;
+            }
             let lane = &mut self.lanes[route as usize];
-            while lane.in_flight < lane.max_in_flight {
-                let Some(body) = lane.queue.pop_front() else {
+            while lane.in_flight_count < lane.max_in_flight {
+                let Some(req) = lane.queue.pop_front() else {
                     break;
                 };
-                lane.in_flight += 1;
+                self.budget.release(route, req.held);
+                lane.in_flight_count += 1;
+                lane.in_flight_items += req.body.items;
+                *lane.in_flight.entry(req.body.min_seq).or_insert(0) += 1;
                 let transport = self.transport.clone();
                 let counters = self.counters.clone();
                 self.tasks.spawn(async move {
+                    let Body {
+                        bytes,
+                        items,
+                        min_seq,
+                    } = req.body;
                     let outcome = transport
-                        .deliver(route, bytes::Bytes::from(body.bytes), &counters)
+                        .deliver(route, bytes::Bytes::from(bytes), &counters)
                         .await;
                     Done {
                         route,
-                        items: body.items,
+                        items,
+                        min_seq,
+                        delta: req.delta,
                         outcome,
                     }
                 });
@@ -487,17 +618,44 @@ impl Worker {
     }
 
     fn on_done(&mut self, d: Done) {
-        self.lanes[d.route as usize].in_flight -= 1;
-        match d.outcome {
-            Outcome::Delivered => {
+        self.lanes[d.route as usize].landed(d.min_seq, d.items);
+        let kind = d.route.kind();
+        let draining = self.draining();
+        match (d.outcome, d.delta) {
+            (Outcome::Delivered, delta) => {
                 self.counters.delivered.fetch_add(d.items, Ordering::AcqRel);
+                if let Some(delta) = delta {
+                    self.partials.settle(&delta.patch.event_id, None, draining);
+                }
             }
-            Outcome::Rejected(status) => self.counters.drop_queued(
+            (Outcome::Rejected(status), Some(delta)) => {
+                // A permanent refusal is not merged back: the same content
+                // would be refused again and hold up the event's later
+                // updates. Identity travels in every update, so those still
+                // make a valid event.
+                let detail = format!("{} answered HTTP {status} (permanent)", d.route.path());
+                self.drop_delta(delta, DropReason::Rejected, &detail);
+            }
+            (Outcome::Exhausted, Some(mut delta)) => {
+                if delta.failures == 0 {
+                    // Merged back in front of the event's newer updates and
+                    // sent again with them, never skipped while they ship.
+                    delta.failures += 1;
+                    let id = delta.patch.event_id.clone();
+                    self.partials.settle(&id, Some(delta), draining);
+                } else {
+                    let detail = format!("{}: retries exhausted", d.route.path());
+                    self.drop_delta(delta, DropReason::RetriesExhausted, &detail);
+                }
+            }
+            (Outcome::Rejected(status), None) => self.counters.drop_queued(
+                kind,
                 DropReason::Rejected,
                 d.items,
                 &format!("{} answered HTTP {status} (permanent)", d.route.path()),
             ),
-            Outcome::Exhausted => self.counters.drop_queued(
+            (Outcome::Exhausted, None) => self.counters.drop_queued(
+                kind,
                 DropReason::RetriesExhausted,
                 d.items,
                 &format!("{}: retries exhausted", d.route.path()),
@@ -508,41 +666,75 @@ impl Worker {
     /// Answers flushes that completed or expired; `true` when the worker should stop.
     fn answer_waiters(&mut self) -> bool {
         let now = Instant::now();
-        let settled = self.counters.settled();
-        let mut i = 0;
-        while i < self.flushes.len() {
-            let w = &self.flushes[i];
-            if settled >= w.target || now >= w.deadline {
-                let w = self.flushes.swap_remove(i);
-                w.reply.send(settled >= w.target);
-            } else {
-                i += 1;
-            }
+        if !self.flushes.is_empty() {
+            let oldest = self.oldest_unsettled();
+            self.flushes.retain_mut(|w| {
+                let done = match oldest {
+                    None => true,
+                    Some(s) => s >= w.target,
+                };
+                if done || now >= w.deadline {
+                    let reply = std::mem::replace(&mut w.reply, Reply::blocking().0);
+                    reply.send(done);
+                    return false;
+                }
+                true
+            });
         }
         let Some(sd) = &self.shutdown else {
             return false;
         };
-        let queued = self.counters.queued.load(Ordering::Acquire);
-        let idle = self.data.is_empty() && self.tasks.is_empty() && self.backlog() == 0;
-        if settled >= queued && idle && self.partials.pending_patches() == 0 {
+        let idle = self.data.is_empty() && self.tasks.is_empty();
+        if idle && self.oldest_unsettled().is_none() {
             if let Some(sd) = self.shutdown.take() {
                 sd.reply.send(true);
             }
             return true;
         }
         if now >= sd.deadline {
-            self.tasks.abort_all();
-            let left = queued.saturating_sub(self.counters.settled());
-            self.counters.drop_queued(
-                DropReason::ShutdownTimeout,
-                left,
-                "shutdown deadline passed before delivery",
-            );
+            self.abandon_all();
             if let Some(sd) = self.shutdown.take() {
                 sd.reply.send(false);
             }
             return true;
         }
         false
+    }
+
+    /// The shutdown deadline passed: drops everything unsettled, counted by kind.
+    fn abandon_all(&mut self) {
+        const WHY: &str = "shutdown deadline passed before delivery";
+        let reason = DropReason::ShutdownTimeout;
+        self.tasks.abort_all();
+        for route in Route::ALL {
+            let lane = &mut self.lanes[route as usize];
+            let flying = std::mem::take(&mut lane.in_flight_items);
+            let waiting: Vec<Request> = lane.queue.drain(..).collect();
+            self.counters.drop_queued(route.kind(), reason, flying, WHY);
+            for req in waiting {
+                match req.delta {
+                    Some(d) => self.drop_delta(d, reason, WHY),
+                    None => self.drop_unsent(route, reason, req.body.items, WHY),
+                }
+            }
+        }
+        for route in [Route::Track, Route::Signals, Route::Identify, Route::Traces] {
+            if let Some(body) = self.batcher(route).take() {
+                self.drop_unsent(route, reason, body.items, WHY);
+            }
+        }
+        for d in self.partials.take_all() {
+            self.drop_delta(d, reason, WHY);
+        }
+        while let Ok(item) = self.data.try_recv() {
+            if let Some(route) = item.route() {
+                if let Item::Partial(p) = &item {
+                    if p.is_final {
+                        self.counters.interaction_lost(reason, WHY);
+                    }
+                }
+                self.drop_unsent(route, reason, 1, WHY);
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Merges interaction updates per event id until they are due to ship.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,138 +49,198 @@ pub(crate) fn merge(dst: &mut PartialPatch, newer: PartialPatch) {
     deep_merge(&mut dst.properties, newer.properties);
     dst.attachments.extend(newer.attachments);
     dst.is_final |= newer.is_final;
+    dst.had_content |= newer.had_content;
 }
 
-struct Entry {
-    delta: PartialPatch,
-    /// Updates merged into `delta`.
-    patches: u64,
-    last_update: Instant,
-    /// Some update so far had input, output or an attachment.
-    had_content: bool,
-    /// When the oldest update in `delta` arrived.
-    first_pending: Instant,
+/// Updates of one event merged into one delta.
+pub(crate) struct Delta {
+    pub patch: PartialPatch,
+    /// Updates merged in (what the accounting counts).
+    pub patches: u64,
+    /// Of those, how many still hold a place in the route's queue budget.
+    pub held: u64,
+    /// The worker sequence number of the oldest update in it.
+    pub min_seq: u64,
+    /// When the oldest update in it arrived.
+    first: Instant,
+    /// Times it failed delivery with retryable errors and was merged back.
+    pub failures: u32,
 }
 
-impl Entry {
-    /// Takes the merged delta out, leaving an empty one for the same event.
-    fn take(&mut self) -> Due {
-        let fresh = PartialPatch {
-            event_id: self.delta.event_id.clone(),
-            ..Default::default()
-        };
-        let patch = std::mem::replace(&mut self.delta, fresh);
-        Due {
-            empty: patch.is_final && !self.had_content,
+impl Delta {
+    fn new(patch: PartialPatch, seq: u64, now: Instant) -> Self {
+        Delta {
             patch,
-            patches: std::mem::take(&mut self.patches),
+            patches: 1,
+            held: 1,
+            min_seq: seq,
+            first: now,
+            failures: 0,
         }
+    }
+
+    /// Folds `newer` (later updates of the same event) into `self`.
+    fn absorb(&mut self, newer: Delta) {
+        merge(&mut self.patch, newer.patch);
+        self.patches += newer.patches;
+        self.held += newer.held;
+        self.min_seq = self.min_seq.min(newer.min_seq);
+        self.first = self.first.min(newer.first);
     }
 }
 
-/// A merged delta ready to serialise.
-pub(crate) struct Due {
-    pub patch: PartialPatch,
-    pub patches: u64,
-    /// A final update of an interaction that never had any content.
-    pub empty: bool,
+/// One event's unsent deltas, oldest first (more than one only when an update
+/// could not be merged without changing its meaning, see [`conflicts`]).
+struct Entry {
+    deltas: VecDeque<Delta>,
+    /// A delta of this event has left the buffer and not settled: the next
+    /// one waits, so deltas of one event arrive in order.
+    busy: bool,
+    last_update: Instant,
 }
 
 /// Open interactions' unsent updates, keyed by event id.
+///
+/// An entry lives while it has a delta to send or one in flight; identity and
+/// the content flag travel in every update, so nothing is remembered after.
+/// Its size is bounded by the partial route's queue budget.
 pub(crate) struct PartialBuffer {
     entries: HashMap<Arc<str>, Entry>,
-    max_entries: usize,
+    /// Events that may have a delta to ship now.
+    ready: Vec<Arc<str>>,
 }
 
-/// How long an entry with nothing left to send is kept, to remember `had_content`.
-const FORGET_AFTER: Duration = Duration::from_secs(600);
-
 impl PartialBuffer {
-    pub fn new(max_entries: usize) -> Self {
+    pub fn new() -> Self {
         PartialBuffer {
             entries: HashMap::new(),
-            max_entries,
+            ready: Vec::new(),
         }
     }
 
-    /// Updates waiting to be sent.
-    pub fn pending_patches(&self) -> u64 {
-        self.entries.values().map(|e| e.patches).sum()
-    }
-
-    /// Merges one update; `false` when a new interaction does not fit. When
-    /// the update cannot be merged into the pending delta without changing
-    /// its meaning ([`conflicts`]), that delta is moved to `ship` first, so
-    /// merging stays associative: the deltas applied in order give the same
-    /// event as every update applied in order.
-    pub fn add(&mut self, patch: PartialPatch, now: Instant, ship: &mut Vec<Due>) -> bool {
-        let content = patch.ai.has_content() || !patch.attachments.is_empty();
-        if let Some(e) = self.entries.get_mut(&patch.event_id) {
-            if e.patches > 0 && conflicts(&e.delta.properties, &patch.properties) {
-                ship.push(e.take());
-            }
-            e.had_content |= content;
-            if e.patches == 0 {
-                e.first_pending = now;
-            }
-            e.patches += 1;
-            e.last_update = now;
-            merge(&mut e.delta, patch);
-            return true;
-        }
-        if self.entries.len() >= self.max_entries && !self.evict_settled() {
-            return false;
-        }
-        let key = patch.event_id.clone();
-        self.entries.insert(
-            key,
-            Entry {
-                delta: patch,
-                patches: 1,
-                last_update: now,
-                had_content: content,
-                first_pending: now,
-            },
-        );
-        true
-    }
-
-    /// Frees the slot of the least recently updated interaction that has
-    /// nothing left to send (kept only to remember `had_content`), so open but
-    /// idle interactions cannot lock new ones out for `FORGET_AFTER`.
-    fn evict_settled(&mut self) -> bool {
-        let oldest = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.patches == 0)
-            .min_by_key(|(_, e)| e.last_update)
-            .map(|(id, _)| id.clone());
-        oldest.is_some_and(|id| self.entries.remove(&id).is_some())
-    }
-
-    /// Takes the deltas due now: finished ones, ones idle for `idle`, ones
-    /// pending for five times `idle` (so a never-pausing interaction still
-    /// ships snapshots and its delta stays bounded), or all when `force`.
-    pub fn take_due(&mut self, now: Instant, idle: Duration, force: bool) -> Vec<Due> {
-        let max_age = idle.saturating_mul(5);
-        let mut due = Vec::new();
-        self.entries.retain(|_, e| {
-            if e.patches == 0 {
-                return now.duration_since(e.last_update) < FORGET_AFTER;
-            }
-            let ready = e.delta.is_final
-                || force
-                || now.duration_since(e.last_update) >= idle
-                || now.duration_since(e.first_pending) >= max_age;
-            if !ready {
-                return true;
-            }
-            let taken = e.take();
-            let keep = !taken.patch.is_final;
-            due.push(taken);
-            keep
+    /// Merges one update. A final update makes the event ready at once.
+    pub fn add(&mut self, patch: PartialPatch, seq: u64, now: Instant) {
+        let is_final = patch.is_final;
+        let id = patch.event_id.clone();
+        let delta = Delta::new(patch, seq, now);
+        let e = self.entries.entry(id.clone()).or_insert_with(|| Entry {
+            deltas: VecDeque::new(),
+            busy: false,
+            last_update: now,
         });
-        due
+        e.last_update = now;
+        match e.deltas.back_mut() {
+            Some(last) if !conflicts(&last.patch.properties, &delta.patch.properties) => {
+                last.absorb(delta)
+            }
+            _ => e.deltas.push_back(delta),
+        }
+        if is_final || e.deltas.len() > 1 {
+            self.ready.push(id);
+        }
+    }
+
+    /// Marks every event whose oldest delta is due: finished, split by a
+    /// conflict, idle for `idle`, pending for five times `idle` (so a
+    /// never-pausing interaction still ships snapshots), or all when `force`.
+    pub fn scan_due(&mut self, now: Instant, idle: Duration, force: bool) {
+        let max_age = idle.saturating_mul(5);
+        for (id, e) in &self.entries {
+            if e.busy {
+                continue;
+            }
+            let Some(front) = e.deltas.front() else {
+                continue;
+            };
+            if force
+                || front.patch.is_final
+                || e.deltas.len() > 1
+                || now.saturating_duration_since(e.last_update) >= idle
+                || now.saturating_duration_since(front.first) >= max_age
+            {
+                self.ready.push(id.clone());
+            }
+        }
+    }
+
+    /// Takes the deltas that can leave now: one per ready event that has
+    /// nothing in flight. The event stays busy until [`settle`](Self::settle).
+    pub fn take_ready(&mut self, out: &mut Vec<Delta>) {
+        for id in self.ready.drain(..) {
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if e.busy {
+                continue;
+            }
+            if let Some(d) = e.deltas.pop_front() {
+                e.busy = true;
+                out.push(d);
+            }
+        }
+    }
+
+    /// The delta of `id` that left the buffer has settled. `failed` is given
+    /// back when it failed with retryable errors: it is merged in front of
+    /// what is pending and goes again with it. The event becomes ready if it
+    /// has more to send (at once when `force`: a flush is waiting); it is
+    /// forgotten when it has nothing.
+    pub fn settle(&mut self, id: &Arc<str>, failed: Option<Delta>, force: bool) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        e.busy = false;
+        if let Some(mut f) = failed {
+            f.held = 0;
+            match e.deltas.pop_front() {
+                Some(next) if !conflicts(&f.patch.properties, &next.patch.properties) => {
+                    f.absorb(next);
+                    e.deltas.push_front(f);
+                }
+                Some(next) => {
+                    e.deltas.push_front(next);
+                    e.deltas.push_front(f);
+                }
+                None => e.deltas.push_front(f),
+            }
+        }
+        match e.deltas.front() {
+            None => {
+                self.entries.remove(id);
+            }
+            // A retried delta or a finished one goes at once; an open one
+            // waits for its idle timer as usual.
+            Some(d) if force || d.failures > 0 || d.patch.is_final || e.deltas.len() > 1 => {
+                self.ready.push(id.clone())
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The oldest sequence number among unsent deltas.
+    pub fn min_seq(&self) -> Option<u64> {
+        self.entries
+            .values()
+            .flat_map(|e| e.deltas.iter().map(|d| d.min_seq))
+            .min()
+    }
+
+    /// Updates waiting to be sent (not in flight).
+    #[cfg(test)]
+    pub fn pending_patches(&self) -> u64 {
+        self.entries
+            .values()
+            .flat_map(|e| e.deltas.iter().map(|d| d.patches))
+            .sum()
+    }
+
+    /// Takes every unsent delta (at the shutdown deadline).
+    pub fn take_all(&mut self) -> Vec<Delta> {
+        self.ready.clear();
+        self.entries
+            .drain()
+            .flat_map(|(_, e)| e.deltas.into_iter())
+            .collect()
     }
 }
 
@@ -196,61 +256,99 @@ mod tests {
         }
     }
 
+    fn taken(b: &mut PartialBuffer) -> Vec<Delta> {
+        let mut out = Vec::new();
+        b.take_ready(&mut out);
+        out
+    }
+
     #[test]
-    fn merges_until_final() {
-        let mut b = PartialBuffer::new(10);
+    fn merges_until_final_which_is_ready_at_once() {
+        let mut b = PartialBuffer::new();
         let t = Instant::now();
         let mut p1 = patch("e");
         p1.ai.input = Some("q".into());
         p1.properties
             .insert("a".into(), serde_json::json!({"x": 1}));
-        b.add(p1, t, &mut Vec::new());
+        b.add(p1, 0, t);
         let mut p2 = patch("e");
         p2.properties
             .insert("a".into(), serde_json::json!({"y": 2}));
-        b.add(p2, t, &mut Vec::new());
-        assert!(b.take_due(t, Duration::from_secs(2), false).is_empty());
+        b.add(p2, 1, t);
+        assert!(taken(&mut b).is_empty(), "open and not idle: not due");
         let mut p3 = patch("e");
         p3.ai = AiData {
             output: Some("a".into()),
             ..Default::default()
         };
         p3.is_final = true;
-        b.add(p3, t, &mut Vec::new());
-        let due = b.take_due(t, Duration::from_secs(2), false);
-        assert_eq!(due.len(), 1);
+        b.add(p3, 2, t);
+        let due = taken(&mut b);
+        assert_eq!(due.len(), 1, "a final is ready without a tick");
         assert_eq!(due[0].patches, 3);
-        assert!(!due[0].empty);
+        assert_eq!(due[0].min_seq, 0);
         assert_eq!(
             due[0].patch.properties["a"],
             serde_json::json!({"x": 1, "y": 2})
         );
         assert_eq!(b.pending_patches(), 0);
-        assert!(b.entries.is_empty());
+        b.settle(&"e".into(), None, false);
+        assert!(b.entries.is_empty(), "settled and empty: forgotten");
     }
 
     #[test]
-    fn idle_snapshot_then_sparse_final() {
-        let mut b = PartialBuffer::new(10);
+    fn one_delta_per_event_in_flight() {
+        let mut b = PartialBuffer::new();
+        let t = Instant::now();
+        b.add(patch("e"), 0, t);
+        b.scan_due(t, Duration::ZERO, false);
+        let first = taken(&mut b);
+        assert_eq!(first.len(), 1);
+        let mut fin = patch("e");
+        fin.is_final = true;
+        b.add(fin, 1, t);
+        assert!(
+            taken(&mut b).is_empty(),
+            "the final waits while the snapshot is in flight"
+        );
+        assert_eq!(b.min_seq(), Some(1));
+        b.settle(&"e".into(), None, false);
+        let second = taken(&mut b);
+        assert_eq!(second.len(), 1);
+        assert!(second[0].patch.is_final);
+    }
+
+    #[test]
+    fn a_failed_delta_is_merged_back_before_newer_updates() {
+        let mut b = PartialBuffer::new();
         let t = Instant::now();
         let mut p1 = patch("e");
         p1.ai.input = Some("q".into());
-        b.add(p1, t, &mut Vec::new());
-        let later = t + Duration::from_secs(3);
-        let due = b.take_due(later, Duration::from_secs(2), false);
-        assert_eq!(due.len(), 1);
-        assert!(!due[0].patch.is_final);
+        p1.user_id = Some("u".into());
+        b.add(p1, 0, t);
+        b.scan_due(t, Duration::ZERO, false);
+        let mut sent = taken(&mut b);
         let mut fin = patch("e");
+        fin.ai.output = Some("a".into());
         fin.is_final = true;
-        b.add(fin, later, &mut Vec::new());
-        let due = b.take_due(later, Duration::from_secs(2), false);
-        assert!(!due[0].empty, "content was sent in an earlier snapshot");
-        assert!(due[0].patch.ai.input.is_none(), "only the delta is sent");
+        b.add(fin, 1, t);
+        let mut failed = sent.pop().unwrap();
+        failed.failures += 1;
+        b.settle(&"e".into(), Some(failed), false);
+        let again = taken(&mut b);
+        assert_eq!(again.len(), 1);
+        let d = &again[0];
+        assert_eq!(d.patches, 2);
+        assert_eq!(d.held, 1, "the retried part no longer holds queue budget");
+        assert_eq!(d.patch.ai.input.as_deref(), Some("q"));
+        assert_eq!(d.patch.ai.output.as_deref(), Some("a"));
+        assert!(d.patch.is_final);
+        assert_eq!(d.min_seq, 0);
     }
 
     #[test]
     fn a_never_pausing_interaction_still_ships_snapshots() {
-        let mut b = PartialBuffer::new(10);
+        let mut b = PartialBuffer::new();
         let idle = Duration::from_secs(2);
         let t0 = Instant::now();
         let mut shipped = 0;
@@ -258,95 +356,62 @@ mod tests {
             let now = t0 + Duration::from_millis(500 * step);
             let mut p = patch("busy");
             p.ai.input = Some(format!("{step}"));
-            b.add(p, now, &mut Vec::new());
-            shipped += b.take_due(now, idle, false).len();
+            b.add(p, step, now);
+            b.scan_due(now, idle, false);
+            let out = taken(&mut b);
+            shipped += out.len();
+            if !out.is_empty() {
+                b.settle(&"busy".into(), None, false);
+            }
         }
         // 30 s of updates every 0.5 s: never idle for 2 s, yet a snapshot every 10 s.
         assert_eq!(shipped, 2);
     }
 
     #[test]
-    fn bounded() {
-        let mut b = PartialBuffer::new(1);
-        assert!(b.add(patch("a"), Instant::now(), &mut Vec::new()));
-        assert!(b.add(patch("a"), Instant::now(), &mut Vec::new()));
-        assert!(!b.add(patch("b"), Instant::now(), &mut Vec::new()));
-    }
-
-    #[test]
-    fn a_conflicting_update_ships_the_pending_delta_first() {
-        let mut b = PartialBuffer::new(10);
+    fn a_conflicting_update_splits_the_delta() {
+        let mut b = PartialBuffer::new();
         let t = Instant::now();
-        let mut ship = Vec::new();
         let mut p1 = patch("e");
         p1.properties.insert("a".into(), serde_json::json!(5));
         p1.properties
             .insert("n".into(), serde_json::json!({"x": null}));
-        b.add(p1, t, &mut ship);
+        b.add(p1, 0, t);
         let mut p2 = patch("e");
         p2.properties
             .insert("n".into(), serde_json::json!({"x": 1, "y": 2}));
-        b.add(p2, t, &mut ship);
+        b.add(p2, 1, t);
         assert!(
-            ship.is_empty(),
+            taken(&mut b).is_empty(),
             "objects merge into objects; scalars replace: no conflict"
         );
         let mut p3 = patch("e");
         p3.properties
             .insert("a".into(), serde_json::json!({"z": 1}));
-        b.add(p3, t, &mut ship);
-        assert_eq!(
-            ship.len(),
-            1,
-            "an object over a pending scalar splits the delta"
-        );
-        assert_eq!(ship[0].patches, 2);
-        assert_eq!(ship[0].patch.properties["a"], serde_json::json!(5));
+        b.add(p3, 2, t);
+        let out = taken(&mut b);
+        assert_eq!(out.len(), 1, "an object over a pending scalar splits");
+        assert_eq!(out[0].patches, 2);
+        assert_eq!(out[0].patch.properties["a"], serde_json::json!(5));
         assert_eq!(b.pending_patches(), 1);
         let mut p4 = patch("e");
-        p4.properties
-            .insert("n".into(), serde_json::json!({"x": {"deep": 1}}));
-        b.add(p4, t, &mut ship);
-        assert_eq!(ship.len(), 1, "no pending value at n.x in the new delta");
-        let mut p5 = patch("e");
-        p5.properties
-            .insert("a".into(), serde_json::json!({"q": {"w": 1}}));
-        p5.properties
-            .insert("n".into(), serde_json::json!({"x": {"more": 2}}));
-        b.add(p5, t, &mut ship);
-        assert_eq!(ship.len(), 1, "nested objects into objects merge");
-        let mut p6 = patch("e");
-        p6.properties.insert(
+        p4.properties.insert(
             "n".into(),
             serde_json::json!({"x": {"deep": {"deeper": 1}}}),
         );
-        b.add(p6, t, &mut ship);
+        b.add(p4, 3, t);
+        let mut p5 = patch("e");
+        p5.properties
+            .insert("n".into(), serde_json::json!({"x": {"deep": 2}}));
+        b.add(p5, 4, t);
+        let mut p6 = patch("e");
+        p6.properties
+            .insert("n".into(), serde_json::json!({"x": {"deep": {"again": 1}}}));
+        b.add(p6, 5, t);
         assert_eq!(
-            ship.len(),
+            b.entries["e"].deltas.len(),
             2,
             "an object over a nested pending scalar splits too"
         );
-    }
-
-    #[test]
-    fn settled_entries_make_room_for_new_interactions() {
-        let mut b = PartialBuffer::new(2);
-        let t = Instant::now();
-        assert!(b.add(patch("a"), t, &mut Vec::new()));
-        assert!(b.add(patch("b"), t + Duration::from_millis(1), &mut Vec::new()));
-        // Both ship as pending snapshots and stay open with nothing to send.
-        assert_eq!(
-            b.take_due(t + Duration::from_secs(3), Duration::from_secs(2), false)
-                .len(),
-            2
-        );
-        assert!(
-            b.add(patch("c"), t + Duration::from_secs(3), &mut Vec::new()),
-            "the oldest settled entry is recycled"
-        );
-        assert!(!b.entries.contains_key("a") && b.entries.contains_key("b"));
-        // Entries with unsent updates are never evicted.
-        assert!(b.add(patch("b"), t + Duration::from_secs(4), &mut Vec::new()));
-        assert!(!b.add(patch("d"), t + Duration::from_secs(4), &mut Vec::new()));
     }
 }
