@@ -99,10 +99,10 @@ pub struct ClientOptions {
     /// Requests in flight at once per batched route (default 64: 5,000
     /// events/s at 100 ms round trips in batches of 10 need about 50).
     pub max_in_flight: usize,
-    /// `events/track_partial` requests in flight at once (default 256). The
+    /// `events/track_partial` requests in flight at once (default 512). The
     /// route takes one interaction update per request, so this bounds how
     /// many interactions per round trip can be delivered: 2,000
-    /// interactions/s at 100 ms need about 200. Updates of one interaction
+    /// interactions/s at 100 ms need about 200, at 300 ms about 600. Updates of one interaction
     /// still go one at a time, in order. Over HTTP/2 (negotiated by TLS ALPN
     /// with servers that offer it) they share one connection; over HTTP/1.1
     /// each needs its own.
@@ -132,7 +132,7 @@ impl Default for ClientOptions {
             max_attempts: 3,
             max_retry_after: Duration::from_secs(10),
             max_in_flight: 64,
-            max_partials_in_flight: 256,
+            max_partials_in_flight: 512,
             shutdown_timeout: Duration::from_secs(10),
             max_text_field_chars: 1_000_000,
             debug_logs: false,

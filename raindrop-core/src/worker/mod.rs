@@ -587,10 +587,14 @@ impl Worker {
             }
             let lane = &mut self.lanes[route as usize];
             while lane.in_flight_count < lane.max_in_flight {
-                let Some(req) = lane.queue.pop_front() else {
+                let Some(mut req) = lane.queue.pop_front() else {
                     break;
                 };
+                // In flight: its place in the queue budget is free again.
                 self.budget.release(route, req.held);
+                if let Some(d) = req.delta.as_mut() {
+                    d.held = 0;
+                }
                 lane.in_flight_count += 1;
                 lane.in_flight_items += req.body.items;
                 *lane.in_flight.entry(req.body.min_seq).or_insert(0) += 1;

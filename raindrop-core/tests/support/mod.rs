@@ -22,6 +22,8 @@ pub enum Answer {
     Delay(Duration),
     /// Never answers (holds the connection for up to 30 s).
     Hang,
+    /// 307 to this URL.
+    Redirect(String),
 }
 
 /// One recorded request.
@@ -39,6 +41,10 @@ pub struct Recorded {
 struct Inner {
     requests: Vec<Recorded>,
     plan: Vec<(String, VecDeque<Answer>)>,
+    /// Requests with no planned answer wait `base + up to jitter`, then 204:
+    /// the network distance of the real API, which loopback hides.
+    latency: (Duration, Duration),
+    draws: u64,
 }
 
 /// The running server. Dropping it stops it.
@@ -58,12 +64,33 @@ impl Capture {
     /// Starts a server on `addr` (e.g. a port that was refusing connections
     /// until now, see [`refusing_addr`]).
     pub fn start_on(addr: SocketAddr, plan: Vec<(&str, Vec<Answer>)>) -> Capture {
+        Capture::start_full(addr, plan, Duration::ZERO, Duration::ZERO)
+    }
+
+    /// A server at a distance: every unplanned answer waits `base` plus a
+    /// pseudo-random part of up to `jitter` (so requests overtake each other).
+    pub fn with_latency(
+        plan: Vec<(&str, Vec<Answer>)>,
+        base: Duration,
+        jitter: Duration,
+    ) -> Capture {
+        Capture::start_full("127.0.0.1:0".parse().unwrap(), plan, base, jitter)
+    }
+
+    fn start_full(
+        addr: SocketAddr,
+        plan: Vec<(&str, Vec<Answer>)>,
+        base: Duration,
+        jitter: Duration,
+    ) -> Capture {
         let inner = Arc::new(Mutex::new(Inner {
             requests: Vec::new(),
             plan: plan
                 .into_iter()
                 .map(|(p, a)| (p.to_string(), a.into_iter().collect()))
                 .collect(),
+            latency: (base, jitter),
+            draws: 0,
         }));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -150,12 +177,22 @@ async fn handle(
             .iter_mut()
             .find(|(p, q)| (p == "*" || path.ends_with(&format!("/{p}"))) && !q.is_empty())
             .and_then(|(_, q)| q.pop_front());
-        a.unwrap_or(Answer::Status(204, None, ""))
+        let (base, jitter) = s.latency;
+        s.draws += 1;
+        // A cheap hash of the draw number: spread over [0, jitter).
+        let spread = s.draws.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        let extra = jitter.mul_f64(spread as f64 / (1u64 << 24) as f64);
+        a.unwrap_or(if base.is_zero() && jitter.is_zero() {
+            Answer::Status(204, None, "")
+        } else {
+            Answer::Delay(base + extra)
+        })
     };
     let status = match &answer {
         Answer::Status(s, _, _) => *s,
         Answer::Delay(_) => 204,
         Answer::Hang => 0,
+        Answer::Redirect(_) => 307,
     };
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     state.lock().unwrap().requests.push(Recorded {
@@ -182,6 +219,11 @@ async fn handle(
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::NO_CONTENT.into_response()
+        }
+        Answer::Redirect(to) => {
+            let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+            resp.headers_mut().insert("location", to.parse().unwrap());
+            resp
         }
     }
 }
