@@ -1,9 +1,13 @@
 //! End-to-end numbers for `track_ai` (run: `cargo bench --bench throughput`).
 //!
 //! Phases (pass one or more names to run only those; default: all):
-//! - `latency`: caller latency of 200,000 `track_ai` calls, each timed on
+//! - `caller`: caller latency of 200,000 `track_ai` calls, each timed on
 //!   its own, in chunks of 2,048 with an untimed `flush` between chunks so the
 //!   queue never fills (backend up).
+//! - `latency`: the field mix at real network distance: a sink answering
+//!   after 100 ms, 16 producers running 2,000 interactions/s and 5,000
+//!   `track_ai`/s for 30 s; reports delivered rates, loss by the sink's own
+//!   count, caller p99 during the run, worker CPU and peak RSS.
 //! - `burst`: 1,000,000 `track_ai` events to a loopback sink running in a
 //!   child process (so its memory is not ours). The producer waits for room
 //!   with `Client::wait_ready` (opt-in back-pressure) before each call, so
@@ -22,6 +26,13 @@
 //! - `tool`: 200,000 calls of a sync `#[raindrop::tool]` fn inside an
 //!   interaction span with `raindrop::layer` installed, each timed (chunks
 //!   of 2,048 + flush); reports per-call p50/p99 and caller/worker CPU per call.
+//!
+//! - `bursts`: 100,000 interactions (begin + set_property + finish), then
+//!   100,000 sync `#[raindrop::tool]` spans, as fast as one producer can go
+//!   to a loopback sink, default options; reports what arrived (the sink's
+//!   count of final updates; spans from `stats()`), what was lost by reason,
+//!   and peak RSS. Then the same with opt-in back-pressure
+//!   (`Client::wait_ready` before each unit): no loss.
 //!
 //! Every phase is bounded in time and stops by itself. Options other than
 //! the endpoint and key are the defaults unless `RAINDROP_BENCH_UPLOAD_SIZE`
@@ -51,8 +62,11 @@ fn main() {
     let run = |p: &str| phases.is_empty() || phases.iter().any(|x| x == p);
     print_machine();
     let mut up_p99 = None;
+    if run("caller") {
+        up_p99 = Some(caller_phase());
+    }
     if run("latency") {
-        up_p99 = Some(latency_phase());
+        latency_phase();
     }
     if run("burst") {
         burst_phase();
@@ -65,6 +79,10 @@ fn main() {
     }
     if run("tool") {
         tool_phase();
+    }
+    if run("bursts") {
+        bursts_phase(false);
+        bursts_phase(true);
     }
 }
 
@@ -79,6 +97,9 @@ fn options(endpoint: &str) -> raindrop::ClientOptions {
     }
     if let Some(n) = env_usize("RAINDROP_BENCH_MAX_IN_FLIGHT") {
         o = o.max_in_flight(n);
+    }
+    if let Some(n) = env_usize("RAINDROP_BENCH_PARTIALS_IN_FLIGHT") {
+        o = o.max_partials_in_flight(n);
     }
     o
 }
@@ -96,8 +117,8 @@ fn print_machine() {
     println!("machine: {cpu}, {cores} cores, load average {}", loadavg());
     let o = options("http://127.0.0.1:1/");
     println!(
-        "client options: upload_size {}, max_in_flight {}, max_queue_size {}",
-        o.upload_size, o.max_in_flight, o.max_queue_size
+        "client options: upload_size {}, max_in_flight {}, max_partials_in_flight {}, max_queue_size {}",
+        o.upload_size, o.max_in_flight, o.max_partials_in_flight, o.max_queue_size
     );
 }
 
@@ -175,8 +196,8 @@ impl Latencies {
 }
 
 /// Backend up: per-call latency with the queue never full. Returns p99 (ns).
-fn latency_phase() -> u64 {
-    println!("\n== latency: 200,000 track_ai, backend up, chunks of 2,048 + untimed flush ==");
+fn caller_phase() -> u64 {
+    println!("\n== caller: 200,000 track_ai, backend up, chunks of 2,048 + untimed flush ==");
     let sink = support::Sink::start(false);
     let client = Client::new(options(&sink.endpoint())).expect("client");
     const CALLS: usize = 200_000;
@@ -209,6 +230,126 @@ fn latency_phase() -> u64 {
     p99
 }
 
+/// The field mix at real network distance: a sink answering after 100 ms
+/// (`RAINDROP_BENCH_RTT_MS`), 16 producer threads running together 2,000
+/// interactions/s (begin + 2 set_property + finish) and 5,000 track_ai/s for
+/// 30 s (`RAINDROP_BENCH_SECS`), default options. Every call is timed.
+fn latency_phase() {
+    let rtt = env_usize("RAINDROP_BENCH_RTT_MS").unwrap_or(100) as u64;
+    let secs = env_usize("RAINDROP_BENCH_SECS").unwrap_or(30) as u64;
+    const THREADS: u64 = 16;
+    const INTERACTIONS: u64 = 2_000;
+    const EVENTS: u64 = 5_000;
+    println!(
+        "\n== latency: sink {rtt} ms away; {THREADS} producers, {INTERACTIONS} interactions/s + {EVENTS} track_ai/s for {secs} s =="
+    );
+    let mut sink = ChildSink::start_with_delay(Duration::from_millis(rtt));
+    let endpoint = format!("http://127.0.0.1:{}/v1/", sink.port);
+    let client = Client::new(options(&endpoint)).expect("client");
+    reset_peak_rss();
+    let rss_before = support::rss_kib();
+    let start = Instant::now();
+    let results: Vec<(Vec<u64>, u64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let client = client.clone();
+                s.spawn(move || {
+                    let mut lat =
+                        Vec::with_capacity(((INTERACTIONS * 4 + EVENTS) * secs / THREADS) as usize);
+                    let (mut inter, mut events) = (0u64, 0u64);
+                    let due = |rate: u64, step: u64| rate * step / 100 / THREADS;
+                    let timed = |lat: &mut Vec<u64>, f: &mut dyn FnMut()| {
+                        let t = Instant::now();
+                        f();
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    };
+                    for step in 1..=secs * 100 {
+                        while inter < due(INTERACTIONS, step) {
+                            let mut it = None;
+                            timed(&mut lat, &mut || {
+                                it = client
+                                    .begin(
+                                        raindrop::Begin::new("user-1234", "agent_run")
+                                            .input("Summarise my orders"),
+                                    )
+                                    .ok()
+                            });
+                            let it = it.expect("begin");
+                            timed(&mut lat, &mut || it.set_property("stage", "tools"));
+                            timed(&mut lat, &mut || it.set_property("tools", 2));
+                            timed(&mut lat, &mut || it.finish("You ordered a kettle."));
+                            inter += 1;
+                        }
+                        while events < due(EVENTS, step) {
+                            timed(&mut lat, &mut || {
+                                client.track_ai(support::chat_event()).expect("track_ai");
+                            });
+                            events += 1;
+                        }
+                        let next = start + Duration::from_millis(10 * step);
+                        if let Some(w) = next.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(w);
+                        }
+                    }
+                    (lat, inter, events)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("producer"))
+            .collect()
+    });
+    let produced_in = start.elapsed();
+    let flushed = client.flush(Duration::from_secs(120));
+    let elapsed = start.elapsed();
+    let worker_cpu = thread_cpu("raindrop-worker");
+    let peak = support::peak_rss_kib();
+    let stats = client.stats();
+    let counts = sink.counts();
+    let report = client.shutdown(Duration::from_secs(10));
+    let (mut lat, mut inter, mut events) = (Vec::new(), 0, 0);
+    for (l, i, e) in results {
+        lat.extend(l);
+        inter += i;
+        events += e;
+    }
+    let calls = lat.len() as u64;
+    Latencies(lat).report("caller cost per tracking call during the run");
+    println!(
+        "produced {inter} interactions + {events} events in {:.2} s; flushed={flushed} after {:.2} s",
+        produced_in.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "delivered: {:.0} events/s, {:.0} interactions/s (finals) | loss: events {}, interactions {} | duplicates: events {}, finals {} | snapshots {} | requests {}",
+        counts.unique as f64 / produced_in.as_secs_f64(),
+        counts.finals as f64 / produced_in.as_secs_f64(),
+        events.saturating_sub(counts.unique),
+        inter.saturating_sub(counts.finals),
+        counts.duplicates,
+        counts.final_duplicates,
+        counts.snapshots,
+        counts.requests
+    );
+    let by_reason: Vec<String> = stats
+        .drop_reasons()
+        .map(|(r, n)| format!("{}={n}", r.as_str()))
+        .collect();
+    println!(
+        "stats: queued={} delivered={} dropped=[{}] | worker CPU {:.2} s = {:.2} µs per tracking call | RSS before {:.1} MiB, peak {:.1} MiB | shutdown completed={} | load={}",
+        stats.queued,
+        stats.delivered,
+        by_reason.join(" "),
+        worker_cpu,
+        worker_cpu * 1e6 / calls.max(1) as f64,
+        mib(rss_before),
+        mib(peak),
+        report.completed,
+        loadavg()
+    );
+}
+
 /// The counting sink, in a child process so its id set is not in our RSS.
 struct ChildSink {
     child: Child,
@@ -219,9 +360,18 @@ struct ChildSink {
 
 impl ChildSink {
     fn start() -> ChildSink {
+        ChildSink::start_with_delay(Duration::ZERO)
+    }
+
+    /// A sink whose every answer waits `delay` (the distance of the real API).
+    fn start_with_delay(delay: Duration) -> ChildSink {
         let exe = std::env::current_exe().expect("current_exe");
         let mut child = Command::new(exe)
             .env(CHILD_ENV, "1")
+            .env(
+                "RAINDROP_BENCH_SINK_DELAY_MS",
+                delay.as_millis().to_string(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -260,6 +410,9 @@ impl ChildSink {
             duplicates: v[3],
             unparsed: v[4],
             bytes: v[5],
+            finals: v[6],
+            final_duplicates: v[7],
+            snapshots: v[8],
         }
     }
 }
@@ -287,7 +440,11 @@ fn child_sink() {
         eprintln!("bench sink: 15-minute limit reached, exiting");
         std::process::exit(2);
     });
-    let sink = support::Sink::start(true);
+    let delay = std::env::var("RAINDROP_BENCH_SINK_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_millis);
+    let sink = support::Sink::start_with_delay(true, delay);
     let stdout = std::io::stdout();
     writeln!(stdout.lock(), "port {}", sink.port()).expect("print port");
     for line in std::io::stdin().lock().lines() {
@@ -297,8 +454,16 @@ fn child_sink() {
             let mut out = stdout.lock();
             writeln!(
                 out,
-                "{} {} {} {} {} {}",
-                c.requests, c.events, c.unique, c.duplicates, c.unparsed, c.bytes
+                "{} {} {} {} {} {} {} {} {}",
+                c.requests,
+                c.events,
+                c.unique,
+                c.duplicates,
+                c.unparsed,
+                c.bytes,
+                c.finals,
+                c.final_duplicates,
+                c.snapshots
             )
             .expect("print counts");
             out.flush().expect("flush");
@@ -577,4 +742,82 @@ fn tool_phase() {
         worker * 1e6 / CALLS as f64,
         loadavg()
     );
+}
+
+fn bursts_phase(back_pressure: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    const N: u64 = 100_000;
+    let how = if back_pressure {
+        "with back-pressure (wait_ready before each)"
+    } else {
+        "default (never waits)"
+    };
+    println!("\n== bursts: {N} interactions, then {N} #[tool] spans, {how} ==");
+    let mut sink = ChildSink::start();
+    let endpoint = format!("http://127.0.0.1:{}/v1/", sink.port);
+    let client = Client::new(options(&endpoint)).expect("client");
+    reset_peak_rss();
+    let t = Instant::now();
+    for _ in 0..N {
+        if back_pressure {
+            client.wait_ready(Duration::from_secs(30));
+        }
+        let it = client
+            .begin(raindrop::Begin::new("user-1234", "agent_run").input("q"))
+            .expect("begin");
+        it.set_property("stage", "tools");
+        it.finish("a");
+    }
+    let produced = t.elapsed();
+    client.flush(Duration::from_secs(120));
+    let counts = sink.counts();
+    let s = client.stats();
+    println!(
+        "interactions: produced in {:.2} s; arrived finished {} of {N}, lost {} (stats: interactions lost {} [{}])",
+        produced.as_secs_f64(),
+        counts.finals,
+        N - counts.finals,
+        s.lost_total(raindrop::ItemKind::Interaction),
+        raindrop::DropReason::ALL
+            .iter()
+            .filter(|r| s.lost(raindrop::ItemKind::Interaction, **r) > 0)
+            .map(|r| format!("{}={}", r.as_str(), s.lost(raindrop::ItemKind::Interaction, *r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+    let spans_before = client.stats();
+    let t = Instant::now();
+    tracing::subscriber::with_default(subscriber, || {
+        let chat = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "user-1234",
+            raindrop.input = "What is 2 + 40?",
+        );
+        let _in_chat = chat.enter();
+        for _ in 0..N {
+            if back_pressure {
+                client.wait_ready(Duration::from_secs(30));
+            }
+            std::hint::black_box(add(std::hint::black_box(2), 40));
+        }
+    });
+    let produced = t.elapsed();
+    client.flush(Duration::from_secs(120));
+    let s = client.stats();
+    let lost =
+        s.lost_total(raindrop::ItemKind::Span) - spans_before.lost_total(raindrop::ItemKind::Span);
+    println!(
+        "#[tool] spans: produced in {:.2} s; lost {lost} of {N} (by reason: {}) | peak RSS {:.1} MiB",
+        produced.as_secs_f64(),
+        raindrop::DropReason::ALL
+            .iter()
+            .filter(|r| s.lost(raindrop::ItemKind::Span, **r) > 0)
+            .map(|r| format!("{}={}", r.as_str(), s.lost(raindrop::ItemKind::Span, *r)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        mib(support::peak_rss_kib())
+    );
+    client.shutdown(Duration::from_secs(10));
 }

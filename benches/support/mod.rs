@@ -33,11 +33,22 @@ pub struct Counts {
     pub unparsed: u64,
     /// Request body bytes received.
     pub bytes: u64,
+    /// Distinct interactions whose final update (`is_pending: false`) arrived.
+    pub finals: u64,
+    /// Final updates of an interaction whose final had arrived before.
+    pub final_duplicates: u64,
+    /// Pending interaction snapshots received.
+    pub snapshots: u64,
 }
 
 #[derive(Default)]
 struct Shared {
     count_ids: bool,
+    /// Every answer waits this long: the network distance of the real API.
+    delay: Duration,
+    finals: Mutex<HashSet<u128>>,
+    final_duplicates: AtomicU64,
+    snapshots: AtomicU64,
     requests: AtomicU64,
     events: AtomicU64,
     duplicates: AtomicU64,
@@ -58,6 +69,8 @@ pub struct Sink {
 struct IdOnly<'a> {
     #[serde(borrow)]
     event_id: &'a str,
+    #[serde(default)]
+    is_pending: Option<bool>,
 }
 
 /// The 128-bit value of a hyphenated UUID string, or `None`.
@@ -76,9 +89,34 @@ fn uuid_bits(s: &str) -> Option<u128> {
 }
 
 async fn ingest(State(st): State<Arc<Shared>>, body: Bytes) -> StatusCode {
+    if !st.delay.is_zero() {
+        tokio::time::sleep(st.delay).await;
+    }
     st.requests.fetch_add(1, Relaxed);
     st.bytes.fetch_add(body.len() as u64, Relaxed);
     if !st.count_ids {
+        return StatusCode::OK;
+    }
+    if body.first() == Some(&b'{') {
+        // One interaction update (`events/track_partial`).
+        match serde_json::from_slice::<IdOnly<'_>>(&body) {
+            Ok(p) if p.is_pending == Some(false) => match uuid_bits(p.event_id) {
+                Some(bits) => {
+                    if !st.finals.lock().unwrap().insert(bits) {
+                        st.final_duplicates.fetch_add(1, Relaxed);
+                    }
+                }
+                None => {
+                    st.unparsed.fetch_add(1, Relaxed);
+                }
+            },
+            Ok(_) => {
+                st.snapshots.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                st.unparsed.fetch_add(1, Relaxed);
+            }
+        }
         return StatusCode::OK;
     }
     match serde_json::from_slice::<Vec<IdOnly<'_>>>(&body) {
@@ -109,8 +147,14 @@ impl Sink {
     /// Starts a sink on an ephemeral loopback port. With `count_ids` it
     /// parses every body as an `events/track` array and records event ids.
     pub fn start(count_ids: bool) -> Sink {
+        Sink::start_with_delay(count_ids, Duration::ZERO)
+    }
+
+    /// Like [`start`](Self::start), answering every request after `delay`.
+    pub fn start_with_delay(count_ids: bool, delay: Duration) -> Sink {
         let shared = Arc::new(Shared {
             count_ids,
+            delay,
             ..Default::default()
         });
         let (port_tx, port_rx) = std::sync::mpsc::channel();
@@ -173,6 +217,9 @@ impl Sink {
             duplicates: self.shared.duplicates.load(Relaxed),
             unparsed: self.shared.unparsed.load(Relaxed),
             bytes: self.shared.bytes.load(Relaxed),
+            finals: self.shared.finals.lock().unwrap().len() as u64,
+            final_duplicates: self.shared.final_duplicates.load(Relaxed),
+            snapshots: self.shared.snapshots.load(Relaxed),
         }
     }
 }
