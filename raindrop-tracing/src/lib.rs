@@ -158,6 +158,7 @@
 //!   [`tracing_subscriber::Registry`].
 //! * `raindrop.event_id` can only be given when the span is created.
 
+mod diag;
 pub mod fields;
 mod layer;
 mod support;
