@@ -493,104 +493,9 @@ fn printer_merges_partials_and_nests_spans() {
     assert!(tree.contains("in:  {\"q\":1}"), "{tree}");
 }
 
-// ---------------------------------------------------------------------------
-// The README's code, compiled here; `readme_code_is_the_compiled_code` keeps
-// the two identical. Edit both together.
-// ---------------------------------------------------------------------------
-
-#[rustfmt::skip]
-#[allow(clippy::all)]
-mod readme_plain {
-use raindrop::{AiEvent, Begin, ClientOptions, Sentiment, Signal, SignalType};
-
-fn main() -> Result<(), raindrop::Error> {
-    // Once, early. Reads RAINDROP_WRITE_KEY etc. Keep the guard: dropping it
-    // delivers what is queued and shuts the SDK down.
-    let _guard = raindrop::init(ClientOptions::from_env());
-
-    // Who the user is (optional).
-    let traits = serde_json::json!({"name": "Ada", "plan": "pro"});
-    raindrop::identify("user-42", traits.as_object().cloned().unwrap_or_default())?;
-
-    // One question and its answer. Keep the id: feedback points at it.
-    let event_id = raindrop::track_ai(
-        AiEvent::new("user-42", "chat_message")
-            .model("gpt-4o-mini")
-            .input("What is the capital of France?")
-            .output("The capital of France is Paris.")
-            .convo_id("convo-1"),
-    )?;
-
-    // How the user reacted.
-    raindrop::track_signal(Signal::new(&event_id, "thumbs_up").sentiment(Sentiment::Positive))?;
-    raindrop::track_signal(
-        Signal::new(&event_id, "user_feedback")
-            .signal_type(SignalType::Feedback)
-            .comment("Short and correct, thanks!"),
-    )?;
-
-    // An interaction whose fields arrive over time (an agent run, a stream).
-    let run = raindrop::begin(Begin::new("user-42", "agent_run").input("Summarise my orders"))?;
-    run.set_property("stage", "fetching_orders");
-    run.finish("You ordered a kettle and two mugs.");
-    Ok(())
-} // _guard dropped: flush + shutdown
-} // end readme_plain
-
-#[rustfmt::skip]
-#[allow(clippy::all)]
-mod readme_tracing {
-use raindrop::ClientOptions;
-use tracing_subscriber::prelude::*;
-
-/// A tool: its arguments are the span's input, its return value the output,
-/// and an `Err` marks the span failed.
-#[raindrop::tool]
-async fn search(query: String) -> Result<Vec<String>, String> {
-    // Anywhere below an interaction, reach it without passing it around.
-    raindrop::resume_interaction().set_property("searched", true);
-    Ok(vec![format!("a page about {query}")])
-}
-
-/// One interaction = one AI event: user and input from the arguments, the
-/// return value as output; an `Err` (or a panic) finishes it as failed.
-#[raindrop::interaction("chat", user_id = user_id, input = message)]
-async fn chat(user_id: String, message: String) -> Result<String, String> {
-    let pages = search(message.clone()).await?;
-    Ok(format!("I found {} page(s) about {message}", pages.len()))
-}
-
-#[tokio::main]
-async fn main() -> Result<(), raindrop::Error> {
-    let guard = raindrop::init(ClientOptions::from_env());
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer()) // your existing layers
-        .with(raindrop::layer(&raindrop::client()?)) // + Raindrop
-        .init();
-
-    let answer = chat("user-42".into(), "rust tracing".into()).await;
-    println!("{answer:?}");
-    drop(guard); // after the spans closed: deliver, then shut down
-    Ok(())
-}
-} // end readme_tracing
-
-#[rustfmt::skip]
-#[allow(clippy::all)]
-mod readme_stats {
-fn report(client: &raindrop::Client) {
-    let stats = client.stats(); // or raindrop::client()?.stats()
-    println!(
-        "queued={} delivered={} dropped={} pending={}",
-        stats.queued, stats.delivered, stats.dropped_total(), stats.pending()
-    );
-    for reason in raindrop::DropReason::ALL {
-        if stats.dropped(reason) > 0 {
-            println!("  {}: {}", reason.as_str(), stats.dropped(reason));
-        }
-    }
-}
-} // end readme_stats
+// The README's code is compiled in `tests/readme/mod.rs`.
+#[path = "readme/mod.rs"]
+mod readme;
 
 /// The ```rust blocks of a markdown text.
 fn rust_blocks(md: &str) -> Vec<&str> {
@@ -603,10 +508,20 @@ fn rust_blocks(md: &str) -> Vec<&str> {
 #[test]
 fn readme_code_is_the_compiled_code() {
     let readme = include_str!("../README.md");
-    let this = include_str!("examples.rs");
+    let this = include_str!("readme/mod.rs");
     let blocks = rust_blocks(readme);
     let mut compiled = Vec::new();
-    for name in ["readme_plain", "readme_tracing", "readme_stats"] {
+    for name in [
+        "readme_plain",
+        "readme_tracing",
+        "readme_stats",
+        "readme_setup_new",
+        "readme_setup_fmt",
+        "readme_setup_fmt_builder",
+        "readme_setup_registry",
+        "readme_setup_rust_log",
+        "readme_axum",
+    ] {
         let start = format!("mod {name} {{\n");
         let end = format!("}} // end {name}");
         let body = this
@@ -616,7 +531,7 @@ fn readme_code_is_the_compiled_code() {
             .unwrap_or_else(|| panic!("module {name} not found"));
         assert!(
             blocks.contains(&body),
-            "the README has no block equal to `mod {name}` of tests/examples.rs:\n{body}"
+            "the README has no block equal to `mod {name}` of tests/readme/mod.rs:\n{body}"
         );
         compiled.push(body);
     }
