@@ -454,7 +454,10 @@ pub async fn run_demo(log: bool) -> std::io::Result<Vec<Exchange>> {
 /// returns.
 pub async fn serve(addr: &str) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("chat service listening on http://{}", listener.local_addr()?);
+    println!(
+        "chat service listening on http://{}",
+        listener.local_addr()?
+    );
     use std::io::Write as _;
     std::io::stdout().flush()?;
     axum::serve(listener, app())

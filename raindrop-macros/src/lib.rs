@@ -460,7 +460,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             quote! {
                 #private::end_init();
                 if !#on {
-                    #private::untracked(&#span, #fn_name);
+                    #private::untracked(&#span, #fn_name, ::core::module_path!());
                 }
             },
         )

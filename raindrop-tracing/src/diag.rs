@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::NoSubscriber;
-use tracing::{Dispatch, Level, Metadata};
+use tracing::{Dispatch, Level};
 
 use crate::layer::RaindropLayer;
 
@@ -83,48 +83,49 @@ pub(crate) fn cause_of_untracked(disabled: bool) -> Cause {
 }
 
 /// Warns once per process about `cause`, for the span described by `meta`
-/// (`what` is e.g. "#[raindrop::interaction] fn `chat`").
+/// (`what` is e.g. "#[raindrop::interaction] fn `chat` was not recorded";
+/// `span` its level and target).
 pub(crate) fn warn_untracked(
     cause: Cause,
     what: impl FnOnce() -> String,
-    meta: Option<&Metadata<'_>>,
+    span: Option<(Level, &str)>,
 ) {
     if WARNED[cause.index()].load(Ordering::Relaxed)
         || WARNED[cause.index()].swap(true, Ordering::Relaxed)
     {
         return;
     }
-    emit(&message(cause, &what(), meta));
+    emit(&message(cause, &what(), span));
 }
 
 /// The text of a setup warning: the cause, then the fix.
-pub(crate) fn message(cause: Cause, what: &str, meta: Option<&Metadata<'_>>) -> String {
+pub(crate) fn message(cause: Cause, what: &str, span: Option<(Level, &str)>) -> String {
     match cause {
         Cause::NoSubscriber => format!(
-            "{what} was not recorded: no tracing subscriber is installed, so no raindrop \
+            "{what}: no tracing subscriber is installed, so no raindrop \
              layer sees its span. Fix: install one with the raindrop layer, e.g. \
              `raindrop::tracing_init(&client)` (fmt logs + raindrop), or \
              `tracing_subscriber::registry().with(raindrop::layer(&client)).init()`."
         ),
         Cause::NoLayer => format!(
-            "{what} was not recorded: the current tracing subscriber has no raindrop layer. \
+            "{what}: the current tracing subscriber has no raindrop layer. \
              A process has one global subscriber: if `tracing_subscriber::fmt::init()` (or \
              another `.init()`) ran first, a later one with the raindrop layer was refused. \
              Fix: add `raindrop::layer(&client)` to the subscriber you install, e.g. replace \
              `tracing_subscriber::fmt::init()` with `raindrop::tracing_init(&client)`."
         ),
         Cause::Filtered => {
-            let (level, target) = meta
-                .map(|m| (m.level().to_string(), m.target().to_owned()))
-                .unwrap_or_else(|| ("INFO".to_owned(), "?".to_owned()));
-            let max = LevelFilter::current();
-            let unset = if max == LevelFilter::ERROR && std::env::var_os("RUST_LOG").is_none() {
+            let (level, target) = span.unwrap_or((Level::INFO, "?"));
+            let max = LevelFilter::current().to_string().to_uppercase();
+            let unset = if LevelFilter::current() == LevelFilter::ERROR
+                && std::env::var_os("RUST_LOG").is_none()
+            {
                 " (RUST_LOG is unset: `EnvFilter::from_default_env()` then allows ERROR only)"
             } else {
                 ""
             };
             format!(
-                "{what} was not recorded: its {level} span (target `{target}`) was disabled by a \
+                "{what}: its {level} span (target `{target}`) was disabled by a \
                  global filter (max level {max}{unset}), which applies to every layer, the \
                  raindrop layer included. Fix: give the filter to your log layer only, \
                  `.with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::from_default_env()))`, \
@@ -133,7 +134,7 @@ pub(crate) fn message(cause: Cause, what: &str, meta: Option<&Metadata<'_>>) -> 
             )
         }
         Cause::NotRegistry => format!(
-            "{what} was not recorded: the raindrop layer is installed but the subscriber is \
+            "{what}: the raindrop layer is installed but the subscriber is \
              not built on `tracing_subscriber::Registry`, where the layer keeps its span \
              state. Fix: build it with `tracing_subscriber::registry().with(..)`."
         ),

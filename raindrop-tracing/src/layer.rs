@@ -407,9 +407,7 @@ pub(crate) fn complete(state: SpanState) {
     if state.kind == Kind::Interaction {
         if let Some(link) = &state.link {
             let i = &link.interaction;
-            if !i.is_noop()
-                && i.user_id().filter(|u| !u.trim().is_empty()).is_none()
-            {
+            if !i.is_noop() && i.user_id().filter(|u| !u.trim().is_empty()).is_none() {
                 diag::warn_no_user_id(&state.name, state.fn_name);
             }
             let mut finish = Finish::new();
@@ -636,7 +634,11 @@ pub fn resume_interaction() -> Interaction {
     current_interaction().unwrap_or_else(|| {
         let cause = diag::cause_of_untracked(false);
         if matches!(cause, diag::Cause::NoSubscriber | diag::Cause::NoLayer) {
-            diag::warn_untracked(cause, || "raindrop::resume_interaction()".to_owned(), None);
+            diag::warn_untracked(
+                cause,
+                || "raindrop::resume_interaction() found no interaction (returning a no-op handle)".to_owned(),
+                None,
+            );
         } else {
             tracing::debug!(target: "raindrop", "resume_interaction(): no interaction span in scope (is the spawned future instrumented?); returning a no-op handle");
         }

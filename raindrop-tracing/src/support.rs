@@ -53,14 +53,15 @@ pub fn value_text(v: Value) -> Option<String> {
 }
 
 /// An `#[raindrop::interaction]` span no raindrop layer tracks: warns once
-/// per cause per process, naming the cause and the fix.
+/// per cause per process, naming the cause and the fix. `target` is the
+/// span's target (the module path); its level is INFO.
 #[cold]
-pub fn untracked(span: &Span, fn_name: &'static str) {
+pub fn untracked(span: &Span, fn_name: &'static str, target: &'static str) {
     let cause = diag::cause_of_untracked(span.is_disabled());
     diag::warn_untracked(
         cause,
-        || format!("#[raindrop::interaction] fn `{fn_name}`"),
-        span.metadata(),
+        || format!("#[raindrop::interaction] fn `{fn_name}` was not recorded"),
+        Some((tracing::Level::INFO, target)),
     );
 }
 

@@ -97,7 +97,6 @@ fn report(client: &raindrop::Client) {
 }
 } // end readme_stats
 
-
 #[rustfmt::skip]
 #[allow(clippy::all)]
 pub mod readme_setup_new {
