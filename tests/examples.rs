@@ -12,6 +12,8 @@ mod chat;
 mod common;
 #[path = "../examples/quickstart.rs"]
 mod quickstart;
+#[path = "../raindrop-core/tests/support/mod.rs"]
+mod support;
 #[path = "../examples/sync.rs"]
 mod sync_example;
 
@@ -458,6 +460,171 @@ fn chat_binary_runs_offline_and_prints_the_tree() {
     );
     let rec = Recorded::read(&sink).expect("sink file in the target dir");
     assert_eq!(rec.events.len(), 5);
+}
+
+/// The built `chat` example, (re)built with cargo so it matches the sources.
+fn chat_example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build
+        .args(["build", "--example", "chat"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "cargo build --example chat failed");
+    profile_dir
+        .join("examples")
+        .join(format!("chat{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// `cargo run --example chat -- --serve`: a real service stopped by SIGTERM
+/// (what `docker stop` and Kubernetes send) finishes its requests and
+/// delivers every event before it exits.
+#[cfg(unix)]
+#[test]
+fn chat_server_delivers_every_event_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let chat = chat_example_binary();
+    let cap = support::Capture::start(vec![]);
+    let mut child = Command::new(&chat)
+        .args(["--serve", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .env_remove("RAINDROP_LOCAL_SINK")
+        .env_remove("RAINDROP_DEBUG")
+        .env("RAINDROP_WRITE_KEY", "rk_test_sigterm")
+        .env("RAINDROP_ENDPOINT", cap.endpoint())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chat example starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("first line");
+    let addr = first
+        .trim()
+        .strip_prefix("chat service listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+
+    // Three questions and a piece of feedback, as a front end would send them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let event_ids: Vec<String> = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for (user, message) in [
+            ("user-term-1", "How long do refunds take?"),
+            ("user-term-2", "What is 6 * 7?"),
+            ("user-term-3", "When does shipping arrive?"),
+        ] {
+            let body =
+                serde_json::json!({"user_id": user, "convo_id": "c-term", "message": message});
+            let resp = http
+                .post(format!("http://{addr}/chat"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("chat request");
+            assert_eq!(resp.status(), 200);
+            let text = resp.text().await.expect("answer");
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json answer");
+            ids.push(v["event_id"].as_str().expect("event id").to_owned());
+        }
+        let feedback =
+            serde_json::json!({"event_id": ids[0], "thumbs_up": true, "comment": "Great."});
+        let resp = http
+            .post(format!("http://{addr}/feedback"))
+            .header("content-type", "application/json")
+            .body(feedback.to_string())
+            .send()
+            .await
+            .expect("feedback request");
+        assert_eq!(resp.status(), 204);
+        ids
+    });
+    let before = cap.requests().len();
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("stdout");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    // Exited normally (not killed by the signal), after flushing.
+    assert!(status.success(), "{status:?}\n{rest}\n{stderr}");
+    assert!(
+        rest.contains("shutting down: delivering what is queued"),
+        "{rest}"
+    );
+    assert!(rest.contains("dropped=0"), "{rest}");
+
+    // Every event arrived: each interaction's final update and its spans,
+    // and both feedback signals.
+    let finals: Vec<serde_json::Value> = cap
+        .delivered("events/track_partial")
+        .into_iter()
+        .filter(|p| p["is_pending"] == false)
+        .collect();
+    for id in &event_ids {
+        assert_eq!(
+            finals
+                .iter()
+                .filter(|p| p["event_id"] == id.as_str())
+                .count(),
+            1,
+            "final update of {id} (requests before SIGTERM: {before}): {finals:#?}"
+        );
+    }
+    let traces = cap.delivered("traces").len();
+    assert!(traces >= 1, "no spans delivered");
+    let sent: String = cap
+        .requests()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
+        .collect();
+    for id in &event_ids {
+        assert!(
+            sent.matches(id.as_str()).count() >= 3,
+            "spans of {id} missing"
+        );
+    }
+    let signals = cap.delivered("signals/track");
+    let signal_count: usize = signals
+        .iter()
+        .map(|b| b.as_array().map_or(1, Vec::len))
+        .sum();
+    assert_eq!(signal_count, 2, "{signals:#?}");
+    eprintln!(
+        "requests delivered before SIGTERM: {before}, after: {}",
+        cap.requests().len()
+    );
 }
 
 #[test]
