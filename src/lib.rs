@@ -88,6 +88,51 @@
 //! drop(guard);
 //! ```
 //!
+//! # Setup: the subscriber you already have
+//!
+//! The raindrop layer only sees spans the subscriber lets through, and a
+//! process has one global subscriber.
+//!
+//! | your setup | instead |
+//! | --- | --- |
+//! | none yet, or `tracing_subscriber::fmt::init()` | [`tracing_init(&client)`](tracing_init): fmt logs filtered by `RUST_LOG` (INFO when unset) per layer, plus the raindrop layer |
+//! | `fmt().with_env_filter(f).init()` | `registry().with(fmt::layer().with_filter(f)).with(raindrop::layer(&client)).init()` |
+//! | `fmt().with_env_filter(f).finish()` kept | `.with(raindrop::RaindropLayer::new(&client))` ([`layer`]'s per-layer filter needs `registry()`); `f` is global and must allow INFO |
+//! | `registry().with(EnvFilter::new("warn"))` (global) | move the filter onto the log layer, or `EnvFilter::new("warn,[{raindrop.kind}]=info")` |
+//! | `EnvFilter::from_default_env()` with `RUST_LOG` unset (ERROR only) | per layer, or `EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy()` |
+//!
+//! Mistakes are loud: the first interaction no raindrop layer sees logs one
+//! WARN naming the cause (no subscriber, no raindrop layer in it, a global
+//! filter) and the fix, on stderr when your subscriber would not show it.
+//! An interaction that finishes without a user id warns once. The
+//! repository's README has each setup as a full snippet, and
+//! `tests/setup.rs` runs each one.
+//!
+//! ```
+//! use raindrop::{ClientOptions, LocalSink};
+//!
+//! #[raindrop::interaction("chat", user_id = user, skip(user))]
+//! fn chat(user: &str, question: &str) -> String {
+//!     tracing::info!("answering"); // a log line: shows the span, not the question
+//!     format!("echo: {question}")
+//! }
+//!
+//! # let path = std::env::temp_dir().join(format!("raindrop-facade-setup-{}.jsonl", std::process::id()));
+//! let guard = raindrop::init(ClientOptions::default().local_sink(LocalSink::File(path.clone())));
+//! let client = guard.client().expect("valid options").clone();
+//! raindrop::tracing_init(&client).expect("no other global subscriber");
+//! chat("user-1", "2+2?");
+//! drop(guard); // delivers what is queued
+//! let sent = std::fs::read_to_string(&path).unwrap();
+//! assert!(sent.contains(r#""user_id":"user-1""#) && sent.contains("2+2?"));
+//! # let _ = std::fs::remove_file(&path);
+//! ```
+//!
+//! In a server, shut down on SIGTERM and Ctrl-C with [`shutdown_signal`]
+//! (axum: `axum::serve(..).with_graceful_shutdown(raindrop::shutdown_signal())`),
+//! then drop the guard: requests in flight finish, their interactions close,
+//! and what is queued is delivered before the process exits.
+//!
 //! # Seeing what is sent
 //!
 //! With `RAINDROP_LOCAL_SINK=stdout` (or `stderr`, or a file path), or
@@ -100,6 +145,9 @@
 //!
 //! * `tracing` (default): [`layer`], [`resume_interaction`] and the span fields.
 //! * `macros` (default, implies `tracing`): the attributes.
+//! * `subscriber` (default, implies `tracing`): [`subscriber`] and
+//!   [`tracing_init`] (pulls tracing-subscriber's `fmt` and `env-filter`).
+//! * `signal` (default): [`shutdown_signal`] (pulls tokio's `signal`).
 //!
 //! Without them the crate is the plain client: [`init`], [`track_ai`],
 //! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].

@@ -21,14 +21,31 @@
 //! Arguments are captured as JSON when they implement `serde::Serialize`,
 //! else with `Debug`, else as their type name; one argument is captured as its
 //! own value, several as a JSON object keyed by name. A string is sent
-//! unquoted. The return value is the output; an `Err` of a function returning
-//! `Result` marks the span failed (and finishes the interaction with the
-//! error). Nothing is captured when no raindrop layer sees the span.
+//! unquoted. By default the input is the request body when there is one (the
+//! inner value of `Json(..)` / `Form(..)` arguments of an axum handler), else
+//! every argument but context extractors (`State`, `Extension`, `HeaderMap`,
+//! `ConnectInfo`, ...), which are never captured. The return value is the
+//! output; an `Err` of a function returning `Result` marks the span failed
+//! (and finishes the interaction with the error). Nothing is captured when no
+//! raindrop layer sees the span.
+//!
+//! **Content stays out of your logs.** The input, output, error, user,
+//! conversation and event ids reach the raindrop layer through the span's
+//! extensions, never as span fields: a log layer sees the span as
+//! `chat{raindrop.kind="interaction"}` and nothing else.
+//!
+//! **Setup mistakes are loud.** When no raindrop layer sees an interaction's
+//! span (no subscriber, a subscriber without the raindrop layer, a global
+//! filter that disables it), the first such call logs one WARN naming the
+//! cause and the fix (on stderr when the subscriber would not show it); an
+//! interaction that finishes without a user id warns once, naming the function.
 //!
 //! The span is at level INFO with your module path as its target (like
 //! `#[tracing::instrument]`), named after the function (or the given name),
-//! and declares every `raindrop.*` field it may receive, so
-//! `tracing::Span::current().record("raindrop.user_id", ..)` works inside.
+//! and declares every `raindrop.*` field it may receive (empty), so
+//! `tracing::Span::current().record("raindrop.user_id", ..)` works inside;
+//! a value recorded that way is an ordinary span field, visible to every
+//! layer.
 //! `async fn`s are instrumented (the span is current on every poll); a panic
 //! ends the span with the error `panicked`, and a future dropped before it
 //! completes ends it with `cancelled`. A function returning `impl Future`
