@@ -74,7 +74,9 @@
 //! use raindrop_tracing::RaindropSpanExt;
 //! let tool = tracing::info_span!("search", raindrop.kind = "tool");
 //! tool.set_input("the user's question"); // seen by the raindrop layer only
-//! ``` Fields recorded later with
+//! ```
+//!
+//! Fields recorded later with
 //! [`Span::record`](tracing::Span::record) must be declared when the span is
 //! created (as `tracing::field::Empty`): tracing silently ignores a record of
 //! an undeclared field.
