@@ -340,7 +340,9 @@ pub fn subscriber(client: &Client) -> impl tracing::Subscriber + Send + Sync + '
 pub fn tracing_init(client: &Client) -> Result<(), tracing_subscriber::util::TryInitError> {
     use tracing_subscriber::util::SubscriberInitExt as _;
     subscriber(client).try_init().inspect_err(|e| {
-        eprintln!(
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "WARN raindrop: raindrop::tracing_init: {e}: another global tracing subscriber was \
              installed first (`tracing_subscriber::fmt::init()`?), so the raindrop layer sees \
              no span. Fix: call raindrop::tracing_init instead of it, or add \

@@ -62,7 +62,9 @@ pub(crate) fn emit(message: &str) {
     if shown {
         tracing::warn!(target: "raindrop", "{message}");
     } else {
-        eprintln!("WARN raindrop: {message}");
+        // Not `eprintln!`, which panics when stderr is closed.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "WARN raindrop: {message}");
     }
 }
 
