@@ -462,11 +462,19 @@ fn chat_binary_runs_offline_and_prints_the_tree() {
     assert_eq!(rec.events.len(), 5);
 }
 
-/// The built `chat` example, (re)built with cargo so it matches the sources.
+/// The built `chat` example. `cargo test` builds it next to the test
+/// binaries; when only this test target was built (`cargo test --test
+/// examples`), it is built here.
 fn chat_example_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
     let target_dir = profile_dir.parent().expect("target dir");
+    let chat = profile_dir
+        .join("examples")
+        .join(format!("chat{}", std::env::consts::EXE_SUFFIX));
+    if chat.exists() {
+        return chat;
+    }
     let mut build = std::process::Command::new(env!("CARGO"));
     build
         .args(["build", "--example", "chat"])
@@ -477,9 +485,7 @@ fn chat_example_binary() -> std::path::PathBuf {
     }
     let status = build.status().expect("cargo runs");
     assert!(status.success(), "cargo build --example chat failed");
-    profile_dir
-        .join("examples")
-        .join(format!("chat{}", std::env::consts::EXE_SUFFIX))
+    chat
 }
 
 /// `cargo run --example chat -- --serve`: a real service stopped by SIGTERM
