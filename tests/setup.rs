@@ -72,6 +72,8 @@ fn child() {
                 .with(raindrop::layer(&client))
                 .try_init();
             println!("second init refused: {}", second.is_err());
+            let third = raindrop::tracing_init(&client);
+            println!("tracing_init refused: {}", third.is_err());
         }
         "fix_tracing_init" => readme::readme_setup_new::setup(&client),
         // 2. The `fmt()` builder with `raindrop::layer` (a per-layer filter).
@@ -86,6 +88,17 @@ fn child() {
         "no_layer" => tracing_subscriber::registry()
             .with(tracing_subscriber::fmt::layer())
             .init(),
+        // 3. `resume_interaction()` alone, with no raindrop layer.
+        "resume_no_layer" => {
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::fmt::layer())
+                .init();
+            for _ in 0..3 {
+                let i = raindrop::resume_interaction();
+                println!("EVENT_ID={}", i.event_id().unwrap_or("none"));
+            }
+            return;
+        }
         // 5. An interaction without a user id.
         "no_user" => readme::readme_setup_new::setup(&client),
         other => panic!("unknown scenario {other}"),
@@ -286,6 +299,19 @@ fn fmt_init_first_warns_on_stderr_that_the_subscriber_has_no_raindrop_layer() {
         "{}",
         r.output()
     );
+    assert!(
+        r.stdout.contains("tracing_init refused: true"),
+        "{}",
+        r.output()
+    );
+    assert_contains(
+        &r.stderr,
+        &[
+            "WARN raindrop: raindrop::tracing_init:",
+            "(`tracing_subscriber::fmt::init()`?)",
+        ],
+        &r,
+    );
     assert_contains(
         &r.stderr,
         &[
@@ -369,6 +395,22 @@ fn subscriber_without_raindrop_layer_warns_through_it() {
         &r,
     );
     assert_eq!(r.count("has no raindrop layer"), 1, "{}", r.output());
+}
+
+#[test]
+fn resume_interaction_without_raindrop_layer_warns_once() {
+    let r = run("resume_no_layer", None);
+    assert!(r.success, "{}", r.output());
+    assert_eq!(r.event_ids(), ["none", "none", "none"], "{}", r.output());
+    assert_contains(
+        &r.stdout,
+        &[
+            "WARN raindrop: raindrop::resume_interaction() found no interaction",
+            "the current tracing subscriber has no raindrop layer",
+        ],
+        &r,
+    );
+    assert_eq!(r.count("found no interaction"), 1, "{}", r.output());
 }
 
 // 5. No user id.
