@@ -13,7 +13,15 @@
 //! The demo starts the service on 127.0.0.1, sends itself a few requests (one
 //! makes the calculator fail, one is feedback), shuts down cleanly and prints
 //! the tree of what Raindrop recorded. With no `RAINDROP_WRITE_KEY` everything
-//! goes to a local file, whose path it prints. `RUST_LOG=info` shows the
+//! goes to a local file, whose path it prints.
+//!
+//! ```text
+//! cargo run --example chat -- --serve [ADDR]   # default ADDR 127.0.0.1:3000
+//! ```
+//!
+//! serves until SIGTERM or Ctrl-C instead ([`raindrop::shutdown_signal`]),
+//! then finishes the requests in flight, delivers every queued event and
+//! exits: what `docker stop` or a Kubernetes rollout does to a real service. `RUST_LOG=info` shows the
 //! service's logs (inside the raindrop spans), `RUST_LOG=raindrop=debug` the
 //! SDK's own diagnostics.
 
@@ -441,6 +449,22 @@ pub async fn run_demo(log: bool) -> std::io::Result<Vec<Exchange>> {
     Ok(exchanges)
 }
 
+/// Serves [`app`] on `addr` until SIGTERM or Ctrl-C, then stops gracefully:
+/// requests in flight finish (so every interaction span closes) before this
+/// returns.
+pub async fn serve(addr: &str) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!(
+        "chat service listening on http://{}",
+        listener.local_addr()?
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    axum::serve(listener, app())
+        .with_graceful_shutdown(raindrop::shutdown_signal()) // SIGTERM or Ctrl-C
+        .await
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let (options, sink) = common::options_for("chat");
@@ -460,8 +484,15 @@ async fn main() -> std::io::Result<()> {
         .with(raindrop::layer(&client))
         .init();
 
-    // 3. Serve, talk, stop.
-    run_demo(true).await?;
+    // 3. Serve, talk, stop. With `--serve [ADDR]`: serve until SIGTERM or Ctrl-C.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--serve") {
+        let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+        serve(&addr).await?;
+        println!("shutting down: delivering what is queued");
+    } else {
+        run_demo(true).await?;
+    }
 
     // 4. After the server stopped (all spans closed): deliver and stop.
     let report = client.shutdown(Duration::from_secs(5));

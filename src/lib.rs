@@ -88,6 +88,51 @@
 //! drop(guard);
 //! ```
 //!
+//! # Setup: the subscriber you already have
+//!
+//! The raindrop layer only sees spans the subscriber lets through, and a
+//! process has one global subscriber.
+//!
+//! | your setup | instead |
+//! | --- | --- |
+//! | none yet, or `tracing_subscriber::fmt::init()` | [`tracing_init(&client)`](tracing_init): fmt logs filtered by `RUST_LOG` (INFO when unset) per layer, plus the raindrop layer |
+//! | `fmt().with_env_filter(f).init()` | `registry().with(fmt::layer().with_filter(f)).with(raindrop::layer(&client)).init()` |
+//! | `fmt().with_env_filter(f).finish()` kept | `.with(raindrop::RaindropLayer::new(&client))` ([`layer`]'s per-layer filter needs `registry()`); `f` is global and must allow INFO |
+//! | `registry().with(EnvFilter::new("warn"))` (global) | move the filter onto the log layer, or `EnvFilter::new("warn,[{raindrop.kind}]=info")` |
+//! | `EnvFilter::from_default_env()` with `RUST_LOG` unset (ERROR only) | per layer, or `EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy()` |
+//!
+//! Mistakes are loud: the first interaction no raindrop layer sees logs one
+//! WARN naming the cause (no subscriber, no raindrop layer in it, a global
+//! filter) and the fix, on stderr when your subscriber would not show it.
+//! An interaction that finishes without a user id warns once. The
+//! repository's README has each setup as a full snippet, and
+//! `tests/setup.rs` runs each one.
+//!
+//! ```
+//! use raindrop::{ClientOptions, LocalSink};
+//!
+//! #[raindrop::interaction("chat", user_id = user, skip(user))]
+//! fn chat(user: &str, question: &str) -> String {
+//!     tracing::info!("answering"); // a log line: shows the span, not the question
+//!     format!("echo: {question}")
+//! }
+//!
+//! # let path = std::env::temp_dir().join(format!("raindrop-facade-setup-{}.jsonl", std::process::id()));
+//! let guard = raindrop::init(ClientOptions::default().local_sink(LocalSink::File(path.clone())));
+//! let client = guard.client().expect("valid options").clone();
+//! raindrop::tracing_init(&client).expect("no other global subscriber");
+//! chat("user-1", "2+2?");
+//! drop(guard); // delivers what is queued
+//! let sent = std::fs::read_to_string(&path).unwrap();
+//! assert!(sent.contains(r#""user_id":"user-1""#) && sent.contains("2+2?"));
+//! # let _ = std::fs::remove_file(&path);
+//! ```
+//!
+//! In a server, shut down on SIGTERM and Ctrl-C with [`shutdown_signal`]
+//! (axum: `axum::serve(..).with_graceful_shutdown(raindrop::shutdown_signal())`),
+//! then drop the guard: requests in flight finish, their interactions close,
+//! and what is queued is delivered before the process exits.
+//!
 //! # Seeing what is sent
 //!
 //! With `RAINDROP_LOCAL_SINK=stdout` (or `stderr`, or a file path), or
@@ -100,6 +145,9 @@
 //!
 //! * `tracing` (default): [`layer`], [`resume_interaction`] and the span fields.
 //! * `macros` (default, implies `tracing`): the attributes.
+//! * `subscriber` (default, implies `tracing`): [`subscriber`] and
+//!   [`tracing_init`] (pulls tracing-subscriber's `fmt` and `env-filter`).
+//! * `signal` (default): [`shutdown_signal`] (pulls tokio's `signal`).
 //!
 //! Without them the crate is the plain client: [`init`], [`track_ai`],
 //! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].
@@ -258,6 +306,111 @@ pub fn resume_interaction_by_id(event_id: &str) -> Interaction {
     global()
         .map(|c| c.resume_interaction(event_id))
         .unwrap_or_else(Interaction::noop)
+}
+
+/// The subscriber most services want, with the raindrop layer in it: a
+/// [`tracing_subscriber::registry()`] with a `fmt` log layer filtered **per
+/// layer** by `RUST_LOG` (INFO when unset or invalid), plus
+/// [`layer(client)`](layer).
+///
+/// The filter applies to your logs only, so whatever `RUST_LOG` says, the
+/// raindrop layer still sees the INFO spans the attributes create. Install
+/// it with `.init()` / `.try_init()` (what [`tracing_init`] does), or add
+/// more layers first with `.with(..)`.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// let guard = raindrop::init(raindrop::ClientOptions::from_env());
+/// if let Some(client) = guard.client() {
+///     let subscriber = raindrop::subscriber(client);
+///     tracing::subscriber::with_default(subscriber, || tracing::info!("inside"));
+/// }
+/// ```
+#[cfg(feature = "subscriber")]
+pub fn subscriber(client: &Client) -> impl tracing::Subscriber + Send + Sync + 'static {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::Layer as _;
+    let logs = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(logs))
+        .with(layer(client))
+}
+
+/// Installs [`subscriber(client)`](subscriber) as the process's global
+/// subscriber: `fmt` logs filtered by `RUST_LOG` (INFO when unset) and the
+/// raindrop layer. Use it **instead of** `tracing_subscriber::fmt::init()`.
+///
+/// A process has one global subscriber: if one was installed already (an
+/// earlier `fmt::init()`), this returns the error and warns (on stderr, as
+/// no subscriber of ours would show it), because the raindrop layer then
+/// sees nothing. Add [`layer`] to that subscriber instead.
+///
+/// ```no_run
+/// let guard = raindrop::init(raindrop::ClientOptions::from_env());
+/// if let Some(client) = guard.client() {
+///     raindrop::tracing_init(client).expect("no other global subscriber");
+/// }
+/// tracing::info!("logs as with fmt::init(), and raindrop sees its spans");
+/// ```
+#[cfg(feature = "subscriber")]
+pub fn tracing_init(client: &Client) -> Result<(), tracing_subscriber::util::TryInitError> {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    subscriber(client).try_init().inspect_err(|e| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "WARN raindrop: raindrop::tracing_init: {e}: another global tracing subscriber was \
+             installed first (`tracing_subscriber::fmt::init()`?), so the raindrop layer sees \
+             no span. Fix: call raindrop::tracing_init instead of it, or add \
+             `raindrop::layer(&client)` to the subscriber you install."
+        );
+    })
+}
+
+/// Resolves when the process receives SIGTERM (what `docker stop`,
+/// Kubernetes and systemd send) or Ctrl-C (SIGINT), whichever comes first.
+///
+/// Give it to your server's graceful shutdown, then drop the guard (or call
+/// `client.shutdown(..)`) once the server has stopped: every handler has
+/// returned, every interaction span has closed, and what is queued is
+/// delivered before the process exits. Without it, SIGTERM kills the
+/// process at once and the queued events are lost. Nothing is installed
+/// behind your back: the signal handlers exist from the first poll of this
+/// future (needs a tokio runtime with the signal driver, as
+/// `#[tokio::main]` has).
+///
+/// ```no_run
+/// # async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(raindrop::shutdown_signal())
+///     .await
+/// # }
+/// ```
+#[cfg(feature = "signal")]
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let which = tokio::select! {
+        () = ctrl_c => "Ctrl-C",
+        () = terminate => "SIGTERM",
+    };
+    tracing::info!(target: "raindrop", "{which} received: shutting down");
 }
 
 /// Support for the code generated by the attribute macros. Not a public API.

@@ -12,6 +12,8 @@ mod chat;
 mod common;
 #[path = "../examples/quickstart.rs"]
 mod quickstart;
+#[path = "../raindrop-core/tests/support/mod.rs"]
+mod support;
 #[path = "../examples/sync.rs"]
 mod sync_example;
 
@@ -460,6 +462,177 @@ fn chat_binary_runs_offline_and_prints_the_tree() {
     assert_eq!(rec.events.len(), 5);
 }
 
+/// The built `chat` example. `cargo test` builds it next to the test
+/// binaries; when only this test target was built (`cargo test --test
+/// examples`), it is built here.
+fn chat_example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let chat = profile_dir
+        .join("examples")
+        .join(format!("chat{}", std::env::consts::EXE_SUFFIX));
+    if chat.exists() {
+        return chat;
+    }
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build
+        .args(["build", "--example", "chat"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "cargo build --example chat failed");
+    chat
+}
+
+/// `cargo run --example chat -- --serve`: a real service stopped by SIGTERM
+/// (what `docker stop` and Kubernetes send) finishes its requests and
+/// delivers every event before it exits.
+#[cfg(unix)]
+#[test]
+fn chat_server_delivers_every_event_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let chat = chat_example_binary();
+    let cap = support::Capture::start(vec![]);
+    let mut child = Command::new(&chat)
+        .args(["--serve", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .env_remove("RAINDROP_LOCAL_SINK")
+        .env_remove("RAINDROP_DEBUG")
+        .env("RAINDROP_WRITE_KEY", "rk_test_sigterm")
+        .env("RAINDROP_ENDPOINT", cap.endpoint())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chat example starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("first line");
+    let addr = first
+        .trim()
+        .strip_prefix("chat service listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+
+    // Three questions and a piece of feedback, as a front end would send them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let event_ids: Vec<String> = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for (user, message) in [
+            ("user-term-1", "How long do refunds take?"),
+            ("user-term-2", "What is 6 * 7?"),
+            ("user-term-3", "When does shipping arrive?"),
+        ] {
+            let body =
+                serde_json::json!({"user_id": user, "convo_id": "c-term", "message": message});
+            let resp = http
+                .post(format!("http://{addr}/chat"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("chat request");
+            assert_eq!(resp.status(), 200);
+            let text = resp.text().await.expect("answer");
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json answer");
+            ids.push(v["event_id"].as_str().expect("event id").to_owned());
+        }
+        let feedback =
+            serde_json::json!({"event_id": ids[0], "thumbs_up": true, "comment": "Great."});
+        let resp = http
+            .post(format!("http://{addr}/feedback"))
+            .header("content-type", "application/json")
+            .body(feedback.to_string())
+            .send()
+            .await
+            .expect("feedback request");
+        assert_eq!(resp.status(), 204);
+        ids
+    });
+    let before = cap.requests().len();
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("stdout");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    // Exited normally (not killed by the signal), after flushing.
+    assert!(status.success(), "{status:?}\n{rest}\n{stderr}");
+    assert!(
+        rest.contains("shutting down: delivering what is queued"),
+        "{rest}"
+    );
+    assert!(rest.contains("dropped=0"), "{rest}");
+
+    // Every event arrived: each interaction's final update and its spans,
+    // and both feedback signals.
+    let finals: Vec<serde_json::Value> = cap
+        .delivered("events/track_partial")
+        .into_iter()
+        .filter(|p| p["is_pending"] == false)
+        .collect();
+    for id in &event_ids {
+        assert_eq!(
+            finals
+                .iter()
+                .filter(|p| p["event_id"] == id.as_str())
+                .count(),
+            1,
+            "final update of {id} (requests before SIGTERM: {before}): {finals:#?}"
+        );
+    }
+    let traces = cap.delivered("traces").len();
+    assert!(traces >= 1, "no spans delivered");
+    let sent: String = cap
+        .requests()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
+        .collect();
+    for id in &event_ids {
+        assert!(
+            sent.matches(id.as_str()).count() >= 3,
+            "spans of {id} missing"
+        );
+    }
+    let signals = cap.delivered("signals/track");
+    let signal_count: usize = signals
+        .iter()
+        .map(|b| b.as_array().map_or(1, Vec::len))
+        .sum();
+    assert_eq!(signal_count, 2, "{signals:#?}");
+    eprintln!(
+        "requests delivered before SIGTERM: {before}, after: {}",
+        cap.requests().len()
+    );
+}
+
 #[test]
 fn printer_merges_partials_and_nests_spans() {
     // A hand-written sink file in the documented line format.
@@ -493,104 +666,9 @@ fn printer_merges_partials_and_nests_spans() {
     assert!(tree.contains("in:  {\"q\":1}"), "{tree}");
 }
 
-// ---------------------------------------------------------------------------
-// The README's code, compiled here; `readme_code_is_the_compiled_code` keeps
-// the two identical. Edit both together.
-// ---------------------------------------------------------------------------
-
-#[rustfmt::skip]
-#[allow(clippy::all)]
-mod readme_plain {
-use raindrop::{AiEvent, Begin, ClientOptions, Sentiment, Signal, SignalType};
-
-fn main() -> Result<(), raindrop::Error> {
-    // Once, early. Reads RAINDROP_WRITE_KEY etc. Keep the guard: dropping it
-    // delivers what is queued and shuts the SDK down.
-    let _guard = raindrop::init(ClientOptions::from_env());
-
-    // Who the user is (optional).
-    let traits = serde_json::json!({"name": "Ada", "plan": "pro"});
-    raindrop::identify("user-42", traits.as_object().cloned().unwrap_or_default())?;
-
-    // One question and its answer. Keep the id: feedback points at it.
-    let event_id = raindrop::track_ai(
-        AiEvent::new("user-42", "chat_message")
-            .model("gpt-4o-mini")
-            .input("What is the capital of France?")
-            .output("The capital of France is Paris.")
-            .convo_id("convo-1"),
-    )?;
-
-    // How the user reacted.
-    raindrop::track_signal(Signal::new(&event_id, "thumbs_up").sentiment(Sentiment::Positive))?;
-    raindrop::track_signal(
-        Signal::new(&event_id, "user_feedback")
-            .signal_type(SignalType::Feedback)
-            .comment("Short and correct, thanks!"),
-    )?;
-
-    // An interaction whose fields arrive over time (an agent run, a stream).
-    let run = raindrop::begin(Begin::new("user-42", "agent_run").input("Summarise my orders"))?;
-    run.set_property("stage", "fetching_orders");
-    run.finish("You ordered a kettle and two mugs.");
-    Ok(())
-} // _guard dropped: flush + shutdown
-} // end readme_plain
-
-#[rustfmt::skip]
-#[allow(clippy::all)]
-mod readme_tracing {
-use raindrop::ClientOptions;
-use tracing_subscriber::prelude::*;
-
-/// A tool: its arguments are the span's input, its return value the output,
-/// and an `Err` marks the span failed.
-#[raindrop::tool]
-async fn search(query: String) -> Result<Vec<String>, String> {
-    // Anywhere below an interaction, reach it without passing it around.
-    raindrop::resume_interaction().set_property("searched", true);
-    Ok(vec![format!("a page about {query}")])
-}
-
-/// One interaction = one AI event: user and input from the arguments, the
-/// return value as output; an `Err` (or a panic) finishes it as failed.
-#[raindrop::interaction("chat", user_id = user_id, input = message)]
-async fn chat(user_id: String, message: String) -> Result<String, String> {
-    let pages = search(message.clone()).await?;
-    Ok(format!("I found {} page(s) about {message}", pages.len()))
-}
-
-#[tokio::main]
-async fn main() -> Result<(), raindrop::Error> {
-    let guard = raindrop::init(ClientOptions::from_env());
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer()) // your existing layers
-        .with(raindrop::layer(&raindrop::client()?)) // + Raindrop
-        .init();
-
-    let answer = chat("user-42".into(), "rust tracing".into()).await;
-    println!("{answer:?}");
-    drop(guard); // after the spans closed: deliver, then shut down
-    Ok(())
-}
-} // end readme_tracing
-
-#[rustfmt::skip]
-#[allow(clippy::all)]
-mod readme_stats {
-fn report(client: &raindrop::Client) {
-    let stats = client.stats(); // or raindrop::client()?.stats()
-    println!(
-        "queued={} delivered={} dropped={} pending={}",
-        stats.queued, stats.delivered, stats.dropped_total(), stats.pending()
-    );
-    for reason in raindrop::DropReason::ALL {
-        if stats.dropped(reason) > 0 {
-            println!("  {}: {}", reason.as_str(), stats.dropped(reason));
-        }
-    }
-}
-} // end readme_stats
+// The README's code is compiled in `tests/readme/mod.rs`.
+#[path = "readme/mod.rs"]
+mod readme;
 
 /// The ```rust blocks of a markdown text.
 fn rust_blocks(md: &str) -> Vec<&str> {
@@ -603,10 +681,20 @@ fn rust_blocks(md: &str) -> Vec<&str> {
 #[test]
 fn readme_code_is_the_compiled_code() {
     let readme = include_str!("../README.md");
-    let this = include_str!("examples.rs");
+    let this = include_str!("readme/mod.rs");
     let blocks = rust_blocks(readme);
     let mut compiled = Vec::new();
-    for name in ["readme_plain", "readme_tracing", "readme_stats"] {
+    for name in [
+        "readme_plain",
+        "readme_tracing",
+        "readme_stats",
+        "readme_setup_new",
+        "readme_setup_fmt",
+        "readme_setup_fmt_builder",
+        "readme_setup_registry",
+        "readme_setup_rust_log",
+        "readme_axum",
+    ] {
         let start = format!("mod {name} {{\n");
         let end = format!("}} // end {name}");
         let body = this
@@ -616,7 +704,7 @@ fn readme_code_is_the_compiled_code() {
             .unwrap_or_else(|| panic!("module {name} not found"));
         assert!(
             blocks.contains(&body),
-            "the README has no block equal to `mod {name}` of tests/examples.rs:\n{body}"
+            "the README has no block equal to `mod {name}` of tests/readme/mod.rs:\n{body}"
         );
         compiled.push(body);
     }

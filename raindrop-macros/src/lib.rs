@@ -21,14 +21,31 @@
 //! Arguments are captured as JSON when they implement `serde::Serialize`,
 //! else with `Debug`, else as their type name; one argument is captured as its
 //! own value, several as a JSON object keyed by name. A string is sent
-//! unquoted. The return value is the output; an `Err` of a function returning
-//! `Result` marks the span failed (and finishes the interaction with the
-//! error). Nothing is captured when no raindrop layer sees the span.
+//! unquoted. By default the input is the request body when there is one (the
+//! inner value of `Json(..)` / `Form(..)` arguments of an axum handler), else
+//! every argument but context extractors (`State`, `Extension`, `HeaderMap`,
+//! `ConnectInfo`, ...), which are never captured. The return value is the
+//! output; an `Err` of a function returning `Result` marks the span failed
+//! (and finishes the interaction with the error). Nothing is captured when no
+//! raindrop layer sees the span.
+//!
+//! **Content stays out of your logs.** The input, output, error, user,
+//! conversation and event ids reach the raindrop layer through the span's
+//! extensions, never as span fields: a log layer sees the span as
+//! `chat{raindrop.kind="interaction"}` and nothing else.
+//!
+//! **Setup mistakes are loud.** When no raindrop layer sees an interaction's
+//! span (no subscriber, a subscriber without the raindrop layer, a global
+//! filter that disables it), the first such call logs one WARN naming the
+//! cause and the fix (on stderr when the subscriber would not show it); an
+//! interaction that finishes without a user id warns once, naming the function.
 //!
 //! The span is at level INFO with your module path as its target (like
 //! `#[tracing::instrument]`), named after the function (or the given name),
-//! and declares every `raindrop.*` field it may receive, so
-//! `tracing::Span::current().record("raindrop.user_id", ..)` works inside.
+//! and declares every `raindrop.*` field it may receive (empty), so
+//! `tracing::Span::current().record("raindrop.user_id", ..)` works inside;
+//! a value recorded that way is an ordinary span field, visible to every
+//! layer.
 //! `async fn`s are instrumented (the span is current on every poll); a panic
 //! ends the span with the error `panicked`, and a future dropped before it
 //! completes ends it with `cancelled`. A function returning `impl Future`
@@ -269,6 +286,57 @@ fn bindings(pat: &Pat, out: &mut Vec<Ident>) {
     }
 }
 
+/// What an argument is, for the default input.
+enum ArgClass {
+    /// A request body extractor (`Json(..)`, `Form(..)`): its inner value is the input.
+    Body,
+    /// A context extractor (`State`, `Extension`, headers, ...): never captured.
+    Context,
+    /// Anything else.
+    Plain,
+}
+
+/// The last path segment of a type (through references and parentheses).
+fn type_name(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        Type::Reference(r) => type_name(&r.elem),
+        Type::Paren(p) => type_name(&p.elem),
+        Type::Group(g) => type_name(&g.elem),
+        _ => None,
+    }
+}
+
+fn arg_class(pat: &Pat, ty: &Type) -> ArgClass {
+    const BODY: &[&str] = &["Json", "Form"];
+    const CONTEXT: &[&str] = &[
+        "State",
+        "Extension",
+        "Extensions",
+        "HeaderMap",
+        "TypedHeader",
+        "ConnectInfo",
+        "Method",
+        "Uri",
+        "OriginalUri",
+        "MatchedPath",
+        "Request",
+        "Parts",
+        "Data",
+        "HttpRequest",
+    ];
+    let pat_name = match pat {
+        Pat::TupleStruct(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    };
+    let name = type_name(ty).or(pat_name);
+    match name.as_deref() {
+        Some(n) if BODY.contains(&n) => ArgClass::Body,
+        Some(n) if CONTEXT.contains(&n) => ArgClass::Context,
+        _ => ArgClass::Plain,
+    }
+}
+
 /// Replaces `impl Trait` in a type with `_`, for `let` annotations.
 struct EraseImpl;
 impl VisitMut for EraseImpl {
@@ -325,13 +393,30 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
         }
     }
 
-    // Argument bindings, in order.
+    // Argument bindings, in order, and which of them make the default input:
+    // the request body (the inner value of `Json(..)` / `Form(..)`
+    // arguments) when there is one, else every argument but context
+    // extractors (`State`, `Extension`, headers, ...).
     let mut params: Vec<Ident> = Vec::new();
+    let mut body_params: Vec<Ident> = Vec::new();
+    let mut plain_params: Vec<Ident> = Vec::new();
     for input in &sig.inputs {
         if let FnArg::Typed(pt) = input {
-            bindings(&pt.pat, &mut params);
+            let mut b = Vec::new();
+            bindings(&pt.pat, &mut b);
+            match arg_class(&pt.pat, &pt.ty) {
+                ArgClass::Body => body_params.extend(b.iter().cloned()),
+                ArgClass::Context => {}
+                ArgClass::Plain => plain_params.extend(b.iter().cloned()),
+            }
+            params.extend(b);
         }
     }
+    let default_input = if body_params.is_empty() {
+        plain_params
+    } else {
+        body_params
+    };
     for s in &args.skip {
         // `self` is never captured; `skip(self)` is accepted as in `#[instrument]`.
         if s != "self" && !params.iter().any(|p| p == s) {
@@ -349,28 +434,57 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
         .unwrap_or_else(|| LitStr::new(&sig.ident.unraw().to_string(), sig.ident.span()));
     let kind_str = kind.as_str();
     let empty = quote!(#private::tracing::field::Empty);
-    let field = |e: &Option<Expr>| match e {
-        Some(e) => quote_spanned!(e.span()=> #private::field_value(&(#e))),
-        None => empty.clone(),
-    };
-    let interaction_fields = if kind == Kind::Interaction {
-        let event = field(&args.event);
-        let user_id = field(&args.user_id);
-        let convo_id = field(&args.convo_id);
-        let event_id = field(&args.event_id);
-        quote! {
-            raindrop.event = #event,
-            raindrop.user_id = #user_id,
-            raindrop.convo_id = #convo_id,
-            raindrop.event_id = #event_id,
-            raindrop.model = #empty,
-        }
-    } else {
-        quote!()
-    };
-
     let span = format_ident!("__rd_span");
     let on = format_ident!("__rd_on");
+    let imports = quote! {
+        #[allow(unused_imports)]
+        use #private::{
+            CaptureDebug as _, CaptureDerefJson as _, CaptureJson as _, CaptureOpaque as _, ErrorDebug as _,
+            ErrorDisplay as _, ErrorOpaque as _,
+        };
+    };
+    // The interaction's values go to the raindrop layer through a side
+    // channel, never as span fields: other layers (logs) would print them.
+    // The fields stay declared (empty) so a hand-written `record` still works.
+    let (interaction_fields, begin_init, end_init) = if kind == Kind::Interaction {
+        let text = |e: &Option<Expr>| match e {
+            Some(e) => quote_spanned! {e.span()=> {
+                let __rd_v = &(#e);
+                let _ = #private::field_value(__rd_v);
+                #private::value_text((&&&&#private::Wrap(__rd_v)).__rd_capture())
+            }},
+            None => quote!(::core::option::Option::None),
+        };
+        let (event, user_id, convo_id, event_id) = (
+            text(&args.event),
+            text(&args.user_id),
+            text(&args.convo_id),
+            text(&args.event_id),
+        );
+        let fn_name = LitStr::new(&sig.ident.unraw().to_string(), sig.ident.span());
+        (
+            quote! {
+                raindrop.event = #empty,
+                raindrop.user_id = #empty,
+                raindrop.convo_id = #empty,
+                raindrop.event_id = #empty,
+                raindrop.model = #empty,
+            },
+            quote! {
+                #imports
+                #private::begin_init(#name, #fn_name, #user_id, #convo_id, #event, #event_id);
+            },
+            quote! {
+                #private::end_init();
+                if !#on {
+                    #private::untracked(&#span, #fn_name, ::core::module_path!());
+                }
+            },
+        )
+    } else {
+        (quote!(), quote!(), quote!())
+    };
+
     let ret = format_ident!("__rd_ret");
 
     let capture_input = if let Some(e) = &args.input {
@@ -380,7 +494,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
     } else if args.skip_all {
         quote!()
     } else {
-        let captured: Vec<&Ident> = params
+        let captured: Vec<&Ident> = default_input
             .iter()
             .filter(|p| !args.skip.iter().any(|s| s == *p))
             .collect();
@@ -427,6 +541,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
     let record_outcome_async = outcome_on(&inner);
 
     let make_span = quote! {
+        #begin_init
         let #span = #private::tracing::span!(
             target: ::core::module_path!(),
             #private::tracing::Level::INFO,
@@ -439,16 +554,10 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             raindrop.properties = #empty,
         );
         let #on = #private::is_tracked(&#span);
+        #end_init
         if #on {
             #capture_input
         }
-    };
-    let imports = quote! {
-        #[allow(unused_imports)]
-        use #private::{
-            CaptureDebug as _, CaptureDerefJson as _, CaptureJson as _, CaptureOpaque as _, ErrorDebug as _,
-            ErrorDisplay as _, ErrorOpaque as _,
-        };
     };
 
     let body = if sig.asyncness.is_some() {

@@ -1,6 +1,7 @@
 //! The layer, its per-layer filter and the per-span state.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -16,6 +17,7 @@ use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
+use crate::diag;
 use crate::fields::{is_marked, Fields, Kind};
 
 /// The [`Layer`] that turns spans marked with `raindrop.kind` into Raindrop
@@ -58,6 +60,12 @@ pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 /// spans that declare `raindrop.kind`, never events, and never changes what
 /// other layers of the same subscriber see.
 ///
+/// Per-layer filters need a subscriber built with
+/// `tracing_subscriber::registry()`. `tracing_subscriber::fmt()...finish()`
+/// has none: adding this layer to it panics at once, with a message naming
+/// the fix. For such a subscriber use the bare [`RaindropLayer::new`], which
+/// needs no per-layer filter (see "Setup" in the crate docs).
+///
 /// ```
 /// use tracing_subscriber::prelude::*;
 /// let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
@@ -68,10 +76,23 @@ pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 ///     assert!(!raindrop_tracing::resume_interaction().is_noop());
 /// });
 /// ```
+#[track_caller]
 pub fn layer<S>(client: &Client) -> FilteredRaindropLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    let stack = std::any::type_name::<S>();
+    if stack.contains("tracing_subscriber::fmt::Subscriber<") {
+        // tracing-subscriber would panic a moment later ("does not currently
+        // support filters") without naming raindrop or the fix.
+        panic!(
+            "raindrop::layer(&client) cannot be added to a `tracing_subscriber::fmt()...finish()` \
+             subscriber: it does not support the per-layer filter the raindrop layer carries. \
+             Fix: add `raindrop::RaindropLayer::new(&client)` instead (no per-layer filter), or \
+             build the subscriber with `tracing_subscriber::registry().with(fmt::layer()..)\
+             .with(raindrop::layer(&client))` (or call `raindrop::tracing_init(&client)`)"
+        );
+    }
     RaindropLayer::new(client).with_raindrop_filter()
 }
 
@@ -92,6 +113,50 @@ impl<S> Filter<S> for RaindropFilter {
             Interest::never()
         }
     }
+}
+
+/// What the attribute macros hand to the layer for a span they are about to
+/// create, outside the span's fields so that no other layer sees it.
+#[derive(Debug, Default)]
+pub(crate) struct SpanInit {
+    /// The span's name (to match the span this is meant for).
+    pub(crate) span_name: &'static str,
+    /// The annotated function.
+    pub(crate) fn_name: &'static str,
+    pub(crate) user_id: Option<String>,
+    pub(crate) convo_id: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) event_id: Option<String>,
+}
+
+thread_local! {
+    /// Set by the macros just before `span!`, taken by `on_new_span` (which
+    /// runs on the same thread, inside `span!`), cleared by the macros after.
+    static PENDING_INIT: RefCell<Option<SpanInit>> = const { RefCell::new(None) };
+}
+
+/// Hands `init` to the raindrop layer for the next span named `init.span_name`.
+pub(crate) fn set_pending_init(init: SpanInit) {
+    let _ = PENDING_INIT.try_with(|p| *p.borrow_mut() = Some(init));
+}
+
+/// Drops an init no layer took (the span was disabled, or no raindrop layer).
+pub(crate) fn clear_pending_init() {
+    let _ = PENDING_INIT.try_with(|p| p.borrow_mut().take());
+}
+
+fn take_pending_init(span_name: &str) -> Option<SpanInit> {
+    PENDING_INIT
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.as_ref().is_some_and(|i| i.span_name == span_name) {
+                p.take()
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten()
 }
 
 /// The interaction a span belongs to.
@@ -116,6 +181,8 @@ pub(crate) struct SpanState {
     error: Option<String>,
     properties: Vec<(String, Value)>,
     pub(crate) link: Option<Link>,
+    /// The annotated function, for spans made by the attribute macros.
+    fn_name: Option<&'static str>,
 }
 
 fn cap_in_place(text: &mut String, max: usize) {
@@ -202,6 +269,14 @@ where
         }
         let mut f = Fields::default();
         attrs.record(&mut f);
+        let init = take_pending_init(attrs.metadata().name());
+        let fn_name = init.as_ref().map(|i| i.fn_name);
+        if let Some(init) = init {
+            f.user_id = init.user_id.or(f.user_id);
+            f.convo_id = init.convo_id.or(f.convo_id);
+            f.event = init.event.or(f.event);
+            f.event_id = init.event_id.or(f.event_id);
+        }
         let Some(kind) = f.kind else {
             if let Some(bad) = &f.bad_kind {
                 tracing::debug!(target: "raindrop", kind = %bad, "unknown raindrop.kind; span ignored");
@@ -277,6 +352,7 @@ where
             error: f.error.take(),
             properties,
             link,
+            fn_name,
         };
         // `replace`, not `insert`: never panic, even if another layer raced us.
         let _ = span.extensions_mut().replace(state);
@@ -286,6 +362,9 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
+        if !is_marked(span.metadata()) {
+            return;
+        }
         let mut f = Fields::default();
         values.record(&mut f);
         if f.is_empty() {
@@ -307,6 +386,9 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
+        if !is_marked(span.metadata()) {
+            return;
+        }
         let state = span.extensions_mut().remove::<SpanState>();
         if let Some(state) = state {
             complete(state);
@@ -324,6 +406,10 @@ pub(crate) fn complete(state: SpanState) {
         .or_else(|| std::thread::panicking().then(|| "panicked".to_owned()));
     if state.kind == Kind::Interaction {
         if let Some(link) = &state.link {
+            let i = &link.interaction;
+            if !i.is_noop() && i.user_id().filter(|u| !u.trim().is_empty()).is_none() {
+                diag::warn_no_user_id(&state.name, state.fn_name);
+            }
             let mut finish = Finish::new();
             if let Some(o) = &state.output {
                 finish = finish.output(o.clone());
@@ -444,10 +530,32 @@ pub fn current_interaction() -> Option<Interaction> {
 }
 
 /// Raindrop helpers on [`tracing::Span`].
+///
+/// The `set_*` methods hand their value to the raindrop layer directly, in
+/// the span's extensions (the way `tracing-opentelemetry`'s span extension
+/// reaches its layer): unlike `span.record("raindrop.input", ..)`, the value
+/// never becomes a span field, so no other layer (your log output, an
+/// OpenTelemetry exporter) sees it. They do nothing on a span no raindrop
+/// layer tracks.
 pub trait RaindropSpanExt {
     /// The interaction of this span, or of its nearest interaction ancestor;
     /// [`Interaction::noop`] when there is none (or no raindrop layer).
     fn interaction(&self) -> Interaction;
+
+    /// Sets the span's input (an interaction's input, a task's or tool's
+    /// `traceloop.entity.input`).
+    fn set_input(&self, input: impl Into<String>);
+
+    /// Sets the span's output (an interaction's final answer).
+    fn set_output(&self, output: impl Into<String>);
+
+    /// Marks the span failed with `message` (an interaction finishes with it
+    /// as its error).
+    fn set_error(&self, message: impl Into<String>);
+
+    /// Sets one property: on an interaction span, of the event; on a task or
+    /// tool span, a `traceloop.association.properties.<key>` attribute.
+    fn set_property(&self, key: impl Into<String>, value: impl Into<Value>);
 }
 
 impl RaindropSpanExt for tracing::Span {
@@ -456,14 +564,84 @@ impl RaindropSpanExt for tracing::Span {
             .flatten()
             .unwrap_or_else(Interaction::noop)
     }
+
+    fn set_input(&self, input: impl Into<String>) {
+        let f = Fields {
+            input: Some(input.into()),
+            ..Fields::default()
+        };
+        apply_to_span(self, f);
+    }
+
+    fn set_output(&self, output: impl Into<String>) {
+        let f = Fields {
+            output: Some(output.into()),
+            ..Fields::default()
+        };
+        apply_to_span(self, f);
+    }
+
+    fn set_error(&self, message: impl Into<String>) {
+        let f = Fields {
+            error: Some(message.into()),
+            ..Fields::default()
+        };
+        apply_to_span(self, f);
+    }
+
+    fn set_property(&self, key: impl Into<String>, value: impl Into<Value>) {
+        let f = Fields {
+            properties: vec![(key.into(), value.into())],
+            ..Fields::default()
+        };
+        apply_to_span(self, f);
+    }
+}
+
+/// Applies `f` to the raindrop state of `span`, without recording anything
+/// on the span itself. Returns whether a raindrop layer tracks the span.
+pub(crate) fn apply_to_span(span: &tracing::Span, f: Fields) -> bool {
+    let update = span
+        .with_subscriber(|(id, d)| {
+            with_registry(d, |reg| {
+                let s = reg.span(id)?;
+                let mut ext = s.extensions_mut();
+                let state = ext.get_mut::<SpanState>()?;
+                Some(state.apply(f))
+            })
+        })
+        .flatten();
+    match update {
+        Some(Some((i, f))) => {
+            update_interaction(&i, f);
+            true
+        }
+        Some(None) => true,
+        None => false,
+    }
 }
 
 /// The interaction of the nearest enclosing interaction span, or
-/// [`Interaction::noop`] (with one DEBUG line under target `raindrop`) when
-/// no interaction span is in scope. Never panics, never sends anything by itself.
+/// [`Interaction::noop`] when no interaction span is in scope. Never panics,
+/// never sends anything by itself.
+///
+/// When the current subscriber has no raindrop layer at all (or there is no
+/// subscriber), that is a setup mistake: it warns once per process, naming
+/// the fix (as a WARN under target `raindrop`, or on stderr when no
+/// subscriber would show it). Otherwise (no interaction span in scope, e.g.
+/// a spawned future that is not instrumented) it logs one DEBUG line.
 pub fn resume_interaction() -> Interaction {
     current_interaction().unwrap_or_else(|| {
-        tracing::debug!(target: "raindrop", "resume_interaction(): no interaction span in scope (is the raindrop layer installed, and is the spawned future instrumented?); returning a no-op handle");
+        let cause = diag::cause_of_untracked(false);
+        if matches!(cause, diag::Cause::NoSubscriber | diag::Cause::NoLayer) {
+            diag::warn_untracked(
+                cause,
+                || "raindrop::resume_interaction() found no interaction (returning a no-op handle)".to_owned(),
+                None,
+            );
+        } else {
+            tracing::debug!(target: "raindrop", "resume_interaction(): no interaction span in scope (is the spawned future instrumented?); returning a no-op handle");
+        }
         Interaction::noop()
     })
 }

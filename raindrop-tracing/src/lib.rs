@@ -62,7 +62,21 @@
 //! # Special span fields
 //!
 //! A span is seen by the layer only if its callsite declares `raindrop.kind`.
-//! The other fields are optional. Fields recorded later with
+//! The other fields are optional. They are ordinary span fields: **every
+//! layer sees them**, so a log layer prints `raindrop.input="<the prompt>"`
+//! on each line written inside the span. To keep content out of your logs,
+//! declare only `raindrop.kind` (and `raindrop.name`) and hand the content
+//! to the raindrop layer alone with [`RaindropSpanExt`]
+//! (`span.set_input(..)`, `set_output`, `set_error`, `set_property`), as the
+//! attribute macros do:
+//!
+//! ```
+//! use raindrop_tracing::RaindropSpanExt;
+//! let tool = tracing::info_span!("search", raindrop.kind = "tool");
+//! tool.set_input("the user's question"); // seen by the raindrop layer only
+//! ```
+//!
+//! Fields recorded later with
 //! [`Span::record`](tracing::Span::record) must be declared when the span is
 //! created (as `tracing::field::Empty`): tracing silently ignores a record of
 //! an undeclared field.
@@ -108,9 +122,10 @@
 //!
 //! A **global** filter applies to every layer: an `EnvFilter` at `WARN`
 //! added with `.with(EnvFilter::new("warn"))` on the registry disables the
-//! INFO spans the raindrop macros create, so nothing is tracked. Filter your
-//! log output **per layer** instead, so the raindrop layer still sees INFO
-//! spans:
+//! INFO spans the raindrop macros create, so nothing is tracked (the macros
+//! then warn once, naming the cause; so does [`resume_interaction`] when the
+//! subscriber has no raindrop layer at all). Filter your log output **per
+//! layer** instead, so the raindrop layer still sees INFO spans:
 //!
 //! ```
 //! use tracing_subscriber::{prelude::*, EnvFilter};
@@ -118,6 +133,33 @@
 //! let subscriber = tracing_subscriber::registry()
 //!     .with(raindrop_tracing::layer(&client))
 //!     .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::new("warn")));
+//! # drop(subscriber);
+//! ```
+//!
+//! Or keep the global filter and add a directive that enables every span
+//! declaring `raindrop.kind` (it also enables INFO events inside them):
+//!
+//! ```
+//! use tracing_subscriber::{prelude::*, EnvFilter};
+//! # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(EnvFilter::new("warn,[{raindrop.kind}]=info"))
+//!     .with(raindrop_tracing::layer(&client));
+//! # drop(subscriber);
+//! ```
+//!
+//! [`layer`]'s per-layer filter needs a subscriber built with
+//! `tracing_subscriber::registry()`. A `tracing_subscriber::fmt()...finish()`
+//! subscriber supports none: add the bare [`RaindropLayer::new`] to it (its
+//! own filter, from `with_env_filter`, is global and must allow INFO):
+//!
+//! ```
+//! use tracing_subscriber::prelude::*;
+//! # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+//! let subscriber = tracing_subscriber::fmt()
+//!     .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+//!     .finish()
+//!     .with(raindrop_tracing::RaindropLayer::new(&client));
 //! # drop(subscriber);
 //! ```
 //!
@@ -158,6 +200,7 @@
 //!   [`tracing_subscriber::Registry`].
 //! * `raindrop.event_id` can only be given when the span is created.
 
+mod diag;
 pub mod fields;
 mod layer;
 mod support;

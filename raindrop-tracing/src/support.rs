@@ -6,12 +6,63 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Span;
 
-use crate::fields::{ERROR, INPUT, OUTPUT};
+use crate::diag;
+use crate::fields::Fields;
+use crate::layer::{apply_to_span, clear_pending_init, set_pending_init, SpanInit};
 
 /// Whether a raindrop layer tracks `span` (false for a disabled span).
 #[inline]
 pub fn is_tracked(span: &Span) -> bool {
     !span.is_disabled() && crate::layer::is_tracked(span)
+}
+
+/// Hands the interaction's user, conversation, event name and event id to
+/// the raindrop layer for the span about to be created (named `span_name`),
+/// outside the span's fields. Call [`end_init`] right after creating it.
+#[inline]
+pub fn begin_init(
+    span_name: &'static str,
+    fn_name: &'static str,
+    user_id: Option<String>,
+    convo_id: Option<String>,
+    event: Option<String>,
+    event_id: Option<String>,
+) {
+    set_pending_init(SpanInit {
+        span_name,
+        fn_name,
+        user_id,
+        convo_id,
+        event,
+        event_id,
+    });
+}
+
+/// Forgets an init no raindrop layer took.
+#[inline]
+pub fn end_init() {
+    clear_pending_init();
+}
+
+/// The text of a macro argument's captured value; `None` for null (`None`).
+pub fn value_text(v: Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        other => Some(text_of(other)),
+    }
+}
+
+/// An `#[raindrop::interaction]` span no raindrop layer tracks: warns once
+/// per cause per process, naming the cause and the fix. `target` is the
+/// span's target (the module path); its level is INFO.
+#[cold]
+pub fn untracked(span: &Span, fn_name: &'static str, target: &'static str) {
+    let cause = diag::cause_of_untracked(span.is_disabled());
+    diag::warn_untracked(
+        cause,
+        || format!("#[raindrop::interaction] fn `{fn_name}` was not recorded"),
+        Some((tracing::Level::INFO, target)),
+    );
 }
 
 /// Passes a macro argument (`user_id = expr`, ...) through, so a value that
@@ -119,8 +170,9 @@ pub fn text_of(v: Value) -> String {
     }
 }
 
-/// Records captured arguments as `raindrop.input`: one argument as its own
-/// value, several as a JSON object keyed by name.
+/// Hands captured arguments to the raindrop layer as the span's input (not
+/// as a span field): one argument as its own value, several as a JSON object
+/// keyed by name.
 pub fn record_input(span: &Span, mut args: Vec<(&'static str, Value)>) {
     let text = if args.len() == 1 {
         match args.pop() {
@@ -132,22 +184,38 @@ pub fn record_input(span: &Span, mut args: Vec<(&'static str, Value)>) {
     } else {
         Value::Object(args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).to_string()
     };
-    span.record(INPUT, text.as_str());
+    set_input(span, text);
 }
 
-/// Records an explicit input value (`input = expr`).
+fn set_input(span: &Span, text: String) {
+    let f = Fields {
+        input: Some(text),
+        ..Fields::default()
+    };
+    apply_to_span(span, f);
+}
+
+/// Hands an explicit input value (`input = expr`) to the raindrop layer.
 pub fn record_input_value(span: &Span, v: Value) {
-    span.record(INPUT, text_of(v).as_str());
+    set_input(span, text_of(v));
 }
 
-/// Records the output.
+/// Hands the output to the raindrop layer.
 pub fn record_output(span: &Span, v: Value) {
-    span.record(OUTPUT, text_of(v).as_str());
+    let f = Fields {
+        output: Some(text_of(v)),
+        ..Fields::default()
+    };
+    apply_to_span(span, f);
 }
 
-/// Marks the span failed.
+/// Marks the span failed (in the raindrop layer's state only).
 pub fn record_error(span: &Span, message: String) {
-    span.record(ERROR, message.as_str());
+    let f = Fields {
+        error: Some(message),
+        ..Fields::default()
+    };
+    apply_to_span(span, f);
 }
 
 /// Ends a macro span at function return, or with an error when dropped

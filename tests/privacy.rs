@@ -1,0 +1,176 @@
+//! Content is user data: it goes to Raindrop and nowhere else (issue 11).
+//!
+//! A log layer that prints everything it is given (every level, every span
+//! event with its fields) sits next to the raindrop layer while an
+//! axum-style interaction runs: the prompt, the answer, tool arguments and
+//! results, properties, the model and the user id must reach the capture
+//! server, and none of them the log output.
+
+#[path = "../raindrop-core/tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use raindrop::{Client, ClientOptions, RaindropSpanExt};
+use serde::{Deserialize, Serialize};
+use support::Capture;
+use tracing::instrument::WithSubscriber;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::prelude::*;
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct AppState {
+    #[allow(dead_code)]
+    secret: &'static str,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct ChatRequest {
+    user_id: String,
+    prompt: String,
+}
+
+#[raindrop::tool]
+fn lookup(query: String) -> String {
+    tracing::info!("looking something up");
+    tracing::Span::current().set_property("hint", "MARKER-TOOLPROP");
+    format!("MARKER-TOOLOUT for {query}")
+}
+
+/// The bare attribute on an axum handler: the request body is the input.
+#[raindrop::interaction("chat", user_id = req.user_id)]
+async fn chat(State(_state): State<AppState>, Json(req): Json<ChatRequest>) -> String {
+    tracing::info!("answering");
+    let interaction = raindrop::resume_interaction();
+    interaction.set_model("MARKER-MODEL");
+    interaction.set_property("note", "MARKER-PROP");
+    let found = lookup(format!("MARKER-TOOLARG {}", req.prompt));
+    tracing::warn!(len = found.len(), "answered");
+    format!("MARKER-OUTPUT {found}")
+}
+
+const MARKERS: [&str; 8] = [
+    "MARKER-INPUT",
+    "MARKER-OUTPUT",
+    "MARKER-TOOLARG",
+    "MARKER-TOOLOUT",
+    "MARKER-TOOLPROP",
+    "MARKER-PROP",
+    "MARKER-MODEL",
+    "MARKER-USER",
+];
+
+#[test]
+fn content_reaches_raindrop_and_never_the_log_output() {
+    let cap = Capture::start(vec![]);
+    let client = Client::new(
+        ClientOptions::default()
+            .write_key("rk_test_privacy")
+            .endpoint(cap.endpoint())
+            .upload_interval(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let logs = Buf::default();
+    let writer = logs.clone();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_span_events(FmtSpan::FULL) // span fields at creation and close
+        .with_filter(tracing_subscriber::filter::LevelFilter::TRACE);
+    let subscriber = tracing_subscriber::registry()
+        .with(fmt)
+        .with(raindrop::layer(&client));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(
+        chat(
+            State(AppState {
+                secret: "STATE-SECRET",
+            }),
+            Json(ChatRequest {
+                user_id: "MARKER-USER".into(),
+                prompt: "MARKER-INPUT what is my balance?".into(),
+            }),
+        )
+        .with_subscriber(subscriber),
+    );
+    assert!(answer.starts_with("MARKER-OUTPUT"));
+    assert!(client.flush(Duration::from_secs(20)), "flush timed out");
+
+    // The log layer saw the spans and the log lines inside them...
+    let logs = logs.text();
+    for expected in [
+        "answering",
+        "looking something up",
+        "answered",
+        "chat{raindrop.kind=\"interaction\"}",
+        "lookup{raindrop.kind=\"tool\"}",
+        "close",
+    ] {
+        assert!(logs.contains(expected), "no {expected:?} in\n{logs}");
+    }
+    // ...and none of the content.
+    for m in MARKERS {
+        assert!(!logs.contains(m), "{m} leaked into the logs:\n{logs}");
+    }
+    assert!(!logs.contains("STATE-SECRET"), "{logs}");
+
+    // Raindrop got all of it.
+    let sent: String = cap
+        .requests()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for m in MARKERS {
+        assert!(sent.contains(m), "{m} not delivered:\n{sent}");
+    }
+    // The input is the request body, not the state or the argument list.
+    assert!(!sent.contains("STATE-SECRET"), "{sent}");
+    let final_partial = cap
+        .delivered("events/track_partial")
+        .into_iter()
+        .rev()
+        .find(|p| p["is_pending"] == false)
+        .expect("final partial");
+    let input: serde_json::Value = serde_json::from_str(
+        final_partial["ai_data"]["input"]
+            .as_str()
+            .unwrap_or_else(|| panic!("input in {final_partial}")),
+    )
+    .expect("the input is the JSON body");
+    assert_eq!(
+        input,
+        serde_json::json!({"user_id": "MARKER-USER", "prompt": "MARKER-INPUT what is my balance?"})
+    );
+    assert_eq!(final_partial["user_id"], "MARKER-USER");
+}

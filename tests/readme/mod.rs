@@ -1,0 +1,203 @@
+//! The README's code, compiled here (included by `tests/examples.rs`, which
+//! checks that each module below is, verbatim, a ```rust block of the README,
+//! and by `tests/setup.rs`, which runs the setup snippets). Edit both together.
+#![allow(dead_code, unused_imports)]
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_plain {
+use raindrop::{AiEvent, Begin, ClientOptions, Sentiment, Signal, SignalType};
+
+fn main() -> Result<(), raindrop::Error> {
+    // Once, early. Reads RAINDROP_WRITE_KEY etc. Keep the guard: dropping it
+    // delivers what is queued and shuts the SDK down.
+    let _guard = raindrop::init(ClientOptions::from_env());
+
+    // Who the user is (optional).
+    let traits = serde_json::json!({"name": "Ada", "plan": "pro"});
+    raindrop::identify("user-42", traits.as_object().cloned().unwrap_or_default())?;
+
+    // One question and its answer. Keep the id: feedback points at it.
+    let event_id = raindrop::track_ai(
+        AiEvent::new("user-42", "chat_message")
+            .model("gpt-4o-mini")
+            .input("What is the capital of France?")
+            .output("The capital of France is Paris.")
+            .convo_id("convo-1"),
+    )?;
+
+    // How the user reacted.
+    raindrop::track_signal(Signal::new(&event_id, "thumbs_up").sentiment(Sentiment::Positive))?;
+    raindrop::track_signal(
+        Signal::new(&event_id, "user_feedback")
+            .signal_type(SignalType::Feedback)
+            .comment("Short and correct, thanks!"),
+    )?;
+
+    // An interaction whose fields arrive over time (an agent run, a stream).
+    let run = raindrop::begin(Begin::new("user-42", "agent_run").input("Summarise my orders"))?;
+    run.set_property("stage", "fetching_orders");
+    run.finish("You ordered a kettle and two mugs.");
+    Ok(())
+} // _guard dropped: flush + shutdown
+} // end readme_plain
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_tracing {
+use raindrop::ClientOptions;
+use tracing_subscriber::prelude::*;
+
+/// A tool: its arguments are the span's input, its return value the output,
+/// and an `Err` marks the span failed.
+#[raindrop::tool]
+async fn search(query: String) -> Result<Vec<String>, String> {
+    // Anywhere below an interaction, reach it without passing it around.
+    raindrop::resume_interaction().set_property("searched", true);
+    Ok(vec![format!("a page about {query}")])
+}
+
+/// One interaction = one AI event: user and input from the arguments, the
+/// return value as output; an `Err` (or a panic) finishes it as failed.
+#[raindrop::interaction("chat", user_id = user_id, input = message)]
+async fn chat(user_id: String, message: String) -> Result<String, String> {
+    let pages = search(message.clone()).await?;
+    Ok(format!("I found {} page(s) about {message}", pages.len()))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), raindrop::Error> {
+    let guard = raindrop::init(ClientOptions::from_env());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer()) // your existing layers
+        .with(raindrop::layer(&raindrop::client()?)) // + Raindrop
+        .init();
+
+    let answer = chat("user-42".into(), "rust tracing".into()).await;
+    println!("{answer:?}");
+    drop(guard); // after the spans closed: deliver, then shut down
+    Ok(())
+}
+} // end readme_tracing
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_stats {
+fn report(client: &raindrop::Client) {
+    let stats = client.stats(); // or raindrop::client()?.stats()
+    println!(
+        "queued={} delivered={} dropped={} pending={}",
+        stats.queued, stats.delivered, stats.dropped_total(), stats.pending()
+    );
+    for reason in raindrop::DropReason::ALL {
+        if stats.dropped(reason) > 0 {
+            println!("  {}: {}", reason.as_str(), stats.dropped(reason));
+        }
+    }
+}
+} // end readme_stats
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_setup_new {
+/// No tracing setup yet, or `tracing_subscriber::fmt::init()`: replace it.
+pub fn setup(client: &raindrop::Client) {
+    // fmt logs filtered by RUST_LOG (INFO when unset), per layer, + Raindrop.
+    raindrop::tracing_init(client).expect("no other global subscriber");
+}
+} // end readme_setup_new
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_setup_fmt {
+use tracing_subscriber::{prelude::*, EnvFilter};
+
+/// Was: `tracing_subscriber::fmt().with_env_filter(EnvFilter::from_default_env()).init()`
+pub fn setup(client: &raindrop::Client) {
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::from_default_env()))
+        .with(raindrop::layer(client))
+        .init();
+}
+} // end readme_setup_fmt
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_setup_fmt_builder {
+use tracing_subscriber::{prelude::*, EnvFilter};
+
+/// Keeping the `fmt()` builder: add the bare layer (no per-layer filter).
+pub fn setup(client: &raindrop::Client) {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("info")) // global: INFO or finer, or raindrop sees nothing
+        .finish()
+        .with(raindrop::RaindropLayer::new(client))
+        .init();
+}
+} // end readme_setup_fmt_builder
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_setup_registry {
+use tracing_subscriber::{prelude::*, EnvFilter};
+
+/// An existing `registry()` stack whose filter is global (it applies to every layer).
+pub fn setup(client: &raindrop::Client) {
+    // `[{raindrop.kind}]=info` keeps the raindrop spans alive under "warn"
+    // (and shows INFO logs written inside them).
+    let filter = EnvFilter::new("warn,[{raindrop.kind}]=info");
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer())
+        .with(raindrop::layer(client))
+        .init();
+}
+} // end readme_setup_registry
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_setup_rust_log {
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::{prelude::*, EnvFilter};
+
+/// RUST_LOG may be unset: `EnvFilter::from_default_env()` then allows ERROR only.
+pub fn setup(client: &raindrop::Client) {
+    let logs = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into()) // when RUST_LOG is unset
+        .from_env_lossy();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(logs)) // per layer
+        .with(raindrop::layer(client))
+        .init();
+}
+} // end readme_setup_rust_log
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_axum {
+use axum::{routing::post, Json, Router};
+
+#[derive(serde::Deserialize, serde::Serialize, Debug)]
+struct ChatRequest { user_id: String, message: String }
+
+/// The request body (`req`) is the input; `State`, `Extension` and headers never are.
+#[raindrop::interaction("chat", user_id = req.user_id)]
+async fn chat(Json(req): Json<ChatRequest>) -> String {
+    format!("You said: {}", req.message)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let guard = raindrop::init(raindrop::ClientOptions::from_env());
+    if let Some(client) = guard.client() {
+        raindrop::tracing_init(client).expect("no other global subscriber");
+    }
+    let app = Router::new().route("/chat", post(chat));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(raindrop::shutdown_signal()) // SIGTERM or Ctrl-C
+        .await?;
+    drop(guard); // every handler has returned: deliver what is queued, then exit
+    Ok(())
+}
+} // end readme_axum
