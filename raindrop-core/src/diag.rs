@@ -1,9 +1,13 @@
 //! Setup problems said once, where the user will see them.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
-/// Reports a setup problem (no write key, a bad endpoint, a missing layer)
-/// once per `cause` per process.
+/// Causes remembered; past this many distinct causes, new ones are not said.
+const MAX_CAUSES: usize = 256;
+
+/// Reports a setup problem (no write key, a bad endpoint, a missing layer,
+/// an interaction without a user id) once per `cause` per process.
 ///
 /// It goes through `tracing` at WARN under target `raindrop` when the
 /// current subscriber would show it, and to standard error otherwise: a
@@ -14,18 +18,22 @@ use std::sync::Mutex;
 /// raindrop_core::setup_warning("doc-example", "shown once");
 /// raindrop_core::setup_warning("doc-example", "not shown: same cause");
 /// ```
-pub fn setup_warning(cause: &'static str, message: &str) {
-    static SAID: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+pub fn setup_warning(cause: &str, message: &str) {
+    static SAID: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     {
         let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
-        if said.contains(&cause) {
+        let said = said.get_or_insert_with(HashSet::new);
+        if said.len() >= MAX_CAUSES || !said.insert(cause.to_owned()) {
             return;
         }
-        said.push(cause);
     }
-    if tracing::enabled!(target: "raindrop", tracing::Level::WARN) {
+    let shown = tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
+        && tracing::enabled!(target: "raindrop", tracing::Level::WARN);
+    if shown {
         tracing::warn!(target: "raindrop", cause, "{message}");
     } else {
-        eprintln!("WARN raindrop: {message}");
+        // Not `eprintln!`, which panics when stderr is closed.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "WARN raindrop: {message}");
     }
 }

@@ -5,10 +5,9 @@
 //! subscriber to be seen: when no subscriber would show a WARN under target
 //! `raindrop`, they go to stderr instead.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
+use raindrop_core::setup_warning;
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::NoSubscriber;
 use tracing::{Dispatch, Level};
@@ -29,21 +28,14 @@ pub(crate) enum Cause {
     NotRegistry,
 }
 
-const CAUSES: usize = 4;
-static WARNED: [AtomicBool; CAUSES] = [
-    AtomicBool::new(false),
-    AtomicBool::new(false),
-    AtomicBool::new(false),
-    AtomicBool::new(false),
-];
-
 impl Cause {
-    fn index(self) -> usize {
+    /// The key under which the warning is said once.
+    fn key(self) -> &'static str {
         match self {
-            Cause::NoSubscriber => 0,
-            Cause::NoLayer => 1,
-            Cause::Filtered => 2,
-            Cause::NotRegistry => 3,
+            Cause::NoSubscriber => "tracing:no_subscriber",
+            Cause::NoLayer => "tracing:no_layer",
+            Cause::Filtered => "tracing:filtered",
+            Cause::NotRegistry => "tracing:not_registry",
         }
     }
 }
@@ -51,21 +43,6 @@ impl Cause {
 /// Whether `dispatch` contains a raindrop layer (bare or with its filter).
 pub(crate) fn has_raindrop_layer(dispatch: &Dispatch) -> bool {
     dispatch.downcast_ref::<RaindropLayer>().is_some()
-}
-
-/// Writes a setup warning where the user will see it: as a WARN under
-/// target `raindrop` when the current subscriber would show one, on stderr
-/// otherwise (no subscriber yet, or a filter that hides the `raindrop` target).
-pub(crate) fn emit(message: &str) {
-    let shown = tracing::dispatcher::get_default(|d| !d.is::<NoSubscriber>())
-        && tracing::enabled!(target: "raindrop", Level::WARN);
-    if shown {
-        tracing::warn!(target: "raindrop", "{message}");
-    } else {
-        // Not `eprintln!`, which panics when stderr is closed.
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "WARN raindrop: {message}");
-    }
 }
 
 /// The cause of a span the raindrop layer did not track, judged from the
@@ -92,12 +69,17 @@ pub(crate) fn warn_untracked(
     what: impl FnOnce() -> String,
     span: Option<(Level, &str)>,
 ) {
-    if WARNED[cause.index()].load(Ordering::Relaxed)
-        || WARNED[cause.index()].swap(true, Ordering::Relaxed)
-    {
+    // Cheap after the first time: the core remembers the cause.
+    static SAID: [AtomicBool; 4] = [
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+    ];
+    if SAID[cause as usize].swap(true, Ordering::Relaxed) {
         return;
     }
-    emit(&message(cause, &what(), span));
+    setup_warning(cause.key(), &message(cause, &what(), span));
 }
 
 /// The text of a setup warning: the cause, then the fix.
@@ -143,25 +125,14 @@ pub(crate) fn message(cause: Cause, what: &str, span: Option<(Level, &str)>) -> 
     }
 }
 
-/// Names already warned about for a missing user id (bounded).
-static NO_USER: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-const NO_USER_MAX: usize = 64;
-
 /// Warns once per interaction name that an interaction finished without a
 /// user id.
 pub(crate) fn warn_no_user_id(name: &str, fn_name: Option<&str>) {
-    {
-        let mut seen = NO_USER.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = seen.get_or_insert_with(HashSet::new);
-        if seen.len() >= NO_USER_MAX || !seen.insert(name.to_owned()) {
-            return;
-        }
-    }
     let origin = match fn_name {
         Some(f) => format!("interaction `{name}` (#[raindrop::interaction] fn `{f}`)"),
         None => format!("interaction span `{name}`"),
     };
-    emit(&format!(
+    setup_warning(&format!("no_user_id:{name}"), &format!(
         "{origin} finished without a user id; its event is sent with no user, so it cannot \
          be attributed or grouped by user. Fix: `#[raindrop::interaction(\"{name}\", user_id = ..)]` \
          with an expression of the arguments (e.g. `user_id = req.user_id`), or \

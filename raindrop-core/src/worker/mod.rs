@@ -257,7 +257,7 @@ struct Worker {
 }
 
 enum Wake {
-    Done(Done),
+    Done(Box<Done>),
     Item(Option<Item>),
     Tick,
 }
@@ -328,13 +328,13 @@ impl Worker {
                 .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
-                Some(Ok(d)) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Done(d),
+                Some(Ok(d)) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Done(Box::new(d)),
                 i = self.data.recv(), if self.data_open => Wake::Item(i),
                 _ = tokio::time::sleep_until(next_wake.into()) => Wake::Tick,
             };
             let now = Instant::now();
             match wake {
-                Wake::Done(d) => self.on_done(d),
+                Wake::Done(d) => self.on_done(*d),
                 Wake::Item(Some(item)) => {
                     self.on_item(item, now);
                     self.drain_queue(now);
