@@ -67,6 +67,28 @@ fn bench_interaction(c: &mut Criterion) {
     assert_eq!(report.stats.dropped_total(), 0, "drops: {report:?}");
 }
 
+/// PII redaction as the worker runs it on one input or output (never on the
+/// caller's thread): a 200-character chat turn and a 20 KB text, each with a
+/// few matches in it.
+fn bench_redaction(c: &mut Criterion) {
+    let turn = "Hi, I'm Sarah. Please email me at sarah.j@example.com or call \
+                (415) 555-0123 about order 8812; ship it to 12 Main Street. Thanks!";
+    let turn = format!(
+        "{turn} {}",
+        "x".repeat(200usize.saturating_sub(turn.len() + 1))
+    );
+    let filler = "The quick brown fox jumps over the lazy dog near the river bank. ";
+    let long = filler.repeat(20_000 / filler.len()) + &turn;
+    let mut g = c.benchmark_group("redact_pii (worker)");
+    g.bench_function("200 chars", |b| {
+        b.iter(|| raindrop::redact_pii(black_box(&turn)).len())
+    });
+    g.bench_function("20 KB", |b| {
+        b.iter(|| raindrop::redact_pii(black_box(&long)).len())
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -77,6 +99,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_track_ai, bench_interaction
+    targets = bench_track_ai, bench_interaction, bench_redaction
 }
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::diag::setup_warning;
 use crate::interaction::{Interaction, InteractionCore};
-use crate::item::{AiData, Control, IdentifyItem, Item, SignalItem, TrackEvent};
+use crate::item::{AiData, Control, EventRecord, IdentifyRecord, Item, SignalRecord};
 use crate::model::{AiEvent, Attachment, Begin, Event, Properties, Signal, SignalType, Timestamp};
 use crate::options::{valid_project_slug, ClientOptions};
 use crate::queue::{Queue, Refused};
@@ -315,6 +315,38 @@ impl Client {
         }
     }
 
+    /// Whether `event_id` is kept by `sample_rate`: a pure function of the
+    /// id (FNV-1a, then murmur3's 64-bit finaliser so that ids differing only
+    /// in their last characters spread evenly), so every process that sees
+    /// one interaction decides alike.
+    pub(crate) fn sampled(&self, event_id: &str) -> bool {
+        let rate = self.inner.options.sample_rate;
+        if rate >= 1.0 {
+            return true;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in event_id.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        (h as f64) < rate * u64::MAX as f64
+    }
+
+    /// Counts an item left out by sampling; it costs nothing more.
+    fn sampled_out(&self, kind: ItemKind) {
+        self.inner.counters.drop_unqueued(
+            kind,
+            DropReason::SampledOut,
+            1,
+            "not kept by sample_rate",
+        );
+    }
+
     fn reject(&self, kind: ItemKind, e: Error) -> Error {
         self.inner
             .counters
@@ -353,7 +385,11 @@ impl Client {
         })()
         .map_err(|e| self.reject(ItemKind::Event, e))?;
         let id = item.event_id.clone();
-        self.enqueue(Item::Event(Box::new(item)));
+        if self.sampled(&id) {
+            self.enqueue(Item::Event(Box::new(item)));
+        } else {
+            self.sampled_out(ItemKind::Event);
+        }
         Ok(id)
     }
 
@@ -373,7 +409,11 @@ impl Client {
             )
             .map_err(|e| self.reject(ItemKind::Event, e))?;
         let id = item.event_id.clone();
-        self.enqueue(Item::Event(Box::new(item)));
+        if self.sampled(&id) {
+            self.enqueue(Item::Event(Box::new(item)));
+        } else {
+            self.sampled_out(ItemKind::Event);
+        }
         Ok(id)
     }
 
@@ -387,7 +427,7 @@ impl Client {
         properties: Properties,
         timestamp: Option<Timestamp>,
         attachments: Vec<Attachment>,
-    ) -> Result<TrackEvent, Error> {
+    ) -> Result<EventRecord, Error> {
         require("user_id", &user_id)?;
         require("event", &event)?;
         validate_attachments(&attachments)?;
@@ -395,7 +435,7 @@ impl Client {
             Some(t) => t.validate("timestamp")?,
             None => Timestamp::now(),
         };
-        Ok(TrackEvent {
+        Ok(EventRecord {
             event_id: new_event_id(event_id)?,
             user_id,
             event,
@@ -412,7 +452,7 @@ impl Client {
             within_depth("traits", traits).map_err(|e| self.reject(ItemKind::Identify, e))?;
         let user_id = user_id.into();
         require("user_id", &user_id).map_err(|e| self.reject(ItemKind::Identify, e))?;
-        self.enqueue(Item::Identify(Box::new(IdentifyItem { user_id, traits })));
+        self.enqueue(Item::Identify(Box::new(IdentifyRecord { user_id, traits })));
         Ok(())
     }
 
@@ -424,11 +464,16 @@ impl Client {
         let item = self
             .signal_item(signal)
             .map_err(|e| self.reject(ItemKind::Signal, e))?;
-        self.enqueue(Item::Signal(Box::new(item)));
+        if self.sampled(&item.event_id) {
+            self.enqueue(Item::Signal(Box::new(item)));
+        } else {
+            // The event it refers to was not kept: the signal would dangle.
+            self.sampled_out(ItemKind::Signal);
+        }
         Ok(())
     }
 
-    fn signal_item(&self, signal: Signal) -> Result<SignalItem, Error> {
+    fn signal_item(&self, signal: Signal) -> Result<SignalRecord, Error> {
         let Signal {
             event_id,
             name,
@@ -483,7 +528,7 @@ impl Client {
             Some(t) => t.validate("timestamp")?,
             None => Timestamp::now(),
         };
-        Ok(SignalItem {
+        Ok(SignalRecord {
             event_id,
             signal_name: name,
             timestamp,
@@ -527,6 +572,9 @@ impl Client {
             convo_id,
             Some(event),
         );
+        if !core.sampled {
+            self.sampled_out(ItemKind::Interaction);
+        }
         self.remember_interaction(&core);
         let interaction = Interaction::from_core(core);
         interaction.send(|p| {
@@ -579,8 +627,20 @@ impl Client {
     }
 
     /// Queues a finished span for the `traces` channel.
+    ///
+    /// A span linked to an event that `sample_rate` does not keep (its
+    /// `traceloop.association.properties.event_id`) is counted and dropped.
     pub fn export_span(&self, span: SpanRecord) -> Result<(), Error> {
-        self.enqueue(Item::Span(Box::new(span)));
+        let unsampled = self.inner.options.sample_rate < 1.0
+            && span.attributes.iter().any(|(k, v)| {
+                k == "traceloop.association.properties.event_id"
+                    && matches!(v, crate::AttributeValue::String(id) if !self.sampled(id))
+            });
+        if unsampled {
+            self.sampled_out(ItemKind::Span);
+        } else {
+            self.enqueue(Item::Span(Box::new(span)));
+        }
         Ok(())
     }
 

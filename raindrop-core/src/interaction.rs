@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::client::Client;
-use crate::item::{AiData, Item, PartialPatch};
+use crate::item::{AiData, InteractionUpdate, Item};
 use crate::model::{Attachment, Finish, Properties};
 
 /// What every handle of one interaction shares.
@@ -15,6 +15,8 @@ pub(crate) struct InteractionCore {
     pub(crate) client: Client,
     pub(crate) event_id: Arc<str>,
     finished: AtomicBool,
+    /// Kept by `sample_rate`; an unsampled interaction queues nothing.
+    pub(crate) sampled: bool,
     /// Some update so far had input, output or an attachment: known here, by
     /// the caller, so the empty-event gate never depends on worker memory.
     had_content: AtomicBool,
@@ -76,6 +78,7 @@ impl Interaction {
         event: Option<String>,
     ) -> Arc<InteractionCore> {
         Arc::new(InteractionCore {
+            sampled: client.sampled(&event_id),
             client,
             event_id,
             finished: AtomicBool::new(false),
@@ -102,6 +105,13 @@ impl Interaction {
     /// signals (thumbs up, feedback) can point at this event.
     pub fn event_id(&self) -> Option<&str> {
         self.core.as_deref().map(|c| &*c.event_id)
+    }
+
+    /// Whether `sample_rate` keeps this interaction (false for a no-op
+    /// handle). An unsampled handle keeps its event id, so signals can still
+    /// name it, but records nothing; integrations can skip capture for it.
+    pub fn is_sampled(&self) -> bool {
+        self.core.as_deref().is_some_and(|c| c.sampled)
     }
 
     /// Whether `finish` has run (always false for a no-op handle).
@@ -139,15 +149,15 @@ impl Interaction {
     }
 
     /// Queues one update unless the handle is a no-op or already finished.
-    pub(crate) fn send(&self, fill: impl FnOnce(&mut PartialPatch)) {
-        let Some(core) = self.core.as_deref() else {
+    pub(crate) fn send(&self, fill: impl FnOnce(&mut InteractionUpdate)) {
+        let Some(core) = self.core.as_deref().filter(|c| c.sampled) else {
             return;
         };
         if core.finished.load(Ordering::Acquire) {
             tracing::debug!(target: "raindrop", event_id = &*core.event_id, "update after finish ignored");
             return;
         }
-        let mut patch = PartialPatch {
+        let mut patch = InteractionUpdate {
             event_id: core.event_id.clone(),
             ..Default::default()
         };
@@ -308,7 +318,7 @@ impl Interaction {
                 s.event = Some(e.into());
             }
         });
-        let mut patch = PartialPatch {
+        let mut patch = InteractionUpdate {
             event_id: core.event_id.clone(),
             ai: AiData {
                 model,
@@ -323,14 +333,16 @@ impl Interaction {
             ..Default::default()
         };
         core.stamp(&mut patch);
-        core.client.enqueue(Item::Partial(Box::new(patch)));
+        if core.sampled {
+            core.client.enqueue(Item::Partial(Box::new(patch)));
+        }
         core.client.forget_interaction(&core.event_id);
     }
 }
 
 impl InteractionCore {
     /// Fills in the identity and the content flag of an update.
-    fn stamp(&self, patch: &mut PartialPatch) {
+    fn stamp(&self, patch: &mut InteractionUpdate) {
         let content = patch.ai.has_content() || !patch.attachments.is_empty();
         patch.had_content = if content {
             self.had_content.store(true, Ordering::Release);

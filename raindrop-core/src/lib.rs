@@ -50,6 +50,7 @@ mod item;
 mod model;
 mod options;
 mod queue;
+mod redact;
 mod span;
 mod stats;
 mod time;
@@ -60,11 +61,13 @@ pub use diag::setup_warning;
 pub use error::Error;
 pub use global::{global, set_global};
 pub use interaction::Interaction;
+pub use item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, Outgoing, SignalRecord};
 pub use model::{
     AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
     SignalType, Timestamp,
 };
-pub use options::{ClientOptions, LocalSink, WriteKey, DEFAULT_ENDPOINT};
+pub use options::{BeforeSend, ClientOptions, LocalSink, WriteKey, DEFAULT_ENDPOINT};
+pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
 pub use stats::{DropReason, ItemKind, Stats};
 

@@ -57,6 +57,10 @@ impl LocalSink {
     }
 }
 
+/// A hook that sees every item before it is sent, on the worker thread; see
+/// [`ClientOptions::before_send`].
+pub type BeforeSend = std::sync::Arc<dyn Fn(crate::Outgoing<'_>) -> bool + Send + Sync>;
+
 /// Client configuration. Start from [`ClientOptions::default`] or
 /// [`ClientOptions::from_env`] and chain the setters.
 ///
@@ -69,7 +73,7 @@ impl LocalSink {
 /// // The key never shows up in Debug output.
 /// assert!(!format!("{opts:?}").contains("rk_test"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientOptions {
     /// The write key; without it (and without a local sink) the client is disabled.
@@ -116,6 +120,56 @@ pub struct ClientOptions {
     pub debug_logs: bool,
     /// Write requests to a local sink instead of the network.
     pub local_sink: Option<LocalSink>,
+    /// Redact PII (the Python SDK's rules) from `ai_data.input` and
+    /// `ai_data.output` of events and interaction updates, on the worker
+    /// (default off; `RAINDROP_REDACT_PII`).
+    pub redact_pii: bool,
+    /// Also redact span inputs and outputs (`traceloop.entity.input` /
+    /// `output`) and gen_ai message texts. Beyond the reference SDKs; only
+    /// with `redact_pii` (default off).
+    pub redact_pii_in_spans: bool,
+    /// Record content at all (default on; `RAINDROP_CAPTURE_CONTENT=false`
+    /// turns it off). Off, no input, output, attachment, span input/output or
+    /// gen_ai message text leaves the process: only names, ids, timings,
+    /// sizes, errors and the properties you set explicitly.
+    pub capture_content: bool,
+    /// Share of events and interactions kept, 0.0 to 1.0 (default 1.0;
+    /// `RAINDROP_SAMPLE_RATE`). Decided from the event id, so every service
+    /// that handles one interaction (the id travels with it) decides the same.
+    pub sample_rate: f64,
+    /// Sees every event, interaction update, signal, identify and span just
+    /// before it is serialised, and may change it or drop it (return
+    /// `false`). Runs on the worker thread; a panic inside it drops the item
+    /// (counted as `hook_panicked`), never the worker.
+    pub before_send: Option<BeforeSend>,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("write_key", &self.write_key)
+            .field("endpoint", &self.endpoint)
+            .field("project_id", &self.project_id)
+            .field("max_queue_size", &self.max_queue_size)
+            .field("upload_size", &self.upload_size)
+            .field("upload_interval", &self.upload_interval)
+            .field("partial_idle_timeout", &self.partial_idle_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_partials_in_flight", &self.max_partials_in_flight)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_text_field_chars", &self.max_text_field_chars)
+            .field("debug_logs", &self.debug_logs)
+            .field("local_sink", &self.local_sink)
+            .field("redact_pii", &self.redact_pii)
+            .field("redact_pii_in_spans", &self.redact_pii_in_spans)
+            .field("capture_content", &self.capture_content)
+            .field("sample_rate", &self.sample_rate)
+            .field("before_send", &self.before_send.as_ref().map(|_| "Fn"))
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -137,6 +191,11 @@ impl Default for ClientOptions {
             max_text_field_chars: 1_000_000,
             debug_logs: false,
             local_sink: None,
+            redact_pii: false,
+            redact_pii_in_spans: false,
+            capture_content: true,
+            sample_rate: 1.0,
+            before_send: None,
         }
     }
 }
@@ -162,6 +221,9 @@ impl ClientOptions {
     /// | `RAINDROP_PROJECT_ID` | `project_id` |
     /// | `RAINDROP_DEBUG` | `debug_logs` (`1`, `true`, `yes`, `on`) |
     /// | `RAINDROP_LOCAL_SINK` | `local_sink` (`stdout`, `stderr` or a file path) |
+    /// | `RAINDROP_REDACT_PII` | `redact_pii` (`1`, `true`, `yes`, `on`) |
+    /// | `RAINDROP_CAPTURE_CONTENT` | `capture_content` (`0`, `false`, `no`, `off` turn it off) |
+    /// | `RAINDROP_SAMPLE_RATE` | `sample_rate` (a number from 0 to 1) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
         if let Some(k) = env("RAINDROP_WRITE_KEY") {
@@ -173,6 +235,22 @@ impl ClientOptions {
         o.project_id = env("RAINDROP_PROJECT_ID");
         o.debug_logs = env("RAINDROP_DEBUG").is_some_and(|v| truthy(&v));
         o.local_sink = env("RAINDROP_LOCAL_SINK").and_then(|v| LocalSink::parse(&v));
+        o.redact_pii = env("RAINDROP_REDACT_PII").is_some_and(|v| truthy(&v));
+        o.capture_content = !env("RAINDROP_CAPTURE_CONTENT").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off"
+            )
+        });
+        if let Some(v) = env("RAINDROP_SAMPLE_RATE") {
+            match v.trim().parse::<f64>() {
+                Ok(r) => o.sample_rate = r,
+                Err(_) => crate::setup_warning(
+                    "sample_rate_env",
+                    &format!("RAINDROP_SAMPLE_RATE=`{v}` is not a number; keeping every event"),
+                ),
+            }
+        }
         o
     }
 
@@ -254,6 +332,48 @@ impl ClientOptions {
     /// Sends requests to a local sink instead of the network.
     pub fn local_sink(mut self, sink: LocalSink) -> Self {
         self.local_sink = Some(sink);
+        self
+    }
+    /// Turns PII redaction of AI inputs and outputs on or off.
+    pub fn redact_pii(mut self, on: bool) -> Self {
+        self.redact_pii = on;
+        self
+    }
+    /// Also redacts span inputs/outputs and gen_ai message texts (with `redact_pii`).
+    pub fn redact_pii_in_spans(mut self, on: bool) -> Self {
+        self.redact_pii_in_spans = on;
+        self
+    }
+    /// Records content (inputs, outputs, arguments, message texts) or not.
+    pub fn capture_content(mut self, on: bool) -> Self {
+        self.capture_content = on;
+        self
+    }
+    /// Sets the share of events and interactions kept (0.0 to 1.0).
+    pub fn sample_rate(mut self, rate: f64) -> Self {
+        self.sample_rate = rate;
+        self
+    }
+    /// Sets the before-send hook: it sees each outgoing item on the worker
+    /// thread and returns `false` to drop it.
+    ///
+    /// ```
+    /// use raindrop_core::{ClientOptions, Outgoing};
+    /// let opts = ClientOptions::default().before_send(|item| match item {
+    ///     Outgoing::Event(e) => {
+    ///         e.properties.remove("internal_note");
+    ///         true
+    ///     }
+    ///     Outgoing::Signal(s) => s.signal_name != "debug_ping",
+    ///     _ => true,
+    /// });
+    /// # let _ = opts;
+    /// ```
+    pub fn before_send(
+        mut self,
+        hook: impl Fn(crate::Outgoing<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.before_send = Some(std::sync::Arc::new(hook));
         self
     }
 }

@@ -28,9 +28,15 @@ pub enum DropReason {
     EmptyInteraction,
     /// A free function of the `raindrop` facade ran before `raindrop::init`.
     NotInitialized,
+    /// Not kept by `sample_rate`.
+    SampledOut,
+    /// The before-send hook returned `false`.
+    DroppedByHook,
+    /// The before-send hook panicked on the item.
+    HookPanicked,
 }
 
-const REASONS: usize = 10;
+const REASONS: usize = 13;
 
 impl DropReason {
     /// All reasons, in display order.
@@ -45,6 +51,9 @@ impl DropReason {
         DropReason::Disabled,
         DropReason::EmptyInteraction,
         DropReason::NotInitialized,
+        DropReason::SampledOut,
+        DropReason::DroppedByHook,
+        DropReason::HookPanicked,
     ];
 
     /// A stable snake_case name.
@@ -60,6 +69,9 @@ impl DropReason {
             DropReason::Disabled => "disabled",
             DropReason::EmptyInteraction => "empty_interaction",
             DropReason::NotInitialized => "not_initialized",
+            DropReason::SampledOut => "sampled_out",
+            DropReason::DroppedByHook => "dropped_by_hook",
+            DropReason::HookPanicked => "hook_panicked",
         }
     }
 
@@ -257,8 +269,11 @@ impl Counters {
         }
         let total = self.dropped[kind.index()][reason.index()].load(Relaxed);
         let what = kind.as_str();
-        if reason == DropReason::Disabled {
-            // Said once, loudly, when the client was built.
+        if matches!(
+            reason,
+            DropReason::Disabled | DropReason::SampledOut | DropReason::DroppedByHook
+        ) {
+            // Said once, loudly, when the client was built; or asked for.
             tracing::debug!(target: "raindrop", reason = reason.as_str(), dropped = n, total, "raindrop dropped {n} {what}: {detail}");
         } else {
             tracing::warn!(target: "raindrop", reason = reason.as_str(), dropped = n, total, "raindrop dropped {n} {what} ({total} so far for this reason): {detail}; see Client::stats()");

@@ -459,3 +459,54 @@ fn object_then_scalar_then_object_across_deltas_keeps_the_last_write() {
     }
     assert_eq!(merged["properties"], json!({"a": {"y": 2}}));
 }
+
+/// Text that none of the redaction rules can match: no digits, no `@`, no
+/// `:` or `=`, no capitals, and consonants only, so no listed first name,
+/// greeting or credential word can form.
+fn no_pii_text() -> impl Strategy<Value = String> {
+    "[bcdfghjklmnpqrstvwxz ,.!\n]{0,200}"
+}
+
+/// Text built to hit the rules: pieces of every kind mixed with noise.
+fn pii_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("api_key=abc123".to_owned()),
+        Just("4111 1111 1111 1111".to_owned()),
+        Just("ann@example.com".to_owned()),
+        Just("(415) 555-0123".to_owned()),
+        Just("123-45-6789".to_owned()),
+        Just("password: x".to_owned()),
+        Just("12 Main Street".to_owned()),
+        Just("James".to_owned()),
+        Just("hello Zed".to_owned()),
+        Just("\nBest regards,\nZed Quux\n".to_owned()),
+        Just("thanks".to_owned()),
+        "\\PC{0,12}",
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|v| v.join(" "))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn redaction_leaves_text_without_pii_byte_identical(text in no_pii_text()) {
+        let out = redact_pii(&text);
+        prop_assert!(matches!(out, std::borrow::Cow::Borrowed(_)));
+        prop_assert_eq!(out, text.as_str());
+    }
+
+    #[test]
+    fn redaction_is_idempotent_and_total(text in prop_oneof![pii_text(), "\\PC{0,300}", any::<String>()]) {
+        let once = redact_pii(&text).into_owned();
+        let twice = redact_pii(&once).into_owned();
+        prop_assert_eq!(&twice, &once, "input: {:?}", text);
+    }
+
+    #[test]
+    fn redacted_text_is_capped_again(text in pii_text(), cap in 16usize..200) {
+        // What the worker does: redact, then the size gate.
+        let out = truncate_text(&redact_pii(&text), cap).into_owned();
+        prop_assert!(out.chars().count() <= cap);
+    }
+}

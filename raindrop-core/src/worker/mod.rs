@@ -13,6 +13,7 @@
 
 mod batch;
 mod partial;
+mod prepare;
 mod retry;
 mod send;
 pub(crate) mod wire;
@@ -91,6 +92,8 @@ pub(crate) struct WorkerConfig {
     pub max_partials_in_flight: usize,
     pub max_text_field_chars: usize,
     pub shutdown_timeout: Duration,
+    /// Content switch, redaction and the before-send hook.
+    pub prepare: prepare::Prepare,
     /// Shared with the client so `set_debug_logs` works at run time.
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -118,6 +121,7 @@ impl WorkerConfig {
             max_partials_in_flight: o.max_partials_in_flight,
             max_text_field_chars: o.max_text_field_chars,
             shutdown_timeout: o.shutdown_timeout,
+            prepare: prepare::Prepare::new(o),
             debug_logs,
         }
     }
@@ -260,6 +264,16 @@ enum Wake {
     Done(Box<Done>),
     Item(Option<Item>),
     Tick,
+}
+
+/// The log detail of a drop decided by [`prepare`].
+fn hook_detail(reason: DropReason) -> &'static str {
+    match reason {
+        DropReason::HookPanicked => {
+            "the before_send hook panicked (the item is dropped, the worker goes on)"
+        }
+        _ => "the before_send hook dropped it",
+    }
 }
 
 /// Items taken from the queue per wake-up before finished requests are
@@ -408,11 +422,18 @@ impl Worker {
 
     fn on_item(&mut self, item: Item, now: Instant) {
         let max = self.cfg.max_text_field_chars;
+        let p = &self.cfg.prepare;
         let (route, bytes) = match item {
-            Item::Event(mut e) => (Route::Track, wire::track_event(&mut e, max)),
-            Item::Signal(s) => (Route::Signals, wire::signal(&s)),
-            Item::Identify(i) => (Route::Identify, wire::identify(&i)),
-            Item::Span(s) => (Route::Traces, wire::span(&s, max)),
+            Item::Event(mut e) => (
+                Route::Track,
+                p.event(&mut e).map(|()| wire::track_event(&mut e, max)),
+            ),
+            Item::Signal(mut s) => (Route::Signals, p.signal(&mut s).map(|()| wire::signal(&s))),
+            Item::Identify(mut i) => (
+                Route::Identify,
+                p.identify(&mut i).map(|()| wire::identify(&i)),
+            ),
+            Item::Span(mut s) => (Route::Traces, p.span(&mut s).map(|()| wire::span(&s, max))),
             Item::Partial(p) => {
                 let seq = self.next_seq();
                 self.partials.add(*p, seq, now);
@@ -440,8 +461,13 @@ impl Worker {
                 return;
             }
         };
-        let seq = self.next_seq();
-        self.add_serialised(route, bytes, seq);
+        match bytes {
+            Ok(bytes) => {
+                let seq = self.next_seq();
+                self.add_serialised(route, bytes, seq);
+            }
+            Err(reason) => self.drop_unsent(route, reason, 1, hook_detail(reason)),
+        }
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -516,14 +542,18 @@ impl Worker {
         self.deltas = deltas;
     }
 
-    fn ship_partial(&mut self, d: Delta) {
+    fn ship_partial(&mut self, mut d: Delta) {
         let refuse = if d.patch.is_final && !d.patch.had_content {
             Some((
                 DropReason::EmptyInteraction,
                 "interaction finished with no input, output or attachment".to_owned(),
             ))
         } else {
-            None
+            self.cfg
+                .prepare
+                .update(&mut d.patch)
+                .err()
+                .map(|r| (r, hook_detail(r).to_owned()))
         };
         let bytes = match refuse {
             Some(_) => Vec::new(),

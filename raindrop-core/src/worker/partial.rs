@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::item::PartialPatch;
+use crate::item::InteractionUpdate;
 
 /// Deep-merges `newer` into `dst`: objects merge key by key, anything else is replaced.
 pub(crate) fn deep_merge(dst: &mut Map<String, Value>, newer: Map<String, Value>) {
@@ -35,7 +35,7 @@ pub(crate) fn conflicts(dst: &Map<String, Value>, newer: &Map<String, Value>) ->
 }
 
 /// Merges `newer` into `dst`: scalars newest-wins, properties deep-merged, attachments appended.
-pub(crate) fn merge(dst: &mut PartialPatch, newer: PartialPatch) {
+pub(crate) fn merge(dst: &mut InteractionUpdate, newer: InteractionUpdate) {
     if newer.user_id.is_some() {
         dst.user_id = newer.user_id;
     }
@@ -54,7 +54,7 @@ pub(crate) fn merge(dst: &mut PartialPatch, newer: PartialPatch) {
 
 /// Updates of one event merged into one delta.
 pub(crate) struct Delta {
-    pub patch: PartialPatch,
+    pub patch: InteractionUpdate,
     /// Updates merged in (what the accounting counts).
     pub patches: u64,
     /// Of those, how many still hold a place in the route's queue budget.
@@ -68,7 +68,7 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
-    fn new(patch: PartialPatch, seq: u64, now: Instant) -> Self {
+    fn new(patch: InteractionUpdate, seq: u64, now: Instant) -> Self {
         Delta {
             patch,
             patches: 1,
@@ -119,7 +119,7 @@ impl PartialBuffer {
     }
 
     /// Merges one update. A final update makes the event ready at once.
-    pub fn add(&mut self, patch: PartialPatch, seq: u64, now: Instant) {
+    pub fn add(&mut self, patch: InteractionUpdate, seq: u64, now: Instant) {
         let is_final = patch.is_final;
         let id = patch.event_id.clone();
         let delta = Delta::new(patch, seq, now);
@@ -249,8 +249,8 @@ mod tests {
     use super::*;
     use crate::item::AiData;
 
-    fn patch(id: &str) -> PartialPatch {
-        PartialPatch {
+    fn patch(id: &str) -> InteractionUpdate {
+        InteractionUpdate {
             event_id: id.into(),
             ..Default::default()
         }

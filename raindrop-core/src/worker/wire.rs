@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::item::{AiData, IdentifyItem, PartialPatch, SignalItem, TrackEvent};
+use crate::item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, SignalRecord};
 use crate::model::Attachment;
 use crate::span::{AttributeValue, SpanRecord, SpanStatus};
 
@@ -173,7 +173,7 @@ struct WireEvent<'a> {
 }
 
 /// One `events/track` event, with `$context` in its properties.
-pub(crate) fn track_event(e: &mut TrackEvent, max_chars: usize) -> Vec<u8> {
+pub(crate) fn track_event(e: &mut EventRecord, max_chars: usize) -> Vec<u8> {
     let w = WireEvent {
         event_id: &e.event_id,
         user_id: &e.user_id,
@@ -206,7 +206,7 @@ struct WireSignal<'a> {
     signal_type: &'static str,
 }
 
-pub(crate) fn signal(s: &SignalItem) -> Vec<u8> {
+pub(crate) fn signal(s: &SignalRecord) -> Vec<u8> {
     let w = WireSignal {
         event_id: &s.event_id,
         signal_name: &s.signal_name,
@@ -225,7 +225,7 @@ struct WireIdentify<'a> {
     traits: &'a Map<String, Value>,
 }
 
-pub(crate) fn identify(i: &IdentifyItem) -> Vec<u8> {
+pub(crate) fn identify(i: &IdentifyRecord) -> Vec<u8> {
     serde_json::to_vec(&WireIdentify {
         user_id: &i.user_id,
         traits: &i.traits,
@@ -252,7 +252,7 @@ struct WirePartial<'a> {
 }
 
 /// One `events/track_partial` body: only the fields that changed.
-pub(crate) fn partial(p: &PartialPatch, max_chars: usize) -> Vec<u8> {
+pub(crate) fn partial(p: &InteractionUpdate, max_chars: usize) -> Vec<u8> {
     let w = WirePartial {
         event_id: &p.event_id,
         user_id: p.user_id.as_deref(),
@@ -598,8 +598,8 @@ mod tests {
         assert_eq!(&buf, b"Zm9vYmFy");
     }
 
-    fn event(properties: Map<String, Value>) -> TrackEvent {
-        TrackEvent {
+    fn event(properties: Map<String, Value>) -> EventRecord {
+        EventRecord {
             event_id: "e1".into(),
             user_id: "u1".into(),
             event: "chat".into(),

@@ -1,0 +1,254 @@
+//! PII redaction, the before-send hook, the content switch and sampling,
+//! against the capture server on 127.0.0.1.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use raindrop_core::*;
+use serde_json::json;
+use support::Capture;
+
+fn opts(cap: &Capture) -> ClientOptions {
+    ClientOptions::default()
+        .write_key("rk_test")
+        .endpoint(cap.endpoint())
+}
+
+/// Every request body the capture server got, as text.
+fn all_bodies(cap: &Capture) -> String {
+    cap.requests()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn redaction_replaces_every_rule_with_its_token_in_events_and_partials() {
+    let cap = Capture::start(vec![]);
+    let c = Client::new(opts(&cap).redact_pii(true)).unwrap();
+    let text = "api_key=sk-123 card 4111 1111 1111 1111 mail ann@example.com \
+                call (415) 555-0123 ssn 123-45-6789 password: hunter2 \
+                ship to 12 Main Street please, ask james";
+    let want = "<REDACTED_CREDENTIALS> card <REDACTED_CREDIT_CARD> mail <REDACTED_EMAIL> \
+                call <REDACTED_PHONE> ssn <REDACTED_SSN> <REDACTED_SECRET> \
+                ship to <REDACTED_ADDRESS> please, ask <REDACTED_NAME>";
+    c.track_ai(
+        AiEvent::new("u", "chat")
+            .event_id("r-1")
+            .input(text)
+            .output("hi james")
+            .property("note", "james@example.com"),
+    )
+    .unwrap();
+    // The golden partial_lifecycle flow, with PII in input and output.
+    let it = c
+        .begin(
+            Begin::new("u-1", "agent_run")
+                .event_id("i-1")
+                .input(text)
+                .convo_id("c-9"),
+        )
+        .unwrap();
+    it.set_property("stage", "tools");
+    it.finish("write to bob@example.com");
+    assert!(c.flush(Duration::from_secs(5)));
+    let e = &cap.delivered("events/track")[0];
+    assert_eq!(e["ai_data"]["input"], want);
+    assert_eq!(e["ai_data"]["output"], "hi <REDACTED_NAME>");
+    assert_eq!(
+        e["properties"]["note"], "james@example.com",
+        "properties are not redacted (as in the reference)"
+    );
+    let p = &cap.delivered("events/track_partial")[0];
+    assert_eq!(p["ai_data"]["input"], want);
+    assert_eq!(p["ai_data"]["output"], "write to <REDACTED_EMAIL>");
+    assert_eq!(p["user_id"], "u-1");
+    assert_eq!(p["properties"]["stage"], "tools");
+}
+
+#[test]
+fn the_hook_changes_drops_and_survives_panics() {
+    let cap = Capture::start(vec![]);
+    let c = Client::new(opts(&cap).before_send(|item| match item {
+        Outgoing::Event(e) => {
+            e.properties.insert("seen_by_hook".into(), json!(true));
+            e.event != "drop_me"
+        }
+        Outgoing::Identify(_) => panic!("a bug in the user's hook"),
+        Outgoing::InteractionUpdate(u) => {
+            u.properties.insert("hooked".into(), json!(1));
+            true
+        }
+        _ => true,
+    }))
+    .unwrap();
+    c.track_ai(AiEvent::new("u", "keep").input("q")).unwrap();
+    c.track_ai(AiEvent::new("u", "drop_me").input("q")).unwrap();
+    c.identify("u", Properties::new()).unwrap();
+    c.begin(Begin::new("u", "run").input("q"))
+        .unwrap()
+        .finish("a");
+    // The worker survived the panic: later items still go.
+    c.track_ai(AiEvent::new("u", "after").input("q")).unwrap();
+    assert!(c.flush(Duration::from_secs(5)));
+    let events = cap.delivered("events/track");
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["keep", "after"]);
+    assert!(events
+        .iter()
+        .all(|e| e["properties"]["seen_by_hook"] == true));
+    assert!(cap.delivered("users/identify").is_empty());
+    assert_eq!(
+        cap.delivered("events/track_partial")[0]["properties"]["hooked"],
+        1
+    );
+    let s = c.stats();
+    assert_eq!(s.dropped(DropReason::DroppedByHook), 1, "{s:?}");
+    assert_eq!(s.dropped(DropReason::HookPanicked), 1, "{s:?}");
+    assert_eq!(s.pending(), 0);
+}
+
+#[test]
+fn with_content_off_no_content_leaves_the_process() {
+    let cap = Capture::start(vec![]);
+    let c = Client::new(opts(&cap).capture_content(false)).unwrap();
+    c.track_ai(
+        AiEvent::new("u", "chat")
+            .input("MARKER-INPUT-1")
+            .output("MARKER-OUTPUT-1")
+            .model("gpt-x")
+            .property("plan", "pro")
+            .attachments([Attachment::text("MARKER-ATTACH-1")]),
+    )
+    .unwrap();
+    let it = c
+        .begin(Begin::new("u", "run").input("MARKER-INPUT-2"))
+        .unwrap();
+    it.set_output("MARKER-OUTPUT-2");
+    it.finish("MARKER-OUTPUT-3");
+    let mut span = SpanRecord {
+        trace_id: SpanRecord::new_trace_id(),
+        span_id: SpanRecord::new_span_id(),
+        parent_span_id: None,
+        name: "search.tool".into(),
+        start: std::time::SystemTime::now(),
+        end: std::time::SystemTime::now(),
+        status: SpanStatus::Ok,
+        attributes: Vec::new(),
+    };
+    for (k, v) in [
+        ("traceloop.entity.input", "MARKER-SPAN-IN"),
+        ("traceloop.entity.output", "MARKER-SPAN-OUT"),
+        ("gen_ai.input.messages", "MARKER-MSG"),
+        ("traceloop.entity.name", "search"),
+    ] {
+        span.attributes.push((k.into(), v.into()));
+    }
+    c.export_span(span).unwrap();
+    assert!(c.flush(Duration::from_secs(5)));
+    let bodies = all_bodies(&cap);
+    assert!(!bodies.contains("MARKER"), "{bodies}");
+    // Names, ids, models, properties and the interaction itself still arrive.
+    let e = &cap.delivered("events/track")[0];
+    assert_eq!(e["ai_data"]["model"], "gpt-x");
+    assert_eq!(e["properties"]["plan"], "pro");
+    let finals: Vec<_> = cap
+        .delivered("events/track_partial")
+        .into_iter()
+        .filter(|p| p["is_pending"] == false)
+        .collect();
+    assert_eq!(finals.len(), 1, "not dropped as empty: it had content");
+    assert!(bodies.contains("search.tool"));
+    assert_eq!(c.stats().dropped_total(), 0);
+}
+
+#[test]
+fn sampling_keeps_the_share_and_decides_alike_everywhere() {
+    let cap = Capture::start(vec![]);
+    let a = Client::new(opts(&cap).sample_rate(0.25)).unwrap();
+    let b = Client::new(opts(&cap).sample_rate(0.25)).unwrap();
+    let n = 10_000;
+    let mut kept = 0;
+    for i in 0..n {
+        let id = format!("trace-{i}");
+        let ia = a.resume_interaction(&id);
+        let ib = b.resume_interaction(&id);
+        assert_eq!(ia.is_sampled(), ib.is_sampled(), "{id}");
+        kept += usize::from(ia.is_sampled());
+    }
+    let share = kept as f64 / n as f64;
+    assert!((share - 0.25).abs() < 0.02, "kept {share}");
+
+    // Unsampled: nothing queued; its signals and spans are dropped and counted.
+    let c = Client::new(opts(&cap).sample_rate(0.25)).unwrap();
+    let mut unsampled = None;
+    let mut sampled = None;
+    for i in 0..100 {
+        let it = c
+            .begin(Begin::new("u", "run").event_id(format!("s-{i}")).input("q"))
+            .unwrap();
+        if it.is_sampled() {
+            sampled.get_or_insert(it);
+        } else {
+            unsampled.get_or_insert(it);
+        }
+    }
+    let (kept_i, dropped_i) = (sampled.unwrap(), unsampled.unwrap());
+    dropped_i.set_property("k", 1);
+    dropped_i.finish("a");
+    kept_i.finish("a");
+    c.track_signal(Signal::new(dropped_i.event_id().unwrap(), "thumbs_up"))
+        .unwrap();
+    c.track_signal(Signal::new(kept_i.event_id().unwrap(), "thumbs_up"))
+        .unwrap();
+    assert!(c.flush(Duration::from_secs(5)));
+    let ids: HashSet<String> = cap
+        .delivered("events/track_partial")
+        .iter()
+        .map(|p| p["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.contains(kept_i.event_id().unwrap()));
+    assert!(!ids.contains(dropped_i.event_id().unwrap()));
+    let signals = cap.delivered("signals/track");
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0]["event_id"], kept_i.event_id().unwrap());
+    let s = c.stats();
+    assert!(s.lost(ItemKind::Interaction, DropReason::SampledOut) > 0);
+    assert_eq!(s.lost(ItemKind::Signal, DropReason::SampledOut), 1);
+}
+
+#[test]
+fn span_content_is_redacted_only_when_asked() {
+    let span = |text: &str| {
+        let mut s = SpanRecord {
+            trace_id: SpanRecord::new_trace_id(),
+            span_id: SpanRecord::new_span_id(),
+            parent_span_id: None,
+            name: "lookup.tool".into(),
+            start: std::time::SystemTime::now(),
+            end: std::time::SystemTime::now(),
+            status: SpanStatus::Ok,
+            attributes: Vec::new(),
+        };
+        s.attributes
+            .push(("traceloop.entity.input".into(), text.into()));
+        s
+    };
+    for (in_spans, want) in [
+        (false, "mail ann@example.com"),
+        (true, "mail <REDACTED_EMAIL>"),
+    ] {
+        let cap = Capture::start(vec![]);
+        let c = Client::new(opts(&cap).redact_pii(true).redact_pii_in_spans(in_spans)).unwrap();
+        c.export_span(span("mail ann@example.com")).unwrap();
+        assert!(c.flush(Duration::from_secs(5)));
+        let body = all_bodies(&cap);
+        assert!(body.contains(want), "{in_spans}: {body}");
+    }
+}
