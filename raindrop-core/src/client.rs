@@ -107,10 +107,16 @@ impl Client {
 
         let counters = Arc::new(Counters::new());
         let debug_logs = Arc::new(AtomicBool::new(options.debug_logs));
-        let enabled = options.write_key.is_some() || options.local_sink.is_some();
+        let workshop_only = options.write_key.is_none()
+            && options.local_sink.is_none()
+            && matches!(options.workshop, crate::Workshop::At(_));
+        let enabled = options.write_key.is_some() || options.local_sink.is_some() || workshop_only;
+        if workshop_only {
+            tracing::info!(target: "raindrop", "no write key: sending only to the local Workshop");
+        }
         let mut worker_handle = None;
         let queue = if enabled {
-            if options.local_sink.is_none() {
+            if options.local_sink.is_none() && options.write_key.is_some() {
                 warn_if_plain_http(&endpoint);
             }
             let (queue, budget, data_rx) = Queue::new(options.max_queue_size);

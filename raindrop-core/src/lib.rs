@@ -66,7 +66,7 @@ pub use model::{
     AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
     SignalType, Timestamp,
 };
-pub use options::{BeforeSend, ClientOptions, LocalSink, WriteKey, DEFAULT_ENDPOINT};
+pub use options::{BeforeSend, ClientOptions, LocalSink, Workshop, WriteKey, DEFAULT_ENDPOINT};
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
 pub use stats::{DropReason, ItemKind, Stats};

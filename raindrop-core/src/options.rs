@@ -57,6 +57,39 @@ impl LocalSink {
     }
 }
 
+/// Where the local Workshop debugger is, if anywhere: every request the SDK
+/// sends is mirrored there (wire contract 12.4).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Workshop {
+    /// With a write key, probe `127.0.0.1:5899` once (a TCP connect bounded
+    /// by 100 ms, on the worker thread, never on the caller) and mirror
+    /// there if something listens. Without a key, nothing is probed.
+    #[default]
+    Auto,
+    /// Never mirror, never probe.
+    Off,
+    /// Mirror to this base URL (e.g. `http://127.0.0.1:5899/v1/`). With no
+    /// write key, the Workshop alone receives everything.
+    At(String),
+}
+
+impl Workshop {
+    /// The default Workshop address.
+    pub const DEFAULT_URL: &'static str = "http://127.0.0.1:5899/v1/";
+
+    /// Parses `RAINDROP_WORKSHOP` / `RAINDROP_LOCAL_DEBUGGER`: a URL, or
+    /// `1/true/yes/on` (the default address), or `0/false/no/off`.
+    pub fn parse(value: &str) -> Workshop {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" => Workshop::Auto,
+            "0" | "false" | "no" | "off" => Workshop::Off,
+            "1" | "true" | "yes" | "on" => Workshop::At(Workshop::DEFAULT_URL.to_owned()),
+            _ => Workshop::At(value.trim().to_owned()),
+        }
+    }
+}
+
 /// A hook that sees every item before it is sent, on the worker thread; see
 /// [`ClientOptions::before_send`].
 pub type BeforeSend = std::sync::Arc<dyn Fn(crate::Outgoing<'_>) -> bool + Send + Sync>;
@@ -137,6 +170,14 @@ pub struct ClientOptions {
     /// `RAINDROP_SAMPLE_RATE`). Decided from the event id, so every service
     /// that handles one interaction (the id travels with it) decides the same.
     pub sample_rate: f64,
+    /// The local Workshop debugger to mirror every request to (default
+    /// [`Workshop::Auto`]; `RAINDROP_WORKSHOP` or `RAINDROP_LOCAL_DEBUGGER`).
+    /// The mirror gets the same path and body with a 2 s timeout, no
+    /// retries and **no `Authorization` header**: a local debugger needs no
+    /// key, and whatever listens on a loopback port must not be handed it.
+    /// Its failures are counted (`Stats::workshop_failures`) and logged at
+    /// DEBUG; they never affect delivery to the API.
+    pub workshop: Workshop,
     /// Sees every event, interaction update, signal, identify and span just
     /// before it is serialised, and may change it or drop it (return
     /// `false`). Runs on the worker thread; a panic inside it drops the item
@@ -167,6 +208,7 @@ impl fmt::Debug for ClientOptions {
             .field("redact_pii_in_spans", &self.redact_pii_in_spans)
             .field("capture_content", &self.capture_content)
             .field("sample_rate", &self.sample_rate)
+            .field("workshop", &self.workshop)
             .field("before_send", &self.before_send.as_ref().map(|_| "Fn"))
             .finish()
     }
@@ -195,6 +237,7 @@ impl Default for ClientOptions {
             redact_pii_in_spans: false,
             capture_content: true,
             sample_rate: 1.0,
+            workshop: Workshop::Auto,
             before_send: None,
         }
     }
@@ -224,6 +267,7 @@ impl ClientOptions {
     /// | `RAINDROP_REDACT_PII` | `redact_pii` (`1`, `true`, `yes`, `on`) |
     /// | `RAINDROP_CAPTURE_CONTENT` | `capture_content` (`0`, `false`, `no`, `off` turn it off) |
     /// | `RAINDROP_SAMPLE_RATE` | `sample_rate` (a number from 0 to 1) |
+    /// | `RAINDROP_WORKSHOP`, `RAINDROP_LOCAL_DEBUGGER` | `workshop` (a URL, or on/off) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
         if let Some(k) = env("RAINDROP_WRITE_KEY") {
@@ -242,6 +286,9 @@ impl ClientOptions {
                 "0" | "false" | "no" | "off"
             )
         });
+        if let Some(v) = env("RAINDROP_WORKSHOP").or_else(|| env("RAINDROP_LOCAL_DEBUGGER")) {
+            o.workshop = Workshop::parse(&v);
+        }
         if let Some(v) = env("RAINDROP_SAMPLE_RATE") {
             match v.trim().parse::<f64>() {
                 Ok(r) => o.sample_rate = r,
@@ -332,6 +379,11 @@ impl ClientOptions {
     /// Sends requests to a local sink instead of the network.
     pub fn local_sink(mut self, sink: LocalSink) -> Self {
         self.local_sink = Some(sink);
+        self
+    }
+    /// Sets where (or whether) to mirror requests to a local Workshop debugger.
+    pub fn workshop(mut self, workshop: Workshop) -> Self {
+        self.workshop = workshop;
         self
     }
     /// Turns PII redaction of AI inputs and outputs on or off.

@@ -149,6 +149,11 @@ pub struct Stats {
     pub queue_depth: u64,
     /// The bound of each route's queue (`max_queue_size`).
     pub queue_capacity: u64,
+    /// Requests the local Workshop mirror accepted.
+    pub workshop_sent: u64,
+    /// Requests the local Workshop mirror did not accept (never retried;
+    /// they do not affect delivery to the API).
+    pub workshop_failures: u64,
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
@@ -199,6 +204,8 @@ pub(crate) struct Counters {
     pub delivered: AtomicU64,
     pub requests: AtomicU64,
     pub retries: AtomicU64,
+    pub workshop_sent: AtomicU64,
+    pub workshop_failures: AtomicU64,
     dropped: [[AtomicU64; REASONS]; KINDS],
     worker_dropped: AtomicU64,
     /// Per reason: when it was last logged, in ms since [`epoch`] plus one (0: never).
@@ -232,6 +239,8 @@ impl Counters {
             delivered: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            workshop_sent: AtomicU64::new(0),
+            workshop_failures: AtomicU64::new(0),
             dropped: Default::default(),
             worker_dropped: AtomicU64::new(0),
             last_log: Default::default(),
@@ -296,6 +305,8 @@ impl Counters {
             retries: self.retries.load(Relaxed),
             queue_depth,
             queue_capacity,
+            workshop_sent: self.workshop_sent.load(Relaxed),
+            workshop_failures: self.workshop_failures.load(Relaxed),
             dropped: [[0; REASONS]; KINDS],
             worker_dropped: self.worker_dropped.load(Relaxed),
         };

@@ -94,6 +94,8 @@ pub(crate) struct WorkerConfig {
     pub shutdown_timeout: Duration,
     /// Content switch, redaction and the before-send hook.
     pub prepare: prepare::Prepare,
+    /// Where to mirror requests for local debugging.
+    pub workshop: crate::options::Workshop,
     /// Shared with the client so `set_debug_logs` works at run time.
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -122,6 +124,7 @@ impl WorkerConfig {
             max_text_field_chars: o.max_text_field_chars,
             shutdown_timeout: o.shutdown_timeout,
             prepare: prepare::Prepare::new(o),
+            workshop: o.workshop.clone(),
             debug_logs,
         }
     }
@@ -330,6 +333,8 @@ impl Worker {
     }
 
     async fn run(mut self) {
+        // Items queue up meanwhile; the probe is bounded to 100 ms.
+        self.transport.resolve_workshop(&self.cfg).await;
         let interval = self.cfg.upload_interval;
         let mut next_tick = Instant::now() + interval;
         loop {
@@ -370,6 +375,11 @@ impl Worker {
             self.pump();
             if self.answer_waiters() {
                 self.budget.stop();
+                // Give mirror requests a moment: they are best effort.
+                let grace = Instant::now() + Duration::from_millis(500);
+                while self.transport.mirroring() > 0 && Instant::now() < grace {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 return;
             }
         }

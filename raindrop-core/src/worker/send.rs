@@ -1,15 +1,15 @@
 //! Delivery of one request: HTTP with retries, or a line in the local sink.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
 use super::retry::{Attempt, Decision, Policy};
 use super::{Route, WorkerConfig};
-use crate::options::LocalSink;
+use crate::options::{LocalSink, Workshop};
 use crate::stats::Counters;
 
 /// How a request ended.
@@ -22,7 +22,12 @@ pub(crate) enum Outcome {
 
 /// Where requests go, and the per-route pauses asked for by `Retry-After`.
 pub(crate) struct Transport {
-    kind: Kind,
+    /// The API (or the local sink); `None` when only the Workshop receives.
+    kind: Option<Kind>,
+    /// The local Workshop debugger, once resolved by the worker at start.
+    mirror: OnceLock<Mirror>,
+    /// Mirror requests not finished yet (waited for, briefly, at shutdown).
+    mirroring: Arc<AtomicUsize>,
     /// Per route: until when (ms after `start`) the server asked us to wait; 0 for none.
     paused: [AtomicU64; 5],
     start: Instant,
@@ -46,13 +51,120 @@ const USER_AGENT: &str = concat!("raindrop-sdk-rust/", env!("CARGO_PKG_VERSION")
 /// Bytes of a response body read (and discarded) so the connection is reused.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// The Workshop mirror: same paths and bodies, no `Authorization`.
+struct Mirror {
+    client: reqwest::Client,
+    urls: [Option<reqwest::Url>; 5],
+}
+
+/// Timeout of one mirror request; it is never retried.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Mirror {
+    fn new(base: &str, project_id: Option<&str>) -> Option<Mirror> {
+        let base = reqwest::Url::parse(&format!("{}/", base.trim().trim_end_matches('/'))).ok()?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(v) = project_id.and_then(|p| HeaderValue::from_str(p).ok()) {
+            headers.insert("X-Raindrop-Project-Id", v);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(MIRROR_TIMEOUT)
+            .build()
+            .ok()?;
+        Some(Mirror {
+            client,
+            urls: Route::ALL.map(|r| base.join(r.path()).ok()),
+        })
+    }
+
+    /// One attempt; whether the Workshop answered 2xx.
+    async fn post(&self, route: Route, body: bytes::Bytes) -> bool {
+        let Some(url) = &self.urls[route as usize] else {
+            return false;
+        };
+        match self.client.post(url.clone()).body(body).send().await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                let _ = resp.bytes().await;
+                ok
+            }
+            Err(e) => {
+                tracing::debug!(target: "raindrop", route = route.path(), "workshop mirror failed: {}", e.without_url());
+                false
+            }
+        }
+    }
+}
+
 impl Transport {
     pub fn new(cfg: &WorkerConfig) -> std::io::Result<Transport> {
+        let primary = cfg.write_key.is_some() || cfg.local_sink.is_some();
         Ok(Transport {
-            kind: Kind::new(cfg)?,
+            kind: if primary { Some(Kind::new(cfg)?) } else { None },
+            mirror: OnceLock::new(),
+            mirroring: Arc::new(AtomicUsize::new(0)),
             paused: Default::default(),
             start: Instant::now(),
         })
+    }
+
+    /// Decides once, on the worker, whether to mirror to a Workshop: an
+    /// explicit URL, or with a write key a 100 ms TCP probe of the default
+    /// address. Never runs on a caller's thread.
+    pub async fn resolve_workshop(&self, cfg: &WorkerConfig) {
+        let url = match &cfg.workshop {
+            Workshop::Off => return,
+            Workshop::At(url) => url.clone(),
+            Workshop::Auto => {
+                if cfg.write_key.is_none() {
+                    return;
+                }
+                let probe = tokio::net::TcpStream::connect(("127.0.0.1", 5899));
+                match tokio::time::timeout(Duration::from_millis(100), probe).await {
+                    Ok(Ok(_)) => Workshop::DEFAULT_URL.to_owned(),
+                    _ => return,
+                }
+            }
+        };
+        match Mirror::new(&url, cfg.project_id.as_deref()) {
+            Some(m) => {
+                tracing::info!(target: "raindrop", "mirroring every request to the local Workshop at {url}");
+                let _ = self.mirror.set(m);
+            }
+            None => crate::setup_warning(
+                "workshop_url",
+                &format!("the Workshop URL `{url}` is not a usable URL; not mirroring"),
+            ),
+        }
+    }
+
+    /// Mirror requests still in flight.
+    pub fn mirroring(&self) -> usize {
+        self.mirroring.load(Relaxed)
+    }
+
+    /// Sends `body` to the Workshop too, without waiting and without
+    /// touching the outcome of the real delivery.
+    fn mirror(self: &Arc<Self>, route: Route, body: &bytes::Bytes, counters: &Arc<Counters>) {
+        if self.mirror.get().is_none() || self.kind.is_none() {
+            return;
+        }
+        let (this, body, counters) = (self.clone(), body.clone(), counters.clone());
+        self.mirroring.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            if let Some(m) = this.mirror.get() {
+                if m.post(route, body).await {
+                    counters.workshop_sent.fetch_add(1, Relaxed);
+                } else {
+                    counters.workshop_failures.fetch_add(1, Relaxed);
+                }
+            }
+            this.mirroring.fetch_sub(1, Relaxed);
+        });
     }
 
     /// Until when `route` is paused by a `Retry-After`, if it is.
@@ -69,9 +181,30 @@ impl Transport {
         self.paused[route as usize].fetch_max(until.max(1), Relaxed);
     }
 
-    /// Delivers `body`, retrying as the policy says. Never panics.
-    pub async fn deliver(&self, route: Route, body: bytes::Bytes, counters: &Counters) -> Outcome {
-        match &self.kind {
+    /// Delivers `body`, retrying as the policy says, and mirrors it to the
+    /// Workshop if there is one. Never panics.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        route: Route,
+        body: bytes::Bytes,
+        counters: &Arc<Counters>,
+    ) -> Outcome {
+        self.mirror(route, &body, counters);
+        let Some(kind) = &self.kind else {
+            // No key: the Workshop alone receives, one attempt each.
+            counters.requests.fetch_add(1, Relaxed);
+            return match self.mirror.get() {
+                Some(m) if m.post(route, body).await => {
+                    counters.workshop_sent.fetch_add(1, Relaxed);
+                    Outcome::Delivered
+                }
+                _ => {
+                    counters.workshop_failures.fetch_add(1, Relaxed);
+                    Outcome::Exhausted
+                }
+            };
+        };
+        match kind {
             Kind::Sink(out) => Self::write_line(out, route, &body, counters),
             Kind::Http {
                 client,

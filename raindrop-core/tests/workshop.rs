@@ -1,0 +1,129 @@
+//! The local Workshop mirror: two capture servers on 127.0.0.1, one as the
+//! API and one as the Workshop.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use raindrop_core::*;
+use support::{refusing_addr, Capture};
+
+fn traffic(c: &Client) {
+    let id = c
+        .track_ai(AiEvent::new("u", "chat").input("q").output("a"))
+        .unwrap();
+    c.track_signal(Signal::new(&id, "thumbs_up")).unwrap();
+    c.identify("u", Properties::new()).unwrap();
+    c.begin(Begin::new("u", "run").input("q"))
+        .unwrap()
+        .finish("a");
+}
+
+#[test]
+fn the_workshop_gets_every_request_the_api_gets_without_the_key() {
+    let api = Capture::start(vec![]);
+    let workshop = Capture::start(vec![]);
+    let c = Client::new(
+        ClientOptions::default()
+            .write_key("rk_secret_key")
+            .project_id("my-project")
+            .endpoint(api.endpoint())
+            .workshop(Workshop::At(workshop.endpoint())),
+    )
+    .unwrap();
+    traffic(&c);
+    assert!(c.flush(Duration::from_secs(5)));
+    let report = c.shutdown(Duration::from_secs(5));
+    let (a, w) = (api.requests(), workshop.requests());
+    assert_eq!(a.len(), 4);
+    assert_eq!(w.len(), a.len(), "every request mirrored");
+    for r in &a {
+        assert!(
+            w.iter().any(|m| m.path == r.path && m.raw == r.raw),
+            "{} not mirrored byte for byte",
+            r.path
+        );
+    }
+    for m in &w {
+        assert!(
+            m.headers.get("authorization").is_none(),
+            "the key stays home"
+        );
+        assert_eq!(m.headers["x-raindrop-project-id"], "my-project");
+    }
+    assert!(a.iter().all(|r| r.headers.get("authorization").is_some()));
+    assert_eq!(report.stats.workshop_sent, 4);
+    assert_eq!(report.stats.workshop_failures, 0);
+}
+
+#[test]
+fn a_dead_workshop_changes_nothing_for_the_api() {
+    let api = Capture::start(vec![]);
+    let dead = format!("http://{}/v1/", refusing_addr());
+    let c = Client::new(
+        ClientOptions::default()
+            .write_key("rk")
+            .endpoint(api.endpoint())
+            .workshop(Workshop::At(dead)),
+    )
+    .unwrap();
+    traffic(&c);
+    assert!(c.flush(Duration::from_secs(5)));
+    let report = c.shutdown(Duration::from_secs(5));
+    assert_eq!(api.requests().len(), 4);
+    assert_eq!(report.stats.delivered, 5);
+    assert_eq!(report.stats.dropped_total(), 0);
+    assert_eq!(report.stats.workshop_failures, 4);
+}
+
+#[test]
+fn without_a_key_only_the_workshop_receives() {
+    let workshop = Capture::start(vec![]);
+    let c =
+        Client::new(ClientOptions::default().workshop(Workshop::At(workshop.endpoint()))).unwrap();
+    assert!(c.is_enabled());
+    traffic(&c);
+    assert!(c.flush(Duration::from_secs(5)));
+    assert_eq!(workshop.requests().len(), 4);
+    assert!(workshop
+        .requests()
+        .iter()
+        .all(|r| r.headers.get("authorization").is_none()));
+    assert_eq!(c.stats().delivered, 5);
+}
+
+#[test]
+fn probing_never_slows_client_creation() {
+    // Auto probes 127.0.0.1:5899 on the worker thread; `new` must not wait.
+    let api = Capture::start(vec![]);
+    let mut worst = Duration::ZERO;
+    for workshop in [Workshop::Auto, Workshop::Off] {
+        let t = Instant::now();
+        let c = Client::new(
+            ClientOptions::default()
+                .write_key("rk")
+                .endpoint(api.endpoint())
+                .workshop(workshop),
+        )
+        .unwrap();
+        worst = worst.max(t.elapsed());
+        c.track_ai(AiEvent::new("u", "e").input("q")).unwrap();
+        assert!(c.flush(Duration::from_secs(5)));
+        c.shutdown(Duration::from_secs(1));
+    }
+    println!("Client::new took at most {worst:?}");
+    assert!(worst < Duration::from_millis(50), "{worst:?}");
+}
+
+#[test]
+fn workshop_settings_parse() {
+    assert_eq!(Workshop::parse("off"), Workshop::Off);
+    assert_eq!(
+        Workshop::parse("1"),
+        Workshop::At(Workshop::DEFAULT_URL.to_owned())
+    );
+    assert_eq!(
+        Workshop::parse(" http://127.0.0.1:7000/v1/ "),
+        Workshop::At("http://127.0.0.1:7000/v1/".to_owned())
+    );
+}
