@@ -480,21 +480,40 @@ fn burst_phase() {
     let rss_before = support::rss_kib();
     let client = Client::new(options(&endpoint)).expect("client");
     let (caller_cpu0, sink_cpu0) = (self_thread_cpu(), process_cpu(sink.child.id()));
-    let mut queue_full_retries = 0u64;
-    let mut other_errors = 0u64;
+    // `RAINDROP_BENCH_PRODUCERS=16`: the same million from 16 threads, to
+    // show memory is bounded by the queue, not by the number of producers.
+    let producers = env_usize("RAINDROP_BENCH_PRODUCERS").unwrap_or(1).max(1) as u64;
+    println!("producers: {producers}");
     let start = Instant::now();
     let hard_limit = start + Duration::from_secs(300);
-    let mut sent = 0u64;
-    while sent < EVENTS && Instant::now() < hard_limit {
-        // Opt-in back-pressure: wait for room instead of losing events.
-        if !client.wait_ready(Duration::from_secs(10)) {
-            queue_full_retries += 1;
-        }
-        match client.track_ai(support::chat_event()) {
-            Ok(_) => sent += 1,
-            Err(_) => other_errors += 1,
-        }
-    }
+    let per_thread: Vec<(u64, u64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..producers)
+            .map(|_| {
+                let client = client.clone();
+                s.spawn(move || {
+                    let (mut sent, mut waits, mut errors) = (0u64, 0u64, 0u64);
+                    while sent < EVENTS / producers && Instant::now() < hard_limit {
+                        // Opt-in back-pressure: wait for room instead of losing events.
+                        if !client.wait_ready(Duration::from_secs(10)) {
+                            waits += 1;
+                        }
+                        match client.track_ai(support::chat_event()) {
+                            Ok(_) => sent += 1,
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (sent, waits, errors)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("producer"))
+            .collect()
+    });
+    let sent: u64 = per_thread.iter().map(|t| t.0).sum();
+    let queue_full_retries: u64 = per_thread.iter().map(|t| t.1).sum();
+    let other_errors: u64 = per_thread.iter().map(|t| t.2).sum();
     let enqueued_at = start.elapsed();
     let flushed = client.flush(Duration::from_secs(120));
     let elapsed = start.elapsed();

@@ -49,6 +49,7 @@ mod interaction;
 mod item;
 mod model;
 mod options;
+pub mod propagation;
 mod queue;
 mod redact;
 mod span;

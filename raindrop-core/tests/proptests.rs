@@ -510,3 +510,30 @@ proptest! {
         prop_assert!(out.chars().count() <= cap);
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Whatever arrives in a header: no panic, and bounded results.
+    #[test]
+    fn propagation_headers_never_panic(header in prop_oneof!["\\PC{0,600}", any::<String>(), "[0-9a-f-]{50,60}"]) {
+        let _ = propagation::TraceParent::parse(&header);
+        let b = propagation::InteractionBaggage::extract(&header);
+        for v in [&b.event_id, &b.user_id, &b.convo_id, &b.event].into_iter().flatten() {
+            prop_assert!(v.chars().count() <= 1024);
+        }
+    }
+
+    /// Any values survive inject then extract, next to foreign members.
+    #[test]
+    fn baggage_values_round_trip(event_id in "\\PC{1,40}", user_id in "\\PC{1,40}") {
+        let b = propagation::InteractionBaggage {
+            event_id: Some(event_id),
+            user_id: Some(user_id),
+            ..Default::default()
+        };
+        let header = b.inject(Some("foreign=1;p")).unwrap();
+        prop_assert!(header.starts_with("foreign=1;p,"));
+        prop_assert_eq!(propagation::InteractionBaggage::extract(&header), b);
+    }
+}
