@@ -94,25 +94,36 @@ fn without_a_key_only_the_workshop_receives() {
 
 #[test]
 fn probing_never_slows_client_creation() {
-    // Auto probes 127.0.0.1:5899 on the worker thread; `new` must not wait.
+    // Auto probes 127.0.0.1:5899 on the worker thread; `new` must not wait
+    // for it. The fastest of five creations each way, so a loaded machine's
+    // noise does not decide the result.
     let api = Capture::start(vec![]);
-    let mut worst = Duration::ZERO;
-    for workshop in [Workshop::Auto, Workshop::Off] {
-        let t = Instant::now();
-        let c = Client::new(
-            ClientOptions::default()
-                .write_key("rk")
-                .endpoint(api.endpoint())
-                .workshop(workshop),
-        )
-        .unwrap();
-        worst = worst.max(t.elapsed());
-        c.track_ai(AiEvent::new("u", "e").input("q")).unwrap();
-        assert!(c.flush(Duration::from_secs(5)));
-        c.shutdown(Duration::from_secs(1));
-    }
-    println!("Client::new took at most {worst:?}");
-    assert!(worst < Duration::from_millis(50), "{worst:?}");
+    let fastest = |workshop: Workshop| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let c = Client::new(
+                    ClientOptions::default()
+                        .write_key("rk")
+                        .endpoint(api.endpoint())
+                        .workshop(workshop.clone()),
+                )
+                .unwrap();
+                let took = t.elapsed();
+                c.track_ai(AiEvent::new("u", "e").input("q")).unwrap();
+                assert!(c.flush(Duration::from_secs(5)));
+                c.shutdown(Duration::from_secs(1));
+                took
+            })
+            .min()
+            .unwrap()
+    };
+    let (auto, off) = (fastest(Workshop::Auto), fastest(Workshop::Off));
+    println!("Client::new: {auto:?} with the probe, {off:?} without");
+    assert!(
+        auto < off + Duration::from_millis(20),
+        "{auto:?} vs {off:?}"
+    );
 }
 
 #[test]

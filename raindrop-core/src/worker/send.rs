@@ -217,6 +217,11 @@ impl Transport {
                 };
                 let mut attempt = 1u32;
                 loop {
+                    // A request that was started before its route was paused
+                    // still waits out the pause before its attempt.
+                    if let Some(until) = self.paused_until(route) {
+                        tokio::time::sleep_until(until.into()).await;
+                    }
                     counters.requests.fetch_add(1, Relaxed);
                     let result = match client.post(url.clone()).body(body.clone()).send().await {
                         Ok(mut resp) => {
