@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use raindrop::{ClientOptions, LocalSink};
-#[allow(unused_imports)] // each example or test uses a different part
-pub use raindrop_view::{EventRec, Recorded, SpanRec};
+use raindrop_view::Recorded;
 
 /// Options for an example run: the environment's settings when it names a
 /// write key or a sink, otherwise the local sink in a fresh file
@@ -98,6 +97,11 @@ pub fn report_text(sink: Option<&Path>, stats: &raindrop::Stats) -> String {
                 out.push('\n');
                 out.push_str(&rec.report());
                 let _ = writeln!(out, "Raw JSON lines (one request each): {}", path.display());
+                let _ = writeln!(
+                    out,
+                    "In a browser: cargo run -p raindrop-view -- {}",
+                    path.display()
+                );
             }
             Err(e) => {
                 let _ = writeln!(out, "could not read {}: {e}", path.display());

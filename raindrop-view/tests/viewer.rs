@@ -299,3 +299,33 @@ fn listen_mode_receives_a_real_sdk_client() {
     assert_eq!(status, 400);
     assert_eq!(data(&v.base)["requests"], d["requests"]);
 }
+
+/// The README's `raindrop-view` commands name options the binary has.
+#[test]
+fn readme_commands_use_real_options() {
+    let readme = include_str!("../../README.md");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_raindrop-view"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    let mut commands = 0;
+    for rest in readme.split("cargo run -p raindrop-view -- ").skip(1) {
+        commands += 1;
+        let line = rest.lines().next().unwrap_or_default();
+        let args = line.split('#').next().unwrap_or_default();
+        for opt in args.split_whitespace().filter(|a| a.starts_with("--")) {
+            assert!(
+                help.contains(opt),
+                "README uses {opt}, not in --help:\n{help}"
+            );
+        }
+    }
+    assert!(commands >= 3, "the README shows the viewer's commands");
+    assert!(readme.contains("--listen") && readme.contains("--text"));
+    assert!(readme.contains("](docs/viewer.png)"));
+    assert!(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/viewer.png")).is_file()
+    );
+}
