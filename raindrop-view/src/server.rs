@@ -90,7 +90,12 @@ struct Tail {
     partial: Vec<u8>,
     /// The file's identity (inode), to notice it was replaced.
     id: Option<u64>,
+    /// Its first bytes (up to [`HEAD_LEN`]): a new file can get the old
+    /// one's inode, never its first line (a random event id).
+    head: Vec<u8>,
 }
+
+const HEAD_LEN: usize = 256;
 
 impl Viewer {
     /// A viewer with nothing recorded yet.
@@ -228,7 +233,14 @@ impl Store {
         let mut f = std::fs::File::open(path)?;
         let meta = f.metadata()?;
         let id = file_id(&meta);
-        if meta.len() < self.tail.offset || (self.tail.id.is_some() && id != self.tail.id) {
+        let replaced = self.tail.offset > 0 && {
+            let mut head = vec![0; self.tail.head.len()];
+            f.read_exact(&mut head).is_err() || head != self.tail.head
+        };
+        if replaced
+            || meta.len() < self.tail.offset
+            || (self.tail.id.is_some() && id != self.tail.id)
+        {
             // Truncated or replaced (the examples start a fresh file per run).
             self.clear();
         }
@@ -240,6 +252,10 @@ impl Store {
         let mut buf = Vec::new();
         f.take(meta.len() - self.tail.offset)
             .read_to_end(&mut buf)?;
+        if self.tail.head.len() < HEAD_LEN {
+            let more = (HEAD_LEN - self.tail.head.len()).min(buf.len());
+            self.tail.head.extend_from_slice(&buf[..more]);
+        }
         self.tail.offset += buf.len() as u64;
         let mut pending = std::mem::take(&mut self.tail.partial);
         pending.extend_from_slice(&buf);

@@ -151,6 +151,26 @@ fn follows_the_file_as_it_grows_and_when_it_is_replaced() {
     assert!(wait_until(Duration::from_secs(5), || {
         data(&v.base)["requests"].as_u64() == Some(1)
     }));
+
+    // Rewritten in place (same inode), longer than what was read: the first
+    // line differs, so it is read again from the start, not from the old offset.
+    let rewritten: String = lines
+        .iter()
+        .rev()
+        .chain(lines.iter())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, rewritten).unwrap();
+    let d = data(&v.base);
+    assert_eq!(
+        d["requests"].as_u64(),
+        Some(2 * lines.len() as u64),
+        "{d:#}"
+    );
+    // The long `traces` line comes first now: read from the old offset, it
+    // would be cut and lost.
+    assert_eq!(d["per_path"]["traces"], 2, "{d:#}");
+    assert_eq!(interactions(&d).len(), 5, "merged again by event id");
     let _ = std::fs::remove_file(&path);
 }
 
