@@ -21,8 +21,8 @@ use std::sync::Mutex;
 
 use std::time::Duration;
 
-use common::Recorded;
 use raindrop::{ClientOptions, LocalSink};
+use raindrop_view::Recorded;
 use tracing_subscriber::prelude::*;
 
 /// `raindrop::init` installs a process-wide client: run the examples one at a time.
@@ -211,7 +211,31 @@ fn chat_demo_records_interactions_tools_errors_and_feedback() {
         tree.contains("signal user_feedback (feedback) POSITIVE  comment: Quick and clear."),
         "{tree}"
     );
+    // The viewer's page data, from this run (not only its checked-in fixture).
+    let view = raindrop_view::to_json(&rec);
+    let interactions = view["interactions"].as_array().expect("interactions");
+    assert_eq!(interactions.len(), 5, "{view:#}");
+    let maths = &interactions[position_of(interactions, &event_ids[2])];
+    assert_eq!(maths["span_errors"], 1, "{maths:#}");
+    assert_eq!(maths["spans"][0]["kind"], "workflow", "{maths:#}");
+    assert!(
+        maths["spans"][0]["children"]
+            .as_array()
+            .expect("children")
+            .iter()
+            .any(|s| s["name"] == "calculator.tool" && s["error"] == "division by zero"),
+        "{maths:#}"
+    );
+    assert_eq!(maths["signals"].as_array().map(Vec::len), Some(2));
     let _ = std::fs::remove_file(path);
+}
+
+/// The position of the interaction `event_id` in the viewer's list.
+fn position_of(interactions: &[serde_json::Value], event_id: &str) -> usize {
+    interactions
+        .iter()
+        .position(|i| i["event_id"] == event_id)
+        .unwrap_or_else(|| panic!("{event_id} not in the view"))
 }
 
 #[test]
@@ -454,6 +478,13 @@ fn chat_binary_runs_offline_and_prints_the_tree() {
     assert!(
         stdout.contains(&format!(
             "Raw JSON lines (one request each): {}",
+            sink.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "In a browser: cargo run -p raindrop-view -- {}",
             sink.display()
         )),
         "{stdout}"

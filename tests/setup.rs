@@ -138,11 +138,11 @@ impl Run {
     }
 
     /// The interactions the sink received, by event name.
-    fn recorded(&self, event: &str) -> Vec<common::EventRec> {
+    fn recorded(&self, event: &str) -> Vec<raindrop_view::EventRec> {
         if !self.sink.exists() {
             return Vec::new();
         }
-        common::Recorded::read(&self.sink)
+        raindrop_view::Recorded::read(&self.sink)
             .expect("sink readable")
             .events
             .into_iter()

@@ -1,0 +1,457 @@
+//! The data model: what the SDK sent, read back and merged the way the
+//! backend would see it (interaction deltas merged by `event_id`, spans from
+//! the OTLP/JSON `traces` bodies, signals, identifies).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+/// One event as the backend would see it: `events/track` bodies as they are,
+/// `events/track_partial` deltas merged by `event_id` (properties
+/// deep-merged, the newest scalar wins, attachments appended, the update with
+/// `is_pending: false` finishes it).
+#[derive(Debug, Clone, Default)]
+pub struct EventRec {
+    /// `event_id`.
+    pub event_id: String,
+    /// `user_id`, if sent.
+    pub user_id: Option<String>,
+    /// Event name.
+    pub event: Option<String>,
+    /// `ai_data.model`.
+    pub model: Option<String>,
+    /// `ai_data.input`.
+    pub input: Option<String>,
+    /// `ai_data.output`.
+    pub output: Option<String>,
+    /// `ai_data.convo_id`.
+    pub convo_id: Option<String>,
+    /// Merged properties (`$context` removed).
+    pub properties: Map<String, Value>,
+    /// Number of attachments.
+    pub attachments: usize,
+    /// `events/track` (false) or an interaction built from partials (true).
+    pub interaction: bool,
+    /// For interactions: partial requests merged into this record.
+    pub partials: usize,
+    /// For interactions: whether the final (`is_pending: false`) update arrived.
+    pub finished: bool,
+    /// The `timestamp` of the first body seen for this event (RFC 3339), if any.
+    pub first_timestamp: Option<String>,
+    /// The `timestamp` of the newest body seen for this event (RFC 3339), if any.
+    pub last_timestamp: Option<String>,
+}
+
+/// One span from the `traces` channel.
+#[derive(Debug, Clone, Default)]
+pub struct SpanRec {
+    /// base64 trace id.
+    pub trace_id: String,
+    /// base64 span id.
+    pub span_id: String,
+    /// base64 parent span id.
+    pub parent_span_id: Option<String>,
+    /// Span name.
+    pub name: String,
+    /// `traceloop.span.kind`.
+    pub kind: Option<String>,
+    /// `traceloop.entity.input`.
+    pub input: Option<String>,
+    /// `traceloop.entity.output`.
+    pub output: Option<String>,
+    /// `traceloop.association.properties.event_id`.
+    pub event_id: Option<String>,
+    /// Start, Unix ns.
+    pub start_ns: u128,
+    /// End, Unix ns.
+    pub end_ns: u128,
+    /// Error message when status code is 2.
+    pub error: Option<String>,
+    /// Every attribute, values flattened to JSON.
+    pub attributes: BTreeMap<String, Value>,
+}
+
+impl SpanRec {
+    /// Duration in milliseconds.
+    pub fn duration_ms(&self) -> f64 {
+        self.end_ns.saturating_sub(self.start_ns) as f64 / 1e6
+    }
+}
+
+/// Everything one run sent, merged.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Number of requests read.
+    pub requests: usize,
+    /// Requests per path.
+    pub per_path: BTreeMap<String, usize>,
+    /// Events in the order first seen.
+    pub events: Vec<EventRec>,
+    /// `signals/track` items.
+    pub signals: Vec<Value>,
+    /// `users/identify` items.
+    pub users: Vec<Value>,
+    /// Spans in arrival order.
+    pub spans: Vec<SpanRec>,
+    /// `event_id` → index in `events`.
+    index: HashMap<String, usize>,
+}
+
+impl Recorded {
+    /// Reads a local-sink file.
+    pub fn read(path: &Path) -> std::io::Result<Recorded> {
+        Ok(Recorded::parse(&std::fs::read_to_string(path)?))
+    }
+
+    /// Parses sink lines (`{"path": ..., "body": ...}`); bad lines are skipped.
+    pub fn parse(text: &str) -> Recorded {
+        let mut r = Recorded::default();
+        for line in text.lines() {
+            r.push_line(line);
+        }
+        r
+    }
+
+    /// Adds one sink line (`{"path": ..., "body": ...}`). Returns `false`
+    /// (and changes nothing) when the line is blank or not JSON.
+    pub fn push_line(&mut self, line: &str) -> bool {
+        if line.trim().is_empty() {
+            return false;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return false;
+        };
+        self.push(v["path"].as_str().unwrap_or_default(), &v["body"]);
+        true
+    }
+
+    /// Adds one request: its path relative to the API root (`events/track`,
+    /// `events/track_partial`, `signals/track`, `users/identify`, `traces`)
+    /// and its JSON body. Unknown paths are only counted.
+    pub fn push(&mut self, path: &str, body: &Value) {
+        self.requests += 1;
+        *self.per_path.entry(path.to_owned()).or_default() += 1;
+        match path {
+            "events/track" => {
+                for e in body.as_array().into_iter().flatten() {
+                    let mut rec = EventRec::default();
+                    merge_event(&mut rec, e);
+                    self.index
+                        .entry(rec.event_id.clone())
+                        .or_insert(self.events.len());
+                    self.events.push(rec);
+                }
+            }
+            "events/track_partial" => {
+                let id = body["event_id"].as_str().unwrap_or_default();
+                let i = match self.index.get(id) {
+                    Some(&i) => i,
+                    None => {
+                        self.events.push(EventRec {
+                            interaction: true,
+                            ..Default::default()
+                        });
+                        let i = self.events.len() - 1;
+                        self.index.insert(id.to_owned(), i);
+                        i
+                    }
+                };
+                let rec = &mut self.events[i];
+                merge_event(rec, body);
+                rec.partials += 1;
+                if body["is_pending"] == Value::Bool(false) {
+                    rec.finished = true;
+                }
+            }
+            "signals/track" => self
+                .signals
+                .extend(body.as_array().into_iter().flatten().cloned()),
+            "users/identify" => self
+                .users
+                .extend(body.as_array().into_iter().flatten().cloned()),
+            "traces" => {
+                for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+                    for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                        for s in ss["spans"].as_array().into_iter().flatten() {
+                            self.spans.push(parse_span(s));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The event with this name (the first one).
+    pub fn event(&self, name: &str) -> Option<&EventRec> {
+        self.events
+            .iter()
+            .find(|e| e.event.as_deref() == Some(name))
+    }
+
+    /// The event with this id.
+    pub fn event_by_id(&self, event_id: &str) -> Option<&EventRec> {
+        self.index.get(event_id).map(|&i| &self.events[i])
+    }
+
+    /// Spans linked to `event_id`.
+    pub fn spans_of(&self, event_id: &str) -> Vec<&SpanRec> {
+        self.spans
+            .iter()
+            .filter(|s| s.event_id.as_deref() == Some(event_id))
+            .collect()
+    }
+
+    /// The first span whose name or entity name is `name`.
+    pub fn span(&self, name: &str) -> Option<&SpanRec> {
+        self.spans.iter().find(|s| {
+            s.name == name
+                || s.attributes
+                    .get("traceloop.entity.name")
+                    .and_then(Value::as_str)
+                    == Some(name)
+        })
+    }
+
+    /// Signals about `event_id`.
+    pub fn signals_of(&self, event_id: &str) -> Vec<&Value> {
+        self.signals
+            .iter()
+            .filter(|s| s["event_id"].as_str() == Some(event_id))
+            .collect()
+    }
+
+    /// `"12 requests: events/track_partial×5, traces×4, …"`.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{} requests: {}",
+            self.requests,
+            self.per_path
+                .iter()
+                .map(|(p, n)| format!("{p}×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    /// Events ordered by when their first span started (events without
+    /// spans first, in arrival order): partial updates arrive in any order.
+    pub fn ordered_events(&self) -> Vec<&EventRec> {
+        let mut first_start: HashMap<&str, u128> = HashMap::new();
+        for s in &self.spans {
+            if let Some(id) = s.event_id.as_deref() {
+                let e = first_start.entry(id).or_insert(s.start_ns);
+                *e = (*e).min(s.start_ns);
+            }
+        }
+        let mut events: Vec<&EventRec> = self.events.iter().collect();
+        events.sort_by_key(|e| first_start.get(e.event_id.as_str()).copied().unwrap_or(0));
+        events
+    }
+}
+
+fn merge_event(rec: &mut EventRec, body: &Value) {
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    if let Some(id) = s(&body["event_id"]) {
+        rec.event_id = id;
+    }
+    if let Some(v) = s(&body["user_id"]) {
+        rec.user_id = Some(v);
+    }
+    if let Some(v) = s(&body["event"]) {
+        rec.event = Some(v);
+    }
+    if let Some(ts) = s(&body["timestamp"]) {
+        if rec.first_timestamp.is_none() {
+            rec.first_timestamp = Some(ts.clone());
+        }
+        rec.last_timestamp = Some(ts);
+    }
+    let ai = &body["ai_data"];
+    for (field, slot) in [
+        ("model", &mut rec.model),
+        ("input", &mut rec.input),
+        ("output", &mut rec.output),
+        ("convo_id", &mut rec.convo_id),
+    ] {
+        if let Some(v) = s(&ai[field]) {
+            *slot = Some(v);
+        }
+    }
+    if let Some(p) = body["properties"].as_object() {
+        for (k, v) in p {
+            if k != "$context" {
+                deep_merge(&mut rec.properties, k, v);
+            }
+        }
+    }
+    rec.attachments += body["attachments"].as_array().map_or(0, Vec::len);
+}
+
+fn deep_merge(into: &mut Map<String, Value>, key: &str, value: &Value) {
+    match (into.get_mut(key), value) {
+        (Some(Value::Object(old)), Value::Object(new)) => {
+            for (k, v) in new {
+                deep_merge(old, k, v);
+            }
+        }
+        _ => {
+            into.insert(key.to_owned(), value.clone());
+        }
+    }
+}
+
+fn parse_span(s: &Value) -> SpanRec {
+    let mut attributes = BTreeMap::new();
+    for a in s["attributes"].as_array().into_iter().flatten() {
+        let Some(k) = a["key"].as_str() else { continue };
+        attributes.insert(k.to_owned(), any_value(&a["value"]));
+    }
+    let text = |k: &str| {
+        attributes.get(k).map(|v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let nanos = |k: &str| {
+        s[k].as_str()
+            .and_then(|v| v.parse::<u128>().ok())
+            .or_else(|| s[k].as_u64().map(u128::from))
+            .unwrap_or(0)
+    };
+    SpanRec {
+        trace_id: s["traceId"].as_str().unwrap_or_default().to_owned(),
+        span_id: s["spanId"].as_str().unwrap_or_default().to_owned(),
+        parent_span_id: s["parentSpanId"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned),
+        name: s["name"].as_str().unwrap_or_default().to_owned(),
+        kind: text("traceloop.span.kind"),
+        input: text("traceloop.entity.input"),
+        output: text("traceloop.entity.output"),
+        event_id: text("traceloop.association.properties.event_id"),
+        start_ns: nanos("startTimeUnixNano"),
+        end_ns: nanos("endTimeUnixNano"),
+        error: (s["status"]["code"].as_i64() == Some(2)).then(|| {
+            s["status"]["message"]
+                .as_str()
+                .unwrap_or("error")
+                .to_owned()
+        }),
+        attributes,
+    }
+}
+
+/// OTLP `AnyValue` → plain JSON.
+fn any_value(v: &Value) -> Value {
+    if let Some(s) = v.get("stringValue") {
+        return s.clone();
+    }
+    if let Some(i) = v.get("intValue") {
+        return i
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .map_or_else(|| i.clone(), Value::from);
+    }
+    if let Some(d) = v.get("doubleValue") {
+        return d.clone();
+    }
+    if let Some(b) = v.get("boolValue") {
+        return b.clone();
+    }
+    if let Some(a) = v.get("arrayValue") {
+        return Value::Array(
+            a["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(any_value)
+                .collect(),
+        );
+    }
+    v.clone()
+}
+
+/// Spans whose parent is not among `spans`, by start time.
+pub(crate) fn roots_of<'a>(spans: &[&'a SpanRec]) -> Vec<&'a SpanRec> {
+    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    let mut roots: Vec<&SpanRec> = spans
+        .iter()
+        .copied()
+        .filter(|s| !s.parent_span_id.as_deref().is_some_and(|p| ids.contains(p)))
+        .collect();
+    roots.sort_by_key(|s| s.start_ns);
+    roots
+}
+
+/// The children of `parent` among `all`, by start time.
+pub(crate) fn children_of<'a>(all: &[&'a SpanRec], parent: &SpanRec) -> Vec<&'a SpanRec> {
+    let mut children: Vec<&SpanRec> = all
+        .iter()
+        .copied()
+        .filter(|c| c.parent_span_id.as_deref() == Some(parent.span_id.as_str()))
+        .collect();
+    children.sort_by_key(|c| c.start_ns);
+    children
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_deltas_merge_like_the_backend() {
+        let mut r = Recorded::default();
+        r.push(
+            "events/track_partial",
+            &json!({"event_id": "e1", "user_id": "u", "event": "chat", "is_pending": true,
+                    "timestamp": "2026-01-01T00:00:00Z",
+                    "ai_data": {"input": "hi", "model": "m1"},
+                    "properties": {"a": {"x": 1, "y": 1}, "$context": {"lib": "x"}},
+                    "attachments": [{"type": "text", "value": "1"}]}),
+        );
+        r.push(
+            "events/track_partial",
+            &json!({"event_id": "e1", "is_pending": false, "timestamp": "2026-01-01T00:00:02Z",
+                    "ai_data": {"output": "hello", "model": "m2"},
+                    "properties": {"a": {"y": 2}, "b": true},
+                    "attachments": [{"type": "text", "value": "2"}]}),
+        );
+        r.push(
+            "events/track",
+            &json!([{"event_id": "e2", "user_id": "v", "event": "plain"}]),
+        );
+        assert_eq!(r.events.len(), 2);
+        let e = r.event_by_id("e1").expect("merged");
+        assert!(e.interaction && e.finished);
+        assert_eq!(e.partials, 2);
+        assert_eq!(e.user_id.as_deref(), Some("u"));
+        assert_eq!(e.model.as_deref(), Some("m2"), "newest scalar wins");
+        assert_eq!(e.input.as_deref(), Some("hi"));
+        assert_eq!(e.output.as_deref(), Some("hello"));
+        assert_eq!(
+            Value::Object(e.properties.clone()),
+            json!({"a": {"x": 1, "y": 2}, "b": true}),
+            "deep merge, $context dropped"
+        );
+        assert_eq!(e.attachments, 2, "attachments append");
+        assert_eq!(e.first_timestamp.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(e.last_timestamp.as_deref(), Some("2026-01-01T00:00:02Z"));
+        let plain = r.event("plain").expect("plain event");
+        assert!(!plain.interaction);
+        assert_eq!(r.requests, 3);
+        assert_eq!(r.per_path["events/track_partial"], 2);
+    }
+
+    #[test]
+    fn bad_lines_are_skipped() {
+        let r = Recorded::parse(
+            "not json\n\n{\"path\":\"users/identify\",\"body\":[{\"user_id\":\"u\"}]}\n",
+        );
+        assert_eq!(r.requests, 1);
+        assert_eq!(r.users.len(), 1);
+    }
+}

@@ -1,0 +1,286 @@
+//! The JSON the web page renders (`GET /api/data`): one object per
+//! interaction or event, with its span tree and signals.
+
+use serde_json::{json, Map, Value};
+
+use crate::record::{children_of, roots_of, EventRec, Recorded, SpanRec};
+use crate::text::{signal_line, MAX_DEPTH};
+
+/// Token counts found on an event's properties or its spans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Prompt / input tokens.
+    pub input: Option<i64>,
+    /// Completion / output tokens.
+    pub output: Option<i64>,
+    /// Total tokens (input + output when not given).
+    pub total: Option<i64>,
+}
+
+impl Tokens {
+    fn is_empty(&self) -> bool {
+        self.input.is_none() && self.output.is_none() && self.total.is_none()
+    }
+
+    /// Adds the usage named by `key` (the last dotted component:
+    /// `input_tokens`, `prompt_tokens`, `output_tokens`, `completion_tokens`,
+    /// `total_tokens`; e.g. `gen_ai.usage.input_tokens`).
+    fn add(&mut self, key: &str, value: &Value) {
+        let Some(n) = value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        else {
+            return;
+        };
+        let slot = match key.rsplit('.').next().unwrap_or(key) {
+            "input_tokens" | "prompt_tokens" => &mut self.input,
+            "output_tokens" | "completion_tokens" => &mut self.output,
+            "total_tokens" => &mut self.total,
+            _ => return,
+        };
+        *slot = Some(slot.unwrap_or(0) + n);
+    }
+
+    fn finish(mut self) -> Option<Tokens> {
+        if self.total.is_none() && (self.input.is_some() || self.output.is_some()) {
+            self.total = Some(self.input.unwrap_or(0) + self.output.unwrap_or(0));
+        }
+        (!self.is_empty()).then_some(self)
+    }
+}
+
+/// Token usage of an event: from its properties (`usage.*`, or top-level
+/// `input_tokens` etc.) when there, else summed over its spans' attributes
+/// (`gen_ai.usage.*`, `llm.usage.*`).
+pub fn tokens_of(e: &EventRec, spans: &[&SpanRec]) -> Option<Tokens> {
+    let mut t = Tokens::default();
+    for (k, v) in &e.properties {
+        match v {
+            Value::Object(usage) if k == "usage" || k == "token_usage" => {
+                for (k, v) in usage {
+                    t.add(k, v);
+                }
+            }
+            _ => t.add(k, v),
+        }
+    }
+    if t.is_empty() {
+        for s in spans {
+            for (k, v) in &s.attributes {
+                if k.contains("usage") || k.ends_with("_tokens") {
+                    t.add(k, v);
+                }
+            }
+        }
+    }
+    t.finish()
+}
+
+/// The whole view: `{requests, per_path, interactions, users, orphan_spans,
+/// stray_signals}`. Interactions are in the order of the text tree.
+pub fn to_json(rec: &Recorded) -> Value {
+    let interactions: Vec<Value> = rec
+        .ordered_events()
+        .into_iter()
+        .map(|e| event_json(rec, e))
+        .collect();
+    let orphans = rec.orphan_spans();
+    let origin = orphans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+    json!({
+        "requests": rec.requests,
+        "per_path": rec.per_path,
+        "summary": rec.summary_line(),
+        "interactions": interactions,
+        "users": rec.users,
+        "orphan_spans": roots_of(&orphans)
+            .into_iter()
+            .map(|s| span_json(&orphans, s, origin, 0))
+            .collect::<Vec<_>>(),
+        "stray_signals": rec.stray_signals().into_iter().map(signal_json).collect::<Vec<_>>(),
+    })
+}
+
+fn event_json(rec: &Recorded, e: &EventRec) -> Value {
+    let spans = rec.spans_of(&e.event_id);
+    let start = spans.iter().map(|s| s.start_ns).min();
+    let end = spans.iter().map(|s| s.end_ns).max();
+    let duration_ms = match (start, end) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+        _ => None,
+    };
+    let roots = roots_of(&spans);
+    let origin = start.unwrap_or(0);
+    let error = e
+        .properties
+        .get("error")
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        .or_else(|| roots.iter().find_map(|s| s.error.clone()));
+    let status = if error.is_some() {
+        "error"
+    } else if e.interaction && !e.finished {
+        "pending"
+    } else {
+        "ok"
+    };
+    let span_errors = spans.iter().filter(|s| s.error.is_some()).count();
+    let tokens = tokens_of(e, &spans)
+        .map(|t| json!({"input": t.input, "output": t.output, "total": t.total}));
+    let mut properties = e.properties.clone();
+    properties.remove("error");
+    json!({
+        "event_id": e.event_id,
+        "kind": if e.interaction { "interaction" } else { "event" },
+        "event": e.event,
+        "user_id": e.user_id,
+        "convo_id": e.convo_id,
+        "model": e.model,
+        "input": e.input,
+        "output": e.output,
+        "properties": properties,
+        "attachments": e.attachments,
+        "partials": e.partials,
+        "finished": !e.interaction || e.finished,
+        "status": status,
+        "error": error,
+        "duration_ms": duration_ms,
+        "first_timestamp": e.first_timestamp,
+        "last_timestamp": e.last_timestamp,
+        "tokens": tokens,
+        "span_count": spans.len(),
+        "span_errors": span_errors,
+        "spans": roots.into_iter().map(|s| span_json(&spans, s, origin, 0)).collect::<Vec<_>>(),
+        "signals": rec.signals_of(&e.event_id).into_iter().map(signal_json).collect::<Vec<_>>(),
+    })
+}
+
+fn span_json(all: &[&SpanRec], s: &SpanRec, origin: u128, depth: usize) -> Value {
+    let attributes: Map<String, Value> = s
+        .attributes
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "traceloop.entity.input"
+                    | "traceloop.entity.output"
+                    | "traceloop.association.properties.event_id"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let children: Vec<Value> = if depth >= MAX_DEPTH {
+        Vec::new()
+    } else {
+        children_of(all, s)
+            .into_iter()
+            .map(|c| span_json(all, c, origin, depth + 1))
+            .collect()
+    };
+    json!({
+        "name": s.name,
+        "kind": s.kind.as_deref().unwrap_or("span"),
+        "span_id": s.span_id,
+        "offset_ms": s.start_ns.saturating_sub(origin) as f64 / 1e6,
+        "duration_ms": s.duration_ms(),
+        "input": s.input,
+        "output": s.output,
+        "error": s.error,
+        "attributes": attributes,
+        "children": children,
+    })
+}
+
+fn signal_json(s: &Value) -> Value {
+    json!({
+        "event_id": s["event_id"],
+        "name": s["signal_name"],
+        "type": s["signal_type"].as_str().unwrap_or("default"),
+        "sentiment": s["sentiment"],
+        "comment": s["properties"]["comment"],
+        "after": s["properties"]["after"],
+        "timestamp": s["timestamp"],
+        "line": signal_line(s),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn span(attrs: Value, parent: Option<&str>, id: &str, status: i64) -> Value {
+        let attributes: Vec<Value> = attrs
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => json!({"stringValue": s}),
+                    Value::Number(n) => json!({"intValue": n.to_string()}),
+                    other => json!({"stringValue": other.to_string()}),
+                };
+                json!({"key": k, "value": value})
+            })
+            .collect();
+        json!({"traceId": "t", "spanId": id, "parentSpanId": parent, "name": format!("span-{id}"),
+               "startTimeUnixNano": "1000000", "endTimeUnixNano": "3000000",
+               "status": {"code": status, "message": "boom"}, "attributes": attributes})
+    }
+
+    #[test]
+    fn tree_status_and_tokens() {
+        let mut r = Recorded::default();
+        r.push(
+            "events/track_partial",
+            &json!({"event_id": "e1", "event": "chat", "is_pending": false}),
+        );
+        let link = "traceloop.association.properties.event_id";
+        r.push(
+            "traces",
+            &json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+                span(json!({link: "e1", "traceloop.span.kind": "workflow"}), None, "a", 1),
+                span(json!({link: "e1", "traceloop.span.kind": "tool", "traceloop.entity.input": "2+2"}), Some("a"), "b", 2),
+                span(json!({link: "e1", "gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 3}), Some("a"), "c", 1),
+            ]}]}]}),
+        );
+        r.push(
+            "signals/track",
+            &json!([{"event_id": "e1", "signal_name": "thumbs_up", "sentiment": "POSITIVE"}]),
+        );
+        let v = to_json(&r);
+        let ix = &v["interactions"][0];
+        assert_eq!(ix["status"], "ok");
+        assert_eq!(ix["span_count"], 3);
+        assert_eq!(ix["span_errors"], 1);
+        assert_eq!(ix["duration_ms"], 2.0);
+        assert_eq!(ix["tokens"], json!({"input": 7, "output": 3, "total": 10}));
+        let root = &ix["spans"][0];
+        assert_eq!(root["kind"], "workflow");
+        assert_eq!(root["children"].as_array().unwrap().len(), 2);
+        assert_eq!(root["children"][0]["error"], "boom");
+        assert_eq!(root["children"][0]["input"], "2+2");
+        assert_eq!(ix["signals"][0]["name"], "thumbs_up");
+
+        // An `error` property (a failed finish) makes the interaction an error.
+        r.push(
+            "events/track_partial",
+            &json!({"event_id": "e1", "properties": {"error": "refused"}, "is_pending": false}),
+        );
+        let v = to_json(&r);
+        assert_eq!(v["interactions"][0]["status"], "error");
+        assert_eq!(v["interactions"][0]["error"], "refused");
+    }
+
+    #[test]
+    fn tokens_from_properties_win() {
+        let e = EventRec {
+            properties: json!({"usage": {"prompt_tokens": 5, "completion_tokens": 6}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..Default::default()
+        };
+        let t = tokens_of(&e, &[]).expect("tokens");
+        assert_eq!((t.input, t.output, t.total), (Some(5), Some(6), Some(11)));
+        assert_eq!(tokens_of(&EventRec::default(), &[]), None);
+    }
+}
