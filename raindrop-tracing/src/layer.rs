@@ -166,6 +166,28 @@ pub(crate) struct Link {
     pub(crate) workflow: Arc<str>,
 }
 
+/// What stays of a marked span in the registry once the macro's function
+/// returned (its record is sent) while the span itself is still open (a
+/// clone lives on, e.g. in an instrumented `tokio::spawn` that outlives the
+/// handler): enough for children created later to join its trace and link
+/// to its interaction, and for `resume_interaction()` to find it.
+pub(crate) struct Ended {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    link: Option<Link>,
+}
+
+/// The trace id, span id and interaction link of a marked span, open or ended.
+fn lineage(
+    ext: &tracing_subscriber::registry::Extensions<'_>,
+) -> Option<([u8; 16], [u8; 8], Option<Link>)> {
+    if let Some(s) = ext.get::<SpanState>() {
+        return Some((s.trace_id, s.span_id, s.link.clone()));
+    }
+    ext.get::<Ended>()
+        .map(|e| (e.trace_id, e.span_id, e.link.clone()))
+}
+
 /// What the layer keeps for one marked span (in the registry's extensions).
 pub(crate) struct SpanState {
     client: Client,
@@ -284,11 +306,7 @@ where
             return;
         };
         // The nearest ancestor this layer tracks (ordinary spans are skipped).
-        let parent = span.scope().skip(1).find_map(|p| {
-            p.extensions()
-                .get::<SpanState>()
-                .map(|s| (s.trace_id, s.span_id, s.link.clone()))
-        });
+        let parent = span.scope().skip(1).find_map(|p| lineage(&p.extensions()));
         let (trace_id, parent_span_id, parent_link) = match parent {
             Some((t, s, l)) => (t, Some(s), l),
             None => (SpanRecord::new_trace_id(), None, None),
@@ -512,12 +530,10 @@ fn with_registry<T>(dispatch: &Dispatch, f: impl FnOnce(&Registry) -> Option<T>)
 /// The interaction of span `id` or of its nearest interaction ancestor.
 fn interaction_of(reg: &Registry, id: &Id) -> Option<Interaction> {
     let span = reg.span(id)?;
-    let found = span.scope().find_map(|s| {
-        s.extensions()
-            .get::<SpanState>()
-            .map(|st| st.link.as_ref().map(|l| l.interaction.clone()))
-    });
-    found.flatten()
+    let found = span
+        .scope()
+        .find_map(|s| lineage(&s.extensions()).map(|(_, _, link)| link));
+    found.flatten().map(|l| l.interaction)
 }
 
 /// The interaction of the nearest enclosing interaction span, walking up from
@@ -665,8 +681,16 @@ pub(crate) fn complete_span(span: &tracing::Span) {
         .with_subscriber(|(id, d)| {
             with_registry(d, |reg| {
                 let s = reg.span(id)?;
-                let state = s.extensions_mut().remove::<SpanState>();
-                state
+                let mut ext = s.extensions_mut();
+                let state = ext.remove::<SpanState>()?;
+                // The span may outlive the function: keep what later
+                // children need to link to it.
+                let _ = ext.replace(Ended {
+                    trace_id: state.trace_id,
+                    span_id: state.span_id,
+                    link: state.link.clone(),
+                });
+                Some(state)
             })
         })
         .flatten();

@@ -54,15 +54,29 @@ pub fn value_text(v: Value) -> Option<String> {
 
 /// An `#[raindrop::interaction]` span no raindrop layer tracks: warns once
 /// per cause per process, naming the cause and the fix. `target` is the
-/// span's target (the module path); its level is INFO.
+/// span's target (the module path), `level` its level.
 #[cold]
-pub fn untracked(span: &Span, fn_name: &'static str, target: &'static str) {
+pub fn untracked(span: &Span, fn_name: &'static str, target: &'static str, level: tracing::Level) {
     let cause = diag::cause_of_untracked(span.is_disabled());
     diag::warn_untracked(
         cause,
         || format!("#[raindrop::interaction] fn `{fn_name}` was not recorded"),
-        Some((tracing::Level::INFO, target)),
+        Some((level, target)),
     );
+}
+
+/// Applies `output = |r| ..` to the return value (the closure's argument
+/// type is inferred from this signature, which a direct call would not do).
+#[inline]
+pub fn output_with<'a, T: ?Sized, R>(value: &'a T, f: impl FnOnce(&'a T) -> R) -> R {
+    f(value)
+}
+
+/// Passes a future through, telling the compiler its `Output` (so `?` in an
+/// `async move` block returned by a plain fn still infers its error type).
+#[inline]
+pub fn expect_output<T, F: std::future::Future<Output = T>>(f: F) -> F {
+    f
 }
 
 /// Passes a macro argument (`user_id = expr`, ...) through, so a value that
@@ -224,6 +238,7 @@ pub struct SpanGuard<'a> {
     span: &'a Span,
     on: bool,
     done: bool,
+    sync: bool,
 }
 
 impl<'a> SpanGuard<'a> {
@@ -234,6 +249,20 @@ impl<'a> SpanGuard<'a> {
             span,
             on,
             done: false,
+            sync: false,
+        }
+    }
+
+    /// A guard for the inlined body of a sync fn (`#[track_caller]`, `-> !`):
+    /// dropped early without a panic, it is a `return` or `?` in the body,
+    /// which ends the span without an outcome rather than as cancelled.
+    #[inline]
+    pub fn new_sync(span: &'a Span, on: bool) -> Self {
+        SpanGuard {
+            span,
+            on,
+            done: false,
+            sync: true,
         }
     }
 
@@ -250,12 +279,11 @@ impl Drop for SpanGuard<'_> {
             return;
         }
         if !self.done {
-            let msg = if std::thread::panicking() {
-                "panicked"
-            } else {
-                "cancelled"
-            };
-            record_error(self.span, msg.to_owned());
+            if std::thread::panicking() {
+                record_error(self.span, "panicked".to_owned());
+            } else if !self.sync {
+                record_error(self.span, "cancelled".to_owned());
+            }
         }
         crate::layer::complete_span(self.span);
     }
