@@ -57,7 +57,8 @@ impl RaindropLayer {
 pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 
 /// The layer for `client`, carrying its own per-layer filter: it sees only
-/// spans that declare `raindrop.kind`, never events, and never changes what
+/// spans that declare `raindrop.kind` and ERROR events (which mark the raindrop span
+/// they happen in failed), and never changes what
 /// other layers of the same subscriber see.
 ///
 /// Per-layer filters need a subscriber built with
@@ -96,18 +97,44 @@ where
     RaindropLayer::new(client).with_raindrop_filter()
 }
 
+/// An ERROR event that is not the SDK's own: it marks the raindrop span it
+/// happens in as failed.
+fn is_error_event(meta: &Metadata<'_>) -> bool {
+    meta.is_event()
+        && *meta.level() == tracing::Level::ERROR
+        && !meta.target().starts_with("raindrop")
+}
+
+/// The text of an event's `message` field.
+#[derive(Default)]
+struct Message(Option<String>);
+
+impl tracing::field::Visit for Message {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
 /// Per-layer filter of [`RaindropLayer`]: enables spans whose callsite
-/// declares `raindrop.kind` and nothing else (decided once per callsite).
+/// declares `raindrop.kind`, and ERROR events (which mark the raindrop span
+/// they happen in as failed), and nothing else (decided once per callsite).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaindropFilter;
 
 impl<S> Filter<S> for RaindropFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        is_marked(meta)
+        is_marked(meta) || is_error_event(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if is_marked(meta) {
+        if is_marked(meta) || is_error_event(meta) {
             Interest::always()
         } else {
             Interest::never()
@@ -201,6 +228,9 @@ pub(crate) struct SpanState {
     input: Option<String>,
     output: Option<String>,
     error: Option<String>,
+    /// The first ERROR event inside the span: its status is error, but an
+    /// interaction still finishes with its own outcome.
+    event_error: Option<String>,
     properties: Vec<(String, Value)>,
     pub(crate) link: Option<Link>,
     /// The annotated function, for spans made by the attribute macros.
@@ -368,12 +398,36 @@ where
             input,
             output,
             error: f.error.take(),
+            event_error: None,
             properties,
             link,
             fn_name,
         };
         // `replace`, not `insert`: never panic, even if another layer raced us.
         let _ = span.extensions_mut().replace(state);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if !is_error_event(event.metadata()) {
+            return;
+        }
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        for span in scope {
+            let mut ext = span.extensions_mut();
+            let Some(state) = ext.get_mut::<SpanState>() else {
+                continue;
+            };
+            if state.event_error.is_none() {
+                let mut m = Message::default();
+                event.record(&mut m);
+                let mut text = m.0.unwrap_or_else(|| "ERROR event".to_owned());
+                cap_in_place(&mut text, state.max_chars());
+                state.event_error = Some(text);
+            }
+            return;
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -440,6 +494,7 @@ pub(crate) fn complete(state: SpanState) {
         }
     }
     let client = state.client.clone();
+    let error = error.or_else(|| state.event_error.clone());
     let _ = client.export_span(to_record(state, end, duration_ms, error));
 }
 
