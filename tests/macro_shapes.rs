@@ -511,3 +511,103 @@ fn children_created_after_the_function_returned_still_link() {
         Some(event_id)
     );
 }
+
+// ---- capture is capped -------------------------------------------------------
+
+static SERIALIZED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static FORMATTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A long message history that counts how many of its messages were
+/// serialised (or formatted).
+struct History(usize);
+
+impl serde::Serialize for History {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0))?;
+        for i in 0..self.0 {
+            SERIALIZED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            seq.serialize_element(&format!("message number {i} of the conversation"))?;
+        }
+        seq.end()
+    }
+}
+
+struct DebugOnly(usize);
+
+impl Debug for DebugOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries((0..self.0).map(Item)).finish()
+    }
+}
+
+/// One entry of [`DebugOnly`]: counts how often it is formatted.
+struct Item(usize);
+
+impl Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        FORMATTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Debug::fmt(&self.0, f)
+    }
+}
+
+#[raindrop::task("summarise")]
+fn summarise(history: &History, note: &DebugOnly) -> usize {
+    history.0 + note.0
+}
+
+#[raindrop::task("inspect")]
+fn inspect(note: &DebugOnly) -> usize {
+    note.0
+}
+
+#[raindrop::tool("long_reply")]
+fn long_reply(n: usize) -> String {
+    "é".repeat(n)
+}
+
+#[test]
+fn captured_values_stop_at_the_cap() {
+    let cap = Capture::start(vec![]);
+    let c = Client::new(
+        ClientOptions::default()
+            .write_key("rk_test_shapes")
+            .endpoint(cap.endpoint())
+            .upload_interval(Duration::from_millis(50))
+            .max_text_field_chars(500),
+    )
+    .unwrap();
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&c)));
+    tracing::dispatcher::with_default(&d, || {
+        assert_eq!(summarise(&History(100_000), &DebugOnly(100_000)), 200_000);
+        assert_eq!(inspect(&DebugOnly(100_000)), 100_000);
+        assert_eq!(long_reply(10_000).chars().count(), 10_000);
+    });
+    assert!(c.flush(Duration::from_secs(30)));
+    // O(cap): the serialisation and the formatting stopped at the cap,
+    // long before the 100,000 items.
+    let serialized = SERIALIZED.load(std::sync::atomic::Ordering::Relaxed);
+    let formatted = FORMATTED.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        serialized < 100,
+        "serialised {serialized} messages for a 500-char cap"
+    );
+    assert!(
+        formatted < 500,
+        "formatted {formatted} items for a 500-char cap"
+    );
+    let spans = spans_of(&cap);
+    let input = attr(named(&spans, "summarise.task"), "traceloop.entity.input").unwrap();
+    assert_eq!(input.chars().count(), 500, "{input}");
+    assert!(
+        input.starts_with(r#"{"history":["message number 0 of the conversation","#),
+        "{input}"
+    );
+    let debug = attr(named(&spans, "inspect.task"), "traceloop.entity.input").unwrap();
+    assert_eq!(debug.chars().count(), 500);
+    assert!(debug.starts_with("[0, 1, 2, "), "{debug}");
+    assert!(formatted > 10, "the Debug text was captured");
+    let output = attr(named(&spans, "long_reply.tool"), "traceloop.entity.output").unwrap();
+    assert_eq!(output.chars().count(), 500);
+    assert!(output.starts_with("éééé"));
+}

@@ -504,7 +504,9 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             Some(e) => quote_spanned! {e.span()=> {
                 let __rd_v = &(#e);
                 let _ = #private::field_value(__rd_v);
-                #private::value_text((&&&&#private::Wrap(__rd_v)).__rd_capture())
+                let mut __rd_b = #private::Capped::unbounded();
+                (&&&&#private::Wrap(__rd_v)).__rd_capture(&mut __rd_b, true);
+                #private::value_text(__rd_b)
             }},
             None => quote!(::core::option::Option::None),
         };
@@ -540,30 +542,58 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
 
     let ret = format_ident!("__rd_ret");
 
+    // Captured values are written into one buffer that stops at the
+    // client's `max_text_field_chars` (`__rd_max`): a huge argument costs
+    // O(cap), and no intermediate JSON tree is built.
+    let capture_top = |v: TokenStream2| {
+        quote! {{
+            let mut __rd_b = #private::Capped::new(__rd_max);
+            (&&&&#private::Wrap(#v)).__rd_capture(&mut __rd_b, true);
+            __rd_b
+        }}
+    };
     let capture_input = if let Some(e) = &args.input {
-        quote! {
-            #private::record_input_value(&#span, (&&&&#private::Wrap(&(#e))).__rd_capture());
-        }
+        let b = capture_top(quote!(&(#e)));
+        quote!(#private::record_input(&#span, #b);)
     } else if args.skip_all {
         quote!()
     } else {
-        let captured: Vec<&Ident> = default_input
+        let mut captured: Vec<&Ident> = default_input
             .iter()
             .filter(|p| !args.skip.iter().any(|s| s == *p))
             .collect();
-        if captured.is_empty() {
-            quote!()
-        } else {
-            let names = captured
-                .iter()
-                .map(|p| LitStr::new(&p.unraw().to_string(), p.span()));
-            // `_b` is the user's "unused" argument, captured all the same.
-            quote! {
-                #[allow(clippy::used_underscore_binding)]
-                let __rd_args = ::std::vec![
-                    #( (#names, (&&&&#private::Wrap(&#captured)).__rd_capture()) ),*
-                ];
-                #private::record_input(&#span, __rd_args);
+        // Keys in name order (as a JSON object of the arguments always was).
+        captured.sort_by_key(|p| p.unraw().to_string());
+        match captured.as_slice() {
+            [] => quote!(),
+            [one] => {
+                let b = capture_top(quote!(&#one));
+                // `_b` is the user's "unused" argument, captured all the same.
+                quote! {
+                    #[allow(clippy::used_underscore_binding)]
+                    let __rd_b = #b;
+                    #private::record_input(&#span, __rd_b);
+                }
+            }
+            many => {
+                let names = many
+                    .iter()
+                    .map(|p| LitStr::new(&p.unraw().to_string(), p.span()));
+                let first = (0..many.len()).map(|i| i == 0);
+                quote! {
+                    #[allow(clippy::used_underscore_binding)]
+                    let __rd_b = {
+                        let mut __rd_b = #private::Capped::new(__rd_max);
+                        __rd_b.open_object();
+                        #(
+                            __rd_b.key(#names, #first);
+                            (&&&&#private::Wrap(&#many)).__rd_capture(&mut __rd_b, false);
+                        )*
+                        __rd_b.close_object();
+                        __rd_b
+                    };
+                    #private::record_input(&#span, __rd_b);
+                }
             }
         }
     };
@@ -583,11 +613,9 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
     // a `Result`); any other expression is the output as it stands.
     let output_of = |v: TokenStream2| -> TokenStream2 {
         match &args.output {
-            Some(Expr::Closure(c)) => quote! {
-                (&&&&#private::Wrap(&#private::output_with(#v, #c))).__rd_capture()
-            },
-            Some(e) => quote!((&&&&#private::Wrap(&(#e))).__rd_capture()),
-            None => quote!((&&&&#private::Wrap(#v)).__rd_capture()),
+            Some(Expr::Closure(c)) => capture_top(quote!(&#private::output_with(#v, #c))),
+            Some(e) => capture_top(quote!(&(#e))),
+            None => capture_top(v),
         }
     };
     let outcome_on = |span: &Ident| -> TokenStream2 {
@@ -640,7 +668,9 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             raindrop.error = #empty,
             raindrop.properties = #empty,
         );
-        let #on = #private::is_tracked(&#span);
+        let __rd_cap = #private::tracked(&#span);
+        let #on = __rd_cap.is_some();
+        let __rd_max = __rd_cap.unwrap_or(0);
         #end_init
         if #on {
             #capture_input

@@ -254,8 +254,11 @@ impl SpanState {
         let max = self.max_chars();
         if let Some(mut i) = f.input.take() {
             cap_in_place(&mut i, max);
-            self.input = Some(i.clone());
-            f.input = Some(i);
+            if self.kind == Kind::Interaction {
+                // The interaction's begin/update needs its own copy.
+                f.input = Some(i.clone());
+            }
+            self.input = Some(i);
         }
         if let Some(mut o) = f.output.take() {
             cap_in_place(&mut o, max);
@@ -717,17 +720,16 @@ pub fn resume_interaction() -> Interaction {
     })
 }
 
-/// Whether a raindrop layer tracks `span`.
-pub(crate) fn is_tracked(span: &tracing::Span) -> bool {
+/// `Some(max_text_field_chars)` when a raindrop layer tracks `span`.
+pub(crate) fn tracked_cap(span: &tracing::Span) -> Option<usize> {
     span.with_subscriber(|(id, d)| {
         with_registry(d, |reg| {
             let s = reg.span(id)?;
-            let tracked = s.extensions().get::<SpanState>().is_some();
-            Some(tracked)
+            let ext = s.extensions();
+            ext.get::<SpanState>().map(SpanState::max_chars)
         })
     })
     .flatten()
-    .unwrap_or(false)
 }
 
 /// Ends `span` now if a raindrop layer tracks it (at most once per span).
