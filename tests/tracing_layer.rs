@@ -700,3 +700,64 @@ fn spawned_instrumented_futures_resume_the_interaction() {
         named(&spans, "chat.workflow")[0]["spanId"]
     );
 }
+
+/// An ERROR event inside a raindrop span marks that span's status error
+/// (the nearest raindrop span, through ordinary spans; the first event
+/// wins); WARN events and the SDK's own diagnostics do not; an interaction
+/// still finishes with its own outcome. Same with the bare layer.
+#[test]
+fn error_events_mark_the_enclosing_raindrop_span_failed() {
+    for bare in [false, true] {
+        let cap = Capture::start(vec![]);
+        let c = client(&cap);
+        let run = || {
+            let chat = tracing::info_span!(
+                "chat",
+                raindrop.kind = "interaction",
+                raindrop.user_id = "u-err",
+                raindrop.output = Empty,
+            );
+            chat.in_scope(|| {
+                let tool = tracing::info_span!("flaky", raindrop.kind = "tool");
+                tool.in_scope(|| {
+                    let db = tracing::info_span!("db_query");
+                    db.in_scope(|| {
+                        tracing::warn!("slow query");
+                        tracing::error!(attempt = 1, "connection reset by peer");
+                        tracing::error!("second error");
+                    });
+                });
+                let ok = tracing::info_span!("fine", raindrop.kind = "tool");
+                ok.in_scope(|| {
+                    tracing::warn!("only a warning");
+                    tracing::error!(target: "raindrop", "an SDK diagnostic");
+                });
+                chat.record("raindrop.output", "recovered");
+            });
+        };
+        if bare {
+            let sub = tracing_subscriber::registry().with(raindrop::RaindropLayer::new(&c));
+            tracing::subscriber::with_default(sub, run);
+        } else {
+            let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+            tracing::subscriber::with_default(sub, run);
+        }
+        flush(&c);
+        let spans = spans(&cap);
+        let flaky = named(&spans, "flaky.tool");
+        assert_eq!(flaky.len(), 1, "bare={bare}");
+        assert_eq!(flaky[0]["status"]["code"], 2, "bare={bare}: {:?}", flaky[0]);
+        assert_eq!(flaky[0]["status"]["message"], "connection reset by peer");
+        let fine = named(&spans, "fine.tool");
+        assert_ne!(fine[0]["status"]["code"], 2, "bare={bare}: {:?}", fine[0]);
+        let wf = named(&spans, "chat.workflow");
+        assert_ne!(
+            wf[0]["status"]["code"], 2,
+            "the event was in the tool, not the workflow"
+        );
+        let f = finals(&cap);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0]["ai_data"]["output"], "recovered");
+        assert!(f[0]["properties"].get("error").is_none(), "{:?}", f[0]);
+    }
+}

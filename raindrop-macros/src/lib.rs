@@ -166,11 +166,48 @@ struct Args {
     convo_id: Option<Expr>,
     event_id: Option<Expr>,
     input: Option<Expr>,
+    output: Option<Expr>,
+    level: Option<TokenStream2>,
+    krate: Option<syn::Path>,
     skip: Vec<Ident>,
     skip_all: bool,
 }
 
-const KEYS: &str = "name, skip(..), skip_all, input, event, user_id, convo_id, event_id";
+const KEYS: &str =
+    "name, skip(..), skip_all, input, output, level, crate, event, user_id, convo_id, event_id";
+
+/// `level = "debug"`, `level = Level::DEBUG`, `level = tracing::Level::WARN`,
+/// as the path of a `tracing::Level` constant under `private`'s re-export.
+fn parse_level(input: ParseStream<'_>) -> syn::Result<TokenStream2> {
+    let bad = |span: proc_macro2::Span| {
+        syn::Error::new(
+            span,
+            "`level` must be one of \"trace\", \"debug\", \"info\", \"warn\", \"error\" \
+             (or `Level::DEBUG`, ...)",
+        )
+    };
+    let (text, span) = if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        (lit.value(), lit.span())
+    } else if input.peek(syn::LitInt) {
+        let lit: syn::LitInt = input.parse()?;
+        (lit.base10_digits().to_owned(), lit.span())
+    } else {
+        let path: syn::Path = input.parse()?;
+        let last = path.segments.last().ok_or_else(|| bad(path.span()))?;
+        (last.ident.to_string(), path.span())
+    };
+    let level = match text.to_ascii_lowercase().as_str() {
+        "trace" | "5" => "TRACE",
+        "debug" | "4" => "DEBUG",
+        "info" | "3" => "INFO",
+        "warn" | "2" => "WARN",
+        "error" | "1" => "ERROR",
+        _ => return Err(bad(span)),
+    };
+    let ident = Ident::new(level, span);
+    Ok(quote!(#ident))
+}
 
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -215,7 +252,15 @@ impl Parse for Args {
                         }
                         args.name = Some(lit);
                     }
-                    "event" | "user_id" | "convo_id" | "event_id" | "input" => {
+                    "level" => {
+                        input.parse::<Token![=]>()?;
+                        args.level = Some(parse_level(input)?);
+                    }
+                    "crate" => {
+                        input.parse::<Token![=]>()?;
+                        args.krate = Some(input.call(syn::Path::parse_mod_style)?);
+                    }
+                    "event" | "user_id" | "convo_id" | "event_id" | "input" | "output" => {
                         input.parse::<Token![=]>()?;
                         let e: Expr = input.parse()?;
                         let slot = match k.as_str() {
@@ -223,6 +268,7 @@ impl Parse for Args {
                             "user_id" => &mut args.user_id,
                             "convo_id" => &mut args.convo_id,
                             "event_id" => &mut args.event_id,
+                            "output" => &mut args.output,
                             _ => &mut args.input,
                         };
                         *slot = Some(e);
@@ -427,7 +473,14 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
         }
     }
 
-    let private = quote!(::raindrop::__private);
+    let private = match &args.krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::raindrop::__private),
+    };
+    let level = match &args.level {
+        Some(l) => quote!(#private::tracing::Level::#l),
+        None => quote!(#private::tracing::Level::INFO),
+    };
     let name = args
         .name
         .clone()
@@ -451,7 +504,9 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             Some(e) => quote_spanned! {e.span()=> {
                 let __rd_v = &(#e);
                 let _ = #private::field_value(__rd_v);
-                #private::value_text((&&&&#private::Wrap(__rd_v)).__rd_capture())
+                let mut __rd_b = #private::Capped::unbounded();
+                (&&&&#private::Wrap(__rd_v)).__rd_capture(&mut __rd_b, true);
+                #private::value_text(__rd_b)
             }},
             None => quote!(::core::option::Option::None),
         };
@@ -477,7 +532,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             quote! {
                 #private::end_init();
                 if !#on {
-                    #private::untracked(&#span, #fn_name, ::core::module_path!());
+                    #private::untracked(&#span, #fn_name, ::core::module_path!(), #level);
                 }
             },
         )
@@ -487,54 +542,114 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
 
     let ret = format_ident!("__rd_ret");
 
+    // Captured values are written into one buffer that stops at the
+    // client's `max_text_field_chars` (`__rd_max`): a huge argument costs
+    // O(cap), and no intermediate JSON tree is built.
+    let capture_top = |v: TokenStream2| {
+        quote! {{
+            let mut __rd_b = #private::Capped::new(__rd_max);
+            (&&&&#private::Wrap(#v)).__rd_capture(&mut __rd_b, true);
+            __rd_b
+        }}
+    };
     let capture_input = if let Some(e) = &args.input {
-        quote! {
-            #private::record_input_value(&#span, (&&&&#private::Wrap(&(#e))).__rd_capture());
-        }
+        let b = capture_top(quote!(&(#e)));
+        quote!(#private::record_input(&#span, #b);)
     } else if args.skip_all {
         quote!()
     } else {
-        let captured: Vec<&Ident> = default_input
+        let mut captured: Vec<&Ident> = default_input
             .iter()
             .filter(|p| !args.skip.iter().any(|s| s == *p))
             .collect();
-        if captured.is_empty() {
-            quote!()
-        } else {
-            let names = captured
-                .iter()
-                .map(|p| LitStr::new(&p.unraw().to_string(), p.span()));
-            quote! {
-                #private::record_input(&#span, ::std::vec![
-                    #( (#names, (&&&&#private::Wrap(&#captured)).__rd_capture()) ),*
-                ]);
+        // Keys in name order (as a JSON object of the arguments always was).
+        captured.sort_by_key(|p| p.unraw().to_string());
+        match captured.as_slice() {
+            [] => quote!(),
+            [one] => {
+                let b = capture_top(quote!(&#one));
+                // `_b` is the user's "unused" argument, captured all the same.
+                quote! {
+                    #[allow(clippy::used_underscore_binding)]
+                    let __rd_b = #b;
+                    #private::record_input(&#span, __rd_b);
+                }
+            }
+            many => {
+                let names = many
+                    .iter()
+                    .map(|p| LitStr::new(&p.unraw().to_string(), p.span()));
+                let first = (0..many.len()).map(|i| i == 0);
+                quote! {
+                    #[allow(clippy::used_underscore_binding)]
+                    let __rd_b = {
+                        let mut __rd_b = #private::Capped::new(__rd_max);
+                        __rd_b.open_object();
+                        #(
+                            __rd_b.key(#names, #first);
+                            (&&&&#private::Wrap(&#many)).__rd_capture(&mut __rd_b, false);
+                        )*
+                        __rd_b.close_object();
+                        __rd_b
+                    };
+                    #private::record_input(&#span, __rd_b);
+                }
             }
         }
     };
 
+    // What the function's value is: the declared return type, or for a
+    // non-`async` fn returning an `async` block, the future's `Output`.
+    let shape = shape_of(&attrs, &sig, &block)?;
+    let value_ty: Option<Type> = match (&shape, &sig.output) {
+        (Shape::AsyncBlock { output, .. }, _) => output.clone(),
+        (_, ReturnType::Type(_, ty)) => Some((**ty).clone()),
+        (_, ReturnType::Default) => None,
+    };
+    let value_is_result = value_ty.as_ref().is_some_and(is_result);
+    let has_value = !matches!(shape, Shape::Never)
+        && (value_ty.is_some() || matches!(shape, Shape::AsyncBlock { .. }));
+    // `output = |r| ..` is applied to the return value (the `Ok` value of
+    // a `Result`); any other expression is the output as it stands.
+    let output_of = |v: TokenStream2| -> TokenStream2 {
+        match &args.output {
+            Some(Expr::Closure(c)) => capture_top(quote!(&#private::output_with(#v, #c))),
+            Some(e) => capture_top(quote!(&(#e))),
+            None => capture_top(v),
+        }
+    };
     let outcome_on = |span: &Ident| -> TokenStream2 {
-        match &sig.output {
-            ReturnType::Default => quote!(),
-            ReturnType::Type(_, ty) if is_result(ty) => quote! {
+        if !has_value {
+            return match &args.output {
+                Some(_) => {
+                    let out = output_of(quote!(&()));
+                    quote!(#private::record_output(&#span, #out);)
+                }
+                None => quote!(),
+            };
+        }
+        if value_is_result {
+            let out = output_of(quote!(__rd_v));
+            quote! {
                 match &#ret {
-                    ::core::result::Result::Ok(__rd_v) => #private::record_output(
-                        &#span, (&&&&#private::Wrap(__rd_v)).__rd_capture()),
+                    ::core::result::Result::Ok(__rd_v) => #private::record_output(&#span, #out),
                     ::core::result::Result::Err(__rd_e) => #private::record_error(
                         &#span, (&&&#private::Wrap(__rd_e)).__rd_error_text()),
                 }
-            },
-            ReturnType::Type(..) => quote! {
-                #private::record_output(&#span, (&&&&#private::Wrap(&#ret)).__rd_capture());
-            },
+            }
+        } else {
+            let out = output_of(quote!(&#ret));
+            quote!(#private::record_output(&#span, #out);)
         }
+    };
+    let erased = |ty: &Type| {
+        let mut erased = ty.clone();
+        EraseImpl.visit_type_mut(&mut erased);
+        erased.into_token_stream()
     };
     let ret_ty = match &sig.output {
         ReturnType::Default => quote!(()),
-        ReturnType::Type(_, ty) => {
-            let mut erased = (**ty).clone();
-            EraseImpl.visit_type_mut(&mut erased);
-            erased.into_token_stream()
-        }
+        ReturnType::Type(_, ty) => erased(ty),
     };
     let inner = format_ident!("__rd_inner");
     let record_outcome = outcome_on(&span);
@@ -544,7 +659,7 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
         #begin_init
         let #span = #private::tracing::span!(
             target: ::core::module_path!(),
-            #private::tracing::Level::INFO,
+            #level,
             #name,
             raindrop.kind = #kind_str,
             #interaction_fields
@@ -553,63 +668,147 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             raindrop.error = #empty,
             raindrop.properties = #empty,
         );
-        let #on = #private::is_tracked(&#span);
+        let __rd_cap = #private::tracked(&#span);
+        let #on = __rd_cap.is_some();
+        let __rd_max = __rd_cap.unwrap_or(0);
         #end_init
         if #on {
             #capture_input
         }
     };
 
-    let body = if sig.asyncness.is_some() {
-        quote! {
+    // The body's statements are spliced, not its block: a one-expression
+    // body `{ format!(..) }` inside another block would be "unnecessary
+    // braces" (`unused_braces`) in the caller's crate.
+    let stmts = &block.stmts;
+    // Awaits `__rd_fut` in the span, recording the outcome.
+    let instrumented = |value: TokenStream2| {
+        quote! {{
+            let #inner = #span.clone();
+            // A function may return a future (a `JoinHandle`): fine here.
+            #[allow(clippy::async_yields_async)]
+            let __rd_wrapped = async move {
+                let __rd_guard = #private::SpanGuard::new(&#inner, #on);
+                let #ret #value = __rd_fut.await;
+                if #on {
+                    #record_outcome_async
+                }
+                __rd_guard.done();
+                #ret
+            };
+            #private::tracing::Instrument::instrument(__rd_wrapped, #span)
+        }}
+    };
+    let body = match &shape {
+        Shape::Async => {
+            let wrapped = instrumented(quote!(: #ret_ty));
+            quote! {
+                #imports
+                #make_span
+                #[allow(clippy::async_yields_async)]
+                let __rd_fut = async move {
+                    #[allow(
+                        unknown_lints, unreachable_code, clippy::diverging_sub_expression,
+                        clippy::let_unit_value, clippy::unreachable, clippy::empty_loop,
+                        clippy::needless_return
+                    )]
+                    if false {
+                        let __rd_fake: #ret_ty = loop {};
+                        return __rd_fake;
+                    }
+                    #(#stmts)*
+                };
+                if !#on && #span.is_disabled() {
+                    return __rd_fut.await;
+                }
+                #wrapped.await
+            }
+        }
+        Shape::AsyncBlock { boxed, output } => {
+            // `fn f(..) -> impl Future { async move {..} }` and what
+            // `#[async_trait]` makes (`Box::pin(async move {..})`): the span
+            // is created at the call (arguments captured then) and is
+            // current while the returned future runs, as for an `async fn`.
+            let (before, last) = stmts.split_at(stmts.len() - 1);
+            let Some(syn::Stmt::Expr(last, None)) = last.first() else {
+                unreachable!("shape_of checked the last statement");
+            };
+            let fut = match last {
+                Expr::Call(c) => c.args.first().unwrap_or(last),
+                other => other,
+            };
+            let (fut, value) = match output {
+                Some(t) => {
+                    let t = erased(t);
+                    (quote!(#private::expect_output::<#t, _>(#fut)), quote!(: #t))
+                }
+                None => (quote!(#fut), quote!()),
+            };
+            let wrapped = instrumented(value);
+            let wrapped = if *boxed {
+                quote!(::std::boxed::Box::pin(#wrapped))
+            } else {
+                wrapped
+            };
+            // `#[async_trait]` rebinds every argument inside its block
+            // (`let user = user;`); one used only by this attribute's
+            // arguments (`user_id = user`) is then unused in there.
+            let allow = if *boxed {
+                quote!(#[allow(unused_variables)])
+            } else {
+                quote!()
+            };
+            quote! {
+                #imports
+                #make_span
+                #(#before)*
+                #allow
+                let __rd_fut = #fut;
+                #wrapped
+            }
+        }
+        Shape::Never => quote! {
             #imports
             #make_span
-            let __rd_fut = async move {
-                #[allow(
-                    unknown_lints, unreachable_code, clippy::diverging_sub_expression,
-                    clippy::let_unit_value, clippy::unreachable, clippy::empty_loop,
-                    clippy::needless_return
-                )]
-                if false {
-                    let __rd_fake: #ret_ty = loop {};
-                    return __rd_fake;
+            let __rd_guard = #private::SpanGuard::new_sync(&#span, #on);
+            let __rd_entered = #span.enter();
+            #(#stmts)*
+        },
+        Shape::SyncInline => {
+            // `#[track_caller]`: no closure (it would hide the caller's
+            // location); an early `return` or `?` ends the span without
+            // an output.
+            quote! {
+                #imports
+                #make_span
+                let __rd_guard = #private::SpanGuard::new_sync(&#span, #on);
+                #[allow(clippy::let_unit_value)]
+                let #ret: #ret_ty = {
+                    let __rd_entered = #span.enter();
+                    #(#stmts)*
+                };
+                if #on {
+                    #record_outcome
                 }
-                #block
-            };
-            if !#on && #span.is_disabled() {
-                return __rd_fut.await;
+                __rd_guard.done();
+                #ret
             }
-            let #inner = #span.clone();
-            #private::tracing::Instrument::instrument(
-                async move {
-                    let __rd_guard = #private::SpanGuard::new(&#inner, #on);
-                    let #ret: #ret_ty = __rd_fut.await;
-                    if #on {
-                        #record_outcome_async
-                    }
-                    __rd_guard.done();
-                    #ret
-                },
-                #span,
-            )
-            .await
         }
-    } else {
-        quote! {
+        Shape::Sync => quote! {
             #imports
             #make_span
             let __rd_guard = #private::SpanGuard::new(&#span, #on);
             #[allow(clippy::redundant_closure_call, clippy::let_unit_value)]
             let #ret: #ret_ty = {
                 let __rd_entered = #span.enter();
-                (move || -> #ret_ty #block)()
+                (move || -> #ret_ty { #(#stmts)* })()
             };
             if #on {
                 #record_outcome
             }
             __rd_guard.done();
             #ret
-        }
+        },
     };
 
     Ok(quote! {
@@ -618,4 +817,192 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
             #body
         }
     })
+}
+
+/// How a function is wrapped.
+#[allow(clippy::large_enum_variant)] // one per macro call
+enum Shape {
+    /// `async fn`.
+    Async,
+    /// A plain fn whose last expression is `async move {..}` (`boxed`:
+    /// `Box::pin(async move {..})`, as `#[async_trait]` writes it);
+    /// `output`: the future's `Output` type when the signature names it.
+    AsyncBlock { boxed: bool, output: Option<Type> },
+    /// `-> !`: nothing to record on return.
+    Never,
+    /// A `#[track_caller]` fn: the body is inlined, not put in a closure.
+    SyncInline,
+    /// Any other plain fn.
+    Sync,
+}
+
+fn shape_of(
+    attrs: &[syn::Attribute],
+    sig: &syn::Signature,
+    block: &syn::Block,
+) -> syn::Result<Shape> {
+    if sig.asyncness.is_some() {
+        return Ok(Shape::Async);
+    }
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => None,
+    };
+    if matches!(ret, Some(Type::Never(_))) {
+        return Ok(Shape::Never);
+    }
+    let future = ret.and_then(future_output);
+    if let Some(syn::Stmt::Expr(last, None)) = block.stmts.last() {
+        let boxed = match last {
+            Expr::Async(_) => Some(false),
+            Expr::Call(c)
+                if c.args.len() == 1
+                    && matches!(c.args.first(), Some(Expr::Async(_)))
+                    && is_box_pin(&c.func) =>
+            {
+                Some(true)
+            }
+            _ => None,
+        };
+        if let Some(boxed) = boxed {
+            return Ok(Shape::AsyncBlock {
+                boxed,
+                output: future.flatten(),
+            });
+        }
+    }
+    if future.is_some() {
+        return Err(syn::Error::new(
+            sig.output.span(),
+            "raindrop: this fn returns a future but its body does not end in `async move { .. }` \
+             or `Box::pin(async move { .. })`, so the span would end before the work runs. \
+             Fix: make it an `async fn`, or end the body with `async move { .. }` \
+             (`Box::pin(async move { .. })` for a boxed future)",
+        ));
+    }
+    let track_caller = attrs.iter().any(|a| a.path().is_ident("track_caller"));
+    Ok(if track_caller {
+        Shape::SyncInline
+    } else {
+        Shape::Sync
+    })
+}
+
+/// `Box::pin` (any path ending in `Box::pin`).
+fn is_box_pin(e: &Expr) -> bool {
+    let Expr::Path(p) = e else { return false };
+    let segs: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    segs.len() >= 2 && segs[segs.len() - 2] == "Box" && segs[segs.len() - 1] == "pin"
+}
+
+/// Whether `ty` is a future (`impl Future<..>`, `Pin<Box<dyn Future<..>>>`,
+/// `BoxFuture<'_, T>`): `Some(output type, when the type names it)`.
+fn future_output(ty: &Type) -> Option<Option<Type>> {
+    fn in_bounds<'a>(
+        bounds: impl IntoIterator<Item = &'a syn::TypeParamBound>,
+    ) -> Option<Option<Type>> {
+        for b in bounds {
+            let syn::TypeParamBound::Trait(t) = b else {
+                continue;
+            };
+            let Some(seg) = t.path.segments.last() else {
+                continue;
+            };
+            if seg.ident != "Future" {
+                continue;
+            }
+            if let syn::PathArguments::AngleBracketed(a) = &seg.arguments {
+                for arg in &a.args {
+                    if let syn::GenericArgument::AssocType(at) = arg {
+                        if at.ident == "Output" {
+                            return Some(Some(at.ty.clone()));
+                        }
+                    }
+                }
+            }
+            return Some(None);
+        }
+        None
+    }
+    match ty {
+        Type::ImplTrait(it) => in_bounds(&it.bounds),
+        Type::TraitObject(to) => in_bounds(&to.bounds),
+        Type::Paren(p) => future_output(&p.elem),
+        Type::Group(g) => future_output(&g.elem),
+        Type::Path(p) => {
+            let seg = p.path.segments.last()?;
+            let syn::PathArguments::AngleBracketed(a) = &seg.arguments else {
+                return None;
+            };
+            let types = a.args.iter().filter_map(|g| match g {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            });
+            match seg.ident.to_string().as_str() {
+                "Pin" | "Box" => types.into_iter().next().and_then(future_output),
+                "BoxFuture" | "LocalBoxFuture" => Some(types.into_iter().next().cloned()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expanded(kind: Kind, args: TokenStream2, item: TokenStream2) -> String {
+        let args: Args = syn::parse2(args).unwrap();
+        let func: ItemFn = syn::parse2(item).unwrap();
+        expand_fn(kind, args, func).unwrap().to_string()
+    }
+
+    #[test]
+    fn crate_argument_replaces_every_path_to_the_sdk() {
+        for (kind, item) in [
+            (
+                Kind::Interaction,
+                quote!(
+                    fn chat(q: &str) -> String {
+                        q.to_owned()
+                    }
+                ),
+            ),
+            (
+                Kind::Tool,
+                quote!(
+                    async fn t(q: u32) -> Result<u32, String> {
+                        Ok(q)
+                    }
+                ),
+            ),
+            (
+                Kind::Task,
+                quote!(
+                    fn f(x: u32) -> impl std::future::Future<Output = u32> {
+                        async move { x }
+                    }
+                ),
+            ),
+        ] {
+            let args = quote!(crate = ::my_sdk::reexport, user_id = "u");
+            let args = if kind == Kind::Interaction {
+                args
+            } else {
+                quote!(crate = ::my_sdk::reexport)
+            };
+            let out = expanded(kind, args, item.clone());
+            assert!(out.contains(":: my_sdk :: reexport :: __private"), "{out}");
+            assert!(!out.contains("raindrop ::"), "a hard-coded path in: {out}");
+            // Without the argument, the facade's path.
+            let out = expanded(kind, quote!(), item);
+            assert!(out.contains(":: raindrop :: __private"), "{out}");
+        }
+    }
 }

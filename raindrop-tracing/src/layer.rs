@@ -57,7 +57,8 @@ impl RaindropLayer {
 pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 
 /// The layer for `client`, carrying its own per-layer filter: it sees only
-/// spans that declare `raindrop.kind`, never events, and never changes what
+/// spans that declare `raindrop.kind` and ERROR events (which mark the raindrop span
+/// they happen in failed), and never changes what
 /// other layers of the same subscriber see.
 ///
 /// Per-layer filters need a subscriber built with
@@ -96,18 +97,44 @@ where
     RaindropLayer::new(client).with_raindrop_filter()
 }
 
+/// An ERROR event that is not the SDK's own: it marks the raindrop span it
+/// happens in as failed.
+fn is_error_event(meta: &Metadata<'_>) -> bool {
+    meta.is_event()
+        && *meta.level() == tracing::Level::ERROR
+        && !meta.target().starts_with("raindrop")
+}
+
+/// The text of an event's `message` field.
+#[derive(Default)]
+struct Message(Option<String>);
+
+impl tracing::field::Visit for Message {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
 /// Per-layer filter of [`RaindropLayer`]: enables spans whose callsite
-/// declares `raindrop.kind` and nothing else (decided once per callsite).
+/// declares `raindrop.kind`, and ERROR events (which mark the raindrop span
+/// they happen in as failed), and nothing else (decided once per callsite).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaindropFilter;
 
 impl<S> Filter<S> for RaindropFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        is_marked(meta)
+        is_marked(meta) || is_error_event(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if is_marked(meta) {
+        if is_marked(meta) || is_error_event(meta) {
             Interest::always()
         } else {
             Interest::never()
@@ -166,6 +193,28 @@ pub(crate) struct Link {
     pub(crate) workflow: Arc<str>,
 }
 
+/// What stays of a marked span in the registry once the macro's function
+/// returned (its record is sent) while the span itself is still open (a
+/// clone lives on, e.g. in an instrumented `tokio::spawn` that outlives the
+/// handler): enough for children created later to join its trace and link
+/// to its interaction, and for `resume_interaction()` to find it.
+pub(crate) struct Ended {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    link: Option<Link>,
+}
+
+/// The trace id, span id and interaction link of a marked span, open or ended.
+fn lineage(
+    ext: &tracing_subscriber::registry::Extensions<'_>,
+) -> Option<([u8; 16], [u8; 8], Option<Link>)> {
+    if let Some(s) = ext.get::<SpanState>() {
+        return Some((s.trace_id, s.span_id, s.link.clone()));
+    }
+    ext.get::<Ended>()
+        .map(|e| (e.trace_id, e.span_id, e.link.clone()))
+}
+
 /// What the layer keeps for one marked span (in the registry's extensions).
 pub(crate) struct SpanState {
     client: Client,
@@ -179,6 +228,9 @@ pub(crate) struct SpanState {
     input: Option<String>,
     output: Option<String>,
     error: Option<String>,
+    /// The first ERROR event inside the span: its status is error, but an
+    /// interaction still finishes with its own outcome.
+    event_error: Option<String>,
     properties: Vec<(String, Value)>,
     pub(crate) link: Option<Link>,
     /// The annotated function, for spans made by the attribute macros.
@@ -202,8 +254,11 @@ impl SpanState {
         let max = self.max_chars();
         if let Some(mut i) = f.input.take() {
             cap_in_place(&mut i, max);
-            self.input = Some(i.clone());
-            f.input = Some(i);
+            if self.kind == Kind::Interaction {
+                // The interaction's begin/update needs its own copy.
+                f.input = Some(i.clone());
+            }
+            self.input = Some(i);
         }
         if let Some(mut o) = f.output.take() {
             cap_in_place(&mut o, max);
@@ -284,11 +339,7 @@ where
             return;
         };
         // The nearest ancestor this layer tracks (ordinary spans are skipped).
-        let parent = span.scope().skip(1).find_map(|p| {
-            p.extensions()
-                .get::<SpanState>()
-                .map(|s| (s.trace_id, s.span_id, s.link.clone()))
-        });
+        let parent = span.scope().skip(1).find_map(|p| lineage(&p.extensions()));
         let (trace_id, parent_span_id, parent_link) = match parent {
             Some((t, s, l)) => (t, Some(s), l),
             None => (SpanRecord::new_trace_id(), None, None),
@@ -350,12 +401,36 @@ where
             input,
             output,
             error: f.error.take(),
+            event_error: None,
             properties,
             link,
             fn_name,
         };
         // `replace`, not `insert`: never panic, even if another layer raced us.
         let _ = span.extensions_mut().replace(state);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if !is_error_event(event.metadata()) {
+            return;
+        }
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        for span in scope {
+            let mut ext = span.extensions_mut();
+            let Some(state) = ext.get_mut::<SpanState>() else {
+                continue;
+            };
+            if state.event_error.is_none() {
+                let mut m = Message::default();
+                event.record(&mut m);
+                let mut text = m.0.unwrap_or_else(|| "ERROR event".to_owned());
+                cap_in_place(&mut text, state.max_chars());
+                state.event_error = Some(text);
+            }
+            return;
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -422,6 +497,7 @@ pub(crate) fn complete(state: SpanState) {
         }
     }
     let client = state.client.clone();
+    let error = error.or_else(|| state.event_error.clone());
     let _ = client.export_span(to_record(state, end, duration_ms, error));
 }
 
@@ -512,12 +588,10 @@ fn with_registry<T>(dispatch: &Dispatch, f: impl FnOnce(&Registry) -> Option<T>)
 /// The interaction of span `id` or of its nearest interaction ancestor.
 fn interaction_of(reg: &Registry, id: &Id) -> Option<Interaction> {
     let span = reg.span(id)?;
-    let found = span.scope().find_map(|s| {
-        s.extensions()
-            .get::<SpanState>()
-            .map(|st| st.link.as_ref().map(|l| l.interaction.clone()))
-    });
-    found.flatten()
+    let found = span
+        .scope()
+        .find_map(|s| lineage(&s.extensions()).map(|(_, _, link)| link));
+    found.flatten().map(|l| l.interaction)
 }
 
 /// The interaction of the nearest enclosing interaction span, walking up from
@@ -646,17 +720,16 @@ pub fn resume_interaction() -> Interaction {
     })
 }
 
-/// Whether a raindrop layer tracks `span`.
-pub(crate) fn is_tracked(span: &tracing::Span) -> bool {
+/// `Some(max_text_field_chars)` when a raindrop layer tracks `span`.
+pub(crate) fn tracked_cap(span: &tracing::Span) -> Option<usize> {
     span.with_subscriber(|(id, d)| {
         with_registry(d, |reg| {
             let s = reg.span(id)?;
-            let tracked = s.extensions().get::<SpanState>().is_some();
-            Some(tracked)
+            let ext = s.extensions();
+            ext.get::<SpanState>().map(SpanState::max_chars)
         })
     })
     .flatten()
-    .unwrap_or(false)
 }
 
 /// Ends `span` now if a raindrop layer tracks it (at most once per span).
@@ -665,8 +738,16 @@ pub(crate) fn complete_span(span: &tracing::Span) {
         .with_subscriber(|(id, d)| {
             with_registry(d, |reg| {
                 let s = reg.span(id)?;
-                let state = s.extensions_mut().remove::<SpanState>();
-                state
+                let mut ext = s.extensions_mut();
+                let state = ext.remove::<SpanState>()?;
+                // The span may outlive the function: keep what later
+                // children need to link to it.
+                let _ = ext.replace(Ended {
+                    trace_id: state.trace_id,
+                    span_id: state.span_id,
+                    link: state.link.clone(),
+                });
+                Some(state)
             })
         })
         .flatten();

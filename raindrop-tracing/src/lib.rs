@@ -111,8 +111,15 @@
 //! The trace id is inherited from the nearest raindrop ancestor span, which is
 //! also the parent span id; ordinary spans in between are skipped.
 //!
-//! Events are never looked at: the SDK's own diagnostics (target `raindrop`)
-//! and your logs pass through untouched.
+//! **ERROR events mark the span failed.** An event at level ERROR inside a
+//! raindrop span (`tracing::error!(..)`, at any depth below it) sets the
+//! status of the nearest raindrop span to error, with the event's message
+//! (the first such event wins), as `tracing-opentelemetry` and
+//! `sentry-tracing` do. It changes only the exported span's status: an
+//! interaction still finishes with its own output and error (a handler that
+//! logs an error and recovers is not a failed interaction). Other events are
+//! never looked at, and the SDK's own diagnostics (target `raindrop`) never
+//! mark anything; all events pass through to your other layers untouched.
 //!
 //! # Filters
 //!

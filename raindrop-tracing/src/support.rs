@@ -3,17 +3,21 @@
 use std::fmt;
 
 use serde::Serialize;
-use serde_json::Value;
 use tracing::Span;
 
 use crate::diag;
 use crate::fields::Fields;
 use crate::layer::{apply_to_span, clear_pending_init, set_pending_init, SpanInit};
 
-/// Whether a raindrop layer tracks `span` (false for a disabled span).
+/// `Some(max_text_field_chars)` when a raindrop layer tracks `span`
+/// (`None` for a disabled span): the cap of what is captured for it.
 #[inline]
-pub fn is_tracked(span: &Span) -> bool {
-    !span.is_disabled() && crate::layer::is_tracked(span)
+pub fn tracked(span: &Span) -> Option<usize> {
+    if span.is_disabled() {
+        None
+    } else {
+        crate::layer::tracked_cap(span)
+    }
 }
 
 /// Hands the interaction's user, conversation, event name and event id to
@@ -44,25 +48,41 @@ pub fn end_init() {
     clear_pending_init();
 }
 
-/// The text of a macro argument's captured value; `None` for null (`None`).
-pub fn value_text(v: Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        other => Some(text_of(other)),
+/// The text of a macro argument's value (`user_id = ..`), capped at
+/// `max` characters; `None` for null (`None`).
+pub fn value_text(mut buf: Capped) -> Option<String> {
+    if buf.null {
+        None
+    } else {
+        Some(std::mem::take(&mut buf.buf))
     }
 }
 
 /// An `#[raindrop::interaction]` span no raindrop layer tracks: warns once
 /// per cause per process, naming the cause and the fix. `target` is the
-/// span's target (the module path); its level is INFO.
+/// span's target (the module path), `level` its level.
 #[cold]
-pub fn untracked(span: &Span, fn_name: &'static str, target: &'static str) {
+pub fn untracked(span: &Span, fn_name: &'static str, target: &'static str, level: tracing::Level) {
     let cause = diag::cause_of_untracked(span.is_disabled());
     diag::warn_untracked(
         cause,
         || format!("#[raindrop::interaction] fn `{fn_name}` was not recorded"),
-        Some((tracing::Level::INFO, target)),
+        Some((level, target)),
     );
+}
+
+/// Applies `output = |r| ..` to the return value (the closure's argument
+/// type is inferred from this signature, which a direct call would not do).
+#[inline]
+pub fn output_with<'a, T: ?Sized, R>(value: &'a T, f: impl FnOnce(&'a T) -> R) -> R {
+    f(value)
+}
+
+/// Passes a future through, telling the compiler its `Output` (so `?` in an
+/// `async move` block returned by a plain fn still infers its error type).
+#[inline]
+pub fn expect_output<T, F: std::future::Future<Output = T>>(f: F) -> F {
+    f
 }
 
 /// Passes a macro argument (`user_id = expr`, ...) through, so a value that
@@ -72,60 +92,386 @@ pub fn field_value<T: tracing::Value>(v: &T) -> &dyn tracing::Value {
     v
 }
 
-/// Autoref-specialisation wrapper: `(&&&&Wrap(&v)).__rd_capture()` gives
-/// JSON when `v: Serialize`, else JSON of what it dereferences to (axum's
-/// `Json<T>`, `Arc<T>`), else its `Debug` text, else its type name.
-pub struct Wrap<'a, T: ?Sized>(pub &'a T);
-
-fn to_json<T: Serialize + ?Sized>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or_else(|e| Value::String(format!("<unserialisable: {e}>")))
+/// Text written up to a cap: once it holds more than `max` characters,
+/// every further write is refused, so capturing a value of any size costs
+/// O(`max`), not O(size). (The layer then cuts the text to `max` characters
+/// and adds the truncation marker.)
+#[derive(Debug)]
+pub struct Capped {
+    buf: String,
+    chars: usize,
+    max: usize,
+    full: bool,
+    /// The value written at the top level was null (`None`, `()`).
+    null: bool,
 }
+
+impl Capped {
+    /// An empty buffer for at most `max` characters (plus one, so an
+    /// overflow shows).
+    #[inline]
+    pub fn new(max: usize) -> Self {
+        Capped {
+            buf: String::new(),
+            chars: 0,
+            max,
+            full: false,
+            null: false,
+        }
+    }
+
+    /// A buffer without a practical cap (the interaction's ids and name).
+    #[inline]
+    pub fn unbounded() -> Self {
+        Capped::new(usize::MAX - 1)
+    }
+
+    /// Whether the cap was reached (the text is cut).
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// The text.
+    pub fn into_text(self) -> String {
+        self.buf
+    }
+
+    /// Appends `s`, up to the cap; `false` once the cap is reached.
+    pub fn push(&mut self, s: &str) -> bool {
+        if self.full {
+            return false;
+        }
+        let limit = self.max.saturating_add(1);
+        let room = limit - self.chars.min(limit);
+        // Fast path: fewer bytes than room means fewer chars than room.
+        if s.len() <= room {
+            self.buf.push_str(s);
+            self.chars += s.chars().count();
+            return true;
+        }
+        let mut taken = 0;
+        for (n, (i, c)) in s.char_indices().enumerate() {
+            if n == room {
+                self.buf.push_str(&s[..i]);
+                self.chars += n;
+                self.full = true;
+                return false;
+            }
+            taken = i + c.len_utf8();
+        }
+        self.buf.push_str(&s[..taken]);
+        self.chars += s[..taken].chars().count();
+        true
+    }
+
+    /// Starts a JSON object of the arguments: `{`.
+    pub fn open_object(&mut self) {
+        self.push("{");
+    }
+
+    /// Writes `"name":` (preceded by a comma after the first field).
+    pub fn key(&mut self, name: &str, first: bool) {
+        if !first {
+            self.push(",");
+        }
+        self.push("\"");
+        self.push(name);
+        self.push("\":");
+    }
+
+    /// Ends the object: `}`.
+    pub fn close_object(&mut self) {
+        self.push("}");
+    }
+
+    fn reset_to(&mut self, text: &str) {
+        self.buf.clear();
+        self.chars = 0;
+        self.full = false;
+        self.null = false;
+        self.push(text);
+    }
+}
+
+impl fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.push(s) {
+            Ok(())
+        } else {
+            Err(fmt::Error)
+        }
+    }
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        // serde_json writes whole UTF-8 fragments.
+        let s = String::from_utf8_lossy(bytes);
+        if self.push(&s) {
+            Ok(bytes.len())
+        } else {
+            Err(std::io::Error::other("raindrop capture cap reached"))
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Escapes what is written into a JSON string's content.
+struct JsonEscape<'a>(&'a mut Capped);
+
+impl fmt::Write for JsonEscape<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let esc: &str = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            if start < i && !self.0.push(&s[start..i]) {
+                return Err(fmt::Error);
+            }
+            let ok = if esc.is_empty() {
+                self.0.push(&format!("\\u{b:04x}"))
+            } else {
+                self.0.push(esc)
+            };
+            if !ok {
+                return Err(fmt::Error);
+            }
+            start = i + 1;
+        }
+        if start < s.len() && !self.0.push(&s[start..]) {
+            return Err(fmt::Error);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `Debug`/`Display` text: raw at the top level, as a JSON string
+/// inside an object.
+fn write_text(buf: &mut Capped, top: bool, args: fmt::Arguments<'_>) {
+    use fmt::Write as _;
+    if top {
+        let _ = buf.write_fmt(args);
+    } else if buf.push("\"") {
+        let _ = JsonEscape(buf).write_fmt(args);
+        buf.push("\"");
+    }
+}
+
+/// Finds out whether a value serialises as a plain string (written
+/// unquoted at the top level) or null, without serialising anything else.
+struct StrProbe<'a>(&'a mut Capped);
+
+#[derive(Debug)]
+struct NotStr;
+impl fmt::Display for NotStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a string")
+    }
+}
+impl std::error::Error for NotStr {}
+impl serde::ser::Error for NotStr {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        NotStr
+    }
+}
+
+macro_rules! not_str {
+    ($($m:ident($($t:ty),*)),* $(,)?) => {
+        $(fn $m(self, $(_: $t),*) -> Result<(), NotStr> { Err(NotStr) })*
+    };
+}
+
+impl serde::Serializer for StrProbe<'_> {
+    type Ok = ();
+    type Error = NotStr;
+    type SerializeSeq = serde::ser::Impossible<(), NotStr>;
+    type SerializeTuple = serde::ser::Impossible<(), NotStr>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotStr>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotStr>;
+    type SerializeMap = serde::ser::Impossible<(), NotStr>;
+    type SerializeStruct = serde::ser::Impossible<(), NotStr>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotStr>;
+
+    fn serialize_str(self, v: &str) -> Result<(), NotStr> {
+        self.0.push(v);
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), NotStr> {
+        self.0.push(v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), NotStr> {
+        self.0.null = true;
+        self.0.push("null");
+        Ok(())
+    }
+    fn serialize_unit(self) -> Result<(), NotStr> {
+        self.serialize_none()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), NotStr> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<(), NotStr> {
+        v.serialize(self)
+    }
+    not_str!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_bytes(&[u8]),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotStr> {
+        Err(NotStr)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotStr> {
+        Err(NotStr)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotStr> {
+        Err(NotStr)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotStr> {
+        Err(NotStr)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotStr> {
+        Err(NotStr)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotStr> {
+        Err(NotStr)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, NotStr> {
+        Err(NotStr)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotStr> {
+        Err(NotStr)
+    }
+}
+
+/// Writes `v` as JSON into `buf` (a string unquoted at the top level),
+/// stopping at the cap.
+fn write_json<T: Serialize + ?Sized>(buf: &mut Capped, top: bool, v: &T) {
+    if top {
+        let before = buf.buf.len();
+        if v.serialize(StrProbe(buf)).is_ok() {
+            return;
+        }
+        buf.buf.truncate(before);
+    }
+    let start = buf.buf.len();
+    let (start_chars, null) = (buf.chars, buf.null);
+    if let Err(e) = serde_json::to_writer(&mut *buf, v) {
+        if buf.full {
+            return; // cut at the cap: the layer adds the marker
+        }
+        if top {
+            buf.reset_to(&format!("<unserialisable: {e}>"));
+        } else {
+            buf.buf.truncate(start);
+            buf.chars = start_chars;
+            buf.null = null;
+            write_text(buf, false, format_args!("<unserialisable: {e}>"));
+        }
+    }
+}
+
+/// Autoref-specialisation wrapper: `(&&&&Wrap(&v)).__rd_capture(&mut buf, top)`
+/// writes JSON when `v: Serialize`, else JSON of what it dereferences to
+/// (axum's `Json<T>`, `Arc<T>`), else its `Debug` text, else its type name,
+/// into a [`Capped`] buffer (`top`: the whole value, where a string is
+/// written unquoted; else a value inside the arguments' JSON object).
+pub struct Wrap<'a, T: ?Sized>(pub &'a T);
 
 /// JSON capture (highest priority).
 pub trait CaptureJson {
-    /// The captured value.
-    fn __rd_capture(&self) -> Value;
+    /// Writes the captured value.
+    fn __rd_capture(&self, buf: &mut Capped, top: bool);
 }
 impl<T: Serialize + ?Sized> CaptureJson for &&&Wrap<'_, T> {
-    fn __rd_capture(&self) -> Value {
-        to_json(self.0)
+    fn __rd_capture(&self, buf: &mut Capped, top: bool) {
+        write_json(buf, top, self.0);
     }
 }
 
 /// JSON capture of the dereferenced value (`Json<T>`, `Arc<T>`, `Box<T>`).
 pub trait CaptureDerefJson {
-    /// The captured value.
-    fn __rd_capture(&self) -> Value;
+    /// Writes the captured value.
+    fn __rd_capture(&self, buf: &mut Capped, top: bool);
 }
 impl<T, U> CaptureDerefJson for &&Wrap<'_, T>
 where
     T: std::ops::Deref<Target = U> + ?Sized,
     U: Serialize + ?Sized,
 {
-    fn __rd_capture(&self) -> Value {
-        to_json(&**self.0)
+    fn __rd_capture(&self, buf: &mut Capped, top: bool) {
+        write_json(buf, top, &**self.0);
     }
 }
 
 /// `Debug` capture.
 pub trait CaptureDebug {
-    /// The captured value.
-    fn __rd_capture(&self) -> Value;
+    /// Writes the captured value.
+    fn __rd_capture(&self, buf: &mut Capped, top: bool);
 }
 impl<T: fmt::Debug + ?Sized> CaptureDebug for &Wrap<'_, T> {
-    fn __rd_capture(&self) -> Value {
-        Value::String(format!("{:?}", self.0))
+    fn __rd_capture(&self, buf: &mut Capped, top: bool) {
+        write_text(buf, top, format_args!("{:?}", self.0));
     }
 }
 
 /// Fallback capture: the type name.
 pub trait CaptureOpaque {
-    /// The captured value.
-    fn __rd_capture(&self) -> Value;
+    /// Writes the captured value.
+    fn __rd_capture(&self, buf: &mut Capped, top: bool);
 }
 impl<T: ?Sized> CaptureOpaque for Wrap<'_, T> {
-    fn __rd_capture(&self) -> Value {
-        Value::String(format!("<{}>", std::any::type_name::<T>()))
+    fn __rd_capture(&self, buf: &mut Capped, top: bool) {
+        write_text(buf, top, format_args!("<{}>", std::any::type_name::<T>()));
     }
 }
 
@@ -162,48 +508,20 @@ impl<T: ?Sized> ErrorOpaque for Wrap<'_, T> {
     }
 }
 
-/// The text of a captured value: a JSON string unquoted, anything else as JSON text.
-pub fn text_of(v: Value) -> String {
-    match v {
-        Value::String(s) => s,
-        other => other.to_string(),
-    }
-}
-
-/// Hands captured arguments to the raindrop layer as the span's input (not
-/// as a span field): one argument as its own value, several as a JSON object
-/// keyed by name.
-pub fn record_input(span: &Span, mut args: Vec<(&'static str, Value)>) {
-    let text = if args.len() == 1 {
-        match args.pop() {
-            Some((_, v)) => text_of(v),
-            None => return,
-        }
-    } else if args.is_empty() {
-        return;
-    } else {
-        Value::Object(args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).to_string()
-    };
-    set_input(span, text);
-}
-
-fn set_input(span: &Span, text: String) {
+/// Hands the captured input (arguments, or `input = expr`) to the raindrop
+/// layer as the span's input (not as a span field).
+pub fn record_input(span: &Span, buf: Capped) {
     let f = Fields {
-        input: Some(text),
+        input: Some(buf.into_text()),
         ..Fields::default()
     };
     apply_to_span(span, f);
 }
 
-/// Hands an explicit input value (`input = expr`) to the raindrop layer.
-pub fn record_input_value(span: &Span, v: Value) {
-    set_input(span, text_of(v));
-}
-
-/// Hands the output to the raindrop layer.
-pub fn record_output(span: &Span, v: Value) {
+/// Hands the captured output to the raindrop layer.
+pub fn record_output(span: &Span, buf: Capped) {
     let f = Fields {
-        output: Some(text_of(v)),
+        output: Some(buf.into_text()),
         ..Fields::default()
     };
     apply_to_span(span, f);
@@ -224,16 +542,31 @@ pub struct SpanGuard<'a> {
     span: &'a Span,
     on: bool,
     done: bool,
+    sync: bool,
 }
 
 impl<'a> SpanGuard<'a> {
-    /// A guard for `span`; `on` is [`is_tracked`] of it.
+    /// A guard for `span`; `on`: whether [`tracked`] returned `Some` for it.
     #[inline]
     pub fn new(span: &'a Span, on: bool) -> Self {
         SpanGuard {
             span,
             on,
             done: false,
+            sync: false,
+        }
+    }
+
+    /// A guard for the inlined body of a sync fn (`#[track_caller]`, `-> !`):
+    /// dropped early without a panic, it is a `return` or `?` in the body,
+    /// which ends the span without an outcome rather than as cancelled.
+    #[inline]
+    pub fn new_sync(span: &'a Span, on: bool) -> Self {
+        SpanGuard {
+            span,
+            on,
+            done: false,
+            sync: true,
         }
     }
 
@@ -250,13 +583,54 @@ impl Drop for SpanGuard<'_> {
             return;
         }
         if !self.done {
-            let msg = if std::thread::panicking() {
-                "panicked"
-            } else {
-                "cancelled"
-            };
-            record_error(self.span, msg.to_owned());
+            if std::thread::panicking() {
+                record_error(self.span, "panicked".to_owned());
+            } else if !self.sync {
+                record_error(self.span, "cancelled".to_owned());
+            }
         }
         crate::layer::complete_span(self.span);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn top<T: Serialize + ?Sized>(v: &T, max: usize) -> Capped {
+        let mut b = Capped::new(max);
+        write_json(&mut b, true, v);
+        b
+    }
+
+    #[test]
+    fn strings_unquoted_at_the_top_json_elsewhere() {
+        assert_eq!(top("a \"b\"", 100).into_text(), "a \"b\"");
+        assert_eq!(top(&Some("x"), 100).into_text(), "x");
+        assert!(top(&None::<String>, 100).null);
+        assert_eq!(top(&vec!["a\n"], 100).into_text(), r#"["a\n"]"#);
+        let mut b = Capped::new(100);
+        b.open_object();
+        b.key("q", true);
+        write_json(&mut b, false, "x\"y");
+        b.key("d", false);
+        write_text(&mut b, false, format_args!("{:?}", "tab\there"));
+        b.close_object();
+        let text = b.into_text();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["q"], "x\"y");
+        assert_eq!(v["d"], "\"tab\\there\"");
+    }
+
+    #[test]
+    fn the_cap_counts_characters_and_stops_one_past_it() {
+        let b = top(&"é".repeat(50), 10);
+        assert!(b.is_full());
+        assert_eq!(b.into_text().chars().count(), 11);
+        let b = top(&vec![1u32; 1000], 10);
+        assert!(b.is_full());
+        assert_eq!(b.into_text(), "[1,1,1,1,1,");
+        let b = top("short", 10);
+        assert!(!b.is_full());
     }
 }
