@@ -1,11 +1,15 @@
 //! Cost of the tracing integration (run: `cargo bench --bench layer`):
 //!
-//! - `unrelated_span/*`: one ordinary span (created, entered, exited, closed)
-//!   on a subscriber stack without and with `raindrop::layer(&client)`, for
-//!   three stacks: the bare registry, the registry plus an application layer
-//!   that sees every span (a stand-in for metrics/OTel layers), and the
-//!   registry plus `tracing_subscriber::fmt` writing to `io::sink`; also
-//!   with the bare `RaindropLayer::new` (no per-layer filter) for comparison.
+//! - `unrelated_span/*` and `unrelated_event/*`: one ordinary span (created,
+//!   entered, exited, closed) and one ordinary INFO event, on a subscriber
+//!   stack without and with `raindrop::layer(&client)`, for three stacks: the
+//!   bare registry, the registry plus an application layer that sees every
+//!   span, and the registry plus `tracing_subscriber::fmt` writing to
+//!   `io::sink`; also with the bare `RaindropLayer::new` (no per-layer
+//!   filter), and, in the same run on the same stacks, the peers:
+//!   `tracing-opentelemetry` (SDK tracer provider, batch processor, no-op
+//!   exporter) and `sentry-tracing` (a hub with default options and a test
+//!   transport).
 //! - `tool/*`: a sync `#[raindrop::tool]` fn called inside an interaction
 //!   span with the layer installed (span, argument/return capture, export
 //!   through the client queue), the same fn with no raindrop layer, and the
@@ -70,80 +74,162 @@ fn with(dispatch: Dispatch, f: impl FnOnce()) {
     tracing::dispatcher::with_default(&dispatch, f);
 }
 
+/// One ordinary event (INFO, outside any span); each expansion is its own callsite.
+macro_rules! unrelated_event {
+    () => {{
+        tracing::info!(table = "users", rows = 3u64, "query done");
+    }};
+}
+
+/// An OpenTelemetry exporter that drops every batch: the cost measured is
+/// the layer's and the SDK's span recording, not an export.
+#[derive(Debug)]
+struct NoopExporter;
+
+impl opentelemetry_sdk::trace::SpanExporter for NoopExporter {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+/// `tracing-opentelemetry` as its users register it: an SDK tracer provider
+/// with a batch processor (here over a no-op exporter).
+fn otel_layer<S>(provider: &opentelemetry_sdk::trace::SdkTracerProvider) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))
+}
+
+fn otel_provider() -> opentelemetry_sdk::trace::SdkTracerProvider {
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(NoopExporter)
+        .build()
+}
+
+/// A sentry transport that drops every envelope.
+struct NoopTransport;
+
+impl sentry_core::Transport for NoopTransport {
+    fn send_envelope(&self, envelope: sentry_core::Envelope) {
+        black_box(envelope);
+    }
+}
+
+/// A sentry hub as `sentry::init` makes it in sentry-tracing's getting
+/// started (`traces_sample_rate(1.0)`), sending to a transport that drops.
+fn sentry_hub() -> std::sync::Arc<sentry_core::Hub> {
+    use std::sync::Arc;
+    let mut options = sentry_core::ClientOptions::new().traces_sample_rate(1.0);
+    options.dsn = Some("https://public@sentry.invalid/1".parse().expect("dsn"));
+    let transport: Arc<dyn sentry_core::Transport> = Arc::new(NoopTransport);
+    options.transport = Some(Arc::new(move |_: &sentry_core::ClientOptions| {
+        transport.clone()
+    }));
+    Arc::new(sentry_core::Hub::new(
+        Some(Arc::new(options.into())),
+        Arc::new(Default::default()),
+    ))
+}
+
+/// sentry-tracing as its docs register it: the span layer and the
+/// breadcrumb layer, each filtered at INFO.
+fn sentry_layer<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    use tracing_subscriber::filter::LevelFilter;
+    sentry_tracing::SpanLayer::new()
+        .with_filter(LevelFilter::INFO)
+        .and_then(sentry_tracing::BreadcrumbLayer::new().with_filter(LevelFilter::INFO))
+}
+
+/// Benches an unrelated span and an unrelated event on `$stack` (an
+/// expression building the subscriber) under `$name`; every expansion has its
+/// own callsites.
+macro_rules! bench_stack {
+    ($g:expr, $name:expr, $stack:expr) => {{
+        with(Dispatch::new($stack), || {
+            $g.bench_function(format!("span/{}", $name), |b| b.iter(|| unrelated_span!()));
+            $g.bench_function(format!("event/{}", $name), |b| {
+                b.iter(|| unrelated_event!())
+            });
+        });
+    }};
+}
+
 fn bench_unrelated(c: &mut Criterion) {
+    use tracing_subscriber::registry;
     let sink = support::Sink::start(false);
     let client = support::client_for(&sink);
-    let mut g = c.benchmark_group("unrelated_span");
-    with(Dispatch::new(tracing_subscriber::registry()), || {
-        g.bench_function("registry", |b| b.iter(|| unrelated_span!()));
+    let provider = otel_provider();
+    let hub = sentry_hub();
+    let mut g = c.benchmark_group("unrelated");
+    bench_stack!(g, "registry", registry());
+    bench_stack!(
+        g,
+        "registry + raindrop",
+        registry().with(raindrop::layer(&client))
+    );
+
+    bench_stack!(g, "registry + app layer", registry().with(AppLayer));
+    bench_stack!(
+        g,
+        "registry + app layer + raindrop",
+        registry().with(AppLayer).with(raindrop::layer(&client))
+    );
+    bench_stack!(
+        g,
+        "registry + app layer + bare RaindropLayer",
+        registry()
+            .with(AppLayer)
+            .with(raindrop::RaindropLayer::new(&client))
+    );
+    bench_stack!(
+        g,
+        "registry + app layer + opentelemetry",
+        registry().with(AppLayer).with(otel_layer(&provider))
+    );
+    sentry_core::Hub::run(hub.clone(), || {
+        bench_stack!(
+            g,
+            "registry + app layer + sentry",
+            registry().with(AppLayer).with(sentry_layer())
+        );
     });
-    with(
-        Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&client))),
-        || {
-            g.bench_function("registry + raindrop", |b| b.iter(|| unrelated_span!()));
-        },
+
+    bench_stack!(g, "registry + fmt", registry().with(fmt_layer()));
+    bench_stack!(
+        g,
+        "registry + fmt + raindrop",
+        registry().with(fmt_layer()).with(raindrop::layer(&client))
     );
-    with(
-        Dispatch::new(tracing_subscriber::registry().with(AppLayer)),
-        || {
-            g.bench_function("registry + app layer", |b| b.iter(|| unrelated_span!()));
-        },
+    bench_stack!(
+        g,
+        "registry + fmt + bare RaindropLayer",
+        registry()
+            .with(fmt_layer())
+            .with(raindrop::RaindropLayer::new(&client))
     );
-    with(
-        Dispatch::new(
-            tracing_subscriber::registry()
-                .with(AppLayer)
-                .with(raindrop::layer(&client)),
-        ),
-        || {
-            g.bench_function("registry + app layer + raindrop", |b| {
-                b.iter(|| unrelated_span!())
-            });
-        },
+    bench_stack!(
+        g,
+        "registry + fmt + opentelemetry",
+        registry().with(fmt_layer()).with(otel_layer(&provider))
     );
-    with(
-        Dispatch::new(
-            tracing_subscriber::registry()
-                .with(AppLayer)
-                .with(raindrop::RaindropLayer::new(&client)),
-        ),
-        || {
-            g.bench_function("registry + app layer + bare RaindropLayer", |b| {
-                b.iter(|| unrelated_span!())
-            });
-        },
-    );
-    with(
-        Dispatch::new(tracing_subscriber::registry().with(fmt_layer())),
-        || {
-            g.bench_function("registry + fmt", |b| b.iter(|| unrelated_span!()));
-        },
-    );
-    with(
-        Dispatch::new(
-            tracing_subscriber::registry()
-                .with(fmt_layer())
-                .with(raindrop::layer(&client)),
-        ),
-        || {
-            g.bench_function("registry + fmt + raindrop", |b| {
-                b.iter(|| unrelated_span!())
-            });
-        },
-    );
-    with(
-        Dispatch::new(
-            tracing_subscriber::registry()
-                .with(fmt_layer())
-                .with(raindrop::RaindropLayer::new(&client)),
-        ),
-        || {
-            g.bench_function("registry + fmt + bare RaindropLayer", |b| {
-                b.iter(|| unrelated_span!())
-            });
-        },
-    );
+    sentry_core::Hub::run(hub.clone(), || {
+        bench_stack!(
+            g,
+            "registry + fmt + sentry",
+            registry().with(fmt_layer()).with(sentry_layer())
+        );
+    });
     g.finish();
+    let _ = provider.shutdown();
     let stats = client.stats();
     assert_eq!(stats.queued, 0, "unrelated spans must not be exported");
     client.shutdown(Duration::from_secs(5));

@@ -11,6 +11,13 @@
 //! * a string literal or `name = "..."`: the name (default: the function name);
 //! * `skip(a, b)`: arguments not captured as input; `skip_all`: capture none;
 //! * `input = expr`: the input, instead of the arguments;
+//! * `output = expr`: the output, instead of the return value: a closure is
+//!   called with a reference to the return value (the `Ok` value of a
+//!   `Result`), e.g. `output = |r| r.answer.clone()`; any other expression
+//!   is the output as it stands;
+//! * `level = "debug"` (or `Level::DEBUG`; default INFO): the span's level;
+//! * `crate = path`: where the SDK is (default `::raindrop`), for a renamed
+//!   dependency or a re-export, e.g. `crate = my_facade::raindrop`;
 //! * on `#[interaction]` only: `event = expr` (event name, default the name),
 //!   `user_id = expr`, `convo_id = expr`, `event_id = expr`. These
 //!   expressions may use the function's arguments, including bindings of
@@ -40,7 +47,7 @@
 //! cause and the fix (on stderr when the subscriber would not show it); an
 //! interaction that finishes without a user id warns once, naming the function.
 //!
-//! The span is at level INFO with your module path as its target (like
+//! The span is at level INFO (or `level = ..`) with your module path as its target (like
 //! `#[tracing::instrument]`), named after the function (or the given name),
 //! and declares every `raindrop.*` field it may receive (empty), so
 //! `tracing::Span::current().record("raindrop.user_id", ..)` works inside;
@@ -48,8 +55,23 @@
 //! layer.
 //! `async fn`s are instrumented (the span is current on every poll); a panic
 //! ends the span with the error `panicked`, and a future dropped before it
-//! completes ends it with `cancelled`. A function returning `impl Future`
-//! without being `async` is treated as a sync function.
+//! completes ends it with `cancelled`. A plain fn whose body ends in
+//! `async move { .. }` or `Box::pin(async move { .. })` (what
+//! `#[async_trait]` writes) is instrumented the same way: the span starts at
+//! the call and is current while the returned future runs. A plain fn that
+//! returns a future any other way is a compile error saying so. On a
+//! `#[track_caller]` fn the body is not wrapped in a closure (the caller's
+//! location is kept); there, an early `return` or `?` ends the span without
+//! an output or error.
+//!
+//! Captured values are written into one buffer that stops at the client's
+//! `max_text_field_chars`: a huge argument costs O(cap), not O(its size).
+//!
+//! When the function returns while its span stays open (a clone of it lives
+//! on in an instrumented `tokio::spawn`), spans created later under it still
+//! join its trace and link to its interaction, and `resume_interaction()`
+//! there still returns the interaction (already finished: later updates are
+//! ignored, its `event_id()` still works).
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -26,6 +27,49 @@ use crate::fields::{is_marked, Fields, Kind};
 #[derive(Clone)]
 pub struct RaindropLayer {
     client: Client,
+    live: Arc<Live>,
+}
+
+/// Which span ids may be this layer's open spans: a counting filter over
+/// the ids of the marked spans it saw created and not yet closed. A zero
+/// counter proves a span is not one of them, so `on_close` and `on_record`
+/// of every other span return without a registry lookup (an unrelated span
+/// then costs the layer one metadata check on creation and one atomic load
+/// on close). Counters, not bits: two live ids in one slot must both close
+/// before the slot reads "none".
+struct Live([AtomicU32; LIVE_SLOTS]);
+
+const LIVE_BITS: u32 = 12;
+const LIVE_SLOTS: usize = 1 << LIVE_BITS;
+
+impl Live {
+    fn new() -> Self {
+        Live([const { AtomicU32::new(0) }; LIVE_SLOTS])
+    }
+
+    #[inline]
+    fn slot(&self, id: &Id) -> &AtomicU32 {
+        let h = id.into_u64().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LIVE_BITS);
+        // `h < LIVE_SLOTS` by construction.
+        &self.0[(h as usize) & (LIVE_SLOTS - 1)]
+    }
+
+    #[inline]
+    fn add(&self, id: &Id) {
+        self.slot(id).fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn may_hold(&self, id: &Id) -> bool {
+        self.slot(id).load(Ordering::Relaxed) != 0
+    }
+
+    #[inline]
+    fn remove(&self, id: &Id) {
+        let _ = self
+            .slot(id)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
 }
 
 impl fmt::Debug for RaindropLayer {
@@ -41,6 +85,7 @@ impl RaindropLayer {
     pub fn new(client: &Client) -> Self {
         RaindropLayer {
             client: client.clone(),
+            live: Arc::new(Live::new()),
         }
     }
 
@@ -315,6 +360,8 @@ where
         if !is_marked(attrs.metadata()) {
             return;
         }
+        // Paired with the `remove` in `on_close` (same marked-span test).
+        self.live.add(id);
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -434,6 +481,9 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if !self.live.may_hold(id) {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -458,12 +508,16 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if !self.live.may_hold(&id) {
+            return; // not a span of this layer: no registry lookup
+        }
         let Some(span) = ctx.span(&id) else {
             return;
         };
         if !is_marked(span.metadata()) {
             return;
         }
+        self.live.remove(&id);
         let state = span.extensions_mut().remove::<SpanState>();
         if let Some(state) = state {
             complete(state);
