@@ -358,7 +358,7 @@ impl Worker {
                     self.on_item(item, now);
                     self.drain_queue(now);
                 }
-                Wake::Item(None) => self.on_disconnect(now),
+                Wake::Item(None) => self.on_disconnect(),
                 Wake::Tick => {}
             }
             // Checked after every wake, so a busy queue cannot starve the timer.
@@ -385,24 +385,27 @@ impl Worker {
         }
     }
 
-    /// When paused routes with waiting requests may go again.
+    /// When paused routes with waiting requests may go again (future pauses
+    /// only: a pause that ended must not make the loop spin).
     fn pause_ends(&self) -> impl Iterator<Item = Instant> + '_ {
-        Route::ALL.into_iter().filter_map(|r| {
+        let now = Instant::now();
+        Route::ALL.into_iter().filter_map(move |r| {
             let waiting = !self.lanes[r as usize].queue.is_empty();
-            waiting.then(|| self.transport.paused_until(r)).flatten()
+            waiting
+                .then(|| self.transport.paused_until(r))
+                .flatten()
+                .filter(|until| *until > now)
         })
     }
 
     /// Every client handle is gone: deliver what is left, then stop.
-    fn on_disconnect(&mut self, now: Instant) {
+    fn on_disconnect(&mut self) {
         self.data_open = false;
         if self.shutdown.is_none() {
             let (reply, _) = Reply::blocking();
             self.shutdown = Some(Waiter {
                 target: self.received,
-                deadline: now
-                    .checked_add(self.cfg.shutdown_timeout)
-                    .unwrap_or(now + Duration::from_secs(3600)),
+                deadline: crate::time::deadline_in(self.cfg.shutdown_timeout),
                 reply,
             });
         }
@@ -415,7 +418,7 @@ impl Worker {
                 Ok(item) => self.on_item(item, now),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.on_disconnect(now);
+                    self.on_disconnect();
                     break;
                 }
             }
