@@ -114,44 +114,37 @@ fn redact_contextual_names(r: &Rules, text: &mut Cow<'_, str>) {
             continue;
         };
         let (a, b) = (start + name.start(), start + name.end());
-        let mut s = text.to_string();
-        s.replace_range(a..b, NAME);
-        *text = Cow::Owned(s);
+        // Cloned at most once, then edited in place.
+        text.to_mut().replace_range(a..b, NAME);
     }
-    // Before closings and signature lines, line by line.
-    if !text
-        .lines()
-        .any(|l| r.closing.is_match(l) || is_signature(r, l))
-    {
-        return;
-    }
-    let lines: Vec<String> = text
+    // Before closings and signature lines, line by line, in one pass; the
+    // text is rebuilt only if some line changed.
+    let mut changed = false;
+    let lines: Vec<Cow<'_, str>> = text
         .split('\n')
         .map(|line| {
-            let Some(c) = r.closing.find(line) else {
-                return line.to_owned();
-            };
-            let before = &line[..c.start()];
-            match r.before_closing.captures(before).and_then(|m| m.get(1)) {
-                Some(n) => format!(
-                    "{}{NAME}{}{}",
-                    &before[..n.start()],
-                    &before[n.end()..],
-                    &line[c.start()..]
-                ),
-                None => line.to_owned(),
+            let mut line = Cow::Borrowed(line);
+            if let Some(c) = r.closing.find(&line) {
+                let before = &line[..c.start()];
+                if let Some(n) = r.before_closing.captures(before).and_then(|m| m.get(1)) {
+                    let named = format!(
+                        "{}{NAME}{}{}",
+                        &before[..n.start()],
+                        &before[n.end()..],
+                        &line[c.start()..]
+                    );
+                    line = Cow::Owned(named);
+                }
             }
-        })
-        .map(|line| {
             if is_signature(r, &line) && !line.contains(NAME) {
-                line.replace(line.trim(), NAME)
-            } else {
-                line
+                line = Cow::Owned(line.replace(line.trim(), NAME));
             }
+            changed |= matches!(line, Cow::Owned(_));
+            line
         })
         .collect();
-    let joined = lines.join("\n");
-    if joined != **text {
+    if changed {
+        let joined = lines.join("\n");
         *text = Cow::Owned(joined);
     }
 }
