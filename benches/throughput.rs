@@ -714,6 +714,17 @@ fn add(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
 }
 
+/// The interaction span the `tool` and `bursts` phases call tools in.
+fn chat_span() -> tracing::Span {
+    tracing::info_span!(
+        "chat",
+        raindrop.kind = "interaction",
+        raindrop.user_id = "user-1234",
+        raindrop.input = "What is 2 + 40?",
+        raindrop.output = tracing::field::Empty,
+    )
+}
+
 fn tool_phase() {
     use tracing_subscriber::layer::SubscriberExt;
     const CALLS: usize = 200_000;
@@ -725,13 +736,7 @@ fn tool_phase() {
     let mut caller_cpu = 0.0;
     let worker0 = thread_cpu("raindrop-worker");
     tracing::subscriber::with_default(subscriber, || {
-        let chat = tracing::info_span!(
-            "chat",
-            raindrop.kind = "interaction",
-            raindrop.user_id = "user-1234",
-            raindrop.input = "What is 2 + 40?",
-            raindrop.output = tracing::field::Empty,
-        );
+        let chat = chat_span();
         let _in_chat = chat.enter();
         for _ in 0..2_048 {
             std::hint::black_box(add(2, 40));
@@ -808,12 +813,7 @@ fn bursts_phase(back_pressure: bool) {
     let spans_before = client.stats();
     let t = Instant::now();
     tracing::subscriber::with_default(subscriber, || {
-        let chat = tracing::info_span!(
-            "chat",
-            raindrop.kind = "interaction",
-            raindrop.user_id = "user-1234",
-            raindrop.input = "What is 2 + 40?",
-        );
+        let chat = chat_span();
         let _in_chat = chat.enter();
         for _ in 0..N {
             if back_pressure {

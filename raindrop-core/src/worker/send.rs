@@ -57,17 +57,24 @@ struct Mirror {
     urls: [Option<reqwest::Url>; 5],
 }
 
+/// The headers of every request, to the API and to the Workshop mirror
+/// alike; only the API also gets `Authorization`.
+fn common_headers(project_id: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(v) = project_id.and_then(|p| HeaderValue::from_str(p).ok()) {
+        headers.insert("X-Raindrop-Project-Id", v);
+    }
+    headers
+}
+
 /// Timeout of one mirror request; it is never retried.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Mirror {
     fn new(base: &str, project_id: Option<&str>) -> Option<Mirror> {
         let base = reqwest::Url::parse(&format!("{}/", base.trim().trim_end_matches('/'))).ok()?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(v) = project_id.and_then(|p| HeaderValue::from_str(p).ok()) {
-            headers.insert("X-Raindrop-Project-Id", v);
-        }
+        let headers = common_headers(project_id);
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(USER_AGENT)
@@ -311,19 +318,13 @@ impl Kind {
             };
             return Ok(Kind::Sink(Mutex::new(out)));
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut headers = common_headers(cfg.project_id.as_deref());
         if let Some(key) = &cfg.write_key {
             if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
                 v.set_sensitive(true);
                 headers.insert(AUTHORIZATION, v);
             } else {
                 tracing::error!(target: "raindrop", "the write key contains characters not allowed in a header; requests will be rejected");
-            }
-        }
-        if let Some(p) = &cfg.project_id {
-            if let Ok(v) = HeaderValue::from_str(p) {
-                headers.insert("X-Raindrop-Project-Id", v);
             }
         }
         let client = reqwest::Client::builder()
