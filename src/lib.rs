@@ -236,11 +236,16 @@ fn current() -> Client {
         return c;
     }
     static STAND_IN: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
-    setup_warning(
-        "not_initialized",
-        "a raindrop tracking call ran before raindrop::init: nothing is recorded. Call `let _guard = raindrop::init(raindrop::ClientOptions::from_env());` at start-up and keep the guard",
-    );
-    STAND_IN.get_or_init(Client::not_initialized).clone()
+    STAND_IN
+        .get_or_init(|| {
+            // Said once, when the stand-in is made; later calls take no lock here.
+            setup_warning(
+                "not_initialized",
+                "a raindrop tracking call ran before raindrop::init: nothing is recorded. Call `let _guard = raindrop::init(raindrop::ClientOptions::from_env());` at start-up and keep the guard",
+            );
+            Client::not_initialized()
+        })
+        .clone()
 }
 
 /// [`Client::track_ai`] on the global client. `Err` only for input to fix.
