@@ -165,6 +165,9 @@ pub use raindrop_tracing::{
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::fields;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 #[cfg(feature = "macros")]
 pub use raindrop_macros::{interaction, task, tool};
 

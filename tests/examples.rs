@@ -750,7 +750,7 @@ fn readme_code_is_the_compiled_code() {
     }
     // The two commands, and every example the README names exists.
     assert!(readme.contains("cargo run --example chat"));
-    assert!(readme.contains("cargo test --workspace"));
+    assert!(readme.contains("cargo test --workspace --all-features"));
     for name in readme.split("cargo run --example ").skip(1) {
         let name: String = name
             .chars()

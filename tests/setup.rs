@@ -138,7 +138,7 @@ impl Run {
     }
 
     /// The interactions the sink received, by event name.
-    fn recorded(&self, event: &str) -> Vec<raindrop_view::EventRec> {
+    fn recorded(&self, event: &str) -> Vec<raindrop_view::RecordedEvent> {
         if !self.sink.exists() {
             return Vec::new();
         }

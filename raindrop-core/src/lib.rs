@@ -54,6 +54,8 @@ mod queue;
 mod redact;
 mod span;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 mod worker;
 
@@ -67,7 +69,9 @@ pub use model::{
     AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
     SignalType, Timestamp,
 };
-pub use options::{BeforeSend, ClientOptions, LocalSink, Workshop, WriteKey, DEFAULT_ENDPOINT};
+pub use options::{
+    BeforeSend, ClientOptions, LocalSink, MemorySink, Workshop, WriteKey, DEFAULT_ENDPOINT,
+};
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
 pub use stats::{DropReason, ItemKind, Stats};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The default ingestion endpoint.
@@ -36,6 +37,7 @@ impl fmt::Display for WriteKey {
 /// Where the local sink writes: every request the SDK would send, as one JSON
 /// line `{"path": ..., "body": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LocalSink {
     /// Standard output.
     Stdout,
@@ -43,7 +45,73 @@ pub enum LocalSink {
     Stderr,
     /// Appended to a file (created if missing).
     File(PathBuf),
+    /// Kept in memory, for tests and in-process inspection (see
+    /// [`MemorySink`] and, with the `testing` feature, `testing::Recorded`).
+    Memory(MemorySink),
 }
+
+/// An in-memory local sink: a shared buffer of sink lines. Clones share it.
+///
+/// ```
+/// use raindrop_core::{Client, ClientOptions, LocalSink, MemorySink, Event};
+/// use std::time::Duration;
+///
+/// let sink = MemorySink::new();
+/// let client = Client::new(ClientOptions::default().local_sink(LocalSink::Memory(sink.clone()))).unwrap();
+/// client.track(Event::new("user-1", "signed_up")).unwrap();
+/// assert!(client.flush(Duration::from_secs(5)));
+/// assert!(sink.text().contains(r#""path":"events/track""#));
+/// ```
+#[derive(Clone, Default)]
+pub struct MemorySink(Arc<Mutex<Vec<u8>>>);
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> MemorySink {
+        MemorySink::default()
+    }
+
+    /// Everything written so far: one `{"path": ..., "body": ...}` JSON line
+    /// per request.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Empties the sink.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl std::io::Write for MemorySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MemorySink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.0.lock().map_or(0, |b| b.len());
+        write!(f, "MemorySink({len} bytes)")
+    }
+}
+
+/// Two handles are equal when they share one buffer.
+impl PartialEq for MemorySink {
+    fn eq(&self, other: &MemorySink) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MemorySink {}
 
 impl LocalSink {
     /// Parses `stdout`, `stderr`, or a file path.

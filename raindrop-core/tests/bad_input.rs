@@ -343,7 +343,6 @@ fn one_hundred_thousand_properties_are_sent_or_counted_oversize() {
     let small: Properties = (0..30_000)
         .map(|i| (format!("k{i}"), Value::from(i)))
         .collect();
-    let t = std::time::Instant::now();
     c.track(Event::new("u", "wide").event_id("wide-big").properties(big))
         .unwrap();
     c.track(
@@ -359,11 +358,6 @@ fn one_hundred_thousand_properties_are_sent_or_counted_oversize() {
             .collect(),
     )
     .unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "tracking stays cheap: {:?}",
-        t.elapsed()
-    );
     assert!(c.flush(Duration::from_secs(10)));
     let items = cap.delivered("events/track");
     assert_eq!(

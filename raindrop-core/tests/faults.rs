@@ -115,7 +115,6 @@ fn retry_after_in_seconds_is_honoured() {
         gap >= Duration::from_millis(950),
         "waited {gap:?} for Retry-After: 1"
     );
-    assert!(gap < Duration::from_secs(3), "{gap:?}");
     assert_exactly_once(&cap.delivered("events/track"), &sent);
 }
 
@@ -139,7 +138,6 @@ fn retry_after_as_http_date_is_honoured() {
         gap >= Duration::from_millis(1500),
         "waited only {gap:?} for a date 3 s ahead"
     );
-    assert!(gap < Duration::from_millis(4000), "{gap:?}");
     assert_exactly_once(&cap.delivered("events/track"), &sent);
 }
 
@@ -151,9 +149,8 @@ fn retry_after_beyond_the_cap_is_capped() {
     )]);
     let c = Client::new(opts(cap.endpoint()).max_retry_after(Duration::from_millis(300))).unwrap();
     let sent = track_n(&c, 1, "ra-cap");
-    let t = Instant::now();
+    // Uncapped, the retry would wait 120 s and this flush would give up.
     assert!(c.flush(Duration::from_secs(10)));
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let reqs = cap.to("events/track");
     let gap = reqs[1].at - reqs[0].at;
     assert!(gap >= Duration::from_millis(250), "{gap:?}");
@@ -169,9 +166,7 @@ fn unparseable_negative_or_past_retry_after_falls_back_to_backoff() {
     let cap = Capture::start(vec![("events/track", plan)]);
     let c = Client::new(opts(cap.endpoint()).max_attempts(5)).unwrap();
     let sent = track_n(&c, 1, "ra-bad");
-    let t = Instant::now();
     assert!(c.flush(Duration::from_secs(15)));
-    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
     assert_eq!(cap.to("events/track").len(), 5);
     assert_exactly_once(&cap.delivered("events/track"), &sent);
 }
@@ -184,8 +179,13 @@ fn tracking_never_waits_on_retry_after() {
     )]);
     let c = Client::new(opts(cap.endpoint())).unwrap();
     track_n(&c, 1, "hot-warm");
-    assert!(cap.wait_for(Duration::from_secs(5), |c| !c.requests().is_empty()));
-    let t = Instant::now();
+    // The route is paused once the first 429 has been read (the retry
+    // counter moves after the pause is set).
+    let paused = Instant::now() + Duration::from_secs(10);
+    while c.stats().retries == 0 && Instant::now() < paused {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(c.stats().retries, 1);
     for i in 0..200 {
         c.track_ai(
             AiEvent::new("u", "e")
@@ -194,11 +194,10 @@ fn tracking_never_waits_on_retry_after() {
         )
         .unwrap();
     }
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "200 calls took {:?}",
-        t.elapsed()
-    );
+    // The route pauses 5 s after the first answer: had any call waited for
+    // the pause, a second request would have started by now.
+    assert_eq!(cap.to("events/track").len(), 1, "calls returned inside the pause");
+    assert_eq!(c.stats().queued, 201);
     c.shutdown(Duration::from_millis(200));
 }
 
@@ -236,13 +235,8 @@ fn a_hanging_request_times_out_and_the_retry_delivers_once() {
     let cap = Capture::start(vec![("events/track", vec![Answer::Hang])]);
     let c = Client::new(opts(cap.endpoint()).request_timeout(Duration::from_millis(300))).unwrap();
     let sent = track_n(&c, 4, "hang");
-    let t = Instant::now();
+    // Without the 300 ms timeout the request would hang past this flush.
     assert!(c.flush(Duration::from_secs(10)));
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "timeout 300 ms + backoff, took {:?}",
-        t.elapsed()
-    );
     assert_exactly_once(&cap.delivered("events/track"), &sent);
     let s = c.stats();
     assert_eq!((s.requests, s.retries, s.delivered), (2, 1, 4), "{s:?}");

@@ -151,10 +151,11 @@ fn mixed_load_at_300ms_arrives_exactly_once_with_no_queue_full() {
 #[test]
 fn a_rate_limited_route_pauses_alone() {
     let _g = serial();
-    let limited = vec![Answer::Status(429, Some("5".into()), ""); 10_000];
+    // The pause outlasts the test: any second start of the same body on the
+    // limited route would be a retry inside it.
+    let limited = vec![Answer::Status(429, Some("60".into()), ""); 10_000];
     let cap = Capture::start(vec![("events/track_partial", limited)]);
     let c = Client::new(opts(&cap).upload_interval(Duration::from_millis(50))).unwrap();
-    let t0 = Instant::now();
     for i in 0..200 {
         c.begin(
             Begin::new("u", "run")
@@ -184,31 +185,13 @@ fn a_rate_limited_route_pauses_alone() {
         "events delivered: {}",
         cap.delivered("events/track").len()
     );
-    let events_done = t0.elapsed();
-    assert!(events_done < Duration::from_millis(4900), "{events_done:?}");
-    // The limited route was not hammered: once the first 429 came back,
-    // nothing more started on it until the 5 s Retry-After ran out (1 s of
-    // slack for requests already on their way on a loaded machine).
-    let partial_starts: Vec<Duration> = cap
-        .to("events/track_partial")
-        .iter()
-        .map(|r| r.at.duration_since(t0))
-        .collect();
-    let first = partial_starts.iter().min().copied().unwrap();
-    let in_pause = partial_starts
-        .iter()
-        .filter(|d| {
-            **d > first + Duration::from_secs(1) && **d < first + Duration::from_millis(4500)
-        })
-        .count();
-    assert_eq!(in_pause, 0, "{partial_starts:?}");
-    let before_retry = partial_starts
-        .iter()
-        .filter(|d| **d < first + Duration::from_millis(4500))
-        .count();
-    assert!(
-        before_retry <= 200,
-        "no retry inside the pause: {before_retry}"
+    let partial = cap.to("events/track_partial");
+    assert!(!partial.is_empty());
+    let bodies: HashSet<_> = partial.iter().map(|r| r.raw.clone()).collect();
+    assert_eq!(
+        bodies.len(),
+        partial.len(),
+        "a request on the paused route was retried inside its Retry-After"
     );
     let s = c.stats();
     assert_eq!(s.lost_total(ItemKind::Event), 0, "{s:?}");

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use raindrop_core::*;
 use support::{Answer, Capture};
@@ -50,7 +50,8 @@ fn fast_producer_slow_network_queue_bound_holds_and_drops_add_up() {
     let bound = (queue + 10) as u64;
     let sent = 20_000u64;
     let mut max_pending = 0u64;
-    let t = Instant::now();
+    // Refusals (asserted below) are what prove the calls never waited for
+    // the network: a blocking producer would never find the queue full.
     for i in 0..sent {
         // A full queue is counted, never an error.
         c.track_ai(
@@ -64,7 +65,6 @@ fn fast_producer_slow_network_queue_bound_holds_and_drops_add_up() {
             max_pending = max_pending.max(c.stats().pending());
         }
     }
-    let produce = t.elapsed();
     let refused = c.stats().dropped(DropReason::QueueFull);
     assert!(
         refused > 0,
@@ -73,10 +73,6 @@ fn fast_producer_slow_network_queue_bound_holds_and_drops_add_up() {
     assert!(
         max_pending <= bound,
         "pending {max_pending} > bound {bound}"
-    );
-    assert!(
-        produce < Duration::from_secs(5),
-        "tracking never waits on the network: {produce:?}"
     );
     assert!(c.flush(Duration::from_secs(20)));
     let arrived = cap.delivered("events/track");
@@ -166,7 +162,9 @@ fn flood_of_interactions_is_bounded_and_accounted() {
         "{s:?}"
     );
     assert_eq!(s.dropped_total(), s.dropped(DropReason::QueueFull), "{s:?}");
-    assert!(finals > 0 && finals <= n);
+    // Every finished interaction either arrived whole or is counted lost.
+    assert!(finals > 0, "{s:?}");
+    assert_eq!(finals + s.lost_total(ItemKind::Interaction), n, "{s:?}");
     let unique: HashSet<_> = arrived
         .iter()
         .map(|v| v["event_id"].as_str().unwrap().to_owned())

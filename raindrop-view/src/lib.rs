@@ -13,14 +13,12 @@
 //! [`Recorded::render`] is the text tree, [`to_json`] the page's data and
 //! [`Viewer`] the web server.
 
-mod record;
 mod server;
-mod text;
 mod view;
 
-pub use record::{EventRec, Recorded, SpanRec};
+pub use raindrop_core::testing::{Recorded, RecordedEvent, RecordedSpan};
 pub use server::{is_loopback_host, serve, spawn, Options, Viewer, INGEST_PATHS};
-pub use text::short;
+pub use raindrop_core::testing::short;
 pub use view::{to_json, tokens_of, Tokens};
 
 /// The default port of the page (and, with `--listen`, of the ingest

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::record::Recorded;
+use raindrop_core::testing::Recorded;
 
 /// The page, with `/*RAINDROP_INITIAL_DATA*/null` replaced by the data at
 /// the time it is served (so it renders before its first poll).

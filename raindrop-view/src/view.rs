@@ -3,8 +3,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::record::{children_of, roots_of, EventRec, Recorded, SpanRec};
-use crate::text::{signal_line, MAX_DEPTH};
+use raindrop_core::testing::{
+    span_children as children_of, span_roots as roots_of, Recorded, RecordedEvent, RecordedSpan,
+};
+use raindrop_core::testing::{signal_line, MAX_DEPTH};
 
 /// Token counts found on an event's properties or its spans.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,7 +54,7 @@ impl Tokens {
 /// Token usage of an event: from its properties (`usage.*`, or top-level
 /// `input_tokens` etc.) when there, else summed over its spans' attributes
 /// (`gen_ai.usage.*`, `llm.usage.*`).
-pub fn tokens_of(e: &EventRec, spans: &[&SpanRec]) -> Option<Tokens> {
+pub fn tokens_of(e: &RecordedEvent, spans: &[&RecordedSpan]) -> Option<Tokens> {
     let mut t = Tokens::default();
     for (k, v) in &e.properties {
         match v {
@@ -100,7 +102,7 @@ pub fn to_json(rec: &Recorded) -> Value {
     })
 }
 
-fn event_json(rec: &Recorded, e: &EventRec) -> Value {
+fn event_json(rec: &Recorded, e: &RecordedEvent) -> Value {
     let spans = rec.spans_of(&e.event_id);
     let start = spans.iter().map(|s| s.start_ns).min();
     let end = spans.iter().map(|s| s.end_ns).max();
@@ -153,7 +155,7 @@ fn event_json(rec: &Recorded, e: &EventRec) -> Value {
     })
 }
 
-fn span_json(all: &[&SpanRec], s: &SpanRec, origin: u128, depth: usize) -> Value {
+fn span_json(all: &[&RecordedSpan], s: &RecordedSpan, origin: u128, depth: usize) -> Value {
     let attributes: Map<String, Value> = s
         .attributes
         .iter()
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn tokens_from_properties_win() {
-        let e = EventRec {
+        let e = RecordedEvent {
             properties: json!({"usage": {"prompt_tokens": 5, "completion_tokens": 6}})
                 .as_object()
                 .cloned()
@@ -281,6 +283,6 @@ mod tests {
         };
         let t = tokens_of(&e, &[]).expect("tokens");
         assert_eq!((t.input, t.output, t.total), (Some(5), Some(6), Some(11)));
-        assert_eq!(tokens_of(&EventRec::default(), &[]), None);
+        assert_eq!(tokens_of(&RecordedEvent::default(), &[]), None);
     }
 }

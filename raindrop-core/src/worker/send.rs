@@ -315,6 +315,7 @@ impl Kind {
                         .append(true)
                         .open(path)?,
                 ),
+                LocalSink::Memory(sink) => Box::new(sink.clone()),
             };
             return Ok(Kind::Sink(Mutex::new(out)));
         }

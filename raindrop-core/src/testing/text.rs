@@ -1,14 +1,16 @@
-//! The plain-text tree (`--text`, and the examples' end-of-run report):
-//! user → event → spans → signals.
+//! The plain-text tree (`raindrop-view --text`, the examples' end-of-run
+//! report, a test's failure message): user → event → spans → signals.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::record::{children_of, roots_of, EventRec, Recorded, SpanRec};
+use super::record::{
+    span_children as children_of, span_roots as roots_of, Recorded, RecordedEvent, RecordedSpan,
+};
 
 /// Deeper span trees than this are cut (a parent cycle in bad input).
-pub(crate) const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 64;
 
 impl Recorded {
     /// A readable tree of everything recorded.
@@ -45,7 +47,7 @@ impl Recorded {
     }
 
     /// Spans whose event id names no event seen.
-    pub fn orphan_spans(&self) -> Vec<&SpanRec> {
+    pub fn orphan_spans(&self) -> Vec<&RecordedSpan> {
         self.spans
             .iter()
             .filter(|s| {
@@ -68,7 +70,7 @@ impl Recorded {
             .collect()
     }
 
-    fn render_event(&self, out: &mut String, e: &EventRec) {
+    fn render_event(&self, out: &mut String, e: &RecordedEvent) {
         let kind = if e.interaction {
             if e.finished {
                 "interaction"
@@ -137,8 +139,8 @@ impl Recorded {
 
 fn render_span(
     out: &mut String,
-    all: &[&SpanRec],
-    s: &SpanRec,
+    all: &[&RecordedSpan],
+    s: &RecordedSpan,
     indent: &str,
     last: bool,
     depth: usize,
@@ -179,7 +181,7 @@ fn render_span(
 }
 
 /// `thumbs_down (default) NEGATIVE  comment: …`.
-pub(crate) fn signal_line(s: &Value) -> String {
+pub fn signal_line(s: &Value) -> String {
     let mut line = format!(
         "{} ({})",
         s["signal_name"].as_str().unwrap_or("?"),

@@ -1,7 +1,3 @@
-//! The data model: what the SDK sent, read back and merged the way the
-//! backend would see it (interaction deltas merged by `event_id`, spans from
-//! the OTLP/JSON `traces` bodies, signals, identifies).
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -12,7 +8,7 @@ use serde_json::{Map, Value};
 /// deep-merged, the newest scalar wins, attachments appended, the update with
 /// `is_pending: false` finishes it).
 #[derive(Debug, Clone, Default)]
-pub struct EventRec {
+pub struct RecordedEvent {
     /// `event_id`.
     pub event_id: String,
     /// `user_id`, if sent.
@@ -45,7 +41,7 @@ pub struct EventRec {
 
 /// One span from the `traces` channel.
 #[derive(Debug, Clone, Default)]
-pub struct SpanRec {
+pub struct RecordedSpan {
     /// base64 trace id.
     pub trace_id: String,
     /// base64 span id.
@@ -72,7 +68,7 @@ pub struct SpanRec {
     pub attributes: BTreeMap<String, Value>,
 }
 
-impl SpanRec {
+impl RecordedSpan {
     /// Duration in milliseconds.
     pub fn duration_ms(&self) -> f64 {
         self.end_ns.saturating_sub(self.start_ns) as f64 / 1e6
@@ -87,13 +83,13 @@ pub struct Recorded {
     /// Requests per path.
     pub per_path: BTreeMap<String, usize>,
     /// Events in the order first seen.
-    pub events: Vec<EventRec>,
+    pub events: Vec<RecordedEvent>,
     /// `signals/track` items.
     pub signals: Vec<Value>,
     /// `users/identify` items.
     pub users: Vec<Value>,
     /// Spans in arrival order.
-    pub spans: Vec<SpanRec>,
+    pub spans: Vec<RecordedSpan>,
     /// `event_id` → index in `events`.
     index: HashMap<String, usize>,
 }
@@ -135,7 +131,7 @@ impl Recorded {
         match path {
             "events/track" => {
                 for e in body.as_array().into_iter().flatten() {
-                    let mut rec = EventRec::default();
+                    let mut rec = RecordedEvent::default();
                     merge_event(&mut rec, e);
                     self.index
                         .entry(rec.event_id.clone())
@@ -148,7 +144,7 @@ impl Recorded {
                 let i = match self.index.get(id) {
                     Some(&i) => i,
                     None => {
-                        self.events.push(EventRec {
+                        self.events.push(RecordedEvent {
                             interaction: true,
                             ..Default::default()
                         });
@@ -184,19 +180,19 @@ impl Recorded {
     }
 
     /// The event with this name (the first one).
-    pub fn event(&self, name: &str) -> Option<&EventRec> {
+    pub fn event(&self, name: &str) -> Option<&RecordedEvent> {
         self.events
             .iter()
             .find(|e| e.event.as_deref() == Some(name))
     }
 
     /// The event with this id.
-    pub fn event_by_id(&self, event_id: &str) -> Option<&EventRec> {
+    pub fn event_by_id(&self, event_id: &str) -> Option<&RecordedEvent> {
         self.index.get(event_id).map(|&i| &self.events[i])
     }
 
     /// Spans linked to `event_id`.
-    pub fn spans_of(&self, event_id: &str) -> Vec<&SpanRec> {
+    pub fn spans_of(&self, event_id: &str) -> Vec<&RecordedSpan> {
         self.spans
             .iter()
             .filter(|s| s.event_id.as_deref() == Some(event_id))
@@ -204,7 +200,7 @@ impl Recorded {
     }
 
     /// The first span whose name or entity name is `name`.
-    pub fn span(&self, name: &str) -> Option<&SpanRec> {
+    pub fn span(&self, name: &str) -> Option<&RecordedSpan> {
         self.spans.iter().find(|s| {
             s.name == name
                 || s.attributes
@@ -222,6 +218,22 @@ impl Recorded {
             .collect()
     }
 
+    /// The interactions (events built from partial updates), in arrival order.
+    pub fn interactions(&self) -> Vec<&RecordedEvent> {
+        self.events.iter().filter(|e| e.interaction).collect()
+    }
+
+    /// The spans with no parent among the recorded ones (the roots of the
+    /// span trees), by start time.
+    pub fn root_spans(&self) -> Vec<&RecordedSpan> {
+        span_roots(&self.spans.iter().collect::<Vec<_>>())
+    }
+
+    /// The recorded children of `parent`, by start time.
+    pub fn children(&self, parent: &RecordedSpan) -> Vec<&RecordedSpan> {
+        span_children(&self.spans.iter().collect::<Vec<_>>(), parent)
+    }
+
     /// `"12 requests: events/track_partial×5, traces×4, …"`.
     pub fn summary_line(&self) -> String {
         format!(
@@ -237,7 +249,7 @@ impl Recorded {
 
     /// Events ordered by when their first span started (events without
     /// spans first, in arrival order): partial updates arrive in any order.
-    pub fn ordered_events(&self) -> Vec<&EventRec> {
+    pub fn ordered_events(&self) -> Vec<&RecordedEvent> {
         let mut first_start: HashMap<&str, u128> = HashMap::new();
         for s in &self.spans {
             if let Some(id) = s.event_id.as_deref() {
@@ -245,13 +257,13 @@ impl Recorded {
                 *e = (*e).min(s.start_ns);
             }
         }
-        let mut events: Vec<&EventRec> = self.events.iter().collect();
+        let mut events: Vec<&RecordedEvent> = self.events.iter().collect();
         events.sort_by_key(|e| first_start.get(e.event_id.as_str()).copied().unwrap_or(0));
         events
     }
 }
 
-fn merge_event(rec: &mut EventRec, body: &Value) {
+fn merge_event(rec: &mut RecordedEvent, body: &Value) {
     let s = |v: &Value| v.as_str().map(str::to_owned);
     if let Some(id) = s(&body["event_id"]) {
         rec.event_id = id;
@@ -302,7 +314,7 @@ fn deep_merge(into: &mut Map<String, Value>, key: &str, value: &Value) {
     }
 }
 
-fn parse_span(s: &Value) -> SpanRec {
+fn parse_span(s: &Value) -> RecordedSpan {
     let mut attributes = BTreeMap::new();
     for a in s["attributes"].as_array().into_iter().flatten() {
         let Some(k) = a["key"].as_str() else { continue };
@@ -320,7 +332,7 @@ fn parse_span(s: &Value) -> SpanRec {
             .or_else(|| s[k].as_u64().map(u128::from))
             .unwrap_or(0)
     };
-    SpanRec {
+    RecordedSpan {
         trace_id: s["traceId"].as_str().unwrap_or_default().to_owned(),
         span_id: s["spanId"].as_str().unwrap_or_default().to_owned(),
         parent_span_id: s["parentSpanId"]
@@ -375,9 +387,9 @@ fn any_value(v: &Value) -> Value {
 }
 
 /// Spans whose parent is not among `spans`, by start time.
-pub(crate) fn roots_of<'a>(spans: &[&'a SpanRec]) -> Vec<&'a SpanRec> {
+pub fn span_roots<'a>(spans: &[&'a RecordedSpan]) -> Vec<&'a RecordedSpan> {
     let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
-    let mut roots: Vec<&SpanRec> = spans
+    let mut roots: Vec<&RecordedSpan> = spans
         .iter()
         .copied()
         .filter(|s| !s.parent_span_id.as_deref().is_some_and(|p| ids.contains(p)))
@@ -387,8 +399,8 @@ pub(crate) fn roots_of<'a>(spans: &[&'a SpanRec]) -> Vec<&'a SpanRec> {
 }
 
 /// The children of `parent` among `all`, by start time.
-pub(crate) fn children_of<'a>(all: &[&'a SpanRec], parent: &SpanRec) -> Vec<&'a SpanRec> {
-    let mut children: Vec<&SpanRec> = all
+pub fn span_children<'a>(all: &[&'a RecordedSpan], parent: &RecordedSpan) -> Vec<&'a RecordedSpan> {
+    let mut children: Vec<&RecordedSpan> = all
         .iter()
         .copied()
         .filter(|c| c.parent_span_id.as_deref() == Some(parent.span_id.as_str()))
