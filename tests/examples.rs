@@ -725,6 +725,7 @@ fn readme_code_is_the_compiled_code() {
         "readme_setup_registry",
         "readme_setup_rust_log",
         "readme_axum",
+        "readme_testing",
     ] {
         let start = format!("mod {name} {{\n");
         let end = format!("}} // end {name}");

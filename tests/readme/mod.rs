@@ -201,3 +201,60 @@ async fn main() -> std::io::Result<()> {
     Ok(())
 }
 } // end readme_axum
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_testing {
+use raindrop::testing::{with_captured, Capture};
+use tracing::instrument::WithSubscriber;
+
+#[raindrop::interaction("support_chat", user_id = user, skip(user))]
+fn answer(user: &str, question: &str) -> String {
+    let hits = search_docs(question);
+    raindrop::resume_interaction().set_property("hits", hits.len());
+    format!("{} result(s)", hits.len())
+}
+
+#[raindrop::tool]
+fn search_docs(query: &str) -> Vec<String> {
+    vec![format!("the page about {query}")]
+}
+
+#[raindrop::interaction("summary", user_id = user, skip(user))]
+async fn summarise(user: String, text: String) -> String {
+    format!("{} words", text.split_whitespace().count())
+}
+
+#[test]
+fn records_the_chat_and_its_tool() {
+    let (reply, recorded) = with_captured(|| answer("user-7", "refunds"));
+    assert_eq!(reply, "1 result(s)");
+
+    let chat = recorded.event("support_chat").expect("the interaction");
+    assert!(chat.finished);
+    assert_eq!(chat.user_id.as_deref(), Some("user-7"));
+    assert_eq!(chat.input.as_deref(), Some("refunds"));
+    assert_eq!(chat.output.as_deref(), Some("1 result(s)"));
+    assert_eq!(chat.properties["hits"], 1);
+
+    let tool = recorded.span("search_docs").expect("the tool span");
+    assert_eq!(tool.event_id.as_deref(), Some(chat.event_id.as_str()));
+    assert_eq!(tool.input.as_deref(), Some("refunds"));
+}
+
+#[tokio::test]
+async fn async_code_and_direct_calls_too() {
+    let capture = Capture::new();
+    summarise("user-7".into(), "one two three".into())
+        .with_subscriber(capture.dispatch())
+        .await;
+    capture
+        .client()
+        .track_signal(raindrop::Signal::new("evt-1", "thumbs_up"))
+        .unwrap();
+
+    let recorded = capture.recorded_async().await;
+    assert_eq!(recorded.event("summary").unwrap().output.as_deref(), Some("3 words"));
+    assert_eq!(recorded.signals_of("evt-1").len(), 1);
+}
+} // end readme_testing
