@@ -2,7 +2,7 @@
 //!
 //! - `unrelated_span/*` and `unrelated_event/*`: one ordinary span (created,
 //!   entered, exited, closed) and one ordinary INFO event, on a subscriber
-//!   stack without and with `raindrop::layer(&client)`, for three stacks: the
+//!   stack without and with `raindrop::layer_for(&client)`, for three stacks: the
 //!   bare registry, the registry plus an application layer that sees every
 //!   span, and the registry plus `tracing_subscriber::fmt` writing to
 //!   `io::sink`; also with the bare `RaindropLayer::new` (no per-layer
@@ -174,14 +174,14 @@ fn bench_unrelated(c: &mut Criterion) {
     bench_stack!(
         g,
         "registry + raindrop",
-        registry().with(raindrop::layer(&client))
+        registry().with(raindrop::layer_for(&client))
     );
 
     bench_stack!(g, "registry + app layer", registry().with(AppLayer));
     bench_stack!(
         g,
         "registry + app layer + raindrop",
-        registry().with(AppLayer).with(raindrop::layer(&client))
+        registry().with(AppLayer).with(raindrop::layer_for(&client))
     );
     bench_stack!(
         g,
@@ -207,7 +207,9 @@ fn bench_unrelated(c: &mut Criterion) {
     bench_stack!(
         g,
         "registry + fmt + raindrop",
-        registry().with(fmt_layer()).with(raindrop::layer(&client))
+        registry()
+            .with(fmt_layer())
+            .with(raindrop::layer_for(&client))
     );
     bench_stack!(
         g,
@@ -259,7 +261,7 @@ fn bench_tool(c: &mut Criterion) {
         });
     });
     with(
-        Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&client))),
+        Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(&client))),
         || {
             g.bench_function("#[tool] sync fn in an interaction, layer on", |b| {
                 b.iter_custom(|iters| {
@@ -310,7 +312,7 @@ fn bench_resume(c: &mut Criterion) {
         Dispatch::new(
             tracing_subscriber::registry()
                 .with(AppLayer)
-                .with(raindrop::layer(&client)),
+                .with(raindrop::layer_for(&client)),
         ),
         || {
             let chat = tracing::info_span!(

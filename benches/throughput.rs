@@ -731,7 +731,7 @@ fn tool_phase() {
     println!("\n== tool: 200,000 sync #[raindrop::tool] calls in an interaction, layer on ==");
     let sink = support::Sink::start(false);
     let client = Client::new(options(&sink.endpoint())).expect("client");
-    let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(&client));
     let mut lat = Vec::with_capacity(CALLS);
     let mut caller_cpu = 0.0;
     let worker0 = thread_cpu("raindrop-worker");
@@ -809,7 +809,7 @@ fn bursts_phase(back_pressure: bool) {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(&client));
     let spans_before = client.stats();
     let t = Instant::now();
     tracing::subscriber::with_default(subscriber, || {

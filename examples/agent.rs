@@ -130,7 +130,7 @@ async fn main() {
         return;
     };
     tracing_subscriber::registry()
-        .with(raindrop::layer(&client))
+        .with(raindrop::layer_for(&client))
         .init();
 
     for result in run_jobs().await {

@@ -481,7 +481,7 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
-        .with(raindrop::layer(&client))
+        .with(raindrop::layer_for(&client))
         .init();
 
     // 3. Serve, talk, stop. With `--serve [ADDR]`: serve until SIGTERM or Ctrl-C.

@@ -171,7 +171,7 @@ fn main() -> Result<(), raindrop::Error> {
     // An explicit client (no global `raindrop::init`): handy in libraries and tests.
     let client = Client::new(options)?;
     tracing_subscriber::registry()
-        .with(raindrop::layer(&client))
+        .with(raindrop::layer_for(&client))
         .init();
 
     let outcome = run(&client)?;

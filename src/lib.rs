@@ -81,7 +81,7 @@
 //! if let Some(client) = guard.client() {
 //!     // Give other layers their own filters (`fmt::layer().with_filter(EnvFilter)`):
 //!     // a global filter at WARN would disable the INFO spans the macros create.
-//!     let _ = tracing_subscriber::registry().with(raindrop::layer(client)).try_init();
+//!     let _ = tracing_subscriber::registry().with(raindrop::layer_for(client)).try_init();
 //! }
 //! assert_eq!(chat("user-1", "weather?"), "found 1");
 //! // Spans close before the guard flushes and shuts down.
@@ -96,7 +96,7 @@
 //! | your setup | instead |
 //! | --- | --- |
 //! | none yet, or `tracing_subscriber::fmt::init()` | [`tracing_init(&client)`](tracing_init): fmt logs filtered by `RUST_LOG` (INFO when unset) per layer, plus the raindrop layer |
-//! | `fmt().with_env_filter(f).init()` | `registry().with(fmt::layer().with_filter(f)).with(raindrop::layer(&client)).init()` |
+//! | `fmt().with_env_filter(f).init()` | `registry().with(fmt::layer().with_filter(f)).with(raindrop::layer_for(&client)).init()` |
 //! | `fmt().with_env_filter(f).finish()` kept | `.with(raindrop::RaindropLayer::new(&client))` ([`layer`]'s per-layer filter needs `registry()`); `f` is global and must allow INFO |
 //! | `registry().with(EnvFilter::new("warn"))` (global) | move the filter onto the log layer, or `EnvFilter::new("warn,[{raindrop.kind}]=info")` |
 //! | `EnvFilter::from_default_env()` with `RUST_LOG` unset (ERROR only) | per layer, or `EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy()` |
@@ -154,11 +154,32 @@
 
 pub use raindrop_core::*;
 
+use raindrop_core::__private::{global, set_global};
+
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::{
-    current_interaction, layer, FilteredRaindropLayer, RaindropFilter, RaindropLayer,
+    current_interaction, layer as layer_for, FilteredRaindropLayer, RaindropFilter, RaindropLayer,
     RaindropSpanExt,
 };
+
+/// The raindrop layer for the global client (what [`init`] installed):
+/// [`layer_for`] with that client. Call it after `init`; before, the layer
+/// is bound to a disabled stand-in that counts and records nothing (and
+/// says so once).
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// let _guard = raindrop::init(raindrop::ClientOptions::from_env());
+/// let _ = tracing_subscriber::registry().with(raindrop::layer()).try_init();
+/// ```
+#[cfg(feature = "tracing")]
+#[track_caller]
+pub fn layer<S>() -> FilteredRaindropLayer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    raindrop_tracing::layer(&current())
+}
 
 /// Names of the reserved `raindrop.*` span fields (`fields::KIND` is
 /// `"raindrop.kind"`, ...); see the `raindrop-tracing` crate docs.
@@ -262,7 +283,7 @@ pub fn track(event: Event) -> Result<String, Error> {
 }
 
 /// [`Client::identify`] on the global client. `Err` only for input to fix.
-pub fn identify(user_id: impl Into<String>, traits: Properties) -> Result<(), Error> {
+pub fn identify(user_id: impl Into<String>, traits: impl serde::Serialize) -> Result<(), Error> {
     current().identify(user_id, traits)
 }
 
@@ -308,18 +329,18 @@ pub fn resume_interaction() -> Interaction {
     }
 }
 
-/// [`Client::resume_interaction`] on the global client; a no-op handle when
+/// [`Client::resume_interaction_by_id`] on the global client; a no-op handle when
 /// raindrop is not initialised.
 pub fn resume_interaction_by_id(event_id: &str) -> Interaction {
     global()
-        .map(|c| c.resume_interaction(event_id))
+        .map(|c| c.resume_interaction_by_id(event_id))
         .unwrap_or_else(Interaction::noop)
 }
 
 /// The subscriber most services want, with the raindrop layer in it: a
 /// [`tracing_subscriber::registry()`] with a `fmt` log layer filtered **per
 /// layer** by `RUST_LOG` (INFO when unset or invalid), plus
-/// [`layer(client)`](layer).
+/// [`layer_for(client)`](layer_for).
 ///
 /// The filter applies to your logs only, so whatever `RUST_LOG` says, the
 /// raindrop layer still sees the INFO spans the attributes create. Install
@@ -343,7 +364,7 @@ pub fn subscriber(client: &Client) -> impl tracing::Subscriber + Send + Sync + '
         .from_env_lossy();
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(logs))
-        .with(layer(client))
+        .with(layer_for(client))
 }
 
 /// Installs [`subscriber(client)`](subscriber) as the process's global
@@ -372,7 +393,7 @@ pub fn tracing_init(client: &Client) -> Result<(), tracing_subscriber::util::Try
             "WARN raindrop: raindrop::tracing_init: {e}: another global tracing subscriber was \
              installed first (`tracing_subscriber::fmt::init()`?), so the raindrop layer sees \
              no span. Fix: call raindrop::tracing_init instead of it, or add \
-             `raindrop::layer(&client)` to the subscriber you install."
+             `raindrop::layer_for(&client)` to the subscriber you install."
         );
     })
 }
@@ -430,5 +451,43 @@ pub mod __private {
 
 /// [`Client::flush`] on the global client (`true` when not initialised).
 pub fn flush(timeout: Duration) -> bool {
-    global().map_or(true, |c| c.flush(timeout))
+    global().is_none_or(|c| c.flush(timeout))
+}
+
+/// [`Client::flush_async`] on the global client (`true` when not initialised).
+pub async fn flush_async(timeout: Duration) -> bool {
+    match global() {
+        Some(c) => c.flush_async(timeout).await,
+        None => true,
+    }
+}
+
+/// [`Client::shutdown_async`] on the global client, for async shutdown
+/// paths (a guard's drop blocks its thread); `None` when not initialised.
+/// The guard's later drop returns the same report at once.
+pub async fn shutdown_async(timeout: Duration) -> Option<ShutdownReport> {
+    match global() {
+        Some(c) => Some(c.shutdown_async(timeout).await),
+        None => None,
+    }
+}
+
+/// [`Client::set_debug_logs`] on the global client.
+pub fn set_debug_logs(on: bool) {
+    if let Some(c) = global() {
+        c.set_debug_logs(on);
+    }
+}
+
+/// [`Client::set_tracing_enabled`] on the global client: spans stop (or
+/// resume) being exported; events and interactions are not affected.
+pub fn set_tracing_enabled(on: bool) {
+    if let Some(c) = global() {
+        c.set_tracing_enabled(on);
+    }
+}
+
+/// [`Client::stats`] of the global client (all zero when not initialised).
+pub fn stats() -> Stats {
+    global().map(|c| c.stats()).unwrap_or_default()
 }

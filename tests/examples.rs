@@ -43,7 +43,7 @@ fn sink_options(name: &str) -> (ClientOptions, std::path::PathBuf) {
 /// this test.
 fn block_on_traced<F: std::future::Future>(client: &raindrop::Client, f: F) -> F::Output {
     let dispatch =
-        tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(client)));
+        tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(client)));
     let for_threads = dispatch.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -363,7 +363,7 @@ fn sync_example_records_from_plain_threads_and_sync_attributes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (options, path) = sink_options("sync");
     let client = raindrop::Client::new(options).expect("client");
-    let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(&client));
     let out = tracing::subscriber::with_default(subscriber, || sync_example::run(&client))
         .expect("sync example runs");
     let report = client.shutdown(Duration::from_secs(5));

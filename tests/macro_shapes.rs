@@ -38,7 +38,7 @@ fn client(cap: &Capture) -> Client {
 fn recorded<T>(f: impl FnOnce() -> T) -> (T, Vec<Value>, Vec<Value>) {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&c)));
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(&c)));
     let out = tracing::dispatcher::with_default(&d, f);
     assert!(c.flush(Duration::from_secs(30)), "flush timed out");
     let spans = spans_of(&cap);
@@ -447,7 +447,7 @@ fn level_argument_sets_the_span_level() {
     let d = tracing::Dispatch::new(
         tracing_subscriber::registry()
             .with(Levels(levels.clone()))
-            .with(raindrop::layer(&c)),
+            .with(raindrop::layer_for(&c)),
     );
     tracing::dispatcher::with_default(&d, || {
         assert_eq!(quiet(1) + loud(2) + one_line_task(1), 5);
@@ -577,7 +577,7 @@ fn captured_values_stop_at_the_cap() {
             .max_text_field_chars(500),
     )
     .unwrap();
-    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&c)));
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(&c)));
     tracing::dispatcher::with_default(&d, || {
         assert_eq!(summarise(&History(100_000), &DebugOnly(100_000)), 200_000);
         assert_eq!(inspect(&DebugOnly(100_000)), 100_000);

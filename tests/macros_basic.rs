@@ -28,7 +28,7 @@ fn client(cap: &Capture) -> Client {
 }
 
 fn dispatch(c: &Client) -> tracing::Dispatch {
-    tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(c)))
+    tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(c)))
 }
 
 fn flush(c: &Client) {

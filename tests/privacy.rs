@@ -105,7 +105,7 @@ fn content_reaches_raindrop_and_never_the_log_output() {
         .with_filter(tracing_subscriber::filter::LevelFilter::TRACE);
     let subscriber = tracing_subscriber::registry()
         .with(fmt)
-        .with(raindrop::layer(&client));
+        .with(raindrop::layer_for(&client));
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

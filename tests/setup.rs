@@ -54,13 +54,13 @@ fn child() {
         "global_warn" => tracing_subscriber::registry()
             .with(EnvFilter::new("warn"))
             .with(tracing_subscriber::fmt::layer())
-            .with(raindrop::layer(&client))
+            .with(raindrop::layer_for(&client))
             .init(),
         // 1. `EnvFilter::from_default_env()` as a global filter, RUST_LOG unset.
         "global_default_env" => tracing_subscriber::registry()
             .with(EnvFilter::from_default_env())
             .with(tracing_subscriber::fmt::layer())
-            .with(raindrop::layer(&client))
+            .with(raindrop::layer_for(&client))
             .init(),
         "fix_per_layer" => readme::readme_setup_fmt::setup(&client),
         "fix_directive" => readme::readme_setup_registry::setup(&client),
@@ -69,7 +69,7 @@ fn child() {
         "fmt_init_first" => {
             tracing_subscriber::fmt::init();
             let second = tracing_subscriber::registry()
-                .with(raindrop::layer(&client))
+                .with(raindrop::layer_for(&client))
                 .try_init();
             println!("second init refused: {}", second.is_err());
             let third = raindrop::tracing_init(&client);
@@ -80,7 +80,7 @@ fn child() {
         "fmt_builder_layer" => tracing_subscriber::fmt()
             .with_env_filter(EnvFilter::new("info"))
             .finish()
-            .with(raindrop::layer(&client))
+            .with(raindrop::layer_for(&client))
             .init(),
         "fix_fmt_builder" => readme::readme_setup_fmt_builder::setup(&client),
         // 3. No subscriber at all / a subscriber without the raindrop layer.
@@ -337,7 +337,7 @@ fn fmt_builder_with_raindrop_layer_fails_naming_raindrop_and_the_fix() {
     assert_contains(
         &r.stderr,
         &[
-            "raindrop::layer(&client) cannot be added to a `tracing_subscriber::fmt()...finish()`",
+            "raindrop::layer_for(&client) cannot be added to a `tracing_subscriber::fmt()...finish()`",
             "raindrop::RaindropLayer::new(&client)",
             // The panic points at the user's line, not into the SDK.
             "tests/setup.rs",

@@ -70,7 +70,7 @@ fn finals(cap: &Capture) -> Vec<Value> {
 fn plain_spans_make_an_interaction_with_linked_tool_spans() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let chat = tracing::info_span!(
             "interaction",
@@ -199,7 +199,7 @@ fn plain_spans_make_an_interaction_with_linked_tool_spans() {
 fn user_id_recorded_later_lands_on_partial_and_spans() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let chat = tracing::info_span!(
             "chat",
@@ -238,7 +238,7 @@ fn user_id_recorded_later_lands_on_partial_and_spans() {
 fn manual_finish_still_sends_exactly_one_final_partial() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let chat = tracing::info_span!(
             "chat",
@@ -265,7 +265,7 @@ fn manual_finish_still_sends_exactly_one_final_partial() {
 fn resume_without_interaction_is_noop_and_sends_nothing() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let i = raindrop::resume_interaction();
         assert!(i.is_noop());
@@ -292,7 +292,7 @@ fn resume_without_interaction_is_noop_and_sends_nothing() {
 fn nested_interactions_resolve_to_the_innermost() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let outer = tracing::info_span!(
             "outer",
@@ -342,7 +342,7 @@ fn nested_interactions_resolve_to_the_innermost() {
 fn begin_inside_an_interaction_span_binds_to_it() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let chat = tracing::info_span!(
             "chat",
@@ -391,7 +391,7 @@ fn begin_inside_an_interaction_span_binds_to_it() {
 fn panic_inside_an_interaction_span_finishes_with_error_and_propagates() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     let result = tracing::subscriber::with_default(sub, || {
         std::panic::catch_unwind(|| {
             let chat = tracing::info_span!(
@@ -455,7 +455,7 @@ fn layer_next_to_fmt_with_per_layer_warn_filter_keeps_raindrop_spans() {
         .with_ansi(false)
         .with_filter(tracing_subscriber::EnvFilter::new("warn"));
     let sub = tracing_subscriber::registry()
-        .with(raindrop::layer(&c))
+        .with(raindrop::layer_for(&c))
         .with(fmt)
         .with(seen.clone());
     tracing::subscriber::with_default(sub, || {
@@ -500,7 +500,7 @@ fn a_global_warn_filter_disables_raindrop_spans_as_documented() {
     let c = client(&cap);
     let sub = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("warn"))
-        .with(raindrop::layer(&c));
+        .with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let chat = tracing::info_span!(
             "chat",
@@ -520,7 +520,7 @@ fn a_global_warn_filter_disables_raindrop_spans_as_documented() {
 fn sdk_diagnostics_and_events_are_ignored() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         tracing::error!(target: "raindrop", { raindrop.kind = "interaction" }, "an SDK diagnostic");
         tracing::info!(raindrop.kind = "tool", "an event with a raindrop field");
@@ -534,7 +534,8 @@ fn sdk_diagnostics_and_events_are_ignored() {
 fn resume_across_threads_given_the_span() {
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&c)));
+    let dispatch =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(&c)));
     tracing::dispatcher::with_default(&dispatch, || {
         let chat = tracing::info_span!(
             "chat",
@@ -594,7 +595,7 @@ fn properties_and_text_caps() {
     )
     .unwrap();
     let long = "x".repeat(100);
-    let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     tracing::subscriber::with_default(sub, || {
         let chat = tracing::info_span!(
             "chat",
@@ -645,7 +646,7 @@ fn spawned_instrumented_futures_resume_the_interaction() {
     use tracing::Instrument;
     let cap = Capture::start(vec![]);
     let c = client(&cap);
-    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer(&c)));
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(&c)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -739,7 +740,7 @@ fn error_events_mark_the_enclosing_raindrop_span_failed() {
             let sub = tracing_subscriber::registry().with(raindrop::RaindropLayer::new(&c));
             tracing::subscriber::with_default(sub, run);
         } else {
-            let sub = tracing_subscriber::registry().with(raindrop::layer(&c));
+            let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
             tracing::subscriber::with_default(sub, run);
         }
         flush(&c);

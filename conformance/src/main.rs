@@ -444,7 +444,7 @@ mod traced {
 
     /// Installs the raindrop layer as the process's subscriber.
     pub fn install(client: &Client) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::registry().with(raindrop::layer(client));
+        let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(client));
         tracing::subscriber::set_default(subscriber)
     }
 

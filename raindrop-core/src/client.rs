@@ -7,18 +7,19 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::diag::setup_warning;
 use crate::interaction::{Interaction, InteractionCore};
-use crate::item::{AiData, Control, EventRecord, IdentifyRecord, Item, SignalRecord};
-use crate::model::{AiEvent, Attachment, Begin, Event, Properties, Signal, SignalType, Timestamp};
+use crate::item::{Control, EventRecord, IdentifyRecord, Item};
+use crate::model::{AiEvent, Begin, Event, Signal};
 use crate::options::{valid_project_slug, ClientOptions};
 use crate::queue::{Queue, Refused};
 use crate::span::SpanRecord;
 use crate::stats::{Counters, DropReason, ItemKind, Stats};
 use crate::time::deadline_in;
-use crate::worker::{self, FlushWait, Reply, WorkerConfig};
+use crate::validate;
+use crate::worker::{self, Reply, WorkerConfig};
 use crate::Error;
 
 /// The Raindrop client. Cheap to clone: clones share one queue and worker.
@@ -53,6 +54,7 @@ struct Inner {
     counters: Arc<Counters>,
     closed: AtomicBool,
     debug_logs: Arc<AtomicBool>,
+    tracing_enabled: AtomicBool,
     registry: Mutex<HashMap<Arc<str>, Weak<InteractionCore>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     report: Mutex<Option<ShutdownReport>>,
@@ -91,8 +93,9 @@ impl Client {
         for note in notes {
             tracing::warn!(target: "raindrop", "{note}");
         }
-        let endpoint = normalise_endpoint(&options.endpoint)?;
+        let endpoint = validate::normalise_endpoint(&options.endpoint)?;
         options.endpoint = endpoint.to_string();
+        let tls = validate::tls(&options)?;
 
         let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
             if p.is_empty() {
@@ -117,11 +120,16 @@ impl Client {
         let mut worker_handle = None;
         let queue = if enabled {
             if options.local_sink.is_none() && options.write_key.is_some() {
-                warn_if_plain_http(&endpoint);
+                validate::warn_if_plain_http(&endpoint);
             }
             let (queue, budget, data_rx) = Queue::new(options.max_queue_size);
-            let config =
-                WorkerConfig::new(&options, endpoint, project_id.clone(), debug_logs.clone());
+            let config = WorkerConfig::new(
+                &options,
+                endpoint,
+                tls,
+                project_id.clone(),
+                debug_logs.clone(),
+            );
             match worker::spawn(config, counters.clone(), budget, data_rx) {
                 Ok(handle) => {
                     worker_handle = Some(handle);
@@ -174,6 +182,7 @@ impl Client {
     ) -> Client {
         Client {
             inner: Arc::new(Inner {
+                tracing_enabled: AtomicBool::new(options.tracing_enabled),
                 options,
                 project_id,
                 queue,
@@ -212,6 +221,17 @@ impl Client {
     /// time; the `debug_logs` option and `RAINDROP_DEBUG` set the initial value.
     pub fn set_debug_logs(&self, on: bool) {
         self.inner.debug_logs.store(on, Ordering::Relaxed);
+    }
+
+    /// Turns span export on or off at run time; the `tracing_enabled`
+    /// option and `RAINDROP_TRACING_ENABLED` set the initial value.
+    pub fn set_tracing_enabled(&self, on: bool) {
+        self.inner.tracing_enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether spans are exported now.
+    pub fn tracing_enabled(&self) -> bool {
+        self.inner.tracing_enabled.load(Ordering::Relaxed)
     }
 
     /// Current counters.
@@ -276,13 +296,14 @@ impl Client {
         // Interaction updates come from mutators that return nothing: check them here.
         let item = match item {
             Item::Partial(mut p) => {
-                p.properties = match within_depth("properties", std::mem::take(&mut p.properties)) {
-                    Ok(props) => props,
-                    Err(e) => {
-                        lost(DropReason::Invalid, &e.to_string());
-                        return;
-                    }
-                };
+                p.properties =
+                    match validate::within_depth("properties", std::mem::take(&mut p.properties)) {
+                        Ok(props) => props,
+                        Err(e) => {
+                            lost(DropReason::Invalid, &e.to_string());
+                            return;
+                        }
+                    };
                 let before = p.attachments.len();
                 p.attachments.retain(|a| !a.value.is_empty());
                 if p.attachments.len() < before {
@@ -353,7 +374,8 @@ impl Client {
         );
     }
 
-    fn reject(&self, kind: ItemKind, e: Error) -> Error {
+    /// Counts a refused call (logged, rate-limited) and hands its error back.
+    pub(crate) fn reject(&self, kind: ItemKind, e: Error) -> Error {
         self.inner
             .counters
             .drop_unqueued(kind, DropReason::Invalid, 1, &e.to_string());
@@ -364,100 +386,45 @@ impl Client {
     ///
     /// Needs a non-blank `user_id` and `event` and at least one of input and output.
     pub fn track_ai(&self, event: AiEvent) -> Result<String, Error> {
-        let properties = within_depth("properties", event.properties)
-            .map_err(|e| self.reject(ItemKind::Event, e))?;
-        let ai = AiData {
-            model: event.model,
-            input: event.input,
-            output: event.output,
-            convo_id: event.convo_id.map(Into::into),
-        };
-        let item = (|| {
-            if !ai.has_content() {
-                return Err(Error::invalid(
-                    "ai_data",
-                    "track_ai needs a non-empty input or output",
-                ));
-            }
-            self.track_event(
-                event.user_id,
-                event.event,
-                event.event_id,
-                Some(ai),
-                properties,
-                event.timestamp,
-                event.attachments,
-            )
-        })()
-        .map_err(|e| self.reject(ItemKind::Event, e))?;
-        let id = item.event_id.clone();
-        if self.sampled(&id) {
-            self.enqueue(Item::Event(Box::new(item)));
-        } else {
-            self.sampled_out(ItemKind::Event);
-        }
-        Ok(id)
+        let item = validate::ai_event(event).map_err(|e| self.reject(ItemKind::Event, e))?;
+        Ok(self.enqueue_event(item))
     }
 
     /// Tracks a plain (non-AI) event on `events/track`; returns its event id.
     pub fn track(&self, event: Event) -> Result<String, Error> {
-        let properties = within_depth("properties", event.properties)
-            .map_err(|e| self.reject(ItemKind::Event, e))?;
-        let item = self
-            .track_event(
-                event.user_id,
-                event.event,
-                event.event_id,
-                None,
-                properties,
-                event.timestamp,
-                event.attachments,
-            )
-            .map_err(|e| self.reject(ItemKind::Event, e))?;
+        let item = validate::event(event).map_err(|e| self.reject(ItemKind::Event, e))?;
+        Ok(self.enqueue_event(item))
+    }
+
+    fn enqueue_event(&self, item: EventRecord) -> String {
         let id = item.event_id.clone();
         if self.sampled(&id) {
             self.enqueue(Item::Event(Box::new(item)));
         } else {
             self.sampled_out(ItemKind::Event);
         }
-        Ok(id)
+        id
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn track_event(
+    /// Records who a user is (`users/identify`). `traits` is a `serde_json`
+    /// map or `json!({..})` object, or any `Serialize` struct or map.
+    ///
+    /// ```
+    /// # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+    /// #[derive(serde::Serialize)]
+    /// struct Traits { plan: &'static str, seats: u32 }
+    /// client.identify("user-1", Traits { plan: "pro", seats: 7 }).unwrap();
+    /// client.identify("user-2", serde_json::json!({"plan": "free"})).unwrap();
+    /// assert!(client.identify("user-3", "not an object").is_err());
+    /// ```
+    pub fn identify(
         &self,
-        user_id: String,
-        event: String,
-        event_id: Option<String>,
-        ai: Option<AiData>,
-        properties: Properties,
-        timestamp: Option<Timestamp>,
-        attachments: Vec<Attachment>,
-    ) -> Result<EventRecord, Error> {
-        require("user_id", &user_id)?;
-        require("event", &event)?;
-        validate_attachments(&attachments)?;
-        let timestamp = match timestamp {
-            Some(t) => t.validate("timestamp")?,
-            None => Timestamp::now(),
-        };
-        Ok(EventRecord {
-            event_id: new_event_id(event_id)?,
-            user_id,
-            event,
-            ai,
-            properties,
-            timestamp,
-            attachments,
-        })
-    }
-
-    /// Records who a user is (`users/identify`).
-    pub fn identify(&self, user_id: impl Into<String>, traits: Properties) -> Result<(), Error> {
-        let traits =
-            within_depth("traits", traits).map_err(|e| self.reject(ItemKind::Identify, e))?;
+        user_id: impl Into<String>,
+        traits: impl Serialize,
+    ) -> Result<(), Error> {
         let user_id = user_id.into();
-        require("user_id", &user_id).map_err(|e| self.reject(ItemKind::Identify, e))?;
+        let traits = validate::identify(&user_id, validate::to_properties(traits))
+            .map_err(|e| self.reject(ItemKind::Identify, e))?;
         self.enqueue(Item::Identify(Box::new(IdentifyRecord { user_id, traits })));
         Ok(())
     }
@@ -467,9 +434,7 @@ impl Client {
     /// Feedback needs a comment (the argument, or `properties.comment`; the
     /// argument wins) and an edit needs `after`; both travel in `properties`.
     pub fn track_signal(&self, signal: Signal) -> Result<(), Error> {
-        let item = self
-            .signal_item(signal)
-            .map_err(|e| self.reject(ItemKind::Signal, e))?;
+        let item = validate::signal(signal).map_err(|e| self.reject(ItemKind::Signal, e))?;
         if self.sampled(&item.event_id) {
             self.enqueue(Item::Signal(Box::new(item)));
         } else {
@@ -479,98 +444,25 @@ impl Client {
         Ok(())
     }
 
-    fn signal_item(&self, signal: Signal) -> Result<SignalRecord, Error> {
-        let Signal {
-            event_id,
-            name,
-            signal_type,
-            sentiment,
-            comment,
-            after,
-            properties,
-            timestamp,
-            attachment_id,
-        } = signal;
-        let mut properties = within_depth("properties", properties)?;
-        require("event_id", &event_id)?;
-        require("name", &name)?;
-        let non_blank = |v: Option<&Value>| {
-            v.and_then(Value::as_str)
-                .is_some_and(|s| !s.trim().is_empty())
-        };
-        match signal_type {
-            SignalType::Feedback => {
-                if let Some(c) = comment {
-                    if properties.contains_key("comment") {
-                        tracing::warn!(target: "raindrop", "track_signal: comment argument replaces properties.comment");
-                    }
-                    properties.insert("comment".to_owned(), Value::String(c));
-                }
-                if !non_blank(properties.get("comment")) {
-                    return Err(Error::invalid(
-                        "comment",
-                        "a feedback signal needs a non-empty comment",
-                    ));
-                }
-            }
-            SignalType::Edit => {
-                if let Some(a) = after {
-                    properties.insert("after".to_owned(), Value::String(a));
-                }
-                if !non_blank(properties.get("after")) {
-                    return Err(Error::invalid(
-                        "after",
-                        "an edit signal needs the corrected text in `after`",
-                    ));
-                }
-            }
-            SignalType::Default => {
-                if comment.is_some() || after.is_some() {
-                    tracing::warn!(target: "raindrop", "track_signal: comment/after are ignored on a default signal");
-                }
-            }
-        }
-        let timestamp = match timestamp {
-            Some(t) => t.validate("timestamp")?,
-            None => Timestamp::now(),
-        };
-        Ok(SignalRecord {
-            event_id,
-            signal_name: name,
-            timestamp,
-            properties,
-            attachment_id,
-            sentiment,
-            signal_type,
-        })
-    }
-
     /// Begins an interaction: an AI event whose fields arrive over time.
     ///
     /// Nothing is sent at once: updates are merged and shipped after
     /// `partial_idle_timeout` of inactivity (as a pending snapshot) or when
     /// the interaction finishes.
-    pub fn begin(&self, begin: Begin) -> Result<Interaction, Error> {
+    pub fn begin(&self, mut begin: Begin) -> Result<Interaction, Error> {
+        let checked =
+            validate::begin(&mut begin).map_err(|e| self.reject(ItemKind::InteractionUpdate, e))?;
         let Begin {
             user_id,
             event,
-            event_id,
             input,
             model,
             convo_id,
-            properties,
             attachments,
+            ..
         } = begin;
-        let properties = within_depth("properties", properties)
-            .map_err(|e| self.reject(ItemKind::InteractionUpdate, e))?;
-        let checked = (|| {
-            require("event", &event)?;
-            validate_attachments(&attachments)?;
-            new_event_id(event_id)
-        })();
-        let event_id: Arc<str> = checked
-            .map_err(|e| self.reject(ItemKind::InteractionUpdate, e))?
-            .into();
+        let properties = checked.properties;
+        let event_id: Arc<str> = checked.event_id.into();
         let core = Interaction::new_core(
             self.clone(),
             event_id.clone(),
@@ -596,7 +488,7 @@ impl Client {
     ///
     /// A resumed handle for an interaction begun elsewhere (another process)
     /// sends updates with no user or event name; the backend merges them by id.
-    pub fn resume_interaction(&self, event_id: &str) -> Interaction {
+    pub fn resume_interaction_by_id(&self, event_id: &str) -> Interaction {
         if let Some(core) = self
             .inner
             .registry
@@ -632,11 +524,19 @@ impl Client {
             .remove(event_id);
     }
 
-    /// Queues a finished span for the `traces` channel.
+    /// Queues a finished span for the `traces` channel: the extension point
+    /// for span sources other than the tracing layer (which uses it too).
+    /// [`SpanRecord`] is the OTLP span as the wire contract describes it;
+    /// both are part of the stable API.
     ///
     /// A span linked to an event that `sample_rate` does not keep (its
-    /// `traceloop.association.properties.event_id`) is counted and dropped.
+    /// `traceloop.association.properties.event_id`) is counted and dropped;
+    /// with tracing turned off ([`set_tracing_enabled`](Self::set_tracing_enabled))
+    /// nothing is queued or counted.
     pub fn export_span(&self, span: SpanRecord) -> Result<(), Error> {
+        if !self.tracing_enabled() {
+            return Ok(());
+        }
         let unsampled = self.inner.options.sample_rate < 1.0
             && span.attributes.iter().any(|(k, v)| {
                 k == "traceloop.association.properties.event_id"
@@ -660,74 +560,110 @@ impl Client {
     /// cannot deadlock a current-thread runtime), but it blocks the thread:
     /// prefer [`flush_async`](Self::flush_async) there.
     pub fn flush(&self, timeout: Duration) -> bool {
-        match self.request(timeout, Reply::blocking, Item::Flush) {
-            // The worker answers at the deadline; the margin only guards a dead worker.
-            Some(FlushWait::Blocking(rx)) => rx
-                .recv_timeout(timeout.saturating_add(Duration::from_millis(200)))
-                .unwrap_or(false),
-            Some(FlushWait::Async(_)) => false,
-            None => self.stats().pending() == 0,
+        let (reply, rx) = Reply::blocking();
+        if !self.request(timeout, reply, Item::Flush) {
+            return self.stats().pending() == 0;
         }
+        // The worker answers at the deadline; the margin only guards a dead worker.
+        rx.recv_timeout(timeout.saturating_add(Duration::from_millis(200)))
+            .unwrap_or(false)
     }
 
     /// Puts a flush or shutdown marker in the queue, behind every item
-    /// accepted so far. `None` when disabled or the worker is gone.
-    fn request(
-        &self,
-        timeout: Duration,
-        kind: fn() -> (Reply, FlushWait),
-        make: fn(Control) -> Item,
-    ) -> Option<FlushWait> {
-        let queue = self.inner.queue.as_ref()?;
-        let (reply, wait) = kind();
+    /// accepted so far. `false` when disabled or the worker is gone (the
+    /// reply is then dropped unanswered).
+    fn request(&self, timeout: Duration, reply: Reply, make: fn(Control) -> Item) -> bool {
+        let Some(queue) = self.inner.queue.as_ref() else {
+            return false;
+        };
         let control = Control {
             deadline: deadline_in(timeout),
             reply,
         };
-        queue.push(make(control)).ok()?;
-        Some(wait)
+        queue.push(make(control)).is_ok()
     }
 
     /// Like [`flush`](Self::flush), without blocking the thread. Needs no
     /// timer in the caller's runtime: the worker enforces the timeout.
     pub async fn flush_async(&self, timeout: Duration) -> bool {
-        match self.request(timeout, Reply::asynchronous, Item::Flush) {
-            Some(FlushWait::Async(rx)) => rx.await.unwrap_or(false),
-            Some(FlushWait::Blocking(_)) => false,
-            None => self.stats().pending() == 0,
+        let (reply, rx) = Reply::asynchronous();
+        if !self.request(timeout, reply, Item::Flush) {
+            return self.stats().pending() == 0;
         }
+        rx.await.unwrap_or(false)
     }
 
     /// Stops accepting items, delivers what is queued within `timeout`, and
     /// stops the worker. Idempotent: later calls return the first report.
     /// Items still undelivered at the deadline are dropped and counted.
     /// Any `timeout` is accepted, `Duration::MAX` included.
+    ///
+    /// Blocks the thread (safely, even on a runtime thread: the worker has
+    /// its own); in async code [`shutdown_async`](Self::shutdown_async)
+    /// does not.
     pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let mut report_slot = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = report_slot.as_ref() {
+        let mut slot = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = slot.as_ref() {
             return r.clone();
         }
-        self.inner.closed.store(true, Ordering::Release);
         let mut completed = true;
-        if self.inner.queue.is_some() {
-            if let Some(FlushWait::Blocking(rx)) =
-                self.request(timeout, Reply::blocking, Item::Shutdown)
-            {
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            let (reply, rx) = Reply::blocking();
+            if self.request(timeout, reply, Item::Shutdown) {
                 // The worker holds the deadline itself; the margin covers its last bookkeeping.
                 completed = rx
                     .recv_timeout(timeout.saturating_add(Duration::from_millis(500)))
                     .unwrap_or(false);
             }
-            let handle = self
-                .inner
-                .worker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            if let Some(h) = handle {
-                if h.is_finished() || completed {
-                    let _ = h.join();
-                }
+        }
+        self.settle_shutdown(&mut slot, completed)
+    }
+
+    /// [`shutdown`](Self::shutdown) without blocking the thread: the worker
+    /// enforces the deadline, so it needs no timer in the caller's runtime.
+    pub async fn shutdown_async(&self, timeout: Duration) -> ShutdownReport {
+        if let Some(r) = self.report() {
+            return r;
+        }
+        let mut completed = true;
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            let (reply, rx) = Reply::asynchronous();
+            if self.request(timeout, reply, Item::Shutdown) {
+                completed = rx.await.unwrap_or(false);
+            }
+        }
+        let mut slot = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
+        self.settle_shutdown(&mut slot, completed)
+    }
+
+    fn report(&self) -> Option<ShutdownReport> {
+        self.inner
+            .report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The end of a shutdown: joins a worker that has stopped, writes the
+    /// report once (a shutdown that lost a race returns the first report).
+    fn settle_shutdown(
+        &self,
+        slot: &mut Option<ShutdownReport>,
+        completed: bool,
+    ) -> ShutdownReport {
+        if let Some(r) = slot.as_ref() {
+            return r.clone();
+        }
+        let handle = self
+            .inner
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            // A worker past its deadline ends by itself; only a finished one is waited for.
+            if h.is_finished() || completed {
+                let _ = h.join();
             }
         }
         let stats = self.stats();
@@ -739,125 +675,12 @@ impl Client {
         if report.undelivered > 0 {
             tracing::warn!(target: "raindrop", undelivered = report.undelivered, "raindrop shut down with undelivered items");
         }
-        *report_slot = Some(report.clone());
+        *slot = Some(report.clone());
         report
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
-    }
-}
-
-fn require(field: &str, value: &str) -> Result<(), Error> {
-    if value.trim().is_empty() {
-        Err(Error::invalid(field, "must not be empty"))
-    } else {
-        Ok(())
-    }
-}
-
-/// Deepest nesting of objects and arrays accepted in properties and traits
-/// (the map itself is level 1). Deeper JSON would overflow the worker's stack
-/// when serialised, so it is refused with an error naming the field.
-pub(crate) const MAX_DEPTH: usize = 512;
-
-/// Passes `map` through if its nesting is within [`MAX_DEPTH`]; otherwise
-/// drops it without recursion and returns an error naming `field`. Callers
-/// run it before any other check, so no early return drops a deep map
-/// recursively.
-fn within_depth(field: &str, map: Properties) -> Result<Properties, Error> {
-    match check_depth(field, &map) {
-        Ok(()) => Ok(map),
-        Err(e) => {
-            dismantle(map);
-            Err(e)
-        }
-    }
-}
-
-/// Checks nesting without recursion, so the check itself cannot overflow.
-fn check_depth(field: &str, map: &Properties) -> Result<(), Error> {
-    let mut stack: Vec<(&Value, usize)> = map.values().map(|v| (v, 2)).collect();
-    while let Some((v, depth)) = stack.pop() {
-        match v {
-            Value::Object(_) | Value::Array(_) if depth > MAX_DEPTH => {
-                return Err(Error::invalid(
-                    field,
-                    format!("nested deeper than {MAX_DEPTH} levels of objects and arrays"),
-                ));
-            }
-            Value::Object(m) => stack.extend(m.values().map(|c| (c, depth + 1))),
-            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Drops a refused value without recursion: serde_json drops nested values
-/// recursively, which would overflow the caller's stack on very deep JSON.
-fn dismantle(map: Properties) {
-    let mut stack: Vec<Value> = map.into_iter().map(|(_, v)| v).collect();
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(m) => stack.extend(m.into_iter().map(|(_, v)| v)),
-            Value::Array(a) => stack.extend(a),
-            _ => {}
-        }
-    }
-}
-
-fn validate_attachments(attachments: &[Attachment]) -> Result<(), Error> {
-    for (i, a) in attachments.iter().enumerate() {
-        if a.value.is_empty() {
-            return Err(Error::invalid(
-                format!("attachments[{i}].value"),
-                "must not be empty",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn new_event_id(given: Option<String>) -> Result<String, Error> {
-    match given {
-        Some(id) if id.trim().is_empty() => {
-            Err(Error::invalid("event_id", "must not be empty when given"))
-        }
-        Some(id) => Ok(id),
-        None => Ok(crate::ids::uuid_v4()),
-    }
-}
-
-fn normalise_endpoint(endpoint: &str) -> Result<reqwest::Url, Error> {
-    let trimmed = endpoint.trim().trim_end_matches('/');
-    let url = reqwest::Url::parse(&format!("{trimmed}/")).map_err(|e| Error::Config {
-        field: "endpoint",
-        reason: format!("`{endpoint}` is not a URL: {e}"),
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::Config {
-            field: "endpoint",
-            reason: format!("scheme `{}` is not http or https", url.scheme()),
-        });
-    }
-    Ok(url)
-}
-
-fn warn_if_plain_http(url: &reqwest::Url) {
-    if url.scheme() != "http" {
-        return;
-    }
-    let loopback = match url.host_str() {
-        Some("localhost") => true,
-        Some(h) => h
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    };
-    if !loopback {
-        tracing::warn!(target: "raindrop", "the endpoint uses plain http to a non-loopback host: the write key would travel unencrypted");
     }
 }

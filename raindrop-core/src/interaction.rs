@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::Client;
@@ -220,9 +221,23 @@ impl Interaction {
         });
     }
 
-    /// Merges `properties` into the event's properties.
-    pub fn set_properties(&self, properties: Properties) {
-        self.send(|p| p.properties = properties);
+    /// Merges `properties` into the event's properties: a `serde_json` map
+    /// or `json!({..})` object, or any `Serialize` struct or map. A value
+    /// that is not a JSON object is refused: the update is dropped, counted
+    /// as [`DropReason::Invalid`](crate::DropReason::Invalid) and logged.
+    pub fn set_properties(&self, properties: impl Serialize) {
+        let Some(core) = self.core.as_deref() else {
+            return;
+        };
+        match crate::validate::to_properties(properties) {
+            Ok(properties) => self.send(|p| p.properties = properties),
+            Err(reason) => {
+                core.client.reject(
+                    crate::ItemKind::InteractionUpdate,
+                    crate::Error::invalid("properties", reason),
+                );
+            }
+        }
     }
 
     /// Adds attachments.
@@ -236,8 +251,10 @@ impl Interaction {
 
     /// Applies the fields of `begin` (user, event name, input, model, convo id,
     /// properties, attachments) to this interaction as one update. `begin`'s
-    /// event id is ignored: the handle keeps its own. Used when `begin` runs
-    /// inside a span that already began this interaction.
+    /// event id is ignored: the handle keeps its own. The facade's `begin`
+    /// uses it inside a span that already began this interaction; not part
+    /// of the stable API.
+    #[doc(hidden)]
     pub fn apply_begin(&self, begin: crate::model::Begin) {
         let crate::model::Begin {
             user_id,
@@ -247,8 +264,16 @@ impl Interaction {
             model,
             convo_id,
             properties,
+            invalid_properties,
             attachments,
         } = begin;
+        let properties = match crate::validate::properties_of(properties, invalid_properties) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(target: "raindrop", "begin inside an interaction span: {e}; properties left out");
+                Properties::new()
+            }
+        };
         let event = Some(event).filter(|e| !e.trim().is_empty());
         self.set_sticky(|s| {
             if let Some(u) = user_id.filter(|u| !u.trim().is_empty()) {
@@ -292,10 +317,18 @@ impl Interaction {
             user_id,
             event,
             timestamp,
-            mut properties,
+            properties,
+            invalid_properties,
             attachments,
             error,
         } = finish;
+        let mut properties = match crate::validate::properties_of(properties, invalid_properties) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(target: "raindrop", event_id = &*core.event_id, "finish: {e}; properties left out");
+                Properties::new()
+            }
+        };
         if let Some(e) = error {
             properties.insert("error".to_owned(), Value::String(e));
         }

@@ -57,12 +57,12 @@ mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod validate;
 mod worker;
 
 pub use client::{Client, ShutdownReport};
 pub use diag::setup_warning;
 pub use error::Error;
-pub use global::{global, set_global};
 pub use interaction::Interaction;
 pub use item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, Outgoing, SignalRecord};
 pub use model::{
@@ -70,7 +70,8 @@ pub use model::{
     SignalType, Timestamp,
 };
 pub use options::{
-    BeforeSend, ClientOptions, LocalSink, MemorySink, Workshop, WriteKey, DEFAULT_ENDPOINT,
+    BeforeSend, ClientOptions, LocalSink, MemorySink, TlsRoots, Workshop, WriteKey,
+    DEFAULT_ENDPOINT,
 };
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
@@ -83,4 +84,10 @@ pub const TRUNCATION_MARKER: &str = worker::wire::TRUNCATION_MARKER;
 /// applied to AI text fields. Exposed so integrations cap the same way.
 pub fn truncate_text(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
     worker::wire::cap(text, max_chars)
+}
+
+/// Not part of the stable API: what the facade and the tracing layer share.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::global::{global, set_global};
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::Error;
@@ -22,6 +23,7 @@ pub type Properties = Map<String, Value>;
 
 /// The kind of an [`Attachment`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AttachmentType {
     /// Source code; pair it with a language.
     Code,
@@ -63,6 +65,7 @@ impl FromStr for AttachmentType {
 
 /// Whether an attachment belongs to the question or the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Role {
     /// Part of what the user sent.
     Input,
@@ -260,9 +263,15 @@ macro_rules! common_builders {
             self.properties.insert(key.into(), value.into());
             self
         }
-        /// Adds every property of `properties` (later keys win).
-        pub fn properties(mut self, properties: Properties) -> Self {
-            self.properties.extend(properties);
+        /// Adds every property of `properties` (later keys win): a
+        /// `serde_json` map or `json!({..})` object, or any `Serialize`
+        /// struct or map. Anything that does not serialize to a JSON object
+        /// makes the tracking call return [`Error::InvalidField`](crate::Error::InvalidField).
+        pub fn properties(mut self, properties: impl Serialize) -> Self {
+            match crate::validate::to_properties(properties) {
+                Ok(p) => self.properties.extend(p),
+                Err(reason) => self.invalid_properties = Some(reason),
+            }
             self
         }
         /// Sets when the event happened (defaults to now).
@@ -304,6 +313,8 @@ pub struct AiEvent {
     pub(crate) output: Option<String>,
     pub(crate) convo_id: Option<String>,
     pub(crate) properties: Properties,
+    /// Why a `properties(..)` value was refused, reported by the tracking call.
+    pub(crate) invalid_properties: Option<String>,
     pub(crate) timestamp: Option<Timestamp>,
     pub(crate) attachments: Vec<Attachment>,
 }
@@ -352,6 +363,8 @@ pub struct Event {
     pub(crate) event: String,
     pub(crate) event_id: Option<String>,
     pub(crate) properties: Properties,
+    /// Why a `properties(..)` value was refused, reported by the tracking call.
+    pub(crate) invalid_properties: Option<String>,
     pub(crate) timestamp: Option<Timestamp>,
     pub(crate) attachments: Vec<Attachment>,
 }
@@ -370,6 +383,7 @@ impl Event {
 
 /// The kind of a [`Signal`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SignalType {
     /// A generic signal (thumbs up, copy, regenerate...).
     #[default]
@@ -408,6 +422,7 @@ impl FromStr for SignalType {
 
 /// How the user felt about an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Sentiment {
     /// Good.
     Positive,
@@ -458,6 +473,8 @@ pub struct Signal {
     pub(crate) comment: Option<String>,
     pub(crate) after: Option<String>,
     pub(crate) properties: Properties,
+    /// Why a `properties(..)` value was refused, reported by the tracking call.
+    pub(crate) invalid_properties: Option<String>,
     pub(crate) timestamp: Option<Timestamp>,
     pub(crate) attachment_id: Option<String>,
 }
@@ -496,9 +513,16 @@ impl Signal {
         self.properties.insert(key.into(), value.into());
         self
     }
-    /// Adds every property of `properties`.
-    pub fn properties(mut self, properties: Properties) -> Self {
-        self.properties.extend(properties);
+    /// Adds every property of `properties`: a `serde_json` map or
+    /// `json!({..})` object, or any `Serialize` struct or map. Anything that
+    /// does not serialize to a JSON object is reported as
+    /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
+    /// takes this value.
+    pub fn properties(mut self, properties: impl Serialize) -> Self {
+        match crate::validate::to_properties(properties) {
+            Ok(p) => self.properties.extend(p),
+            Err(reason) => self.invalid_properties = Some(reason),
+        }
         self
     }
     /// Sets when the signal happened (defaults to now).
@@ -528,6 +552,8 @@ pub struct Begin {
     pub(crate) model: Option<String>,
     pub(crate) convo_id: Option<String>,
     pub(crate) properties: Properties,
+    /// Why a `properties(..)` value was refused, reported by the tracking call.
+    pub(crate) invalid_properties: Option<String>,
     pub(crate) attachments: Vec<Attachment>,
 }
 
@@ -567,9 +593,16 @@ impl Begin {
         self.properties.insert(key.into(), value.into());
         self
     }
-    /// Adds every property of `properties`.
-    pub fn properties(mut self, properties: Properties) -> Self {
-        self.properties.extend(properties);
+    /// Adds every property of `properties`: a `serde_json` map or
+    /// `json!({..})` object, or any `Serialize` struct or map. Anything that
+    /// does not serialize to a JSON object is reported as
+    /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
+    /// takes this value.
+    pub fn properties(mut self, properties: impl Serialize) -> Self {
+        match crate::validate::to_properties(properties) {
+            Ok(p) => self.properties.extend(p),
+            Err(reason) => self.invalid_properties = Some(reason),
+        }
         self
     }
     /// Adds attachments.
@@ -591,6 +624,8 @@ pub struct Finish {
     pub(crate) event: Option<String>,
     pub(crate) timestamp: Option<Timestamp>,
     pub(crate) properties: Properties,
+    /// Why a `properties(..)` value was refused, reported by the tracking call.
+    pub(crate) invalid_properties: Option<String>,
     pub(crate) attachments: Vec<Attachment>,
     pub(crate) error: Option<String>,
 }
@@ -640,9 +675,16 @@ impl Finish {
         self.properties.insert(key.into(), value.into());
         self
     }
-    /// Adds every property of `properties`.
-    pub fn properties(mut self, properties: Properties) -> Self {
-        self.properties.extend(properties);
+    /// Adds every property of `properties`: a `serde_json` map or
+    /// `json!({..})` object, or any `Serialize` struct or map. Anything that
+    /// does not serialize to a JSON object is reported as
+    /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
+    /// takes this value.
+    pub fn properties(mut self, properties: impl Serialize) -> Self {
+        match crate::validate::to_properties(properties) {
+            Ok(p) => self.properties.extend(p),
+            Err(reason) => self.invalid_properties = Some(reason),
+        }
         self
     }
     /// Adds attachments.

@@ -125,6 +125,34 @@ impl LocalSink {
     }
 }
 
+/// Which root certificates HTTPS to the API trusts. One TLS stack (rustls)
+/// either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TlsRoots {
+    /// The Mozilla roots compiled into the binary (`webpki-roots`): the same
+    /// on every machine, container images without a CA bundle included.
+    #[default]
+    Bundled,
+    /// The platform's certificate store (feature `native-roots`): where a
+    /// corporate TLS-inspecting proxy's CA is installed.
+    Native,
+    /// Both sets.
+    BundledAndNative,
+}
+
+impl TlsRoots {
+    /// Parses `bundled`, `native` or `both`.
+    pub fn parse(value: &str) -> Option<TlsRoots> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "bundled" | "webpki" => Some(TlsRoots::Bundled),
+            "native" | "system" => Some(TlsRoots::Native),
+            "both" => Some(TlsRoots::BundledAndNative),
+            _ => None,
+        }
+    }
+}
+
 /// Where the local Workshop debugger is, if anywhere: every request the SDK
 /// sends is mirrored there (wire contract 12.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -219,8 +247,18 @@ pub struct ClientOptions {
     pub max_text_field_chars: usize,
     /// Log every request at DEBUG under target `raindrop`.
     pub debug_logs: bool,
+    /// Export trace spans (tool, task, LLM and interaction spans; default
+    /// on). Off, spans are not queued or counted: events and interactions
+    /// are still sent. [`Client::set_tracing_enabled`](crate::Client::set_tracing_enabled)
+    /// switches it at run time.
+    pub tracing_enabled: bool,
     /// Write requests to a local sink instead of the network.
     pub local_sink: Option<LocalSink>,
+    /// Which root certificates HTTPS trusts (default: the bundled Mozilla set).
+    pub tls_roots: TlsRoots,
+    /// Extra trusted CA certificates, PEM (one or more per entry), e.g. a
+    /// TLS-inspecting proxy's. Checked by `Client::new`.
+    pub ca_certificates: Vec<Vec<u8>>,
     /// Redact PII (the Python SDK's rules) from `ai_data.input` and
     /// `ai_data.output` of events and interaction updates, on the worker
     /// (default off; `RAINDROP_REDACT_PII`).
@@ -271,7 +309,10 @@ impl fmt::Debug for ClientOptions {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("max_text_field_chars", &self.max_text_field_chars)
             .field("debug_logs", &self.debug_logs)
+            .field("tracing_enabled", &self.tracing_enabled)
             .field("local_sink", &self.local_sink)
+            .field("tls_roots", &self.tls_roots)
+            .field("ca_certificates", &self.ca_certificates.len())
             .field("redact_pii", &self.redact_pii)
             .field("redact_pii_in_spans", &self.redact_pii_in_spans)
             .field("capture_content", &self.capture_content)
@@ -300,7 +341,10 @@ impl Default for ClientOptions {
             shutdown_timeout: Duration::from_secs(10),
             max_text_field_chars: 1_000_000,
             debug_logs: false,
+            tracing_enabled: true,
             local_sink: None,
+            tls_roots: TlsRoots::Bundled,
+            ca_certificates: Vec::new(),
             redact_pii: false,
             redact_pii_in_spans: false,
             capture_content: true,
@@ -313,6 +357,13 @@ impl Default for ClientOptions {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn falsy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "no" | "off"
+    )
 }
 
 fn truthy(v: &str) -> bool {
@@ -331,7 +382,9 @@ impl ClientOptions {
     /// | `RAINDROP_ENDPOINT` | `endpoint` |
     /// | `RAINDROP_PROJECT_ID` | `project_id` |
     /// | `RAINDROP_DEBUG` | `debug_logs` (`1`, `true`, `yes`, `on`) |
+    /// | `RAINDROP_TRACING_ENABLED` | `tracing_enabled` (`0`, `false`, `no`, `off` turn it off) |
     /// | `RAINDROP_LOCAL_SINK` | `local_sink` (`stdout`, `stderr` or a file path) |
+    /// | `RAINDROP_TLS_ROOTS` | `tls_roots` (`bundled`, `native` or `both`) |
     /// | `RAINDROP_REDACT_PII` | `redact_pii` (`1`, `true`, `yes`, `on`) |
     /// | `RAINDROP_CAPTURE_CONTENT` | `capture_content` (`0`, `false`, `no`, `off` turn it off) |
     /// | `RAINDROP_SAMPLE_RATE` | `sample_rate` (a number from 0 to 1) |
@@ -346,14 +399,19 @@ impl ClientOptions {
         }
         o.project_id = env("RAINDROP_PROJECT_ID");
         o.debug_logs = env("RAINDROP_DEBUG").is_some_and(|v| truthy(&v));
+        o.tracing_enabled = !env("RAINDROP_TRACING_ENABLED").is_some_and(|v| falsy(&v));
         o.local_sink = env("RAINDROP_LOCAL_SINK").and_then(|v| LocalSink::parse(&v));
+        if let Some(v) = env("RAINDROP_TLS_ROOTS") {
+            match TlsRoots::parse(&v) {
+                Some(r) => o.tls_roots = r,
+                None => crate::setup_warning(
+                    "tls_roots",
+                    &format!("RAINDROP_TLS_ROOTS={v:?} is not bundled, native or both; the bundled roots are used"),
+                ),
+            }
+        }
         o.redact_pii = env("RAINDROP_REDACT_PII").is_some_and(|v| truthy(&v));
-        o.capture_content = !env("RAINDROP_CAPTURE_CONTENT").is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "0" | "false" | "no" | "off"
-            )
-        });
+        o.capture_content = !env("RAINDROP_CAPTURE_CONTENT").is_some_and(|v| falsy(&v));
         if let Some(v) = env("RAINDROP_WORKSHOP").or_else(|| env("RAINDROP_LOCAL_DEBUGGER")) {
             o.workshop = Workshop::parse(&v);
         }
@@ -442,6 +500,30 @@ impl ClientOptions {
     /// Turns request logging on or off.
     pub fn debug_logs(mut self, on: bool) -> Self {
         self.debug_logs = on;
+        self
+    }
+    /// Turns span export on or off (see the field).
+    pub fn tracing_enabled(mut self, on: bool) -> Self {
+        self.tracing_enabled = on;
+        self
+    }
+    /// Which root certificates HTTPS trusts.
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.tls_roots = roots;
+        self
+    }
+    /// Trusts these CA certificates too (PEM; a bundle of several is fine).
+    ///
+    /// ```
+    /// # let pem = include_bytes!("../tests/fixtures/tls/ca.pem");
+    /// let options = raindrop_core::ClientOptions::default().add_ca_certificate(pem.to_vec());
+    /// assert!(raindrop_core::Client::new(options).is_ok());
+    /// assert!(raindrop_core::Client::new(
+    ///     raindrop_core::ClientOptions::default().add_ca_certificate(b"not a certificate".to_vec())
+    /// ).is_err());
+    /// ```
+    pub fn add_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificates.push(pem.into());
         self
     }
     /// Sends requests to a local sink instead of the network.

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 /// A span attribute value (OTLP `AnyValue`).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum AttributeValue {
     /// `stringValue`
     String(String),
@@ -46,6 +47,7 @@ impl From<bool> for AttributeValue {
 
 /// Whether a span succeeded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SpanStatus {
     /// Status code 1.
     #[default]

@@ -136,6 +136,7 @@ impl ItemKind {
 /// Losses are also counted per [`ItemKind`], including whole interactions
 /// ([`ItemKind::Interaction`]: finished, and the final update never arrived).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Items accepted into the queue.
     pub queued: u64,

@@ -355,7 +355,7 @@ fn one_hundred_thousand_properties_are_sent_or_counted_oversize() {
         "u",
         (0..100_000)
             .map(|i| (format!("t{i}"), Value::from(true)))
-            .collect(),
+            .collect::<Properties>(),
     )
     .unwrap();
     assert!(c.flush(Duration::from_secs(10)));
@@ -555,4 +555,72 @@ fn text_caps_count_characters_and_never_split_one() {
     let p = &cap.delivered("events/track_partial")[0]["ai_data"];
     assert_eq!(p["input"].as_str().unwrap().chars().count(), 40);
     assert_eq!(p["output"].as_str().unwrap().chars().count(), 40);
+}
+
+#[derive(serde::Serialize)]
+struct Plan {
+    plan: &'static str,
+    seats: u32,
+    tags: Vec<&'static str>,
+}
+
+#[test]
+fn properties_and_traits_take_any_serializable_object() {
+    let cap = Capture::start(vec![]);
+    let c = client(&cap);
+    let plan = || Plan {
+        plan: "pro",
+        seats: 7,
+        tags: vec!["beta"],
+    };
+    c.track(Event::new("u", "struct").event_id("s-1").properties(plan()))
+        .unwrap();
+    c.identify("u", plan()).unwrap();
+    c.identify("v", json!({"plan": "free"})).unwrap();
+    let i = c.begin(Begin::new("u", "run").event_id("s-2")).unwrap();
+    i.set_properties(plan());
+    i.set_properties(json!({"step": 2}));
+    i.finish("done");
+    // Not objects: refused naming the field, counted.
+    assert_field(c.identify("u", "a string"), "traits");
+    assert_field(c.identify("u", vec![1, 2]), "traits");
+    assert_field(c.track(Event::new("u", "e").properties(42)), "properties");
+    assert_field(
+        c.track_signal(Signal::new("s-1", "thumbs_up").properties(true)),
+        "properties",
+    );
+    i.set_properties("not an object");
+    assert!(c.flush(Duration::from_secs(10)));
+    assert_eq!(c.stats().dropped(DropReason::Invalid), 5);
+    let ev = &cap.delivered("events/track")[0];
+    assert_eq!(ev["properties"]["plan"], "pro");
+    assert_eq!(ev["properties"]["tags"], json!(["beta"]));
+    let users = cap.delivered("users/identify");
+    assert_eq!(
+        users[0]["traits"],
+        json!({"plan": "pro", "seats": 7, "tags": ["beta"]})
+    );
+    assert_eq!(users[1]["traits"], json!({"plan": "free"}));
+    let partial: Vec<Value> = cap.delivered("events/track_partial");
+    assert!(partial.iter().any(|p| p["properties"]["seats"] == 7));
+    assert!(partial.iter().any(|p| p["properties"]["step"] == 2));
+}
+
+/// A `Serialize` type nested deeper than the limit is refused before it is
+/// turned into JSON (which would recurse once per level).
+#[test]
+fn a_deeply_recursive_struct_is_refused_without_overflow() {
+    #[derive(serde::Serialize)]
+    struct Node {
+        next: Option<Box<Node>>,
+    }
+    let mut n = Node { next: None };
+    for _ in 0..600 {
+        n = Node {
+            next: Some(Box::new(n)),
+        };
+    }
+    let cap = Capture::start(vec![]);
+    let c = client(&cap);
+    assert_field(c.identify("u", n), "traits");
 }

@@ -196,7 +196,11 @@ fn tracking_never_waits_on_retry_after() {
     }
     // The route pauses 5 s after the first answer: had any call waited for
     // the pause, a second request would have started by now.
-    assert_eq!(cap.to("events/track").len(), 1, "calls returned inside the pause");
+    assert_eq!(
+        cap.to("events/track").len(),
+        1,
+        "calls returned inside the pause"
+    );
     assert_eq!(c.stats().queued, 201);
     c.shutdown(Duration::from_millis(200));
 }

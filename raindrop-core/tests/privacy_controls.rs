@@ -177,8 +177,8 @@ fn sampling_keeps_the_share_and_decides_alike_everywhere() {
     let mut kept = 0;
     for i in 0..n {
         let id = format!("trace-{i}");
-        let ia = a.resume_interaction(&id);
-        let ib = b.resume_interaction(&id);
+        let ia = a.resume_interaction_by_id(&id);
+        let ib = b.resume_interaction_by_id(&id);
         assert_eq!(ia.is_sampled(), ib.is_sampled(), "{id}");
         kept += usize::from(ia.is_sampled());
     }

@@ -284,3 +284,140 @@ fn tls_certificates_are_verified() {
         "no handshake with an untrusted certificate completed"
     );
 }
+
+/// An HTTPS server on 127.0.0.1 whose certificate (for `localhost` and
+/// `127.0.0.1`) is signed by the test CA in tests/fixtures/tls/ca.pem. It
+/// answers every request 200 and counts the requests it decrypted.
+fn https_server_signed_by_test_ca() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{self, pki_types};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let cert = pki_types::CertificateDer::from(std::fs::read(format!("{dir}/leaf.der")).unwrap());
+    let key = pki_types::PrivateKeyDer::Pkcs8(
+        std::fs::read(format!("{dir}/leaf-key.der")).unwrap().into(),
+    );
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let serve = async {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        continue;
+                    };
+                    // One request per connection: read the head and the body
+                    // it announces, answer 200 and close.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let complete = loop {
+                        let Ok(n) = tls.read(&mut chunk).await else {
+                            break false;
+                        };
+                        if n == 0 {
+                            break false;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                        if let Some(head_end) = text.find("\r\n\r\n") {
+                            let len = text[..head_end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= head_end + 4 + len {
+                                break true;
+                            }
+                        }
+                    };
+                    if complete {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        let _ = tls.shutdown().await;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
+        });
+    });
+    (
+        addr_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        requests,
+    )
+}
+
+/// A CA the bundled roots do not hold (a TLS-inspecting proxy's, say) is
+/// trusted once added, and only then.
+#[test]
+fn an_added_ca_certificate_is_trusted() {
+    let (addr, requests) = https_server_signed_by_test_ca();
+    let ca = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/ca.pem"
+    ))
+    .unwrap();
+    let client = |extra: Option<Vec<u8>>| {
+        let mut o = ClientOptions::default()
+            .write_key(KEY)
+            .endpoint(format!("https://localhost:{}/v1/", addr.port()))
+            .upload_interval(Duration::from_millis(20))
+            .max_attempts(2);
+        if let Some(pem) = extra {
+            o = o.add_ca_certificate(pem);
+        }
+        Client::new(o).unwrap()
+    };
+    let without = client(None);
+    without.track_ai(AiEvent::new("u", "e").input("q")).unwrap();
+    assert!(without.flush(Duration::from_secs(10)));
+    let s = without.stats();
+    assert_eq!(
+        (s.delivered, s.dropped(DropReason::RetriesExhausted)),
+        (0, 1),
+        "{s:?}"
+    );
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        0,
+        "no request was decrypted"
+    );
+
+    let with = client(Some(ca));
+    with.track_ai(AiEvent::new("u", "e").input("q")).unwrap();
+    assert!(with.flush(Duration::from_secs(10)));
+    let s = with.stats();
+    assert_eq!((s.delivered, s.dropped_total()), (1, 0), "{s:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn bad_tls_settings_are_errors_naming_the_option() {
+    let err =
+        Client::new(ClientOptions::default().add_ca_certificate(b"not a certificate".to_vec()))
+            .unwrap_err();
+    assert!(err.to_string().contains("ca_certificates"), "{err}");
+    if !cfg!(feature = "native-roots") {
+        let err = Client::new(ClientOptions::default().tls_roots(TlsRoots::Native)).unwrap_err();
+        assert!(err.to_string().contains("native-roots"), "{err}");
+    }
+}

@@ -137,7 +137,7 @@ fn tracking_after_shutdown_is_counted_not_a_panic() {
     late.finish("done");
     open.set_output("late output");
     open.finish("late finish");
-    c.resume_interaction("late-i").set_property("k", 1);
+    c.resume_interaction_by_id("late-i").set_property("k", 1);
     assert!(
         c.flush(Duration::from_millis(100)),
         "flush after shutdown returns at once"

@@ -68,8 +68,8 @@ fn interaction_merges_into_one_final_partial() {
         )
         .unwrap();
     i.set_property("stage", "tools");
-    i.set_properties(serde_json::from_value(json!({"nested": {"x": 1}})).unwrap());
-    i.set_properties(serde_json::from_value(json!({"nested": {"y": 2}})).unwrap());
+    i.set_properties(json!({"nested": {"x": 1}}));
+    i.set_properties(json!({"nested": {"y": 2}}));
     i.add_attachments([Attachment::code("SELECT 1", "sql").role(Role::Input)]);
     i.finish("answer!");
     assert!(c.flush(Duration::from_secs(5)));

@@ -109,7 +109,7 @@ use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Token, Type};
 /// }
 ///
 /// let client = Client::new(ClientOptions::default().local_sink(LocalSink::File(path.clone())))?;
-/// let subscriber = tracing_subscriber::registry().with(raindrop::layer(&client));
+/// let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(&client));
 /// tracing::subscriber::with_default(subscriber, || chat("user-1", "2+2 ="));
 /// client.shutdown(std::time::Duration::from_secs(5));
 /// let sent = std::fs::read_to_string(&path).unwrap();

@@ -89,13 +89,13 @@ pub(crate) fn message(cause: Cause, what: &str, span: Option<(Level, &str)>) -> 
             "{what}: no tracing subscriber is installed, so no raindrop \
              layer sees its span. Fix: install one with the raindrop layer, e.g. \
              `raindrop::tracing_init(&client)` (fmt logs + raindrop), or \
-             `tracing_subscriber::registry().with(raindrop::layer(&client)).init()`."
+             `tracing_subscriber::registry().with(raindrop::layer_for(&client)).init()`."
         ),
         Cause::NoLayer => format!(
             "{what}: the current tracing subscriber has no raindrop layer. \
              A process has one global subscriber: if `tracing_subscriber::fmt::init()` (or \
              another `.init()`) ran first, a later one with the raindrop layer was refused. \
-             Fix: add `raindrop::layer(&client)` to the subscriber you install, e.g. replace \
+             Fix: add `raindrop::layer_for(&client)` to the subscriber you install, e.g. replace \
              `tracing_subscriber::fmt::init()` with `raindrop::tracing_init(&client)`."
         ),
         Cause::Filtered => {

@@ -132,11 +132,11 @@ where
         // tracing-subscriber would panic a moment later ("does not currently
         // support filters") without naming raindrop or the fix.
         panic!(
-            "raindrop::layer(&client) cannot be added to a `tracing_subscriber::fmt()...finish()` \
+            "raindrop::layer_for(&client) cannot be added to a `tracing_subscriber::fmt()...finish()` \
              subscriber: it does not support the per-layer filter the raindrop layer carries. \
              Fix: add `raindrop::RaindropLayer::new(&client)` instead (no per-layer filter), or \
              build the subscriber with `tracing_subscriber::registry().with(fmt::layer()..)\
-             .with(raindrop::layer(&client))` (or call `raindrop::tracing_init(&client)`)"
+             .with(raindrop::layer_for(&client))` (or call `raindrop::tracing_init(&client)`)"
         );
     }
     RaindropLayer::new(client).with_raindrop_filter()

@@ -15,7 +15,7 @@
 //!   interaction span, through any depth of ordinary spans, across `.await`,
 //!   instrumented spawned futures and threads that enter the span.
 //!
-//! Most code uses this through the `raindrop` facade: `raindrop::layer(&client)`,
+//! Most code uses this through the `raindrop` facade: `raindrop::layer_for(&client)`,
 //! `raindrop::resume_interaction()` and the `#[raindrop::interaction]`,
 //! `#[raindrop::task]` and `#[raindrop::tool]` attributes.
 //!

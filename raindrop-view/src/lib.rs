@@ -16,9 +16,9 @@
 mod server;
 mod view;
 
+pub use raindrop_core::testing::short;
 pub use raindrop_core::testing::{Recorded, RecordedEvent, RecordedSpan};
 pub use server::{is_loopback_host, serve, spawn, Options, Viewer, INGEST_PATHS};
-pub use raindrop_core::testing::short;
 pub use view::{to_json, tokens_of, Tokens};
 
 /// The default port of the page (and, with `--listen`, of the ingest

@@ -3,10 +3,10 @@
 
 use serde_json::{json, Map, Value};
 
+use raindrop_core::testing::{signal_line, MAX_DEPTH};
 use raindrop_core::testing::{
     span_children as children_of, span_roots as roots_of, Recorded, RecordedEvent, RecordedSpan,
 };
-use raindrop_core::testing::{signal_line, MAX_DEPTH};
 
 /// Token counts found on an event's properties or its spans.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -70,7 +70,7 @@ async fn main() -> Result<(), raindrop::Error> {
     let guard = raindrop::init(ClientOptions::from_env());
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer()) // your existing layers
-        .with(raindrop::layer(&raindrop::client()?)) // + Raindrop
+        .with(raindrop::layer_for(&raindrop::client()?)) // + Raindrop
         .init();
 
     let answer = chat("user-42".into(), "rust tracing".into()).await;
@@ -116,7 +116,7 @@ use tracing_subscriber::{prelude::*, EnvFilter};
 pub fn setup(client: &raindrop::Client) {
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::from_default_env()))
-        .with(raindrop::layer(client))
+        .with(raindrop::layer_for(client))
         .init();
 }
 } // end readme_setup_fmt
@@ -149,7 +149,7 @@ pub fn setup(client: &raindrop::Client) {
     tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer())
-        .with(raindrop::layer(client))
+        .with(raindrop::layer_for(client))
         .init();
 }
 } // end readme_setup_registry
@@ -167,7 +167,7 @@ pub fn setup(client: &raindrop::Client) {
         .from_env_lossy();
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(logs)) // per layer
-        .with(raindrop::layer(client))
+        .with(raindrop::layer_for(client))
         .init();
 }
 } // end readme_setup_rust_log

@@ -51,9 +51,9 @@ impl Recorded {
         self.spans
             .iter()
             .filter(|s| {
-                !s.event_id
+                s.event_id
                     .as_deref()
-                    .is_some_and(|id| self.event_by_id(id).is_some())
+                    .is_none_or(|id| self.event_by_id(id).is_none())
             })
             .collect()
     }
@@ -63,9 +63,9 @@ impl Recorded {
         self.signals
             .iter()
             .filter(|s| {
-                !s["event_id"]
+                s["event_id"]
                     .as_str()
-                    .is_some_and(|id| self.event_by_id(id).is_some())
+                    .is_none_or(|id| self.event_by_id(id).is_none())
             })
             .collect()
     }

@@ -98,6 +98,8 @@ pub(crate) struct WorkerConfig {
     pub workshop: crate::options::Workshop,
     /// Shared with the client so `set_debug_logs` works at run time.
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
+    /// Root certificates and extra CAs for HTTPS.
+    pub tls: crate::validate::Tls,
 }
 
 impl WorkerConfig {
@@ -105,6 +107,7 @@ impl WorkerConfig {
     pub fn new(
         o: &ClientOptions,
         base: reqwest::Url,
+        tls: crate::validate::Tls,
         project_id: Option<String>,
         debug_logs: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
@@ -126,6 +129,7 @@ impl WorkerConfig {
             prepare: prepare::Prepare::new(o),
             workshop: o.workshop.clone(),
             debug_logs,
+            tls,
         }
     }
 }
@@ -136,20 +140,14 @@ pub(crate) enum Reply {
     Async(oneshot::Sender<bool>),
 }
 
-/// The caller's end of a [`Reply`].
-pub(crate) enum FlushWait {
-    Blocking(std::sync::mpsc::Receiver<bool>),
-    Async(oneshot::Receiver<bool>),
-}
-
 impl Reply {
-    pub fn blocking() -> (Reply, FlushWait) {
+    pub fn blocking() -> (Reply, std::sync::mpsc::Receiver<bool>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        (Reply::Blocking(tx), FlushWait::Blocking(rx))
+        (Reply::Blocking(tx), rx)
     }
-    pub fn asynchronous() -> (Reply, FlushWait) {
+    pub fn asynchronous() -> (Reply, oneshot::Receiver<bool>) {
         let (tx, rx) = oneshot::channel();
-        (Reply::Async(tx), FlushWait::Async(rx))
+        (Reply::Async(tx), rx)
     }
     fn send(self, v: bool) {
         match self {

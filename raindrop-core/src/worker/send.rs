@@ -9,8 +9,9 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
 use super::retry::{Attempt, Decision, Policy};
 use super::{Route, WorkerConfig};
-use crate::options::{LocalSink, Workshop};
+use crate::options::{LocalSink, TlsRoots, Workshop};
 use crate::stats::Counters;
+use crate::validate::Tls;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,26 @@ fn common_headers(project_id: Option<&str>) -> HeaderMap {
         headers.insert("X-Raindrop-Project-Id", v);
     }
     headers
+}
+
+/// A client builder trusting the configured roots and extra CAs.
+fn trusting(tls: &Tls) -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder().tls_built_in_webpki_certs(matches!(
+        tls.roots,
+        TlsRoots::Bundled | TlsRoots::BundledAndNative
+    ));
+    // Without the feature, native roots were refused by `Client::new`.
+    #[cfg(feature = "native-roots")]
+    {
+        builder = builder.tls_built_in_native_certs(matches!(
+            tls.roots,
+            TlsRoots::Native | TlsRoots::BundledAndNative
+        ));
+    }
+    for ca in &tls.extra {
+        builder = builder.add_root_certificate(ca.clone());
+    }
+    builder
 }
 
 /// Timeout of one mirror request; it is never retried.
@@ -328,7 +349,7 @@ impl Kind {
                 tracing::error!(target: "raindrop", "the write key contains characters not allowed in a header; requests will be rejected");
             }
         }
-        let client = reqwest::Client::builder()
+        let client = trusting(&cfg.tls)
             .default_headers(headers)
             .user_agent(USER_AGENT)
             // A redirect could carry the write key elsewhere; a 3xx is a
