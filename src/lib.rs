@@ -148,6 +148,9 @@
 //! * `subscriber` (default, implies `tracing`): [`subscriber`] and
 //!   [`tracing_init`] (pulls tracing-subscriber's `fmt` and `env-filter`).
 //! * `signal` (default): [`shutdown_signal`] (pulls tokio's `signal`).
+//! * `testing`: `raindrop::testing`, a client recording in memory and the
+//!   decoded records, for assertions in your own tests.
+//! * `native-roots`: [`TlsRoots::Native`], the platform's certificate store.
 //!
 //! Without them the crate is the plain client: [`init`], [`track_ai`],
 //! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].

@@ -14,7 +14,8 @@ use crate::interaction::{Interaction, InteractionCore};
 use crate::item::{Control, EventRecord, IdentifyRecord, Item};
 use crate::model::{AiEvent, Begin, Event, Signal};
 use crate::options::{valid_project_slug, ClientOptions};
-use crate::queue::{Queue, Refused};
+use crate::pipeline::Pipeline;
+use crate::queue::Queue;
 use crate::span::SpanRecord;
 use crate::stats::{Counters, DropReason, ItemKind, Stats};
 use crate::time::deadline_in;
@@ -45,16 +46,10 @@ pub struct Client {
 }
 
 struct Inner {
-    options: ClientOptions,
-    project_id: Option<String>,
-    /// `None` when the client is disabled.
-    queue: Option<Queue>,
-    /// What a call on a disabled client counts as.
-    disabled_reason: DropReason,
-    counters: Arc<Counters>,
-    closed: AtomicBool,
+    pipeline: Arc<Pipeline>,
     debug_logs: Arc<AtomicBool>,
     tracing_enabled: AtomicBool,
+    /// Live interactions by event id, for `resume_interaction_by_id`.
     registry: Mutex<HashMap<Arc<str>, Weak<InteractionCore>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     report: Mutex<Option<ShutdownReport>>,
@@ -74,10 +69,10 @@ pub struct ShutdownReport {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("endpoint", &self.inner.options.endpoint)
-            .field("project_id", &self.inner.project_id)
+            .field("endpoint", &self.inner.pipeline.options.endpoint)
+            .field("project_id", &self.inner.pipeline.project_id)
             .field("enabled", &self.is_enabled())
-            .field("local_sink", &self.inner.options.local_sink)
+            .field("local_sink", &self.inner.pipeline.options.local_sink)
             .finish_non_exhaustive()
     }
 }
@@ -183,12 +178,14 @@ impl Client {
         Client {
             inner: Arc::new(Inner {
                 tracing_enabled: AtomicBool::new(options.tracing_enabled),
-                options,
-                project_id,
-                queue,
-                disabled_reason,
-                counters,
-                closed: AtomicBool::new(false),
+                pipeline: Arc::new(Pipeline {
+                    options,
+                    project_id,
+                    queue,
+                    disabled_reason,
+                    counters,
+                    closed: AtomicBool::new(false),
+                }),
                 debug_logs,
                 registry: Mutex::new(HashMap::new()),
                 worker: Mutex::new(worker),
@@ -209,12 +206,12 @@ impl Client {
 
     /// Whether the client sends anything (it has a key or a local sink).
     pub fn is_enabled(&self) -> bool {
-        self.inner.queue.is_some()
+        self.inner.pipeline.queue.is_some()
     }
 
     /// The options in force (endpoint normalised).
     pub fn options(&self) -> &ClientOptions {
-        &self.inner.options
+        &self.inner.pipeline.options
     }
 
     /// Turns the per-request DEBUG logs (target `raindrop`) on or off at run
@@ -236,11 +233,14 @@ impl Client {
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        let (depth, cap) = match &self.inner.queue {
+        let (depth, cap) = match &self.inner.pipeline.queue {
             Some(q) => (q.budget().depth(), q.budget().capacity()),
-            None => (0, self.inner.options.max_queue_size),
+            None => (0, self.inner.pipeline.options.max_queue_size),
         };
-        self.inner.counters.snapshot(depth as u64, cap as u64)
+        self.inner
+            .pipeline
+            .counters
+            .snapshot(depth as u64, cap as u64)
     }
 
     /// Waits until every route's queue is at most half full. Opt-in
@@ -250,7 +250,7 @@ impl Client {
     /// bounded by the queue. Returns at once when the client is disabled or
     /// shut down. Tracking calls themselves never wait.
     pub async fn ready(&self) {
-        if let Some(q) = &self.inner.queue {
+        if let Some(q) = &self.inner.pipeline.queue {
             q.budget().ready().await;
         }
     }
@@ -258,150 +258,34 @@ impl Client {
     /// Blocking form of [`ready`](Self::ready) for sync code: `false` if
     /// `timeout` passed first.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
-        match &self.inner.queue {
+        match &self.inner.pipeline.queue {
             Some(q) => q.budget().wait_ready(timeout),
             None => true,
         }
-    }
-
-    /// Queues an item; counts it whatever happens. Refusals for capacity,
-    /// shutdown or a disabled client are counted and logged, never returned:
-    /// telemetry must not fail the caller's request.
-    pub(crate) fn enqueue(&self, item: Item) {
-        let counters = &self.inner.counters;
-        let kind = match item.route() {
-            Some(r) => r.kind(),
-            None => return,
-        };
-        let final_update = matches!(&item, Item::Partial(p) if p.is_final);
-        let lost = |reason: DropReason, detail: &str| {
-            counters.drop_unqueued(kind, reason, 1, detail);
-            if final_update {
-                counters.interaction_lost(reason, detail);
-            }
-        };
-        let Some(queue) = &self.inner.queue else {
-            let reason = self.inner.disabled_reason;
-            let detail = match reason {
-                DropReason::NotInitialized => "raindrop::init was not called",
-                _ => "client disabled (no write key and no local sink)",
-            };
-            lost(reason, detail);
-            return;
-        };
-        if self.inner.closed.load(Ordering::Acquire) {
-            lost(DropReason::AfterShutdown, "tracked after shutdown");
-            return;
-        }
-        // Interaction updates come from mutators that return nothing: check them here.
-        let item = match item {
-            Item::Partial(mut p) => {
-                p.properties =
-                    match validate::within_depth("properties", std::mem::take(&mut p.properties)) {
-                        Ok(props) => props,
-                        Err(e) => {
-                            lost(DropReason::Invalid, &e.to_string());
-                            return;
-                        }
-                    };
-                let before = p.attachments.len();
-                p.attachments.retain(|a| !a.value.is_empty());
-                if p.attachments.len() < before {
-                    tracing::warn!(target: "raindrop", event_id = &*p.event_id, "attachments with an empty value were left out of an interaction update");
-                }
-                Item::Partial(p)
-            }
-            other => other,
-        };
-        let route = item.route();
-        // Count first so the accounting never shows more settled than queued.
-        counters.queued.fetch_add(1, Ordering::AcqRel);
-        match queue.push(item) {
-            Ok(()) => {
-                // Warn (rate-limited) at 80 % full, before anything is dropped.
-                if let Some(r) = route {
-                    let b = queue.budget();
-                    if b.route_depth(r) > b.capacity() / 5 * 4 {
-                        counters.warn_high_water(r.path(), b.capacity());
-                    }
-                }
-            }
-            Err(refused) => {
-                counters.queued.fetch_sub(1, Ordering::AcqRel);
-                match refused {
-                    Refused::Full(r) => {
-                        let detail = format!(
-                            "the {} queue is full (max_queue_size); Client::ready() waits for room",
-                            r.path()
-                        );
-                        lost(DropReason::QueueFull, &detail)
-                    }
-                    Refused::Closed => lost(DropReason::AfterShutdown, "worker stopped"),
-                }
-            }
-        }
-    }
-
-    /// Whether `event_id` is kept by `sample_rate`: a pure function of the
-    /// id (FNV-1a, then murmur3's 64-bit finaliser so that ids differing only
-    /// in their last characters spread evenly), so every process that sees
-    /// one interaction decides alike.
-    pub(crate) fn sampled(&self, event_id: &str) -> bool {
-        let rate = self.inner.options.sample_rate;
-        if rate >= 1.0 {
-            return true;
-        }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in event_id.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^= h >> 33;
-        (h as f64) < rate * u64::MAX as f64
-    }
-
-    /// Counts an item left out by sampling; it costs nothing more.
-    fn sampled_out(&self, kind: ItemKind) {
-        self.inner.counters.drop_unqueued(
-            kind,
-            DropReason::SampledOut,
-            1,
-            "not kept by sample_rate",
-        );
-    }
-
-    /// Counts a refused call (logged, rate-limited) and hands its error back.
-    pub(crate) fn reject(&self, kind: ItemKind, e: Error) -> Error {
-        self.inner
-            .counters
-            .drop_unqueued(kind, DropReason::Invalid, 1, &e.to_string());
-        e
     }
 
     /// Tracks an AI event on `events/track`; returns its event id.
     ///
     /// Needs a non-blank `user_id` and `event` and at least one of input and output.
     pub fn track_ai(&self, event: AiEvent) -> Result<String, Error> {
-        let item = validate::ai_event(event).map_err(|e| self.reject(ItemKind::Event, e))?;
+        let item = validate::ai_event(event)
+            .map_err(|e| self.inner.pipeline.reject(ItemKind::Event, e))?;
         Ok(self.enqueue_event(item))
     }
 
     /// Tracks a plain (non-AI) event on `events/track`; returns its event id.
     pub fn track(&self, event: Event) -> Result<String, Error> {
-        let item = validate::event(event).map_err(|e| self.reject(ItemKind::Event, e))?;
+        let item =
+            validate::event(event).map_err(|e| self.inner.pipeline.reject(ItemKind::Event, e))?;
         Ok(self.enqueue_event(item))
     }
 
     fn enqueue_event(&self, item: EventRecord) -> String {
         let id = item.event_id.clone();
-        if self.sampled(&id) {
-            self.enqueue(Item::Event(Box::new(item)));
+        if self.inner.pipeline.sampled(&id) {
+            self.inner.pipeline.enqueue(Item::Event(Box::new(item)));
         } else {
-            self.sampled_out(ItemKind::Event);
+            self.inner.pipeline.sampled_out(ItemKind::Event);
         }
         id
     }
@@ -424,8 +308,10 @@ impl Client {
     ) -> Result<(), Error> {
         let user_id = user_id.into();
         let traits = validate::identify(&user_id, validate::to_properties(traits))
-            .map_err(|e| self.reject(ItemKind::Identify, e))?;
-        self.enqueue(Item::Identify(Box::new(IdentifyRecord { user_id, traits })));
+            .map_err(|e| self.inner.pipeline.reject(ItemKind::Identify, e))?;
+        self.inner
+            .pipeline
+            .enqueue(Item::Identify(Box::new(IdentifyRecord { user_id, traits })));
         Ok(())
     }
 
@@ -434,12 +320,13 @@ impl Client {
     /// Feedback needs a comment (the argument, or `properties.comment`; the
     /// argument wins) and an edit needs `after`; both travel in `properties`.
     pub fn track_signal(&self, signal: Signal) -> Result<(), Error> {
-        let item = validate::signal(signal).map_err(|e| self.reject(ItemKind::Signal, e))?;
-        if self.sampled(&item.event_id) {
-            self.enqueue(Item::Signal(Box::new(item)));
+        let item = validate::signal(signal)
+            .map_err(|e| self.inner.pipeline.reject(ItemKind::Signal, e))?;
+        if self.inner.pipeline.sampled(&item.event_id) {
+            self.inner.pipeline.enqueue(Item::Signal(Box::new(item)));
         } else {
             // The event it refers to was not kept: the signal would dangle.
-            self.sampled_out(ItemKind::Signal);
+            self.inner.pipeline.sampled_out(ItemKind::Signal);
         }
         Ok(())
     }
@@ -450,8 +337,8 @@ impl Client {
     /// `partial_idle_timeout` of inactivity (as a pending snapshot) or when
     /// the interaction finishes.
     pub fn begin(&self, mut begin: Begin) -> Result<Interaction, Error> {
-        let checked =
-            validate::begin(&mut begin).map_err(|e| self.reject(ItemKind::InteractionUpdate, e))?;
+        let checked = validate::begin(&mut begin)
+            .map_err(|e| self.inner.pipeline.reject(ItemKind::InteractionUpdate, e))?;
         let Begin {
             user_id,
             event,
@@ -464,14 +351,14 @@ impl Client {
         let properties = checked.properties;
         let event_id: Arc<str> = checked.event_id.into();
         let core = Interaction::new_core(
-            self.clone(),
+            self.inner.pipeline.clone(),
             event_id.clone(),
             user_id.filter(|u| !u.trim().is_empty()),
             convo_id,
             Some(event),
         );
         if !core.sampled {
-            self.sampled_out(ItemKind::Interaction);
+            self.inner.pipeline.sampled_out(ItemKind::Interaction);
         }
         self.remember_interaction(&core);
         let interaction = Interaction::from_core(core);
@@ -496,10 +383,17 @@ impl Client {
             .unwrap_or_else(|e| e.into_inner())
             .get(event_id)
             .and_then(Weak::upgrade)
+            .filter(|core| !core.is_finished())
         {
             return Interaction::from_core(core);
         }
-        let core = Interaction::new_core(self.clone(), event_id.into(), None, None, None);
+        let core = Interaction::new_core(
+            self.inner.pipeline.clone(),
+            event_id.into(),
+            None,
+            None,
+            None,
+        );
         Interaction::from_core(core)
     }
 
@@ -509,19 +403,12 @@ impl Client {
             .registry
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // Sweep dead entries now and then, so a map of forgotten handles stays small.
+        // Sweep dropped and finished entries now and then, so the map stays
+        // about the size of the live interactions.
         if map.len() >= 1024 && map.len().is_power_of_two() {
-            map.retain(|_, w| w.strong_count() > 0);
+            map.retain(|_, w| w.upgrade().is_some_and(|core| !core.is_finished()));
         }
         map.insert(core.event_id.clone(), Arc::downgrade(core));
-    }
-
-    pub(crate) fn forget_interaction(&self, event_id: &str) {
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(event_id);
     }
 
     /// Queues a finished span for the `traces` channel: the extension point
@@ -537,15 +424,15 @@ impl Client {
         if !self.tracing_enabled() {
             return Ok(());
         }
-        let unsampled = self.inner.options.sample_rate < 1.0
+        let unsampled = self.inner.pipeline.options.sample_rate < 1.0
             && span.attributes.iter().any(|(k, v)| {
                 k == "traceloop.association.properties.event_id"
-                    && matches!(v, crate::AttributeValue::String(id) if !self.sampled(id))
+                    && matches!(v, crate::AttributeValue::String(id) if !self.inner.pipeline.sampled(id))
             });
         if unsampled {
-            self.sampled_out(ItemKind::Span);
+            self.inner.pipeline.sampled_out(ItemKind::Span);
         } else {
-            self.enqueue(Item::Span(Box::new(span)));
+            self.inner.pipeline.enqueue(Item::Span(Box::new(span)));
         }
         Ok(())
     }
@@ -573,7 +460,7 @@ impl Client {
     /// accepted so far. `false` when disabled or the worker is gone (the
     /// reply is then dropped unanswered).
     fn request(&self, timeout: Duration, reply: Reply, make: fn(Control) -> Item) -> bool {
-        let Some(queue) = self.inner.queue.as_ref() else {
+        let Some(queue) = self.inner.pipeline.queue.as_ref() else {
             return false;
         };
         let control = Control {
@@ -607,7 +494,7 @@ impl Client {
             return r.clone();
         }
         let mut completed = true;
-        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+        if !self.inner.pipeline.closed.swap(true, Ordering::AcqRel) {
             let (reply, rx) = Reply::blocking();
             if self.request(timeout, reply, Item::Shutdown) {
                 // The worker holds the deadline itself; the margin covers its last bookkeeping.
@@ -626,7 +513,7 @@ impl Client {
             return r;
         }
         let mut completed = true;
-        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+        if !self.inner.pipeline.closed.swap(true, Ordering::AcqRel) {
             let (reply, rx) = Reply::asynchronous();
             if self.request(timeout, reply, Item::Shutdown) {
                 completed = rx.await.unwrap_or(false);
@@ -681,6 +568,6 @@ impl Client {
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.inner.pipeline.closed.load(Ordering::Acquire)
     }
 }

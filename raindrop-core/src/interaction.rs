@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::client::Client;
 use crate::item::{AiData, InteractionUpdate, Item};
 use crate::model::{Attachment, Finish, Properties};
+use crate::pipeline::Pipeline;
 
 /// What every handle of one interaction shares.
 pub(crate) struct InteractionCore {
-    pub(crate) client: Client,
+    pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) event_id: Arc<str>,
     finished: AtomicBool,
     /// Kept by `sample_rate`; an unsampled interaction queues nothing.
@@ -72,15 +72,15 @@ impl Interaction {
     }
 
     pub(crate) fn new_core(
-        client: Client,
+        pipeline: Arc<Pipeline>,
         event_id: Arc<str>,
         user_id: Option<String>,
         convo_id: Option<String>,
         event: Option<String>,
     ) -> Arc<InteractionCore> {
         Arc::new(InteractionCore {
-            sampled: client.sampled(&event_id),
-            client,
+            sampled: pipeline.sampled(&event_id),
+            pipeline,
             event_id,
             finished: AtomicBool::new(false),
             had_content: AtomicBool::new(false),
@@ -165,7 +165,7 @@ impl Interaction {
         fill(&mut patch);
         core.stamp(&mut patch);
         // Refusals are counted in stats; the caller of a mutator is never bothered.
-        core.client.enqueue(Item::Partial(Box::new(patch)));
+        core.pipeline.enqueue(Item::Partial(Box::new(patch)));
     }
 
     /// Sets what the user asked.
@@ -232,7 +232,7 @@ impl Interaction {
         match crate::validate::to_properties(properties) {
             Ok(properties) => self.send(|p| p.properties = properties),
             Err(reason) => {
-                core.client.reject(
+                core.pipeline.reject(
                     crate::ItemKind::InteractionUpdate,
                     crate::Error::invalid("properties", reason),
                 );
@@ -367,13 +367,17 @@ impl Interaction {
         };
         core.stamp(&mut patch);
         if core.sampled {
-            core.client.enqueue(Item::Partial(Box::new(patch)));
+            core.pipeline.enqueue(Item::Partial(Box::new(patch)));
         }
-        core.client.forget_interaction(&core.event_id);
     }
 }
 
 impl InteractionCore {
+    /// Whether the final update was sent (or refused).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     /// Fills in the identity and the content flag of an update.
     fn stamp(&self, patch: &mut InteractionUpdate) {
         let content = patch.ai.has_content() || !patch.attachments.is_empty();

@@ -49,6 +49,7 @@ mod interaction;
 mod item;
 mod model;
 mod options;
+mod pipeline;
 pub mod propagation;
 mod queue;
 mod redact;
