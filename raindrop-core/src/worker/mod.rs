@@ -10,6 +10,14 @@
 //! marker, travelling in the same FIFO queue, is answered once nothing older
 //! than it is unsettled: later items never make it wait, and never make it
 //! return early.
+//!
+//! The ledger, in one place: an accepted item is counted `queued` by the
+//! caller, then is in exactly one of a batcher, the partial buffer, a lane's
+//! queue or a request in flight ([`Worker::oldest_unsettled`] looks in all
+//! four), until it settles as `delivered` or dropped with a reason
+//! ([`Counters::drop_queued`]). So `queued == delivered + dropped + pending`
+//! at any moment. While a flush or shutdown waits (`draining`), partial
+//! batches are sealed and due deltas ship at once instead of at the tick.
 
 mod batch;
 mod partial;
@@ -713,18 +721,15 @@ impl Worker {
         let now = Instant::now();
         if !self.flushes.is_empty() {
             let oldest = self.oldest_unsettled();
-            self.flushes.retain_mut(|w| {
-                let done = match oldest {
-                    None => true,
-                    Some(s) => s >= w.target,
-                };
-                if done || now >= w.deadline {
-                    let reply = std::mem::replace(&mut w.reply, Reply::blocking().0);
-                    reply.send(done);
-                    return false;
-                }
-                true
-            });
+            let settled = |w: &Waiter| oldest.is_none_or(|s| s >= w.target);
+            let (answered, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.flushes)
+                .into_iter()
+                .partition(|w| settled(w) || now >= w.deadline);
+            self.flushes = waiting;
+            for w in answered {
+                let done = settled(&w);
+                w.reply.send(done);
+            }
         }
         let Some(sd) = &self.shutdown else {
             return false;

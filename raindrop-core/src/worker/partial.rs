@@ -1,4 +1,27 @@
 //! Merges interaction updates per event id until they are due to ship.
+//!
+//! Each event id is in one of three states:
+//!
+//! ```text
+//!            add                      take_ready                 settle(ok), nothing buffered
+//!  absent ───────▶ buffered ────────────────────▶ in flight ──────────────────────────────▶ absent
+//!                     ▲   (due: final, idle,        │  add: merged into the buffered delta
+//!                     │    split, aged, flush)      │  (the event stays in flight)
+//!                     └─────────────────────────────┘
+//!                       settle(ok or failed), something buffered
+//! ```
+//!
+//! * buffered: one delta per event, updates merged into it ([`merge`]);
+//!   two only when an update cannot merge without changing what the
+//!   receiver ends up with ([`conflicts`]), and the first must ship first.
+//! * in flight (`busy`): exactly one delta of the event has left; later
+//!   updates wait merged, so deltas of one event arrive in order.
+//! * settle: a delivered or permanently refused delta is done; a delta that
+//!   exhausted its retries is merged back in front of what is buffered, once
+//!   ([`Delta::failures`]), and goes again at once.
+//!
+//! Nothing is remembered once an event is absent: every update carries the
+//! identity and the content flag (stamped by the caller's handle).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
