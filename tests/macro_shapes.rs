@@ -7,9 +7,6 @@
 #![deny(warnings)]
 #![deny(clippy::pedantic)]
 
-#[allow(clippy::pedantic)]
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
 
 use std::fmt::{Debug, Display};
 use std::future::Future;
@@ -19,7 +16,7 @@ use std::time::Duration;
 
 use raindrop::{Client, ClientOptions};
 use serde_json::Value;
-use support::Capture;
+use raindrop_test_support::Capture;
 use tracing_subscriber::prelude::*;
 
 fn client(cap: &Capture) -> Client {

@@ -1,8 +1,6 @@
 //! `#[raindrop::interaction]`, `#[raindrop::task]` and `#[raindrop::tool]`
 //! against a loopback capture server.
 
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
 
 use std::fmt;
 use std::time::Duration;
@@ -12,7 +10,7 @@ use axum::Json;
 use raindrop::{Client, ClientOptions};
 use serde::Serialize;
 use serde_json::{json, Value};
-use support::Capture;
+use raindrop_test_support::Capture;
 use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;

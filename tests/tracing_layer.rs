@@ -1,14 +1,12 @@
 //! The raindrop layer with plain `tracing` spans, against a loopback capture server.
 
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raindrop::{Begin, Client, ClientOptions};
 use serde_json::{json, Value};
-use support::Capture;
+use raindrop_test_support::Capture;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
 

@@ -2,14 +2,12 @@
 //! exactly once, and whatever is not is counted in `stats()` by reason.
 //! Loopback only; every test bounded in time.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use raindrop_core::*;
+use raindrop_test_support::{refusing_addr, Answer, Capture, Raw, RawServer};
 use serde_json::Value;
-use support::{refusing_addr, Answer, Capture, Raw, RawServer};
 
 fn opts(endpoint: String) -> ClientOptions {
     ClientOptions::default()
@@ -196,7 +194,11 @@ fn tracking_never_waits_on_retry_after() {
     }
     // The route pauses 5 s after the first answer: had any call waited for
     // the pause, a second request would have started by now.
-    assert_eq!(cap.to("events/track").len(), 1, "calls returned inside the pause");
+    assert_eq!(
+        cap.to("events/track").len(),
+        1,
+        "calls returned inside the pause"
+    );
     assert_eq!(c.stats().queued, 201);
     c.shutdown(Duration::from_millis(200));
 }

@@ -1,14 +1,12 @@
 //! PII redaction, the before-send hook, the content switch and sampling,
 //! against the capture server on 127.0.0.1.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use raindrop_core::*;
+use raindrop_test_support::Capture;
 use serde_json::json;
-use support::Capture;
 
 fn opts(cap: &Capture) -> ClientOptions {
     ClientOptions::default()
