@@ -275,11 +275,7 @@ fn methods_generics_and_impl_trait() {
     assert_eq!(plan.input.as_deref(), Some("7"));
     assert_eq!(plan.output.as_deref(), Some("plan for 7 after 3 calls"));
     let wf = r.span("agent.workflow").expect("the workflow span");
-    assert_eq!(
-        wf.input.as_deref(),
-        Some("7"),
-        "Debug capture of a generic"
-    );
+    assert_eq!(wf.input.as_deref(), Some("7"), "Debug capture of a generic");
 }
 
 /// Whether `resume_interaction()` finds the interaction from inside it.
@@ -331,7 +327,16 @@ fn without_a_raindrop_layer_functions_behave_like_plain_functions() {
     let names = names.0.lock().unwrap().clone();
     assert_eq!(
         names,
-        ["support_flow", "kb_lookup", "compose", "calc", "parse_number", "calc", "boom", "probe"]
+        [
+            "support_flow",
+            "kb_lookup",
+            "compose",
+            "calc",
+            "parse_number",
+            "calc",
+            "boom",
+            "probe"
+        ]
     );
 
     // The same calls with the layer do record (so the two runs above were
