@@ -220,7 +220,7 @@ fn config() -> ProptestConfig {
 
 /// Checks one text field against the cap.
 fn within_cap(v: &Value) -> bool {
-    v.as_str().map_or(true, |s| s.chars().count() <= CAP)
+    v.as_str().is_none_or(|s| s.chars().count() <= CAP)
 }
 
 proptest! {
