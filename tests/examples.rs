@@ -12,12 +12,8 @@ mod chat;
 mod common;
 #[path = "../examples/quickstart.rs"]
 mod quickstart;
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
 #[path = "../examples/sync.rs"]
 mod sync_example;
-
-use std::sync::Mutex;
 
 use std::time::Duration;
 
@@ -25,8 +21,9 @@ use raindrop::{ClientOptions, LocalSink};
 use raindrop_view::Recorded;
 use tracing_subscriber::prelude::*;
 
-/// `raindrop::init` installs a process-wide client: run the examples one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+// `raindrop::init` installs a process-wide client: the examples run one at a
+// time (`serial`).
+use raindrop_test_support::serial;
 
 fn sink_options(name: &str) -> (ClientOptions, std::path::PathBuf) {
     let path = common::temp_sink(name);
@@ -61,7 +58,7 @@ fn block_on_traced<F: std::future::Future>(client: &raindrop::Client, f: F) -> F
 
 #[test]
 fn chat_demo_records_interactions_tools_errors_and_feedback() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let (options, path) = sink_options("chat");
     let guard = raindrop::init(options);
     let client = guard.client().cloned().expect("client");
@@ -240,7 +237,7 @@ fn position_of(interactions: &[serde_json::Value], event_id: &str) -> usize {
 
 #[test]
 fn agent_reaches_the_interaction_from_spawned_tasks_and_threads() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let (options, path) = sink_options("agent");
     let client = raindrop::Client::new(options).expect("client");
     let results = block_on_traced(&client, agent::run_jobs());
@@ -295,7 +292,7 @@ fn agent_reaches_the_interaction_from_spawned_tasks_and_threads() {
 
 #[test]
 fn quickstart_records_identify_event_signals_interaction() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let (options, path) = sink_options("quickstart");
     let out = quickstart::run(options).expect("quickstart runs");
     assert!(out.report.completed, "{:?}", out.report);
@@ -360,7 +357,7 @@ fn quickstart_records_identify_event_signals_interaction() {
 
 #[test]
 fn sync_example_records_from_plain_threads_and_sync_attributes() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let (options, path) = sink_options("sync");
     let client = raindrop::Client::new(options).expect("client");
     let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(&client));
@@ -446,7 +443,7 @@ fn chat_binary_runs_offline_and_prints_the_tree() {
         eprintln!("skipped: {} not built", chat.display());
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let out = std::process::Command::new(&chat)
         .env_remove("RAINDROP_WRITE_KEY")
         .env_remove("RAINDROP_LOCAL_SINK")
@@ -530,7 +527,7 @@ fn chat_server_delivers_every_event_on_sigterm() {
     use std::time::Instant;
 
     let chat = chat_example_binary();
-    let cap = support::Capture::start(vec![]);
+    let cap = raindrop_test_support::Capture::start(vec![]);
     let mut child = Command::new(&chat)
         .args(["--serve", "127.0.0.1:0"])
         .env_remove("RUST_LOG")
@@ -639,19 +636,28 @@ fn chat_server_delivers_every_event_on_sigterm() {
             "final update of {id} (requests before SIGTERM: {before}): {finals:#?}"
         );
     }
-    let traces = cap.delivered("traces").len();
-    assert!(traces >= 1, "no spans delivered");
-    let sent: String = cap
-        .requests()
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
-        .collect();
-    for id in &event_ids {
-        assert!(
-            sent.matches(id.as_str()).count() >= 3,
-            "spans of {id} missing"
-        );
+    // Decoded the way the backend reads them: each question's interaction
+    // span, the tool its question calls and the model task, linked to its
+    // event, and no other span.
+    let mut recorded = Recorded::default();
+    for r in cap.requests() {
+        if (200..300).contains(&r.status) {
+            recorded.push(r.path.trim_start_matches("/v1/"), &r.body);
+        }
     }
+    let tools = ["search.tool", "calculator.tool", "search.tool"];
+    for (id, tool) in event_ids.iter().zip(tools) {
+        let mut names: Vec<&str> = recorded
+            .spans_of(id)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        names.sort_unstable();
+        let mut want = vec!["chat.workflow", "generate.task", tool];
+        want.sort_unstable();
+        assert_eq!(names, want, "spans of {id}:\n{}", recorded.render());
+    }
+    assert_eq!(recorded.spans.len(), 9, "{}", recorded.render());
     let signals = cap.delivered("signals/track");
     let signal_count: usize = signals
         .iter()

@@ -3,20 +3,10 @@
 //! both flavours (even while the runtime itself shuts down), without panic or
 //! deadlock, and delivers what was queued.
 
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
-
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::{Answer, Capture};
-
-/// The global client is process-wide: these tests take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// The global client is process-wide: these tests take turns (`serial`).
+use raindrop_test_support::{serial, Answer, Capture};
 
 fn opts(cap: &Capture, shutdown: Duration) -> raindrop::ClientOptions {
     raindrop::ClientOptions::default()

@@ -1,99 +1,18 @@
-//! `#[raindrop::interaction]`, `#[raindrop::task]` and `#[raindrop::tool]`
-//! against a loopback capture server.
-
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
+//! `#[raindrop::interaction]`, `#[raindrop::task]` and `#[raindrop::tool]`:
+//! what they record, read back through `raindrop::testing`.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use raindrop::{Client, ClientOptions};
+use raindrop::testing::Capture;
 use serde::Serialize;
 use serde_json::{json, Value};
-use support::Capture;
 use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
-
-fn client(cap: &Capture) -> Client {
-    Client::new(
-        ClientOptions::default()
-            .write_key("rk_test_macros")
-            .endpoint(cap.endpoint())
-            .upload_interval(Duration::from_millis(50)),
-    )
-    .unwrap()
-}
-
-fn dispatch(c: &Client) -> tracing::Dispatch {
-    tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(c)))
-}
-
-fn flush(c: &Client) {
-    assert!(c.flush(Duration::from_secs(30)), "flush timed out");
-}
-
-fn spans(cap: &Capture) -> Vec<Value> {
-    cap.delivered("traces")
-        .into_iter()
-        .flat_map(|b| {
-            b["resourceSpans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-                .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        })
-        .collect()
-}
-
-fn attr_str(span: &Value, key: &str) -> Option<String> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .and_then(|a| a["value"]["stringValue"].as_str().map(str::to_owned))
-}
-
-fn named(spans: &[Value], name: &str) -> Value {
-    spans
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no span {name} in {spans:#?}"))
-}
-
-fn finals(cap: &Capture) -> Vec<Value> {
-    cap.delivered("events/track_partial")
-        .into_iter()
-        .filter(|p| p["is_pending"] == false)
-        .collect()
-}
-
-/// Everything delivered for one event id, merged (later values win).
-fn merged(cap: &Capture, event_id: &str) -> Value {
-    let mut out = json!({});
-    for p in cap.delivered("events/track_partial") {
-        if p["event_id"] == event_id {
-            merge(&mut out, p);
-        }
-    }
-    out
-}
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
-}
 
 #[derive(Serialize, Debug)]
 struct Hits {
@@ -127,58 +46,41 @@ fn handle(q: &str) -> String {
 
 #[test]
 fn sync_interaction_with_tool_and_task() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let out = tracing::dispatcher::with_default(&dispatch(&c), || handle("reset password?"));
+    let capture = Capture::new();
+    let out = capture.run(|| handle("reset password?"));
     assert_eq!(out, "answer to reset password? with 15 hits");
-    flush(&c);
-    let f = finals(&cap);
-    assert_eq!(f.len(), 1, "{f:?}");
-    let m = merged(&cap, "evt-tr-1");
-    assert_eq!(m["user_id"], "user-tr-1");
-    assert_eq!(m["event"], "support_flow");
-    assert_eq!(m["ai_data"]["input"], "reset password?");
-    assert_eq!(m["ai_data"]["output"], out);
-    assert_eq!(m["ai_data"]["convo_id"], "convo-tr-1");
-    assert_eq!(m["properties"]["kb_hits"], 2);
-    assert_eq!(m["properties"]["composer"], "v1");
+    let r = capture.recorded();
+    assert_eq!(r.finished_interactions().len(), 1, "{}", r.render());
+    assert_eq!(r.final_updates(), 1);
+    let m = r.event_by_id("evt-tr-1").expect("the interaction");
+    assert!(m.interaction && m.finished);
+    assert_eq!(m.user_id.as_deref(), Some("user-tr-1"));
+    assert_eq!(m.event.as_deref(), Some("support_flow"));
+    assert_eq!(m.input.as_deref(), Some("reset password?"));
+    assert_eq!(m.output.as_deref(), Some(out.as_str()));
+    assert_eq!(m.convo_id.as_deref(), Some("convo-tr-1"));
+    assert_eq!(m.properties["kb_hits"], 2);
+    assert_eq!(m.properties["composer"], "v1");
 
-    let spans = spans(&cap);
-    assert_eq!(spans.len(), 3);
-    let tool = named(&spans, "kb_lookup.tool");
-    let task = named(&spans, "compose.task");
-    let wf = named(&spans, "support_flow.workflow");
+    assert_eq!(r.spans.len(), 3, "{}", r.render());
+    let tool = r.span("kb_lookup.tool").expect("the tool span");
+    let task = r.span("compose.task").expect("the task span");
+    let wf = r.span("support_flow.workflow").expect("the workflow span");
+    assert_eq!(tool.input.as_deref(), Some("reset password?"));
+    assert_eq!(tool.output.as_deref(), Some(r#"{"hits":15}"#));
     assert_eq!(
-        attr_str(&tool, "traceloop.entity.input").as_deref(),
-        Some("reset password?")
-    );
-    assert_eq!(
-        attr_str(&tool, "traceloop.entity.output").as_deref(),
-        Some(r#"{"hits":15}"#)
-    );
-    assert_eq!(
-        attr_str(&task, "traceloop.entity.input").as_deref(),
+        task.input.as_deref(),
         Some(r#"{"hits":{"hits":15},"q":"reset password?"}"#)
     );
-    assert_eq!(
-        attr_str(&task, "traceloop.entity.output").as_deref(),
-        Some(out.as_str())
-    );
-    for s in [&tool, &task] {
+    assert_eq!(task.output.as_deref(), Some(out.as_str()));
+    for s in [tool, task] {
+        assert_eq!(s.event_id.as_deref(), Some("evt-tr-1"));
         assert_eq!(
-            attr_str(s, "traceloop.association.properties.event_id").as_deref(),
-            Some("evt-tr-1")
-        );
-        assert_eq!(
-            attr_str(s, "traceloop.association.properties.user_id").as_deref(),
+            s.attr_str("traceloop.association.properties.user_id"),
             Some("user-tr-1")
         );
-        assert_eq!(
-            attr_str(s, "traceloop.workflow.name").as_deref(),
-            Some("support_flow")
-        );
-        assert_eq!(s["parentSpanId"], wf["spanId"]);
-        assert_eq!(s["traceId"], wf["traceId"]);
+        assert_eq!(s.attr_str("traceloop.workflow.name"), Some("support_flow"));
+        assert!(s.is_child_of(wf), "{s:?} under {wf:?}");
     }
 }
 
@@ -207,39 +109,34 @@ fn calc(id: u32, text: &str) -> Result<i64, Box<dyn std::error::Error>> {
 
 #[test]
 fn result_err_early_return_and_question_mark() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let d = dispatch(&c);
-    tracing::dispatcher::with_default(&d, || {
+    let capture = Capture::new();
+    capture.run(|| {
         assert_eq!(calc(1, "21").unwrap(), 42);
         assert!(calc(2, "").is_err());
         assert!(calc(3, "x").is_err());
     });
-    flush(&c);
-    assert_eq!(finals(&cap).len(), 3);
-    let m1 = merged(&cap, "evt-1");
-    assert_eq!(m1["ai_data"]["output"], "42");
-    assert!(m1["properties"]["error"].is_null());
-    let m2 = merged(&cap, "evt-2");
-    assert_eq!(m2["properties"]["error"], "my error: empty");
-    let m3 = merged(&cap, "evt-3");
-    assert_eq!(m3["properties"]["error"], "invalid digit found in string");
-    let spans = spans(&cap);
-    let tools: Vec<&Value> = spans
+    let r = capture.recorded();
+    assert_eq!(r.finished_interactions().len(), 3, "{}", r.render());
+    assert_eq!(r.final_updates(), 3);
+    let m1 = r.event_by_id("evt-1").expect("evt-1");
+    assert_eq!(m1.output.as_deref(), Some("42"));
+    assert!(m1.properties.get("error").is_none(), "{m1:?}");
+    let m2 = r.event_by_id("evt-2").expect("evt-2");
+    assert_eq!(m2.properties["error"], "my error: empty");
+    let m3 = r.event_by_id("evt-3").expect("evt-3");
+    assert_eq!(m3.properties["error"], "invalid digit found in string");
+    let tools = r.spans_named("parse_number.tool");
+    assert_eq!(tools.len(), 2, "{}", r.render());
+    let failed = tools
         .iter()
-        .filter(|s| s["name"] == "parse_number.tool")
-        .collect();
-    assert_eq!(tools.len(), 2);
-    let failed = tools.iter().find(|s| s["status"]["code"] == 2).unwrap();
-    assert_eq!(failed["status"]["message"], "invalid digit found in string");
-    assert!(
-        attr_str(failed, "traceloop.entity.input").is_none(),
-        "skip_all"
-    );
+        .find(|s| s.error.is_some())
+        .expect("the failed call");
     assert_eq!(
-        attr_str(failed, "traceloop.association.properties.event_id").as_deref(),
-        Some("evt-3")
+        failed.error.as_deref(),
+        Some("invalid digit found in string")
     );
+    assert!(failed.input.is_none(), "skip_all");
+    assert_eq!(failed.event_id.as_deref(), Some("evt-3"));
 }
 
 #[raindrop::interaction("boom", user_id = "u-boom", event_id = "evt-boom", input = "why")]
@@ -249,22 +146,19 @@ fn explode(_x: u32) -> u32 {
 
 #[test]
 fn panic_finishes_with_error_and_propagates_unchanged() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let d = dispatch(&c);
-    let r = tracing::dispatcher::with_default(&d, || std::panic::catch_unwind(|| explode(1)));
-    let payload = r.unwrap_err();
+    let capture = Capture::new();
+    let result = capture.run(|| std::panic::catch_unwind(|| explode(1)));
+    let payload = result.unwrap_err();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"kaboom"));
-    flush(&c);
-    let f = finals(&cap);
-    assert_eq!(f.len(), 1);
-    assert_eq!(f[0]["properties"]["error"], "panicked");
-    let wf = named(&spans(&cap), "boom.workflow");
-    assert_eq!(wf["status"]["code"], 2);
-    assert_eq!(
-        attr_str(&wf, "traceloop.entity.input").as_deref(),
-        Some("why")
-    );
+    let r = capture.recorded();
+    let finished = r.finished_interactions();
+    assert_eq!(finished.len(), 1, "{}", r.render());
+    assert_eq!(r.final_updates(), 1);
+    assert_eq!(finished[0].event_id, "evt-boom");
+    assert_eq!(finished[0].properties["error"], "panicked");
+    let wf = r.span("boom.workflow").expect("the workflow span");
+    assert_eq!(wf.error.as_deref(), Some("panicked"));
+    assert_eq!(wf.input.as_deref(), Some("why"));
 }
 
 #[derive(serde::Deserialize, Serialize, Debug, Clone)]
@@ -301,14 +195,12 @@ async fn chat_handler(State(app): State<App>, Json(req): Json<ChatRequest>) -> J
 
 #[test]
 fn async_axum_style_handler_with_destructured_arguments() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let d = dispatch(&c);
+    let capture = Capture::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let Json(reply) = rt.block_on(tracing::instrument::WithSubscriber::with_subscriber(
+    let Json(reply) = rt.block_on(
         chat_handler(
             State(App { greeting: "hi" }),
             Json(ChatRequest {
@@ -316,32 +208,25 @@ fn async_axum_style_handler_with_destructured_arguments() {
                 convo_id: Some("c-axum".into()),
                 message: "weather?".into(),
             }),
-        ),
-        d,
-    ));
+        )
+        .with_subscriber(capture.dispatch()),
+    );
     assert_eq!(reply["reply"], "hi result for weather?");
     let event_id = reply["event_id"].as_str().unwrap().to_owned();
-    flush(&c);
-    let m = merged(&cap, &event_id);
-    assert_eq!(m["user_id"], "u-axum");
-    assert_eq!(m["event"], "chat");
-    assert_eq!(m["ai_data"]["input"], "weather?");
-    assert_eq!(m["ai_data"]["convo_id"], "c-axum");
+    let r = capture.recorded();
+    let m = r.event_by_id(&event_id).expect("the interaction");
+    assert_eq!(m.user_id.as_deref(), Some("u-axum"));
+    assert_eq!(m.event.as_deref(), Some("chat"));
+    assert_eq!(m.input.as_deref(), Some("weather?"));
+    assert_eq!(m.convo_id.as_deref(), Some("c-axum"));
     assert_eq!(
-        m["ai_data"]["output"],
-        json!({"reply": "hi result for weather?", "event_id": event_id}).to_string()
+        m.output,
+        Some(json!({"reply": "hi result for weather?", "event_id": event_id}).to_string())
     );
-    assert_eq!(m["is_pending"], false);
-    let spans = spans(&cap);
-    let tool = named(&spans, "search.tool");
-    assert_eq!(
-        attr_str(&tool, "traceloop.association.properties.event_id").as_deref(),
-        Some(event_id.as_str())
-    );
-    assert_eq!(
-        attr_str(&tool, "traceloop.entity.output").as_deref(),
-        Some(r#"["result for weather?"]"#)
-    );
+    assert!(m.finished);
+    let tool = r.span("search.tool").expect("the tool span");
+    assert_eq!(tool.event_id.as_deref(), Some(event_id.as_str()));
+    assert_eq!(tool.output.as_deref(), Some(r#"["result for weather?"]"#));
 }
 
 struct Agent {
@@ -373,64 +258,105 @@ impl Agent {
 
 #[test]
 fn methods_generics_and_impl_trait() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let d = dispatch(&c);
+    let capture = Capture::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut agent = Agent { calls: 1 };
-    let out = rt.block_on(tracing::instrument::WithSubscriber::with_subscriber(
-        agent.run(7u8),
-        d,
-    ));
+    let out = rt.block_on(agent.run(7u8).with_subscriber(capture.dispatch()));
     assert_eq!(out.unwrap(), "plan for 7 after 3 calls");
-    flush(&c);
-    let f = finals(&cap);
-    assert_eq!(f.len(), 1);
-    let spans = spans(&cap);
-    let bump = named(&spans, "bump.tool");
-    assert_eq!(
-        attr_str(&bump, "traceloop.entity.input").as_deref(),
-        Some("2")
-    );
-    let plan = named(&spans, "plan.task");
-    assert_eq!(
-        attr_str(&plan, "traceloop.entity.input").as_deref(),
-        Some("7")
-    );
-    assert_eq!(
-        attr_str(&plan, "traceloop.entity.output").as_deref(),
-        Some("plan for 7 after 3 calls")
-    );
-    let wf = named(&spans, "agent.workflow");
-    assert_eq!(
-        attr_str(&wf, "traceloop.entity.input").as_deref(),
-        Some("7"),
-        "Debug capture of a generic"
-    );
+    let r = capture.recorded();
+    assert_eq!(r.finished_interactions().len(), 1, "{}", r.render());
+    assert_eq!(r.final_updates(), 1);
+    let bump = r.span("bump.tool").expect("bump");
+    assert_eq!(bump.input.as_deref(), Some("2"));
+    let plan = r.span("plan.task").expect("plan");
+    assert_eq!(plan.input.as_deref(), Some("7"));
+    assert_eq!(plan.output.as_deref(), Some("plan for 7 after 3 calls"));
+    let wf = r.span("agent.workflow").expect("the workflow span");
+    assert_eq!(wf.input.as_deref(), Some("7"), "Debug capture of a generic");
+}
+
+/// Whether `resume_interaction()` finds the interaction from inside it.
+#[raindrop::interaction("probe", user_id = "u-probe", event_id = "evt-probe")]
+fn probe() -> bool {
+    !raindrop::resume_interaction().is_noop()
+}
+
+/// A layer that writes down the name of every span it is told about.
+#[derive(Clone, Default)]
+struct Names(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Names {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(attrs.metadata().name().to_owned());
+    }
 }
 
 #[test]
 fn without_a_raindrop_layer_functions_behave_like_plain_functions() {
-    // No subscriber at all.
-    assert_eq!(handle("q"), "answer to q with 1 hits");
-    assert_eq!(calc(1, "2").unwrap(), 4);
-    assert!(calc(2, "").is_err());
-    // A subscriber without the raindrop layer: spans exist, nothing is captured.
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
-    tracing::subscriber::with_default(sub, || {
+    let calls = || {
         assert_eq!(handle("q"), "answer to q with 1 hits");
-        assert!(raindrop::resume_interaction().is_noop());
-    });
-    flush(&c);
-    assert!(cap.requests().is_empty());
-    let r = std::panic::catch_unwind(|| explode(1));
-    assert!(r.is_err());
+        assert_eq!(calc(1, "2").unwrap(), 4);
+        assert_eq!(calc(2, "").unwrap_err().to_string(), "my error: empty");
+        let panic = std::panic::catch_unwind(|| explode(1)).unwrap_err();
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"kaboom"));
+        probe()
+    };
+    // No subscriber at all: the same results, errors and panics, and no
+    // interaction to resume inside them.
+    assert!(!calls(), "resume_interaction() found an interaction");
+
+    // A subscriber without the raindrop layer: other layers still see the
+    // spans, resume still finds nothing.
+    let names = Names::default();
+    let found = tracing::subscriber::with_default(
+        tracing_subscriber::registry().with(names.clone()),
+        calls,
+    );
+    assert!(!found, "resume_interaction() found an interaction");
+    let names = names.0.lock().unwrap().clone();
+    assert_eq!(
+        names,
+        [
+            "support_flow",
+            "kb_lookup",
+            "compose",
+            "calc",
+            "parse_number",
+            "calc",
+            "boom",
+            "probe"
+        ]
+    );
+
+    // The same calls with the layer do record (so the two runs above were
+    // not silent for some other reason) and resume does find its interaction.
+    let capture = Capture::new();
+    assert!(capture.run(calls), "resume_interaction() is a no-op");
+    let r = capture.recorded();
+    let mut ids: Vec<&str> = r
+        .finished_interactions()
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["evt-1", "evt-2", "evt-boom", "evt-probe", "evt-tr-1"],
+        "{}",
+        r.render()
+    );
+    assert_eq!(r.final_updates(), 5);
 }
 
 #[raindrop::task]
@@ -473,9 +399,7 @@ async fn one_of_many(n: usize) -> String {
 
 #[test]
 fn a_thousand_concurrent_interactions_each_resume_their_own() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let d = dispatch(&c);
+    let capture = Capture::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -483,12 +407,7 @@ fn a_thousand_concurrent_interactions_each_resume_their_own() {
         .unwrap();
     rt.block_on(async {
         let tasks: Vec<_> = (0..1000)
-            .map(|n| {
-                tokio::spawn(tracing::instrument::WithSubscriber::with_subscriber(
-                    one_of_many(n),
-                    d.clone(),
-                ))
-            })
+            .map(|n| tokio::spawn(one_of_many(n).with_subscriber(capture.dispatch())))
             .collect();
         for (n, t) in tasks.into_iter().enumerate() {
             assert_eq!(
@@ -500,33 +419,23 @@ fn a_thousand_concurrent_interactions_each_resume_their_own() {
             );
         }
     });
-    flush(&c);
-    let f = finals(&cap);
-    assert_eq!(f.len(), 1000);
-    let partials = cap.delivered("events/track_partial");
-    for n in [0usize, 1, 499, 999] {
-        let m = merged(&cap, &format!("evt-many-{n}"));
-        assert_eq!(m["properties"]["n"], n, "{m}");
-        assert_eq!(m["user_id"], format!("user-{n}"));
+    let r = capture.recorded();
+    assert_eq!(r.finished_interactions().len(), 1000);
+    assert_eq!(r.final_updates(), 1000);
+    assert_eq!(r.events.len(), 1000);
+    // Every interaction got its own property n and user, and nothing else's.
+    for n in 0..1000usize {
+        let e = r
+            .event_by_id(&format!("evt-many-{n}"))
+            .unwrap_or_else(|| panic!("no evt-many-{n}"));
+        assert_eq!(e.properties["n"], n, "{e:?}");
+        assert_eq!(e.user_id, Some(format!("user-{n}")));
     }
-    // Every property n landed on its own event.
-    for p in &partials {
-        if let Some(n) = p.pointer("/properties/n") {
-            assert_eq!(p["event_id"], format!("evt-many-{n}"));
-        }
-    }
-    let spans = spans(&cap);
-    let bg: Vec<&Value> = spans
-        .iter()
-        .filter(|s| s["name"] == "background.task")
-        .collect();
+    let bg = r.spans_named("background.task");
     assert_eq!(bg.len(), 1000);
     for s in bg {
-        let input = attr_str(s, "traceloop.entity.input").unwrap();
-        assert_eq!(
-            attr_str(s, "traceloop.association.properties.event_id"),
-            Some(format!("evt-many-{input}"))
-        );
+        let input = s.input.as_deref().expect("the task's input");
+        assert_eq!(s.event_id, Some(format!("evt-many-{input}")));
     }
 }
 
@@ -565,14 +474,12 @@ async fn explode_async(n: u32) -> u32 {
 
 #[test]
 fn borrowed_returns_async_panics_and_cancellation() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let d = dispatch(&c);
+    let capture = Capture::new();
     let store = Store {
         name: "shop".into(),
         items: vec!["a".into(), "ccc".into()],
     };
-    tracing::dispatcher::with_default(&d, || {
+    capture.run(|| {
         assert_eq!(store.label(), "shop");
         assert_eq!(store.first(&store.items).map(String::as_str), Some("a"));
     });
@@ -591,44 +498,28 @@ fn borrowed_returns_async_panics_and_cancellation() {
             let timed_out = tokio::time::timeout(Duration::from_millis(20), explode_async(2)).await;
             assert!(timed_out.is_err());
         }
-        .with_subscriber(d.clone()),
+        .with_subscriber(capture.dispatch()),
     );
-    flush(&c);
-    let spans = spans(&cap);
-    assert_eq!(
-        attr_str(&named(&spans, "label.tool"), "traceloop.entity.output").as_deref(),
-        Some("shop")
-    );
-    assert_eq!(
-        attr_str(&named(&spans, "longest.task"), "traceloop.entity.output").as_deref(),
-        Some("ccc")
-    );
-    let wfs: Vec<&Value> = spans
-        .iter()
-        .filter(|s| s["name"] == "explode_async.workflow")
-        .collect();
-    assert_eq!(wfs.len(), 2);
-    let status = |id: &str| {
+    let r = capture.recorded();
+    let output = |name: &str| r.span(name).and_then(|s| s.output.as_deref());
+    assert_eq!(output("label.tool"), Some("shop"));
+    assert_eq!(output("longest.task"), Some("ccc"));
+    let wfs = r.spans_named("explode_async.workflow");
+    assert_eq!(wfs.len(), 2, "{}", r.render());
+    let error = |id: &str| {
         wfs.iter()
-            .find(|s| {
-                attr_str(s, "traceloop.association.properties.event_id").as_deref() == Some(id)
-            })
-            .map(|s| s["status"].clone())
-            .unwrap()
+            .find(|s| s.event_id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no workflow span for {id}"))
+            .error
+            .as_deref()
     };
-    assert_eq!(
-        status("evt-async-1"),
-        json!({"code": 2, "message": "panicked"})
-    );
-    assert_eq!(
-        status("evt-async-2"),
-        json!({"code": 2, "message": "cancelled"})
-    );
-    let m1 = merged(&cap, "evt-async-1");
-    assert_eq!(m1["ai_data"]["input"], "1");
-    assert_eq!(m1["properties"]["error"], "panicked");
-    assert_eq!(m1["is_pending"], false);
-    let m2 = merged(&cap, "evt-async-2");
-    assert_eq!(m2["properties"]["error"], "cancelled");
-    assert_eq!(m2["is_pending"], false);
+    assert_eq!(error("evt-async-1"), Some("panicked"));
+    assert_eq!(error("evt-async-2"), Some("cancelled"));
+    let m1 = r.event_by_id("evt-async-1").expect("evt-async-1");
+    assert_eq!(m1.input.as_deref(), Some("1"));
+    assert_eq!(m1.properties["error"], "panicked");
+    assert!(m1.finished);
+    let m2 = r.event_by_id("evt-async-2").expect("evt-async-2");
+    assert_eq!(m2.properties["error"], "cancelled");
+    assert!(m2.finished);
 }

@@ -6,9 +6,6 @@
 //! results, properties, the model and the user id must reach the capture
 //! server, and none of them the log output.
 
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,8 +13,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use raindrop::{Client, ClientOptions, RaindropSpanExt};
+use raindrop_test_support::Capture;
 use serde::{Deserialize, Serialize};
-use support::Capture;
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::prelude::*;

@@ -1,77 +1,18 @@
-//! The raindrop layer with plain `tracing` spans, against a loopback capture server.
-
-#[path = "../raindrop-core/tests/support/mod.rs"]
-mod support;
+//! The raindrop layer with plain `tracing` spans: what it records, read back
+//! through `raindrop::testing`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use raindrop::{Begin, Client, ClientOptions};
-use serde_json::{json, Value};
-use support::Capture;
+use raindrop::testing::Capture;
+use raindrop::{Begin, ClientOptions};
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
-
-fn client(cap: &Capture) -> Client {
-    Client::new(
-        ClientOptions::default()
-            .write_key("rk_test_tracing")
-            .endpoint(cap.endpoint())
-            .upload_interval(Duration::from_millis(50)),
-    )
-    .unwrap()
-}
-
-fn flush(c: &Client) {
-    assert!(c.flush(Duration::from_secs(20)), "flush timed out");
-}
-
-/// Every span delivered on the traces channel.
-fn spans(cap: &Capture) -> Vec<Value> {
-    cap.delivered("traces")
-        .into_iter()
-        .flat_map(|b| {
-            b["resourceSpans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-                .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        })
-        .collect()
-}
-
-fn attr(span: &Value, key: &str) -> Option<Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| a["value"].clone())
-}
-
-fn attr_str(span: &Value, key: &str) -> Option<String> {
-    attr(span, key).and_then(|v| v["stringValue"].as_str().map(str::to_owned))
-}
-
-fn named<'a>(spans: &'a [Value], name: &str) -> Vec<&'a Value> {
-    spans.iter().filter(|s| s["name"] == name).collect()
-}
-
-fn finals(cap: &Capture) -> Vec<Value> {
-    cap.delivered("events/track_partial")
-        .into_iter()
-        .filter(|p| p["is_pending"] == false)
-        .collect()
-}
 
 /// The scenario the conformance driver runs: interaction span, tool spans, output.
 #[test]
 fn plain_spans_make_an_interaction_with_linked_tool_spans() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    capture.run(|| {
         let chat = tracing::info_span!(
             "interaction",
             raindrop.kind = "interaction",
@@ -110,97 +51,75 @@ fn plain_spans_make_an_interaction_with_linked_tool_spans() {
             chat.record("raindrop.output", "4");
         });
     });
-    flush(&c);
+    let r = capture.recorded();
 
-    let partials = finals(&cap);
-    assert_eq!(partials.len(), 1, "{partials:?}");
-    let p = &partials[0];
-    assert_eq!(p["event"], "chat");
-    assert_eq!(p["user_id"], "u-tr");
-    assert_eq!(
-        p["ai_data"],
-        json!({"input": "what is 2+2?", "output": "4", "convo_id": "c-tr"})
-    );
-    let event_id = p["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(r.final_updates(), 1, "{}", r.render());
+    let finished = r.finished_interactions();
+    assert_eq!(finished.len(), 1);
+    let p = finished[0];
+    assert_eq!(p.event.as_deref(), Some("chat"));
+    assert_eq!(p.user_id.as_deref(), Some("u-tr"));
+    assert_eq!(p.input.as_deref(), Some("what is 2+2?"));
+    assert_eq!(p.output.as_deref(), Some("4"));
+    assert_eq!(p.convo_id.as_deref(), Some("c-tr"));
+    assert_eq!(p.model, None);
+    let event_id = p.event_id.as_str();
     assert_eq!(event_id.len(), 36, "generated uuid");
 
-    let spans = spans(&cap);
-    assert_eq!(spans.len(), 3, "{spans:#?}");
-    let calc = named(&spans, "calculator.tool")[0];
-    let search = named(&spans, "search.tool")[0];
-    let wf = named(&spans, "chat.workflow")[0];
+    assert_eq!(r.spans.len(), 3, "{}", r.render());
+    let calc = r.span("calculator.tool").expect("calculator");
+    let search = r.span("search.tool").expect("search");
+    let wf = r.span("chat.workflow").expect("the workflow span");
     for tool in [calc, search] {
+        assert_eq!(tool.kind.as_deref(), Some("tool"));
+        assert_eq!(tool.attr_str("ai.operationId"), Some("ai.toolCall"));
+        assert_eq!(tool.attr_str("traceloop.workflow.name"), Some("chat"));
         assert_eq!(
-            attr_str(tool, "traceloop.span.kind").as_deref(),
-            Some("tool")
+            tool.attr_str("traceloop.association.properties.event_id"),
+            Some(event_id)
         );
         assert_eq!(
-            attr_str(tool, "ai.operationId").as_deref(),
-            Some("ai.toolCall")
+            tool.attr_str("ai.telemetry.metadata.raindrop.eventId"),
+            Some(event_id)
         );
         assert_eq!(
-            attr_str(tool, "traceloop.workflow.name").as_deref(),
-            Some("chat")
-        );
-        assert_eq!(
-            attr_str(tool, "traceloop.association.properties.event_id").as_deref(),
-            Some(event_id.as_str())
-        );
-        assert_eq!(
-            attr_str(tool, "ai.telemetry.metadata.raindrop.eventId").as_deref(),
-            Some(event_id.as_str())
-        );
-        assert_eq!(
-            attr_str(tool, "traceloop.association.properties.user_id").as_deref(),
+            tool.attr_str("traceloop.association.properties.user_id"),
             Some("u-tr")
         );
         assert_eq!(
-            attr_str(tool, "traceloop.association.properties.convo_id").as_deref(),
+            tool.attr_str("traceloop.association.properties.convo_id"),
             Some("c-tr")
         );
         assert_eq!(
-            attr_str(tool, "traceloop.association.properties.event").as_deref(),
+            tool.attr_str("traceloop.association.properties.event"),
             Some("chat")
         );
-        assert!(attr(tool, "traceloop.entity.duration_ms").unwrap()["intValue"].is_string());
-        assert_eq!(tool["traceId"], wf["traceId"]);
-        assert_eq!(tool["parentSpanId"], wf["spanId"]);
+        // An OTLP intValue (a doubleValue or a string would not read as i64).
+        assert!(tool.attributes["traceloop.entity.duration_ms"].is_i64());
+        assert!(tool.is_child_of(wf), "{tool:?} under {wf:?}");
     }
+    assert_eq!(calc.attr_str("traceloop.entity.name"), Some("calculator"));
     assert_eq!(
-        attr_str(calc, "traceloop.entity.name").as_deref(),
-        Some("calculator")
-    );
-    assert_eq!(
-        attr_str(calc, "traceloop.entity.input").as_deref(),
+        calc.attr_str("traceloop.entity.input"),
         Some(r#"{"expr":"2+2"}"#)
     );
     assert_eq!(
-        attr_str(calc, "traceloop.entity.output").as_deref(),
+        calc.attr_str("traceloop.entity.output"),
         Some(r#"{"value":4}"#)
     );
-    assert_eq!(calc["status"], json!({"code": 1}));
-    assert_eq!(
-        search["status"],
-        json!({"code": 2, "message": "backend down"})
-    );
-    assert_eq!(
-        attr_str(wf, "traceloop.span.kind").as_deref(),
-        Some("workflow")
-    );
-    assert_eq!(
-        attr_str(wf, "traceloop.entity.output").as_deref(),
-        Some("4")
-    );
-    assert!(wf.get("parentSpanId").is_none());
-    assert!(attr(wf, "ai.operationId").is_none());
+    // Status is ok (code 1) or error (code 2, with the message).
+    assert_eq!(calc.error, None);
+    assert_eq!(search.error.as_deref(), Some("backend down"));
+    assert_eq!(wf.kind.as_deref(), Some("workflow"));
+    assert_eq!(wf.attr_str("traceloop.entity.output"), Some("4"));
+    assert_eq!(wf.parent_span_id, None);
+    assert!(!wf.attributes.contains_key("ai.operationId"));
 }
 
 #[test]
 fn user_id_recorded_later_lands_on_partial_and_spans() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    capture.run(|| {
         let chat = tracing::info_span!(
             "chat",
             raindrop.kind = "interaction",
@@ -213,33 +132,23 @@ fn user_id_recorded_later_lands_on_partial_and_spans() {
         tracing::info_span!("lookup", raindrop.kind = "task").in_scope(|| {});
         chat.record("raindrop.output", "hello");
     });
-    flush(&c);
-    let partials = cap.delivered("events/track_partial");
-    let final_ = finals(&cap);
-    assert_eq!(final_.len(), 1);
-    assert!(
-        partials.iter().any(|p| p["user_id"] == "late-user"),
-        "{partials:?}"
-    );
-    let spans = spans(&cap);
-    let task = named(&spans, "lookup.task")[0];
+    let r = capture.recorded();
+    assert_eq!(r.final_updates(), 1, "{}", r.render());
+    let chat = r.finished_interactions()[0];
+    assert_eq!(chat.user_id.as_deref(), Some("late-user"));
+    let task = r.span("lookup.task").expect("the task span");
     assert_eq!(
-        attr_str(task, "traceloop.association.properties.user_id").as_deref(),
+        task.attr_str("traceloop.association.properties.user_id"),
         Some("late-user")
     );
-    assert_eq!(
-        attr_str(task, "traceloop.span.kind").as_deref(),
-        Some("task")
-    );
-    assert!(attr(task, "ai.operationId").is_none());
+    assert_eq!(task.kind.as_deref(), Some("task"));
+    assert!(!task.attributes.contains_key("ai.operationId"));
 }
 
 #[test]
 fn manual_finish_still_sends_exactly_one_final_partial() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    capture.run(|| {
         let chat = tracing::info_span!(
             "chat",
             raindrop.kind = "interaction",
@@ -254,19 +163,18 @@ fn manual_finish_still_sends_exactly_one_final_partial() {
         i.finish("by hand");
         chat.record("raindrop.output", "from span");
     });
-    flush(&c);
-    let f = finals(&cap);
-    assert_eq!(f.len(), 1, "{f:?}");
-    assert_eq!(f[0]["event_id"], "evt-manual");
-    assert_eq!(f[0]["ai_data"]["output"], "by hand");
+    let r = capture.recorded();
+    assert_eq!(r.final_updates(), 1, "{}", r.render());
+    let finished = r.finished_interactions();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].event_id, "evt-manual");
+    assert_eq!(finished[0].output.as_deref(), Some("by hand"));
 }
 
 #[test]
 fn resume_without_interaction_is_noop_and_sends_nothing() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    capture.run(|| {
         let i = raindrop::resume_interaction();
         assert!(i.is_noop());
         i.set_property("x", 1);
@@ -275,25 +183,25 @@ fn resume_without_interaction_is_noop_and_sends_nothing() {
         tracing::info_span!("ordinary").in_scope(|| {
             assert!(raindrop::resume_interaction().is_noop());
         });
-        let _ =
+        let in_tool =
             tracing::info_span!("t", raindrop.kind = "tool").in_scope(raindrop::resume_interaction);
+        assert!(in_tool.is_noop());
     });
     // Without any subscriber at all.
     assert!(raindrop::resume_interaction().is_noop());
-    flush(&c);
-    assert!(cap.delivered("events/track_partial").is_empty());
+    let r = capture.recorded();
+    assert!(r.events.is_empty(), "{}", r.render());
+    assert_eq!(r.per_path.get("events/track_partial"), None);
     // Only the lone tool span was exported, with no association properties.
-    let spans = spans(&cap);
-    assert_eq!(spans.len(), 1);
-    assert!(attr(&spans[0], "traceloop.association.properties.event_id").is_none());
+    assert_eq!(r.spans.len(), 1, "{}", r.render());
+    assert_eq!(r.spans[0].name, "t.tool");
+    assert_eq!(r.spans[0].event_id, None);
 }
 
 #[test]
 fn nested_interactions_resolve_to_the_innermost() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    capture.run(|| {
         let outer = tracing::info_span!(
             "outer",
             raindrop.kind = "interaction",
@@ -320,30 +228,22 @@ fn nested_interactions_resolve_to_the_innermost() {
         assert_eq!(raindrop::resume_interaction().event_id(), Some("evt-outer"));
         tracing::info_span!("outer_tool", raindrop.kind = "tool").in_scope(|| {});
     });
-    flush(&c);
-    let f = finals(&cap);
-    assert_eq!(f.len(), 2);
-    let spans = spans(&cap);
-    let ev = |n: &str| {
-        attr_str(
-            named(&spans, n)[0],
-            "traceloop.association.properties.event_id",
-        )
-    };
-    assert_eq!(ev("inner_tool.tool").as_deref(), Some("evt-inner"));
-    assert_eq!(ev("outer_tool.tool").as_deref(), Some("evt-outer"));
-    let inner_wf = named(&spans, "inner.workflow")[0];
-    let outer_wf = named(&spans, "outer.workflow")[0];
-    assert_eq!(inner_wf["parentSpanId"], outer_wf["spanId"]);
-    assert_eq!(inner_wf["traceId"], outer_wf["traceId"]);
+    let r = capture.recorded();
+    assert_eq!(r.final_updates(), 2, "{}", r.render());
+    assert!(r.event_by_id("evt-inner").is_some_and(|e| e.finished));
+    assert!(r.event_by_id("evt-outer").is_some_and(|e| e.finished));
+    let ev = |n: &str| r.span(n).and_then(|s| s.event_id.as_deref());
+    assert_eq!(ev("inner_tool.tool"), Some("evt-inner"));
+    assert_eq!(ev("outer_tool.tool"), Some("evt-outer"));
+    let inner_wf = r.span("inner.workflow").expect("inner");
+    let outer_wf = r.span("outer.workflow").expect("outer");
+    assert!(inner_wf.is_child_of(outer_wf));
 }
 
 #[test]
 fn begin_inside_an_interaction_span_binds_to_it() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    capture.run(|| {
         let chat = tracing::info_span!(
             "chat",
             raindrop.kind = "interaction",
@@ -363,36 +263,33 @@ fn begin_inside_an_interaction_span_binds_to_it() {
             i.finish("answer");
         });
     });
-    flush(&c);
-    let all = cap.delivered("events/track_partial");
-    assert!(all.iter().all(|p| p["event_id"] == "evt-b"), "{all:?}");
-    let f = finals(&cap);
-    assert_eq!(f.len(), 1);
-    let merged: Vec<&Value> = all.iter().collect();
-    let has = |k: &str, v: Value| merged.iter().any(|p| p.pointer(k) == Some(&v));
-    assert!(has("/user_id", json!("u-b")));
-    assert!(has("/event", json!("support_chat")));
-    assert!(has("/ai_data/input", json!("question")));
-    assert!(has("/ai_data/output", json!("answer")));
-    assert!(has("/properties/k", json!(1)));
-    let spans = spans(&cap);
-    let wf = named(&spans, "chat.workflow")[0];
+    let r = capture.recorded();
+    // Every update was about evt-b.
+    assert_eq!(r.events.len(), 1, "{}", r.render());
+    assert_eq!(r.final_updates(), 1);
+    let e = r.event_by_id("evt-b").expect("evt-b");
+    assert!(e.interaction && e.finished);
+    assert_eq!(e.user_id.as_deref(), Some("u-b"));
+    assert_eq!(e.event.as_deref(), Some("support_chat"));
+    assert_eq!(e.input.as_deref(), Some("question"));
+    assert_eq!(e.output.as_deref(), Some("answer"));
+    assert_eq!(e.convo_id.as_deref(), Some("c-b"));
+    assert_eq!(e.properties["k"], 1);
+    let wf = r.span("chat.workflow").expect("the workflow span");
     assert_eq!(
-        attr_str(wf, "traceloop.association.properties.user_id").as_deref(),
+        wf.attr_str("traceloop.association.properties.user_id"),
         Some("u-b")
     );
     assert_eq!(
-        attr_str(wf, "traceloop.association.properties.event").as_deref(),
+        wf.attr_str("traceloop.association.properties.event"),
         Some("support_chat")
     );
 }
 
 #[test]
 fn panic_inside_an_interaction_span_finishes_with_error_and_propagates() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    let result = tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    let result = capture.run(|| {
         std::panic::catch_unwind(|| {
             let chat = tracing::info_span!(
                 "chat",
@@ -406,12 +303,11 @@ fn panic_inside_an_interaction_span_finishes_with_error_and_propagates() {
     });
     let payload = result.unwrap_err();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
-    flush(&c);
-    let f = finals(&cap);
-    assert_eq!(f.len(), 1);
-    assert_eq!(f[0]["properties"]["error"], "panicked");
-    let spans = spans(&cap);
-    assert_eq!(spans[0]["status"]["code"], 2);
+    let r = capture.recorded();
+    assert_eq!(r.final_updates(), 1, "{}", r.render());
+    assert_eq!(r.finished_interactions()[0].properties["error"], "panicked");
+    assert_eq!(r.spans.len(), 1, "{}", r.render());
+    assert!(r.spans[0].error.is_some(), "{:?}", r.spans[0]);
 }
 
 /// A layer that counts the spans it is told about.
@@ -445,8 +341,7 @@ impl std::io::Write for Buf {
 
 #[test]
 fn layer_next_to_fmt_with_per_layer_warn_filter_keeps_raindrop_spans() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
+    let capture = Capture::new();
     let out = Buf::default();
     let seen = Seen::default();
     let w = out.clone();
@@ -455,7 +350,7 @@ fn layer_next_to_fmt_with_per_layer_warn_filter_keeps_raindrop_spans() {
         .with_ansi(false)
         .with_filter(tracing_subscriber::EnvFilter::new("warn"));
     let sub = tracing_subscriber::registry()
-        .with(raindrop::layer_for(&c))
+        .with(raindrop::layer_for(capture.client()))
         .with(fmt)
         .with(seen.clone());
     tracing::subscriber::with_default(sub, || {
@@ -481,11 +376,11 @@ fn layer_next_to_fmt_with_per_layer_warn_filter_keeps_raindrop_spans() {
             tracing::info_span!("tool_a", raindrop.kind = "tool").in_scope(|| {});
         });
     });
-    flush(&c);
-    assert_eq!(finals(&cap).len(), 1);
-    let spans = spans(&cap);
-    assert_eq!(spans.len(), 2, "{spans:#?}");
-    assert_eq!(named(&spans, "tool_a.tool").len(), 1);
+    let r = capture.recorded();
+    assert_eq!(r.final_updates(), 1, "{}", r.render());
+    assert_eq!(r.spans.len(), 2, "{}", r.render());
+    assert_eq!(r.spans_named("tool_a.tool").len(), 1);
+    assert_eq!(r.spans_named("chat.workflow").len(), 1);
     // Ordinary spans stay visible to other layers; raindrop spans too.
     let seen = seen.0.lock().unwrap().clone();
     assert_eq!(seen, ["chat", "ordinary_span", "deeper", "tool_a"]);
@@ -496,46 +391,62 @@ fn layer_next_to_fmt_with_per_layer_warn_filter_keeps_raindrop_spans() {
 
 #[test]
 fn a_global_warn_filter_disables_raindrop_spans_as_documented() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("warn"))
-        .with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
-        let chat = tracing::info_span!(
+    let chat = || {
+        tracing::info_span!(
             "chat",
             raindrop.kind = "interaction",
             raindrop.user_id = "u",
             raindrop.input = "q"
-        );
+        )
+    };
+    let capture = Capture::new();
+    let sub = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("warn"))
+        .with(raindrop::layer_for(capture.client()));
+    tracing::subscriber::with_default(sub, || {
+        let chat = chat();
         let _in = chat.enter();
         assert!(chat.is_disabled());
         assert!(raindrop::resume_interaction().is_noop());
     });
-    flush(&c);
-    assert!(cap.requests().is_empty());
+    let r = capture.recorded();
+    assert_eq!(r.requests, 0, "{}", r.render());
+    // The same span with an "info" filter is recorded by the same layer.
+    let sub = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(raindrop::layer_for(capture.client()));
+    tracing::subscriber::with_default(sub, || {
+        let chat = chat();
+        let _in = chat.enter();
+        assert!(!chat.is_disabled());
+        assert!(!raindrop::resume_interaction().is_noop());
+    });
+    let r = capture.recorded();
+    assert_eq!(r.final_updates(), 1, "{}", r.render());
+    assert_eq!(r.spans_named("chat.workflow").len(), 1);
 }
 
 #[test]
 fn sdk_diagnostics_and_events_are_ignored() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    let capture = Capture::new();
+    capture.run(|| {
         tracing::error!(target: "raindrop", { raindrop.kind = "interaction" }, "an SDK diagnostic");
         tracing::info!(raindrop.kind = "tool", "an event with a raindrop field");
         tracing::info_span!("ordinary", kind = "interaction").in_scope(|| {});
     });
-    flush(&c);
-    assert!(cap.requests().is_empty());
+    let r = capture.recorded();
+    assert_eq!(r.requests, 0, "{}", r.render());
+    // The same subscriber does record a raindrop span.
+    capture.run(|| tracing::info_span!("marked", raindrop.kind = "tool").in_scope(|| {}));
+    let r = capture.recorded();
+    assert_eq!(r.requests, 1, "{}", r.render());
+    assert_eq!(r.spans_named("marked.tool").len(), 1);
 }
 
 #[test]
 fn resume_across_threads_given_the_span() {
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let dispatch =
-        tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(&c)));
+    let capture = Capture::new();
+    let dispatch = capture.dispatch();
     tracing::dispatcher::with_default(&dispatch, || {
         let chat = tracing::info_span!(
             "chat",
@@ -572,31 +483,18 @@ fn resume_across_threads_given_the_span() {
             .interaction()
             .is_noop());
     });
-    flush(&c);
-    let all = cap.delivered("events/track_partial");
+    let r = capture.recorded();
+    let e = r.event_by_id("evt-thread").expect("evt-thread");
     for n in 0..4 {
-        let key = format!("/properties/thread_{n}");
-        assert!(
-            all.iter().any(|p| p.pointer(&key) == Some(&json!(n))),
-            "{all:?}"
-        );
+        assert_eq!(e.properties[&format!("thread_{n}")], n, "{e:?}");
     }
 }
 
 #[test]
 fn properties_and_text_caps() {
-    let cap = Capture::start(vec![]);
-    let c = Client::new(
-        ClientOptions::default()
-            .write_key("rk_test_tracing")
-            .endpoint(cap.endpoint())
-            .upload_interval(Duration::from_millis(50))
-            .max_text_field_chars(40),
-    )
-    .unwrap();
+    let capture = Capture::with_options(ClientOptions::default().max_text_field_chars(40));
     let long = "x".repeat(100);
-    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-    tracing::subscriber::with_default(sub, || {
+    capture.run(|| {
         let chat = tracing::info_span!(
             "chat",
             raindrop.kind = "interaction",
@@ -620,33 +518,33 @@ fn properties_and_text_caps() {
         );
         tool.in_scope(|| {});
     });
-    flush(&c);
-    let partials = cap.delivered("events/track_partial");
-    let has = |k: &str, v: Value| partials.iter().any(|p| p.pointer(k) == Some(&v));
-    assert!(has("/properties/region", json!("eu")), "{partials:?}");
-    assert!(has("/properties/tier", json!("pro")));
-    assert!(has("/properties/n", json!(3)));
-    let spans = spans(&cap);
-    let tool = named(&spans, "fetch.tool")[0];
-    let input = attr_str(tool, "traceloop.entity.input").unwrap();
+    let r = capture.recorded();
+    let e = r.event_by_id("evt-props").expect("evt-props");
+    assert_eq!(e.properties["region"], "eu", "{e:?}");
+    assert_eq!(e.properties["tier"], "pro");
+    assert_eq!(e.properties["n"], 3);
+    let tool = r.span("fetch.tool").expect("the tool span");
+    let input = tool.attr_str("traceloop.entity.input").unwrap();
     assert_eq!(input.chars().count(), 40);
     assert!(input.ends_with(raindrop::TRUNCATION_MARKER));
-    let p = |k: &str| attr(tool, &format!("traceloop.association.properties.{k}")).unwrap();
-    assert_eq!(p("provider"), json!({"stringValue": "bing"}));
-    assert_eq!(p("attempt"), json!({"intValue": "2"}));
-    assert_eq!(p("ok"), json!({"boolValue": true}));
-    assert_eq!(p("ratio"), json!({"doubleValue": 0.25}));
-    assert_eq!(p("user_id"), json!({"stringValue": "u"}));
-    assert_eq!(p("event_id"), json!({"stringValue": "evt-props"}));
+    // Each keeps its OTLP type: a string, an intValue (reads as i64), a
+    // boolValue, a doubleValue (reads as f64).
+    let p = |k: &str| &tool.attributes[&format!("traceloop.association.properties.{k}")];
+    assert_eq!(p("provider"), "bing");
+    assert!(p("attempt").is_i64());
+    assert_eq!(p("attempt"), 2);
+    assert_eq!(p("ok"), true);
+    assert!(p("ratio").is_f64());
+    assert_eq!(p("ratio"), 0.25);
+    assert_eq!(p("user_id"), "u");
+    assert_eq!(p("event_id"), "evt-props");
 }
 
 #[test]
 fn spawned_instrumented_futures_resume_the_interaction() {
     use tracing::instrument::WithSubscriber;
     use tracing::Instrument;
-    let cap = Capture::start(vec![]);
-    let c = client(&cap);
-    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(raindrop::layer_for(&c)));
+    let capture = Capture::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -684,22 +582,16 @@ fn spawned_instrumented_futures_resume_the_interaction() {
             .instrument(chat)
             .await
         }
-        .with_subscriber(d),
+        .with_subscriber(capture.dispatch()),
     );
     assert_eq!(instrumented.as_deref(), Some("evt-spawn"));
     assert!(bare);
-    flush(&c);
-    assert_eq!(finals(&cap).len(), 1);
-    let spans = spans(&cap);
-    let tool = named(&spans, "sub_tool.tool")[0];
-    assert_eq!(
-        attr_str(tool, "traceloop.association.properties.event_id").as_deref(),
-        Some("evt-spawn")
-    );
-    assert_eq!(
-        tool["parentSpanId"],
-        named(&spans, "chat.workflow")[0]["spanId"]
-    );
+    let r = capture.recorded();
+    assert_eq!(r.final_updates(), 1, "{}", r.render());
+    let tool = r.span("sub_tool.tool").expect("the tool span");
+    assert_eq!(tool.event_id.as_deref(), Some("evt-spawn"));
+    let wf = r.span("chat.workflow").expect("the workflow span");
+    assert!(tool.is_child_of(wf));
 }
 
 /// An ERROR event inside a raindrop span marks that span's status error
@@ -709,8 +601,7 @@ fn spawned_instrumented_futures_resume_the_interaction() {
 #[test]
 fn error_events_mark_the_enclosing_raindrop_span_failed() {
     for bare in [false, true] {
-        let cap = Capture::start(vec![]);
-        let c = client(&cap);
+        let capture = Capture::new();
         let run = || {
             let chat = tracing::info_span!(
                 "chat",
@@ -737,28 +628,33 @@ fn error_events_mark_the_enclosing_raindrop_span_failed() {
             });
         };
         if bare {
-            let sub = tracing_subscriber::registry().with(raindrop::RaindropLayer::new(&c));
+            let sub =
+                tracing_subscriber::registry().with(raindrop::RaindropLayer::new(capture.client()));
             tracing::subscriber::with_default(sub, run);
         } else {
-            let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
-            tracing::subscriber::with_default(sub, run);
+            capture.run(run);
         }
-        flush(&c);
-        let spans = spans(&cap);
-        let flaky = named(&spans, "flaky.tool");
+        let r = capture.recorded();
+        let flaky = r.spans_named("flaky.tool");
         assert_eq!(flaky.len(), 1, "bare={bare}");
-        assert_eq!(flaky[0]["status"]["code"], 2, "bare={bare}: {:?}", flaky[0]);
-        assert_eq!(flaky[0]["status"]["message"], "connection reset by peer");
-        let fine = named(&spans, "fine.tool");
-        assert_ne!(fine[0]["status"]["code"], 2, "bare={bare}: {:?}", fine[0]);
-        let wf = named(&spans, "chat.workflow");
-        assert_ne!(
-            wf[0]["status"]["code"], 2,
+        assert_eq!(
+            flaky[0].error.as_deref(),
+            Some("connection reset by peer"),
+            "bare={bare}: {:?}",
+            flaky[0]
+        );
+        let fine = r.spans_named("fine.tool");
+        assert_eq!(fine.len(), 1, "bare={bare}");
+        assert_eq!(fine[0].error, None, "bare={bare}: {:?}", fine[0]);
+        let wf = r.spans_named("chat.workflow");
+        assert_eq!(wf.len(), 1, "bare={bare}");
+        assert_eq!(
+            wf[0].error, None,
             "the event was in the tool, not the workflow"
         );
-        let f = finals(&cap);
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0]["ai_data"]["output"], "recovered");
-        assert!(f[0]["properties"].get("error").is_none(), "{:?}", f[0]);
+        assert_eq!(r.final_updates(), 1, "bare={bare}: {}", r.render());
+        let f = r.finished_interactions()[0];
+        assert_eq!(f.output.as_deref(), Some("recovered"));
+        assert!(f.properties.get("error").is_none(), "{f:?}");
     }
 }

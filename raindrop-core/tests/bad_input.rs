@@ -1,16 +1,14 @@
 //! Bad input (issue 6): a clear typed error naming the field, or the
 //! documented fallback, and never a panic.
 
-#[path = "support/logs.rs"]
-mod logs;
-mod support;
+use raindrop_test_support::logs;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use raindrop_core::*;
+use raindrop_test_support::{Answer, Capture};
 use serde_json::{json, Value};
-use support::{Answer, Capture};
 
 fn opts(endpoint: String) -> ClientOptions {
     ClientOptions::default()

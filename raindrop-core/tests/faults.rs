@@ -2,14 +2,12 @@
 //! exactly once, and whatever is not is counted in `stats()` by reason.
 //! Loopback only; every test bounded in time.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use raindrop_core::*;
+use raindrop_test_support::{refusing_addr, Answer, Capture, Raw, RawServer};
 use serde_json::Value;
-use support::{refusing_addr, Answer, Capture, Raw, RawServer};
 
 fn opts(endpoint: String) -> ClientOptions {
     ClientOptions::default()

@@ -12,13 +12,11 @@
 //! - attachments added twice in one flush window are appended (Python replaces);
 //! - `identify` with an empty user_id is rejected (Python sends it).
 
-mod support;
-
 use std::time::Duration;
 
 use raindrop_core::*;
+use raindrop_test_support::{Answer, Capture};
 use serde_json::{json, Value};
-use support::{Answer, Capture};
 
 fn golden(name: &str) -> Value {
     let path = format!(

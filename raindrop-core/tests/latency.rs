@@ -5,20 +5,12 @@
 //! Each test is bounded in time and runs the producers it needs on plain
 //! threads; the tests in this file run one at a time (they measure rates).
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use raindrop_core::*;
+use raindrop_test_support::{serial, Answer, Capture};
 use serde_json::Value;
-use support::{Answer, Capture};
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn opts(cap: &Capture) -> ClientOptions {
     ClientOptions::default()

@@ -2,20 +2,11 @@
 //! bound holds, memory stays bounded, and the drop count equals what was sent
 //! minus what arrived. Tests here run one at a time (one measures RSS).
 
-mod support;
-
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use raindrop_core::*;
-use support::{Answer, Capture};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use raindrop_test_support::{serial, Answer, Capture};
 
 /// A server that takes `delay` per request, for the next `n` requests.
 fn slow_server(delay: Duration, n: usize) -> Capture {

@@ -1,12 +1,10 @@
 //! The client works the same from plain threads, both tokio runtime flavours
 //! and `Drop`, and flushing never deadlocks a current-thread runtime.
 
-mod support;
-
 use std::time::Duration;
 
 use raindrop_core::{AiEvent, Client, ClientOptions};
-use support::Capture;
+use raindrop_test_support::Capture;
 
 fn client(cap: &Capture) -> Client {
     Client::new(

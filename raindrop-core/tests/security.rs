@@ -3,16 +3,14 @@
 //! errors, or in the local sink; TLS certificates are verified; plain http to
 //! a non-loopback host warns.
 
-#[path = "support/logs.rs"]
-mod logs;
-mod support;
+use raindrop_test_support::logs;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use raindrop_core::*;
-use support::{refusing_addr, Answer, Capture, Raw, RawServer};
+use raindrop_test_support::{refusing_addr, Answer, Capture, Raw, RawServer};
 
 const KEY: &str = "rk_live_SECRET_7f3a9c1e5b";
 

@@ -4,19 +4,10 @@
 //!
 //! Tests here run one at a time (they count worker threads).
 
-mod support;
-
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use raindrop_core::*;
-use support::{Answer, Capture};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use raindrop_test_support::{serial, Answer, Capture};
 
 fn opts(cap: &Capture) -> ClientOptions {
     ClientOptions::default()

@@ -1,12 +1,10 @@
 //! End-to-end basics against a real loopback HTTP server.
 
-mod support;
-
 use std::time::Duration;
 
 use raindrop_core::*;
+use raindrop_test_support::{Answer, Capture};
 use serde_json::json;
-use support::{Answer, Capture};
 
 fn client(cap: &Capture) -> Client {
     Client::new(

@@ -1,12 +1,10 @@
 //! The local Workshop mirror: two capture servers on 127.0.0.1, one as the
 //! API and one as the Workshop.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use raindrop_core::*;
-use support::{refusing_addr, Capture};
+use raindrop_test_support::{refusing_addr, Capture};
 
 fn traffic(c: &Client) {
     let id = c

@@ -73,6 +73,24 @@ impl RecordedSpan {
     pub fn duration_ms(&self) -> f64 {
         self.end_ns.saturating_sub(self.start_ns) as f64 / 1e6
     }
+
+    /// The attribute `key` when it is a string (`None` when absent or of
+    /// another type: `attributes[key]` for numbers and booleans).
+    pub fn attr_str(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).and_then(Value::as_str)
+    }
+
+    /// Whether its name (`search.tool`) or its entity name (`search`) is `name`.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.name == name || self.attr_str("traceloop.entity.name") == Some(name)
+    }
+
+    /// Whether `other` is this span's parent (same trace, and its span id is
+    /// this span's parent id).
+    pub fn is_child_of(&self, other: &RecordedSpan) -> bool {
+        self.trace_id == other.trace_id
+            && self.parent_span_id.as_deref() == Some(other.span_id.as_str())
+    }
 }
 
 /// Everything one run sent, merged.
@@ -92,6 +110,8 @@ pub struct Recorded {
     pub spans: Vec<RecordedSpan>,
     /// `event_id` → index in `events`.
     index: HashMap<String, usize>,
+    /// `events/track_partial` bodies with `is_pending: false`.
+    final_updates: usize,
 }
 
 impl Recorded {
@@ -158,6 +178,7 @@ impl Recorded {
                 rec.partials += 1;
                 if body["is_pending"] == Value::Bool(false) {
                     rec.finished = true;
+                    self.final_updates += 1;
                 }
             }
             "signals/track" => self
@@ -201,13 +222,12 @@ impl Recorded {
 
     /// The first span whose name or entity name is `name`.
     pub fn span(&self, name: &str) -> Option<&RecordedSpan> {
-        self.spans.iter().find(|s| {
-            s.name == name
-                || s.attributes
-                    .get("traceloop.entity.name")
-                    .and_then(Value::as_str)
-                    == Some(name)
-        })
+        self.spans.iter().find(|s| s.is_named(name))
+    }
+
+    /// Every span whose name or entity name is `name`, in arrival order.
+    pub fn spans_named(&self, name: &str) -> Vec<&RecordedSpan> {
+        self.spans.iter().filter(|s| s.is_named(name)).collect()
     }
 
     /// Signals about `event_id`.
@@ -221,6 +241,21 @@ impl Recorded {
     /// The interactions (events built from partial updates), in arrival order.
     pub fn interactions(&self) -> Vec<&RecordedEvent> {
         self.events.iter().filter(|e| e.interaction).collect()
+    }
+
+    /// The interactions whose final (`is_pending: false`) update arrived.
+    pub fn finished_interactions(&self) -> Vec<&RecordedEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.interaction && e.finished)
+            .collect()
+    }
+
+    /// How many final (`is_pending: false`) updates arrived, over all
+    /// interactions: one per finished interaction, unless one was finished
+    /// twice (which the merged [`events`](Recorded::events) cannot show).
+    pub fn final_updates(&self) -> usize {
+        self.final_updates
     }
 
     /// The spans with no parent among the recorded ones (the roots of the
@@ -456,6 +491,41 @@ mod tests {
         assert!(!plain.interaction);
         assert_eq!(r.requests, 3);
         assert_eq!(r.per_path["events/track_partial"], 2);
+    }
+
+    #[test]
+    fn helpers_find_spans_and_count_final_updates() {
+        let mut r = Recorded::default();
+        for pending in [true, false, false] {
+            r.push(
+                "events/track_partial",
+                &json!({"event_id": "e1", "is_pending": pending}),
+            );
+        }
+        assert_eq!(r.finished_interactions().len(), 1);
+        assert_eq!(r.final_updates(), 2, "a second final is counted");
+        let span = |id: &str, parent: &str, name: &str| {
+            json!({"traceId": "t", "spanId": id, "parentSpanId": parent, "name": name,
+                   "status": {"code": 1},
+                   "attributes": [
+                       {"key": "traceloop.entity.name", "value": {"stringValue": "search"}},
+                       {"key": "n", "value": {"intValue": "3"}}]})
+        };
+        r.push(
+            "traces",
+            &json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+                span("a", "", "chat.workflow"),
+                span("b", "a", "search.tool"),
+                span("c", "a", "search.tool"),
+            ]}]}]}),
+        );
+        assert_eq!(r.spans_named("search.tool").len(), 2);
+        assert_eq!(r.spans_named("search").len(), 3, "entity names match too");
+        let (wf, tool) = (&r.spans[0], &r.spans[1]);
+        assert!(tool.is_child_of(wf) && !wf.is_child_of(tool));
+        assert_eq!(tool.attr_str("traceloop.entity.name"), Some("search"));
+        assert_eq!(tool.attr_str("n"), None, "not a string");
+        assert_eq!(tool.attributes["n"], 3);
     }
 
     #[test]

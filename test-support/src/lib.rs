@@ -1,6 +1,14 @@
-//! A capture server on 127.0.0.1 for tests: records every request and answers
-//! from a per-path fault plan. Shared by the core and facade test suites.
-#![allow(dead_code)]
+//! Helpers for the SDK's own tests (never published; the core and facade
+//! test suites name it as a path-only dev-dependency):
+//!
+//! - [`Capture`]: an HTTP server on 127.0.0.1 that records every request and
+//!   answers from a per-path fault plan, for the tests where the wire itself
+//!   is under test (golden bodies, faults, latency, security, shutdown,
+//!   overload, the Workshop mirror). Tests that only inspect what was
+//!   recorded use `raindrop::testing` instead.
+//! - [`RawServer`]: faults below HTTP (connections dropped mid-response).
+//! - [`logs`]: everything `tracing` emits in the test binary.
+//! - [`serial`]: one lock for the tests of a binary that must not overlap.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,14 +34,30 @@ pub enum Answer {
     Redirect(String),
 }
 
+pub mod logs;
+
+/// Serialises the tests of one test binary that must not overlap (they
+/// measure time, count threads, or install process-wide state). A test that
+/// panicked while holding it does not poison it for the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// When the server read it.
     pub at: Instant,
+    /// The URL path (`/v1/events/track`).
     pub path: String,
+    /// The request headers.
     pub headers: HeaderMap,
+    /// The body as sent.
     pub raw: Bytes,
+    /// The body parsed as JSON (`Null` when it is not JSON).
     pub body: Value,
+    /// The status the server answered (0: it never answered).
     pub status: u16,
 }
 
@@ -50,6 +74,7 @@ struct Inner {
 /// The running server. Dropping it stops it.
 #[derive(Clone)]
 pub struct Capture {
+    /// Where it listens.
     pub addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
     _stop: Arc<tokio::sync::oneshot::Sender<()>>,
@@ -256,6 +281,7 @@ pub enum Raw {
 /// connection; answers from `plan` in turn, then `204`.
 #[derive(Clone)]
 pub struct RawServer {
+    /// Where it listens.
     pub addr: SocketAddr,
     /// `(path, body, answer)` of every request read in full.
     pub seen: Arc<Mutex<Vec<(String, Bytes, Raw)>>>,
@@ -263,6 +289,7 @@ pub struct RawServer {
 }
 
 impl RawServer {
+    /// Starts a server answering from `plan` in turn, then `204`.
     pub fn start(plan: Vec<Raw>) -> RawServer {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

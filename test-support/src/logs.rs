@@ -1,6 +1,5 @@
 //! Captures everything `tracing` emits in this test binary (all threads, the
 //! worker's included) into one buffer, at TRACE level.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
