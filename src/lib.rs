@@ -148,6 +148,11 @@
 //! * `subscriber` (default, implies `tracing`): [`subscriber`] and
 //!   [`tracing_init`] (pulls tracing-subscriber's `fmt` and `env-filter`).
 //! * `signal` (default): [`shutdown_signal`] (pulls tokio's `signal`).
+//! * `tower`: `propagate::tower::PropagationLayer`, a server continuing
+//!   its callers' traces and interactions (see [`propagate`]).
+//! * `reqwest-middleware`: `propagate::reqwest_middleware::InjectMiddleware`
+//!   (reqwest-middleware 0.4, reqwest 0.12), sending the current context on
+//!   every request.
 //!
 //! Without them the crate is the plain client: [`init`], [`track_ai`],
 //! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].
@@ -164,6 +169,11 @@ pub use raindrop_tracing::{
 /// `"raindrop.kind"`, ...); see the `raindrop-tracing` crate docs.
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::fields;
+
+/// One interaction across services: inject and extract W3C `traceparent`
+/// and `baggage` (see the `raindrop-tracing` crate's `propagate` module).
+#[cfg(feature = "tracing")]
+pub use raindrop_tracing::propagate;
 
 #[cfg(feature = "macros")]
 pub use raindrop_macros::{interaction, task, tool};

@@ -89,6 +89,11 @@ impl RaindropLayer {
         }
     }
 
+    /// The client this layer exports through.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Wraps the layer in its per-layer [`RaindropFilter`].
     pub fn with_raindrop_filter<S>(self) -> Filtered<RaindropLayer, RaindropFilter, S>
     where
@@ -236,6 +241,9 @@ fn take_pending_init(span_name: &str) -> Option<SpanInit> {
 pub(crate) struct Link {
     pub(crate) interaction: Interaction,
     pub(crate) workflow: Arc<str>,
+    /// The interaction was begun by another service (continued from a
+    /// request's headers): spans here join it and never finish it.
+    pub(crate) remote: bool,
 }
 
 /// What stays of a marked span in the registry once the macro's function
@@ -244,13 +252,13 @@ pub(crate) struct Link {
 /// handler): enough for children created later to join its trace and link
 /// to its interaction, and for `resume_interaction()` to find it.
 pub(crate) struct Ended {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    link: Option<Link>,
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) link: Option<Link>,
 }
 
 /// The trace id, span id and interaction link of a marked span, open or ended.
-fn lineage(
+pub(crate) fn lineage(
     ext: &tracing_subscriber::registry::Extensions<'_>,
 ) -> Option<([u8; 16], [u8; 8], Option<Link>)> {
     if let Some(s) = ext.get::<SpanState>() {
@@ -299,7 +307,7 @@ impl SpanState {
         let max = self.max_chars();
         if let Some(mut i) = f.input.take() {
             cap_in_place(&mut i, max);
-            if self.kind == Kind::Interaction {
+            if self.kind == Kind::Interaction && !self.link.as_ref().is_some_and(|l| l.remote) {
                 // The interaction's begin/update needs its own copy.
                 f.input = Some(i.clone());
             }
@@ -405,7 +413,29 @@ where
             cap_in_place(o, max);
         }
         let mut properties = Vec::new();
-        let link = if kind == Kind::Interaction {
+        let link = if let Some(remote) = parent_link.as_ref().filter(|l| kind == Kind::Interaction && l.remote) {
+            // Inside a request continuing another service's interaction:
+            // join it (same event) instead of beginning a new one.
+            let joined = remote.interaction.clone();
+            f.event_id = None;
+            if let Some(u) = f.user_id.take() {
+                joined.set_user_id(u);
+            }
+            if let Some(c) = f.convo_id.take() {
+                joined.set_convo_id(c);
+            }
+            if let Some(m) = f.model.take() {
+                joined.set_model(m);
+            }
+            for (k, v) in f.properties.drain(..) {
+                joined.set_property(k, v);
+            }
+            Some(Link {
+                interaction: joined,
+                workflow: name.as_str().into(),
+                remote: true,
+            })
+        } else if kind == Kind::Interaction {
             let event = f.event.take().unwrap_or_else(|| name.clone());
             let mut b = Begin::new(f.user_id.take().unwrap_or_default(), event);
             if let Some(e) = f.event_id.take() {
@@ -431,6 +461,7 @@ where
             Some(Link {
                 interaction,
                 workflow: name.as_str().into(),
+                remote: false,
             })
         } else {
             properties = std::mem::take(&mut f.properties);
@@ -534,7 +565,8 @@ pub(crate) fn complete(state: SpanState) {
         .clone()
         .or_else(|| std::thread::panicking().then(|| "panicked".to_owned()));
     if state.kind == Kind::Interaction {
-        if let Some(link) = &state.link {
+        // A joined remote interaction is finished by the service that began it.
+        if let Some(link) = state.link.as_ref().filter(|l| !l.remote) {
             let i = &link.interaction;
             if !i.is_noop() && i.user_id().filter(|u| !u.trim().is_empty()).is_none() {
                 diag::warn_no_user_id(&state.name, state.fn_name);

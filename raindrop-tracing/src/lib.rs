@@ -210,6 +210,7 @@
 mod diag;
 pub mod fields;
 mod layer;
+pub mod propagate;
 mod support;
 
 pub use layer::{

@@ -1,0 +1,31 @@
+//! A `reqwest-middleware` middleware injecting the current context into each
+//! request (feature `reqwest-middleware`, for `reqwest-middleware` 0.4 with
+//! `reqwest` 0.12).
+
+use reqwest_middleware::reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next, Result};
+
+/// Writes `traceparent` and `baggage` for the current raindrop span into
+/// every request (see [`super::inject`]); a request made outside raindrop
+/// spans is sent unchanged.
+///
+/// ```ignore
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(raindrop_tracing::propagate::reqwest_middleware::InjectMiddleware)
+///     .build();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InjectMiddleware;
+
+#[async_trait::async_trait]
+impl Middleware for InjectMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        super::inject(req.headers_mut());
+        next.run(req, extensions).await
+    }
+}
