@@ -763,6 +763,7 @@ fn readme_code_is_the_compiled_code() {
         "readme_setup_registry",
         "readme_setup_rust_log",
         "readme_axum",
+        "readme_propagation",
     ] {
         let start = format!("mod {name} {{\n");
         let end = format!("}} // end {name}");

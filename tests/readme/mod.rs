@@ -201,3 +201,41 @@ async fn main() -> std::io::Result<()> {
     Ok(())
 }
 } // end readme_axum
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_propagation {
+use axum::{routing::post, Router};
+
+// Service A (the gateway): send the current interaction with the request.
+#[raindrop::tool(skip(http))]
+async fn ask_agent(http: &reqwest::Client, question: String) -> Result<String, reqwest::Error> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    raindrop::propagate::inject(&mut headers); // traceparent + baggage
+    http.post("http://agent.internal/agent")
+        .headers(headers)
+        .body(question)
+        .send()
+        .await?
+        .text()
+        .await
+}
+
+// Service B (the agent): continue the caller's interaction on every request.
+#[raindrop::tool]
+async fn retrieve(question: String) -> Vec<String> {
+    vec![format!("a document about {question}")]
+}
+
+async fn agent(question: String) -> String {
+    let docs = retrieve(question).await; // a span in A's trace, under ask_agent
+    raindrop::resume_interaction().set_property("agent_docs", docs.len() as i64); // A's event
+    docs.join("\n")
+}
+
+fn agent_app() -> Router {
+    Router::new()
+        .route("/agent", post(agent))
+        .layer(raindrop::propagate::tower::PropagationLayer)
+}
+} // end readme_propagation
