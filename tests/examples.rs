@@ -249,7 +249,10 @@ fn two_services_record_one_interaction_per_chat_with_the_agent_spans_joined() {
     let report = client.shutdown(Duration::from_secs(5));
     assert!(report.completed, "{report:?}");
     assert_eq!(answers.len(), 2);
-    assert!(answers[0].contains("refunds take 5 business days"), "{answers:?}");
+    assert!(
+        answers[0].contains("refunds take 5 business days"),
+        "{answers:?}"
+    );
 
     let rec = Recorded::read(&path).expect("sink file written");
     // One event per chat: the agent service began none of its own.

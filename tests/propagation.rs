@@ -289,7 +289,10 @@ fn an_interaction_continues_across_two_axum_services() {
     let call_joined = one(&spans, "call_joined.tool");
     let rank = one(&spans, "rank.tool");
     let agent = one(&spans, "agent.workflow");
-    let lookups: Vec<&Value> = spans.iter().filter(|s| s["name"] == "lookup.tool").collect();
+    let lookups: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "lookup.tool")
+        .collect();
     assert_eq!(lookups.len(), 2, "{spans:#?}");
     let trace = &chat["traceId"];
     assert!(
@@ -300,7 +303,10 @@ fn an_interaction_continues_across_two_axum_services() {
     assert_eq!(rank["parentSpanId"], call_agent["spanId"]);
     assert_eq!(agent["parentSpanId"], call_joined["spanId"]);
     let lookup_parents: Vec<&Value> = lookups.iter().map(|s| &s["parentSpanId"]).collect();
-    assert!(lookup_parents.contains(&&call_agent["spanId"]), "{spans:#?}");
+    assert!(
+        lookup_parents.contains(&&call_agent["spanId"]),
+        "{spans:#?}"
+    );
     assert!(lookup_parents.contains(&&agent["spanId"]), "{spans:#?}");
     // All of them linked to the one event.
     for s in &spans {
@@ -328,7 +334,10 @@ fn a_request_without_headers_starts_its_own_interaction() {
     rt.block_on(async {
         let res = reqwest::Client::new()
             .post(format!("http://{}/joined", b.addr))
-            .header("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            )
             .header("baggage", "raindrop.event_id=forged")
             .timeout(Duration::from_secs(20))
             .header("content-type", "application/json")
@@ -344,7 +353,10 @@ fn a_request_without_headers_starts_its_own_interaction() {
     assert!(!partials.is_empty());
     // An invalid traceparent: the baggage is not trusted, B begins (and
     // finishes) its own interaction under a fresh trace.
-    assert!(partials.iter().all(|p| p["event_id"] != "forged"), "{partials:#?}");
+    assert!(
+        partials.iter().all(|p| p["event_id"] != "forged"),
+        "{partials:#?}"
+    );
     assert_eq!(
         partials.iter().filter(|p| p["is_pending"] == false).count(),
         1

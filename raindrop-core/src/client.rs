@@ -630,7 +630,10 @@ impl Client {
     /// assert_eq!(i.event_id(), Some("e-1"));
     /// assert_eq!(i.user_id().as_deref(), Some("u-1"));
     /// ```
-    pub fn resume_remote(&self, baggage: &crate::propagation::InteractionBaggage) -> Option<Interaction> {
+    pub fn resume_remote(
+        &self,
+        baggage: &crate::propagation::InteractionBaggage,
+    ) -> Option<Interaction> {
         let event_id = baggage.event_id.as_deref()?;
         if let Some(core) = self
             .inner

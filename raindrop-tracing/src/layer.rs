@@ -28,6 +28,10 @@ use crate::fields::{is_marked, Fields, Kind};
 pub struct RaindropLayer {
     client: Client,
     live: Arc<Live>,
+    /// The dispatcher this layer is part of (set when it is registered):
+    /// how ids of other layers' spans are read while tracing's own default
+    /// dispatcher is busy creating a span (feature `opentelemetry`).
+    dispatch: Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>,
 }
 
 /// Which span ids may be this layer's open spans: a counting filter over
@@ -86,6 +90,20 @@ impl RaindropLayer {
         RaindropLayer {
             client: client.clone(),
             live: Arc::new(Live::new()),
+            dispatch: Arc::default(),
+        }
+    }
+
+    /// The dispatcher this layer is registered in, when the ids of
+    /// `tracing-opentelemetry` spans are to be shared (feature `opentelemetry`).
+    fn otel_dispatch(&self) -> Option<Dispatch> {
+        #[cfg(feature = "opentelemetry")]
+        {
+            self.dispatch.get().and_then(|w| w.upgrade())
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        {
+            None
         }
     }
 
@@ -364,6 +382,10 @@ impl<S> Layer<S> for RaindropLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if !is_marked(attrs.metadata()) {
             return;
@@ -394,6 +416,13 @@ where
             return;
         };
         // The nearest ancestor this layer tracks (ordinary spans are skipped).
+        #[cfg(feature = "opentelemetry")]
+        if let Some(p) = span.scope().skip(1).find(|p| {
+            let e = p.extensions();
+            e.get::<SpanState>().is_some() || e.get::<Ended>().is_some()
+        }) {
+            sync_otel_ids(&p, self.otel_dispatch().as_ref());
+        }
         let parent = span.scope().skip(1).find_map(|p| lineage(&p.extensions()));
         let (trace_id, parent_span_id, parent_link) = match parent {
             Some((t, s, l)) => (t, Some(s), l),
@@ -413,7 +442,10 @@ where
             cap_in_place(o, max);
         }
         let mut properties = Vec::new();
-        let link = if let Some(remote) = parent_link.as_ref().filter(|l| kind == Kind::Interaction && l.remote) {
+        let link = if let Some(remote) = parent_link
+            .as_ref()
+            .filter(|l| kind == Kind::Interaction && l.remote)
+        {
             // Inside a request continuing another service's interaction:
             // join it (same event) instead of beginning a new one.
             let joined = remote.interaction.clone();
@@ -486,6 +518,7 @@ where
         };
         // `replace`, not `insert`: never panic, even if another layer raced us.
         let _ = span.extensions_mut().replace(state);
+        sync_otel_ids(&span, self.otel_dispatch().as_ref());
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
@@ -549,11 +582,42 @@ where
             return;
         }
         self.live.remove(&id);
+        sync_otel_ids(&span, self.otel_dispatch().as_ref());
         let state = span.extensions_mut().remove::<SpanState>();
         if let Some(state) = state {
             complete(state);
         }
     }
+}
+
+/// Takes the ids of the OpenTelemetry span made for the same `tracing` span
+/// into its raindrop state (feature `opentelemetry`; see `crate::otel`).
+/// No extensions lock of the span may be held.
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
+    span: &tracing_subscriber::registry::SpanRef<'a, R>,
+    dispatch: Option<&Dispatch>,
+) {
+    let Some(d) = dispatch else {
+        return;
+    };
+    if span.extensions().get::<SpanState>().is_none() {
+        return;
+    }
+    if let Some((trace_id, span_id)) = crate::otel::ids(&span.id(), span.metadata(), d) {
+        if let Some(st) = span.extensions_mut().get_mut::<SpanState>() {
+            st.trace_id = trace_id;
+            st.span_id = span_id;
+        }
+    }
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+#[inline(always)]
+pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
+    _: &tracing_subscriber::registry::SpanRef<'a, R>,
+    _: Option<&Dispatch>,
+) {
 }
 
 /// Ends a span: finishes its interaction (if it is one) and exports it.
@@ -824,6 +888,7 @@ pub(crate) fn complete_span(span: &tracing::Span) {
         .with_subscriber(|(id, d)| {
             with_registry(d, |reg| {
                 let s = reg.span(id)?;
+                sync_otel_ids(&s, Some(d));
                 let mut ext = s.extensions_mut();
                 let state = ext.remove::<SpanState>()?;
                 // The span may outlive the function: keep what later

@@ -210,6 +210,8 @@
 mod diag;
 pub mod fields;
 mod layer;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 pub mod propagate;
 mod support;
 

@@ -66,11 +66,11 @@
 //! ```
 
 use http::{HeaderMap, HeaderValue};
-use raindrop_core::propagation::{BAGGAGE, TRACEPARENT};
 pub use raindrop_core::propagation::{InteractionBaggage, TraceParent};
+use raindrop_core::propagation::{BAGGAGE, TRACEPARENT};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
-use crate::layer::{lineage, Ended, Link, RaindropLayer, SpanState};
+use crate::layer::{lineage, sync_otel_ids, Ended, Link, RaindropLayer, SpanState};
 
 /// The context of a raindrop span as it travels to another service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,9 @@ pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
     span.with_subscriber(|(id, d)| {
         let reg = d.downcast_ref::<Registry>()?;
         let span = reg.span(id)?;
-        let found = span.scope().find_map(|s| lineage(&s.extensions()));
+        let nearest = span.scope().find(|s| lineage(&s.extensions()).is_some())?;
+        sync_otel_ids(&nearest, Some(d));
+        let found = lineage(&nearest.extensions());
         found
     })
     .flatten()
@@ -265,28 +267,37 @@ impl RemoteContext {
     /// for the request, declaring `raindrop.kind = tracing::field::Empty`)
     /// continue this context. Returns whether a raindrop layer took it.
     pub fn continue_in(&self, span: &tracing::Span) -> bool {
-        span.with_subscriber(|(id, d)| {
-            let client = d.downcast_ref::<RaindropLayer>()?.client();
-            let reg = d.downcast_ref::<Registry>()?;
-            let s = reg.span(id)?;
-            let link = client.resume_remote(&self.baggage).map(|interaction| Link {
-                workflow: self.baggage.event.as_deref().unwrap_or("interaction").into(),
-                interaction,
-                remote: true,
-            });
-            let mut ext = s.extensions_mut();
-            if ext.get_mut::<SpanState>().is_some() || ext.get_mut::<Ended>().is_some() {
-                return None; // already a raindrop span
-            }
-            let _ = ext.replace(Ended {
-                trace_id: self.parent.trace_id,
-                span_id: self.parent.parent_span_id,
-                link,
-            });
-            Some(())
-        })
-        .flatten()
-        .is_some()
+        let took = span
+            .with_subscriber(|(id, d)| {
+                let client = d.downcast_ref::<RaindropLayer>()?.client();
+                let reg = d.downcast_ref::<Registry>()?;
+                let s = reg.span(id)?;
+                let link = client.resume_remote(&self.baggage).map(|interaction| Link {
+                    workflow: self
+                        .baggage
+                        .event
+                        .as_deref()
+                        .unwrap_or("interaction")
+                        .into(),
+                    interaction,
+                    remote: true,
+                });
+                let mut ext = s.extensions_mut();
+                if ext.get_mut::<SpanState>().is_some() || ext.get_mut::<Ended>().is_some() {
+                    return None; // already a raindrop span
+                }
+                let _ = ext.replace(Ended {
+                    trace_id: self.parent.trace_id,
+                    span_id: self.parent.parent_span_id,
+                    link,
+                });
+                Some(())
+            })
+            .flatten()
+            .is_some();
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::set_remote_parent(span, &self.parent);
+        took
     }
 }
 
