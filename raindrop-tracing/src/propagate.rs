@@ -7,12 +7,12 @@
 //!   sampled flag) and `baggage` with the interaction's `raindrop.event_id`,
 //!   `raindrop.user_id`, `raindrop.convo_id` and `raindrop.event` (foreign
 //!   baggage members already in the map are kept). With the
-//!   `reqwest-middleware` feature, [`reqwest_middleware::InjectMiddleware`]
+//!   `reqwest-middleware` feature, `reqwest_middleware::InjectMiddleware`
 //!   does it for every request of a `reqwest_middleware::ClientWithMiddleware`.
 //! * **Extract** (the called service, B): [`extract`] reads them back into a
 //!   [`RemoteContext`], whose [`span`](RemoteContext::span) makes the spans
 //!   created inside it continue the caller's context. With the `tower`
-//!   feature, [`tower::PropagationLayer`] does it for every request of an
+//!   feature, `tower::PropagationLayer` does it for every request of an
 //!   axum, tonic or hyper server.
 //!
 //! Inside a request that carries an interaction:
@@ -252,7 +252,7 @@ impl RemoteContext {
     /// the caller's span, an interaction span joins the caller's interaction,
     /// and `resume_interaction()` returns a handle on it. Enter it, or
     /// instrument the request's future with it (what
-    /// [`tower::PropagationLayer`] does).
+    /// `tower::PropagationLayer` does).
     ///
     /// It is an INFO span named `raindrop.remote` declaring only an empty
     /// `raindrop.kind` (nothing of the request is recorded on it, and it is

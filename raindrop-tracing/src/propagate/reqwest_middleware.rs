@@ -9,10 +9,12 @@ use reqwest_middleware::{Middleware, Next, Result};
 /// every request (see [`super::inject`]); a request made outside raindrop
 /// spans is sent unchanged.
 ///
-/// ```ignore
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+/// ```
+/// use reqwest_middleware::{reqwest, ClientBuilder};
+/// let client = ClientBuilder::new(reqwest::Client::new())
 ///     .with(raindrop_tracing::propagate::reqwest_middleware::InjectMiddleware)
 ///     .build();
+/// # drop(client);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InjectMiddleware;

@@ -11,11 +11,30 @@ use tracing::instrument::{Instrument, Instrumented};
 /// caller's trace and interaction. A request without (valid) headers runs
 /// as before. Works for any `Service<http::Request<B>>`: axum, tonic, hyper.
 ///
-/// ```ignore
-/// // axum
-/// let app = Router::new()
-///     .route("/agent", post(agent))
-///     .layer(raindrop_tracing::propagate::tower::PropagationLayer);
+/// With axum: `Router::new().route(..).layer(PropagationLayer)`. On any
+/// service:
+///
+/// ```
+/// use std::task::{Context, Poll};
+/// use raindrop_tracing::propagate::tower::PropagationLayer;
+/// use tower_layer::Layer as _;
+///
+/// struct Hello;
+/// impl tower_service::Service<http::Request<()>> for Hello {
+///     type Response = &'static str;
+///     type Error = std::convert::Infallible;
+///     type Future = std::future::Ready<Result<&'static str, Self::Error>>;
+///     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+///         Poll::Ready(Ok(()))
+///     }
+///     fn call(&mut self, _: http::Request<()>) -> Self::Future {
+///         // Raindrop spans created here continue the caller's context.
+///         std::future::ready(Ok("hello"))
+///     }
+/// }
+///
+/// let service = PropagationLayer.layer(Hello);
+/// # drop(service);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PropagationLayer;
