@@ -153,6 +153,9 @@
 //! * `reqwest-middleware`: `propagate::reqwest_middleware::InjectMiddleware`
 //!   (reqwest-middleware 0.4, reqwest 0.12), sending the current context on
 //!   every request.
+//! * `opentelemetry`: with `tracing-opentelemetry` 0.34 (`opentelemetry`
+//!   0.33) in the same subscriber, raindrop spans use its spans' trace and
+//!   span ids.
 //!
 //! Without them the crate is the plain client: [`init`], [`track_ai`],
 //! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].
