@@ -151,6 +151,14 @@
 //! * `testing`: `raindrop::testing`, a client recording in memory and the
 //!   decoded records, for assertions in your own tests.
 //! * `native-roots`: [`TlsRoots::Native`], the platform's certificate store.
+//! * `tower`: `propagate::tower::PropagationLayer`, a server continuing
+//!   its callers' traces and interactions (see [`propagate`]).
+//! * `reqwest-middleware`: `propagate::reqwest_middleware::InjectMiddleware`
+//!   (reqwest-middleware 0.4, reqwest 0.12), sending the current context on
+//!   every request.
+//! * `opentelemetry`: with `tracing-opentelemetry` 0.34 (`opentelemetry`
+//!   0.33) in the same subscriber, raindrop spans use its spans' trace and
+//!   span ids.
 //!
 //! Without them the crate is the plain client: [`init`], [`track_ai`],
 //! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].
@@ -191,6 +199,10 @@ pub use raindrop_tracing::fields;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+/// One interaction across services: inject and extract W3C `traceparent`
+/// and `baggage` (see the `raindrop-tracing` crate's `propagate` module).
+#[cfg(feature = "tracing")]
+pub use raindrop_tracing::propagate;
 
 #[cfg(feature = "macros")]
 pub use raindrop_macros::{interaction, task, tool};

@@ -14,6 +14,8 @@ mod common;
 mod quickstart;
 #[path = "../examples/sync.rs"]
 mod sync_example;
+#[path = "../examples/two_services.rs"]
+mod two_services;
 
 use std::time::Duration;
 
@@ -233,6 +235,45 @@ fn position_of(interactions: &[serde_json::Value], event_id: &str) -> usize {
         .iter()
         .position(|i| i["event_id"] == event_id)
         .unwrap_or_else(|| panic!("{event_id} not in the view"))
+}
+
+#[test]
+fn two_services_record_one_interaction_per_chat_with_the_agent_spans_joined() {
+    let _serial = serial();
+    let (options, path) = sink_options("two_services");
+    let client = raindrop::Client::new(options).expect("client");
+    let answers = block_on_traced(&client, two_services::run_demo(false)).expect("demo ran");
+    let report = client.shutdown(Duration::from_secs(5));
+    assert!(report.completed, "{report:?}");
+    assert_eq!(answers.len(), 2);
+    assert!(
+        answers[0].contains("refunds take 5 business days"),
+        "{answers:?}"
+    );
+
+    let rec = Recorded::read(&path).expect("sink file written");
+    // One event per chat: the agent service began none of its own.
+    assert_eq!(rec.events.len(), 2, "{}", rec.render());
+    for (event, answer) in rec.events.iter().zip(&answers) {
+        assert!(event.interaction && event.finished, "{}", rec.render());
+        assert_eq!(event.event.as_deref(), Some("chat"));
+        assert_eq!(event.output.as_deref(), Some(answer.as_str()));
+        // Set in service B through resume_interaction().
+        assert!(event.properties["agent_docs"].as_i64().unwrap() >= 1);
+        let spans = rec.spans_of(&event.event_id);
+        let find = |name: &str| {
+            spans
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("{name} in {}", rec.render()))
+        };
+        let (root, call) = (find("chat.workflow"), find("ask_agent.tool"));
+        for name in ["retrieve.tool", "compose.tool"] {
+            let s = find(name);
+            assert_eq!(s.trace_id, root.trace_id, "{}", rec.render());
+            assert_eq!(s.parent_span_id.as_deref(), Some(call.span_id.as_str()));
+        }
+    }
 }
 
 #[test]
@@ -732,6 +773,7 @@ fn readme_code_is_the_compiled_code() {
         "readme_setup_rust_log",
         "readme_axum",
         "readme_testing",
+        "readme_propagation",
     ] {
         let start = format!("mod {name} {{\n");
         let end = format!("}} // end {name}");

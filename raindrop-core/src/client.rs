@@ -376,15 +376,7 @@ impl Client {
     /// A resumed handle for an interaction begun elsewhere (another process)
     /// sends updates with no user or event name; the backend merges them by id.
     pub fn resume_interaction_by_id(&self, event_id: &str) -> Interaction {
-        if let Some(core) = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(event_id)
-            .and_then(Weak::upgrade)
-            .filter(|core| !core.is_finished())
-        {
+        if let Some(core) = self.live(event_id) {
             return Interaction::from_core(core);
         }
         let core = Interaction::new_core(
@@ -395,6 +387,55 @@ impl Client {
             None,
         );
         Interaction::from_core(core)
+    }
+
+    /// A handle continuing the interaction named by a remote caller's
+    /// `baggage` (see [`propagation`](crate::propagation)): the live one when
+    /// it began in this process, otherwise a handle that knows the user,
+    /// conversation and event name from the baggage (so its updates and
+    /// spans carry them) without sending anything by itself. `None` without
+    /// an event id.
+    ///
+    /// Updates through it merge into the caller's event by event id. The
+    /// service that began the interaction finishes it; call `finish` here
+    /// only if this service is meant to end it.
+    ///
+    /// ```
+    /// use raindrop_core::{propagation::InteractionBaggage, Client, ClientOptions};
+    /// let client = Client::new(ClientOptions::default()).unwrap();
+    /// let b = InteractionBaggage::extract("raindrop.event_id=e-1,raindrop.user_id=u-1");
+    /// let i = client.resume_remote(&b).unwrap();
+    /// assert_eq!(i.event_id(), Some("e-1"));
+    /// assert_eq!(i.user_id().as_deref(), Some("u-1"));
+    /// ```
+    pub fn resume_remote(
+        &self,
+        baggage: &crate::propagation::InteractionBaggage,
+    ) -> Option<Interaction> {
+        let event_id = baggage.event_id.as_deref()?;
+        if let Some(core) = self.live(event_id) {
+            return Some(Interaction::from_core(core));
+        }
+        let core = Interaction::new_core(
+            self.inner.pipeline.clone(),
+            event_id.into(),
+            baggage.user_id.clone().filter(|u| !u.trim().is_empty()),
+            baggage.convo_id.clone(),
+            baggage.event.clone().filter(|e| !e.trim().is_empty()),
+        );
+        Some(Interaction::from_core(core))
+    }
+
+    /// The interaction begun in this process with this id, if a handle of
+    /// it is alive and it is not finished.
+    fn live(&self, event_id: &str) -> Option<Arc<InteractionCore>> {
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(event_id)
+            .and_then(Weak::upgrade)
+            .filter(|core| !core.is_finished())
     }
 
     fn remember_interaction(&self, core: &Arc<InteractionCore>) {

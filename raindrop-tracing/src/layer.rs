@@ -28,6 +28,10 @@ use crate::fields::{is_marked, Fields, Kind};
 pub struct RaindropLayer {
     client: Client,
     live: Arc<Live>,
+    /// The dispatcher this layer is part of (set when it is registered):
+    /// how ids of other layers' spans are read while tracing's own default
+    /// dispatcher is busy creating a span (feature `opentelemetry`).
+    dispatch: Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>,
 }
 
 /// Which span ids may be this layer's open spans: a counting filter over
@@ -86,7 +90,26 @@ impl RaindropLayer {
         RaindropLayer {
             client: client.clone(),
             live: Arc::new(Live::new()),
+            dispatch: Arc::default(),
         }
+    }
+
+    /// The dispatcher this layer is registered in, when the ids of
+    /// `tracing-opentelemetry` spans are to be shared (feature `opentelemetry`).
+    fn otel_dispatch(&self) -> Option<Dispatch> {
+        #[cfg(feature = "opentelemetry")]
+        {
+            self.dispatch.get().and_then(|w| w.upgrade())
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        {
+            None
+        }
+    }
+
+    /// The client this layer exports through.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Wraps the layer in its per-layer [`RaindropFilter`].
@@ -236,6 +259,9 @@ fn take_pending_init(span_name: &str) -> Option<SpanInit> {
 pub(crate) struct Link {
     pub(crate) interaction: Interaction,
     pub(crate) workflow: Arc<str>,
+    /// The interaction was begun by another service (continued from a
+    /// request's headers): spans here join it and never finish it.
+    pub(crate) remote: bool,
 }
 
 /// What stays of a marked span in the registry once the macro's function
@@ -244,13 +270,13 @@ pub(crate) struct Link {
 /// handler): enough for children created later to join its trace and link
 /// to its interaction, and for `resume_interaction()` to find it.
 pub(crate) struct Ended {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    link: Option<Link>,
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) link: Option<Link>,
 }
 
 /// The trace id, span id and interaction link of a marked span, open or ended.
-fn lineage(
+pub(crate) fn lineage(
     ext: &tracing_subscriber::registry::Extensions<'_>,
 ) -> Option<([u8; 16], [u8; 8], Option<Link>)> {
     if let Some(s) = ext.get::<SpanState>() {
@@ -299,7 +325,7 @@ impl SpanState {
         let max = self.max_chars();
         if let Some(mut i) = f.input.take() {
             cap_in_place(&mut i, max);
-            if self.kind == Kind::Interaction {
+            if self.kind == Kind::Interaction && !self.link.as_ref().is_some_and(|l| l.remote) {
                 // The interaction's begin/update needs its own copy.
                 f.input = Some(i.clone());
             }
@@ -356,6 +382,10 @@ impl<S> Layer<S> for RaindropLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if !is_marked(attrs.metadata()) {
             return;
@@ -386,6 +416,13 @@ where
             return;
         };
         // The nearest ancestor this layer tracks (ordinary spans are skipped).
+        #[cfg(feature = "opentelemetry")]
+        if let Some(p) = span.scope().skip(1).find(|p| {
+            let e = p.extensions();
+            e.get::<SpanState>().is_some() || e.get::<Ended>().is_some()
+        }) {
+            sync_otel_ids(&p, self.otel_dispatch().as_ref());
+        }
         let parent = span.scope().skip(1).find_map(|p| lineage(&p.extensions()));
         let (trace_id, parent_span_id, parent_link) = match parent {
             Some((t, s, l)) => (t, Some(s), l),
@@ -405,7 +442,32 @@ where
             cap_in_place(o, max);
         }
         let mut properties = Vec::new();
-        let link = if kind == Kind::Interaction {
+        let link = if let Some(remote) = parent_link
+            .as_ref()
+            .filter(|l| kind == Kind::Interaction && l.remote)
+        {
+            // Inside a request continuing another service's interaction:
+            // join it (same event) instead of beginning a new one.
+            let joined = remote.interaction.clone();
+            f.event_id = None;
+            if let Some(u) = f.user_id.take() {
+                joined.set_user_id(u);
+            }
+            if let Some(c) = f.convo_id.take() {
+                joined.set_convo_id(c);
+            }
+            if let Some(m) = f.model.take() {
+                joined.set_model(m);
+            }
+            for (k, v) in f.properties.drain(..) {
+                joined.set_property(k, v);
+            }
+            Some(Link {
+                interaction: joined,
+                workflow: name.as_str().into(),
+                remote: true,
+            })
+        } else if kind == Kind::Interaction {
             let event = f.event.take().unwrap_or_else(|| name.clone());
             let mut b = Begin::new(f.user_id.take().unwrap_or_default(), event);
             if let Some(e) = f.event_id.take() {
@@ -431,6 +493,7 @@ where
             Some(Link {
                 interaction,
                 workflow: name.as_str().into(),
+                remote: false,
             })
         } else {
             properties = std::mem::take(&mut f.properties);
@@ -455,6 +518,7 @@ where
         };
         // `replace`, not `insert`: never panic, even if another layer raced us.
         let _ = span.extensions_mut().replace(state);
+        sync_otel_ids(&span, self.otel_dispatch().as_ref());
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
@@ -518,11 +582,42 @@ where
             return;
         }
         self.live.remove(&id);
+        sync_otel_ids(&span, self.otel_dispatch().as_ref());
         let state = span.extensions_mut().remove::<SpanState>();
         if let Some(state) = state {
             complete(state);
         }
     }
+}
+
+/// Takes the ids of the OpenTelemetry span made for the same `tracing` span
+/// into its raindrop state (feature `opentelemetry`; see `crate::otel`).
+/// No extensions lock of the span may be held.
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
+    span: &tracing_subscriber::registry::SpanRef<'a, R>,
+    dispatch: Option<&Dispatch>,
+) {
+    let Some(d) = dispatch else {
+        return;
+    };
+    if span.extensions().get::<SpanState>().is_none() {
+        return;
+    }
+    if let Some((trace_id, span_id)) = crate::otel::ids(&span.id(), span.metadata(), d) {
+        if let Some(st) = span.extensions_mut().get_mut::<SpanState>() {
+            st.trace_id = trace_id;
+            st.span_id = span_id;
+        }
+    }
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+#[inline(always)]
+pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
+    _: &tracing_subscriber::registry::SpanRef<'a, R>,
+    _: Option<&Dispatch>,
+) {
 }
 
 /// Ends a span: finishes its interaction (if it is one) and exports it.
@@ -534,7 +629,8 @@ pub(crate) fn complete(state: SpanState) {
         .clone()
         .or_else(|| std::thread::panicking().then(|| "panicked".to_owned()));
     if state.kind == Kind::Interaction {
-        if let Some(link) = &state.link {
+        // A joined remote interaction is finished by the service that began it.
+        if let Some(link) = state.link.as_ref().filter(|l| !l.remote) {
             let i = &link.interaction;
             if !i.is_noop() && i.user_id().filter(|u| !u.trim().is_empty()).is_none() {
                 diag::warn_no_user_id(&state.name, state.fn_name);
@@ -792,6 +888,7 @@ pub(crate) fn complete_span(span: &tracing::Span) {
         .with_subscriber(|(id, d)| {
             with_registry(d, |reg| {
                 let s = reg.span(id)?;
+                sync_otel_ids(&s, Some(d));
                 let mut ext = s.extensions_mut();
                 let state = ext.remove::<SpanState>()?;
                 // The span may outlive the function: keep what later

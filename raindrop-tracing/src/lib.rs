@@ -15,6 +15,12 @@
 //!   interaction span, through any depth of ordinary spans, across `.await`,
 //!   instrumented spawned futures and threads that enter the span.
 //!
+//! * [`propagate`] carries an interaction across services in W3C
+//!   `traceparent` and `baggage` headers: inject on the client, continue on
+//!   the server (features `tower` and `reqwest-middleware` add a server layer
+//!   and a client middleware). With the `opentelemetry` feature, spans take
+//!   the ids of `tracing-opentelemetry`'s spans (see `otel`).
+//!
 //! Most code uses this through the `raindrop` facade: `raindrop::layer_for(&client)`,
 //! `raindrop::resume_interaction()` and the `#[raindrop::interaction]`,
 //! `#[raindrop::task]` and `#[raindrop::tool]` attributes.
@@ -210,6 +216,9 @@
 mod diag;
 pub mod fields;
 mod layer;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
+pub mod propagate;
 mod support;
 
 pub use layer::{

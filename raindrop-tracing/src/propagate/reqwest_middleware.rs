@@ -1,0 +1,33 @@
+//! A `reqwest-middleware` middleware injecting the current context into each
+//! request (feature `reqwest-middleware`, for `reqwest-middleware` 0.4 with
+//! `reqwest` 0.12).
+
+use reqwest_middleware::reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next, Result};
+
+/// Writes `traceparent` and `baggage` for the current raindrop span into
+/// every request (see [`super::inject`]); a request made outside raindrop
+/// spans is sent unchanged.
+///
+/// ```
+/// use reqwest_middleware::{reqwest, ClientBuilder};
+/// let client = ClientBuilder::new(reqwest::Client::new())
+///     .with(raindrop_tracing::propagate::reqwest_middleware::InjectMiddleware)
+///     .build();
+/// # drop(client);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InjectMiddleware;
+
+#[async_trait::async_trait]
+impl Middleware for InjectMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        super::inject(req.headers_mut());
+        next.run(req, extensions).await
+    }
+}
