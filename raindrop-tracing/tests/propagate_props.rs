@@ -39,7 +39,7 @@ fn near_valid() -> impl Strategy<Value = Vec<u8>> {
                 v[i] = byte;
             }
             1 => v.truncate(at.min(v.len())),
-            _ => v.extend(std::iter::repeat(byte).take(at)),
+            _ => v.extend(std::iter::repeat_n(byte, at)),
         }
         v
     })
