@@ -164,6 +164,8 @@ pub use raindrop_tracing::{
 /// `"raindrop.kind"`, ...); see the `raindrop-tracing` crate docs.
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::fields;
+#[cfg(feature = "tracing")]
+pub use raindrop_tracing::stream;
 
 #[cfg(feature = "macros")]
 pub use raindrop_macros::{interaction, task, tool};

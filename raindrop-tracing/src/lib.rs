@@ -210,6 +210,7 @@
 mod diag;
 pub mod fields;
 mod layer;
+pub mod stream;
 mod support;
 
 pub use layer::{
