@@ -67,10 +67,12 @@ impl Usage {
 }
 
 /// What a model-call or GenAI tool span recorded, by convention name.
+///
+/// Content (messages, arguments, results) is kept whatever the client's
+/// `capture_content`: like content set by hand, the worker removes it before
+/// anything leaves the process when the switch is off, in one place.
 #[derive(Debug, Default)]
 pub(crate) struct GenAi {
-    /// Whether content (messages, arguments, results) may be kept.
-    capture: bool,
     operation: Option<String>,
     provider: Option<String>,
     request_model: Option<String>,
@@ -90,13 +92,6 @@ pub(crate) struct GenAi {
 }
 
 impl GenAi {
-    pub(crate) fn new(capture: bool) -> Self {
-        GenAi {
-            capture,
-            ..GenAi::default()
-        }
-    }
-
     /// The kind of an unmarked GenAI span, from its operation.
     pub(crate) fn kind(&self) -> Kind {
         match self.operation.as_deref().map(str::trim) {
@@ -116,7 +111,6 @@ impl GenAi {
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         };
-        let content = self.capture;
         match name {
             "gen_ai.operation.name" => self.operation = Some(text()),
             "gen_ai.provider.name" | "gen_ai.system" => self.provider = Some(text()),
@@ -140,11 +134,11 @@ impl GenAi {
             "gen_ai.tool.name" => self.tool_name = Some(text()),
             "gen_ai.tool.call.id" => self.tool_call_id = Some(text()),
             "gen_ai.tool.error.type" => self.tool_error = Some(text()),
-            "gen_ai.system_instructions" if content => self.system = Some(text()),
-            "gen_ai.input.messages" if content => self.input_messages = Some(text()),
-            "gen_ai.output.messages" if content => self.output_messages = Some(text()),
-            "gen_ai.tool.call.arguments" if content => self.tool_arguments = Some(text()),
-            "gen_ai.tool.call.result" if content => self.tool_result = Some(text()),
+            "gen_ai.system_instructions" => self.system = Some(text()),
+            "gen_ai.input.messages" => self.input_messages = Some(text()),
+            "gen_ai.output.messages" => self.output_messages = Some(text()),
+            "gen_ai.tool.call.arguments" => self.tool_arguments = Some(text()),
+            "gen_ai.tool.call.result" => self.tool_result = Some(text()),
             _ => {}
         }
     }
@@ -412,18 +406,21 @@ pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: 
         push(attrs, "gen_ai.response.finish_reasons", f.as_str());
     }
     // Prompt: a single input, or the messages (system instructions first).
-    let mut messages: Vec<(String, String)> = Vec::new();
-    if let Some(sys) = g.system.as_deref().map(system_text) {
-        if !sys.is_empty() {
-            messages.push(("system".to_owned(), sys));
+    let mut messages: Vec<(String, String)> = g
+        .input_messages
+        .as_deref()
+        .map(parse_messages)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.role, m.content))
+        .collect();
+    // rig repeats its system instructions as the first message; genai may not.
+    if !messages.iter().any(|(r, _)| r == "system") {
+        if let Some(sys) = g.system.as_deref().map(system_text) {
+            if !sys.is_empty() {
+                messages.insert(0, ("system".to_owned(), sys));
+            }
         }
-    }
-    if let Some(json) = &g.input_messages {
-        messages.extend(
-            parse_messages(json)
-                .into_iter()
-                .map(|m| (m.role, m.content)),
-        );
     }
     if let Some(i) = state.input.take() {
         if messages.is_empty() {
@@ -501,7 +498,6 @@ pub(crate) fn tool_attributes(state: &SpanState, attrs: &mut Vec<Attr>) {
 pub(crate) fn new_span(
     attrs: &tracing::span::Attributes<'_>,
     f: &crate::fields::Fields,
-    client: &raindrop_core::Client,
 ) -> Option<Box<GenAi>> {
     match f.kind {
         Some(Kind::Llm) => {}
@@ -509,7 +505,7 @@ pub(crate) fn new_span(
         None if !is_genai(attrs.metadata()) => return None,
         None => {}
     }
-    let mut g = GenAi::new(client.options().capture_content);
+    let mut g = GenAi::default();
     attrs.record(&mut g);
     if let Some(m) = &f.model {
         g.request_model.get_or_insert_with(|| m.clone());

@@ -379,7 +379,7 @@ where
         }
         let mut f = Fields::default();
         attrs.record(&mut f);
-        let mut gen = genai::new_span(attrs, &f, &self.client);
+        let mut gen = genai::new_span(attrs, &f);
         let init = take_pending_init(attrs.metadata().name());
         let fn_name = init.as_ref().map(|i| i.fn_name);
         if let Some(init) = init {
