@@ -539,3 +539,27 @@ fn a_streamed_answer_finishes_the_interaction_with_the_whole_text() {
     assert_eq!(cut["ai_data"]["output"], "part one, ");
     assert_eq!(cut["properties"]["error"], "cancelled");
 }
+
+#[test]
+fn rig_example_runs_offline_on_the_local_sink_and_its_tree_shows_the_calls() {
+    let path =
+        std::env::temp_dir().join(format!("raindrop-genai-rig-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let c =
+        Client::new(ClientOptions::default().local_sink(raindrop::LocalSink::File(path.clone())))
+            .unwrap();
+    run_rig_example(&c);
+    let report = c.shutdown(Duration::from_secs(10));
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.stats.dropped_total(), 0, "{:?}", report.stats);
+    let rec = raindrop_view::Recorded::read(&path).expect("sink file written");
+    let ev = rec.event("math_help").expect("the interaction");
+    assert!(ev.finished);
+    assert_eq!(ev.model.as_deref(), Some(openai_mock::RESPONSE_MODEL));
+    assert_eq!(ev.input.as_deref(), Some("What is 2 + 3?"));
+    assert_eq!(ev.output.as_deref(), Some(openai_mock::ANSWER));
+    let tree = rec.report();
+    assert_eq!(tree.matches("llm chat.llm").count(), 2, "{tree}");
+    assert!(tree.contains("tool add.tool"), "{tree}");
+    let _ = std::fs::remove_file(path);
+}

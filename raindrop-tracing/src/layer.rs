@@ -172,7 +172,8 @@ impl tracing::field::Visit for Message {
 }
 
 /// Per-layer filter of [`RaindropLayer`]: enables spans whose callsite
-/// declares `raindrop.kind`, and ERROR events (which mark the raindrop span
+/// declares `raindrop.kind` (or `gen_ai.operation.name` /
+/// `gen_ai.request.model`: model calls), and ERROR events (which mark the raindrop span
 /// they happen in as failed), and nothing else (decided once per callsite).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaindropFilter;
