@@ -138,7 +138,8 @@ impl HttpClientExt for Http {
     where
         U: From<Bytes> + Send + 'static,
     {
-        async { Err(http_client::Error::StreamEnded) }
+        // The mock has no multipart route.
+        std::future::ready(Err(http_client::Error::StreamEnded))
     }
 
     fn send_streaming<T>(

@@ -386,9 +386,10 @@ const SET_MODEL: u8 = 4;
 impl InteractionCore {
     /// Remembers which of input / output / model a mutator set.
     fn mark_set(&self, input: &Option<String>, output: &Option<String>, model: &Option<String>) {
-        let bits = u8::from(input.is_some()) * SET_INPUT
-            | u8::from(output.is_some()) * SET_OUTPUT
-            | u8::from(model.is_some()) * SET_MODEL;
+        let bit = |set: bool, b: u8| if set { b } else { 0 };
+        let bits = bit(input.is_some(), SET_INPUT)
+            | bit(output.is_some(), SET_OUTPUT)
+            | bit(model.is_some(), SET_MODEL);
         if bits != 0 {
             self.set_fields.fetch_or(bits, Ordering::AcqRel);
         }
