@@ -399,6 +399,14 @@ fn hand_written_llm_span_and_genai_style_fields_are_normalised() {
         );
         g.record("gen_ai.response.finish_reasons", r#"["stop"]"#);
         drop(g);
+        // An embedding call: exported, but it does not fill the interaction.
+        let e = tracing::info_span!(
+            "embeddings",
+            gen_ai.operation.name = "embeddings",
+            gen_ai.request.model = "embed-mock",
+            gen_ai.usage.input_tokens = 100i64,
+        );
+        drop(e);
     });
     flush(&c);
     let all = spans(&cap);
@@ -456,6 +464,13 @@ fn hand_written_llm_span_and_genai_style_fields_are_normalised() {
         attr_str(g, "ai.response.text").as_deref(),
         Some("second answer")
     );
+
+    let e = all
+        .iter()
+        .find(|s| s["name"] == "embeddings.llm")
+        .expect("embedding span");
+    assert_eq!(attr_str(e, "ai.operationId").as_deref(), Some("ai.embed"));
+    assert_eq!(attr_int(e, "gen_ai.usage.input_tokens"), Some(100));
 
     // The interaction: model of the last call, input of the first, output of the last.
     let ids = event_ids(&cap);

@@ -312,6 +312,14 @@ pub(crate) fn on_complete(state: &mut SpanState) {
     let Some(link) = &state.link else {
         return;
     };
+    // Embeddings, reranking, speech, images: exported, but they are not
+    // what the user asked and the model answered.
+    if !matches!(
+        g.operation.as_deref().map(str::trim),
+        None | Some("chat" | "generate_content" | "text_completion")
+    ) {
+        return;
+    }
     let mut s = link.calls.0.lock().unwrap_or_else(|e| e.into_inner());
     s.count += 1;
     if let Some(m) = g.model() {

@@ -148,7 +148,8 @@
 //!   and `gen_ai.tool.call.id`;
 //! * a task span for `invoke_agent`.
 //!
-//! When the interaction ends, what its model calls said fills it where
+//! When the interaction ends, what its chat-like model calls (`chat`,
+//! `generate_content`, `text_completion`; not embeddings) said fills it where
 //! nothing was set by hand (a field, `set_*`, a captured argument or a
 //! non-unit return value of the macros): the model of the last call, the
 //! input (the last user text of the first call; tool results, which come
