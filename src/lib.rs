@@ -196,6 +196,8 @@ where
 /// `"raindrop.kind"`, ...); see the `raindrop-tracing` crate docs.
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::fields;
+#[cfg(feature = "tracing")]
+pub use raindrop_tracing::stream;
 
 #[cfg(feature = "testing")]
 pub mod testing;

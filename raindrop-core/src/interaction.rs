@@ -1,7 +1,7 @@
 //! `Interaction`: one AI event built up over time (`events/track_partial`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -21,6 +21,10 @@ pub(crate) struct InteractionCore {
     /// Some update so far had input, output or an attachment: known here, by
     /// the caller, so the empty-event gate never depends on worker memory.
     had_content: AtomicBool,
+    /// Which of input / output / model were set by a mutator (bits
+    /// `SET_INPUT`, `SET_OUTPUT`, `SET_MODEL`); values filled in from model
+    /// calls never override them.
+    set_fields: AtomicU8,
     sticky: Mutex<Sticky>,
 }
 
@@ -84,6 +88,7 @@ impl Interaction {
             event_id,
             finished: AtomicBool::new(false),
             had_content: AtomicBool::new(false),
+            set_fields: AtomicU8::new(0),
             sticky: Mutex::new(Sticky {
                 user_id: user_id.map(Into::into),
                 convo_id: convo_id.map(Into::into),
@@ -163,8 +168,42 @@ impl Interaction {
             ..Default::default()
         };
         fill(&mut patch);
+        core.mark_set(&patch.ai.input, &patch.ai.output, &patch.ai.model);
         core.stamp(&mut patch);
         // Refusals are counted in stats; the caller of a mutator is never bothered.
+        core.pipeline.enqueue(Item::Partial(Box::new(patch)));
+    }
+
+    /// Sets model, input and output from what the interaction's model calls
+    /// said, each only when no mutator (or begin) has set it: what the user
+    /// sets by hand always wins. Used by the tracing layer's GenAI capture;
+    /// not a public API.
+    #[doc(hidden)]
+    pub fn fill_unset(&self, model: Option<String>, input: Option<String>, output: Option<String>) {
+        let Some(core) = self.core.as_deref() else {
+            return;
+        };
+        let set = core.set_fields.load(Ordering::Acquire);
+        let model = model.filter(|_| set & SET_MODEL == 0);
+        let input = input.filter(|_| set & SET_INPUT == 0);
+        let output = output.filter(|_| set & SET_OUTPUT == 0);
+        if model.is_none() && input.is_none() && output.is_none() {
+            return;
+        }
+        let Some(core) = self.core.as_deref().filter(|c| c.sampled) else {
+            return;
+        };
+        if core.finished.load(Ordering::Acquire) {
+            return;
+        }
+        let mut patch = InteractionUpdate {
+            event_id: core.event_id.clone(),
+            ..Default::default()
+        };
+        patch.ai.model = model;
+        patch.ai.input = input;
+        patch.ai.output = output;
+        core.stamp(&mut patch);
         core.pipeline.enqueue(Item::Partial(Box::new(patch)));
     }
 
@@ -372,10 +411,25 @@ impl Interaction {
     }
 }
 
+const SET_INPUT: u8 = 1;
+const SET_OUTPUT: u8 = 2;
+const SET_MODEL: u8 = 4;
+
 impl InteractionCore {
     /// Whether the final update was sent (or refused).
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+
+    /// Remembers which of input / output / model a mutator set.
+    fn mark_set(&self, input: &Option<String>, output: &Option<String>, model: &Option<String>) {
+        let bit = |set: bool, b: u8| if set { b } else { 0 };
+        let bits = bit(input.is_some(), SET_INPUT)
+            | bit(output.is_some(), SET_OUTPUT)
+            | bit(model.is_some(), SET_MODEL);
+        if bits != 0 {
+            self.set_fields.fetch_or(bits, Ordering::AcqRel);
+        }
     }
 
     /// Fills in the identity and the content flag of an update.

@@ -32,7 +32,7 @@
 //! inner value of `Json(..)` / `Form(..)` arguments of an axum handler), else
 //! every argument but context extractors (`State`, `Extension`, `HeaderMap`,
 //! `ConnectInfo`, ...), which are never captured. The return value is the
-//! output; an `Err` of a function returning `Result` marks the span failed
+//! output (none for `()` or `None`); an `Err` of a function returning `Result` marks the span failed
 //! (and finishes the interaction with the error). Nothing is captured when no
 //! raindrop layer sees the span.
 //!

@@ -5,7 +5,7 @@ use std::fmt;
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 
-/// Field that marks a span for Raindrop: `interaction`, `task` or `tool`.
+/// Field that marks a span for Raindrop: `interaction`, `task`, `tool` or `llm`.
 pub const KIND: &str = "raindrop.kind";
 /// Entity name (defaults to the span name).
 pub const NAME: &str = "raindrop.name";
@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Interaction,
     Task,
     Tool,
+    /// A model call: hand-written (`raindrop.kind = "llm"`) or a GenAI span.
+    Llm,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             "interaction" | "workflow" => Some(Kind::Interaction),
             "task" => Some(Kind::Task),
             "tool" => Some(Kind::Tool),
+            "llm" => Some(Kind::Llm),
             _ => None,
         }
     }
@@ -54,6 +57,7 @@ impl Kind {
             Kind::Interaction => "workflow",
             Kind::Task => "task",
             Kind::Tool => "tool",
+            Kind::Llm => "llm",
         }
     }
 }

@@ -19,7 +19,11 @@ use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
 use crate::diag;
-use crate::fields::{is_marked, Fields, Kind};
+use crate::fields::{Fields, Kind};
+
+#[path = "genai.rs"]
+pub(crate) mod genai;
+use genai::is_tracked;
 
 /// The [`Layer`] that turns spans marked with `raindrop.kind` into Raindrop
 /// interactions and trace spans. Build it with [`layer`], which adds the
@@ -191,18 +195,19 @@ impl tracing::field::Visit for Message {
 }
 
 /// Per-layer filter of [`RaindropLayer`]: enables spans whose callsite
-/// declares `raindrop.kind`, and ERROR events (which mark the raindrop span
+/// declares `raindrop.kind` (or `gen_ai.operation.name` /
+/// `gen_ai.request.model`: model calls), and ERROR events (which mark the raindrop span
 /// they happen in as failed), and nothing else (decided once per callsite).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaindropFilter;
 
 impl<S> Filter<S> for RaindropFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        is_marked(meta) || is_error_event(meta)
+        is_tracked(meta) || is_error_event(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if is_marked(meta) || is_error_event(meta) {
+        if is_tracked(meta) || is_error_event(meta) {
             Interest::always()
         } else {
             Interest::never()
@@ -262,6 +267,8 @@ pub(crate) struct Link {
     /// The interaction was begun by another service (continued from a
     /// request's headers): spans here join it and never finish it.
     pub(crate) remote: bool,
+    /// The interaction's model calls, to fill it when it ends.
+    pub(crate) calls: Arc<genai::Calls>,
 }
 
 /// What stays of a marked span in the registry once the macro's function
@@ -306,6 +313,8 @@ pub(crate) struct SpanState {
     pub(crate) link: Option<Link>,
     /// The annotated function, for spans made by the attribute macros.
     fn_name: Option<&'static str>,
+    /// GenAI fields of a model-call or GenAI tool span.
+    gen: Option<Box<genai::GenAi>>,
 }
 
 fn cap_in_place(text: &mut String, max: usize) {
@@ -387,7 +396,7 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !is_marked(attrs.metadata()) {
+        if !is_tracked(attrs.metadata()) {
             return;
         }
         // Paired with the `remove` in `on_close` (same marked-span test).
@@ -401,6 +410,7 @@ where
         }
         let mut f = Fields::default();
         attrs.record(&mut f);
+        let mut gen = genai::new_span(attrs, &f);
         let init = take_pending_init(attrs.metadata().name());
         let fn_name = init.as_ref().map(|i| i.fn_name);
         if let Some(init) = init {
@@ -409,7 +419,7 @@ where
             f.event = init.event.or(f.event);
             f.event_id = init.event_id.or(f.event_id);
         }
-        let Some(kind) = f.kind else {
+        let Some(kind) = f.kind.or_else(|| gen.as_ref().map(|g| g.kind())) else {
             if let Some(bad) = &f.bad_kind {
                 tracing::debug!(target: "raindrop", kind = %bad, "unknown raindrop.kind; span ignored");
             }
@@ -428,6 +438,12 @@ where
             Some((t, s, l)) => (t, Some(s), l),
             None => (SpanRecord::new_trace_id(), None, None),
         };
+        if f.kind.is_none() && parent_link.is_none() {
+            return; // a GenAI span outside any interaction: ignored
+        }
+        if kind != Kind::Llm && kind != Kind::Tool {
+            gen = None;
+        }
         let max = self.client.options().max_text_field_chars;
         let name = f
             .name
@@ -466,6 +482,7 @@ where
                 interaction: joined,
                 workflow: name.as_str().into(),
                 remote: true,
+                calls: genai::Calls::new(),
             })
         } else if kind == Kind::Interaction {
             let event = f.event.take().unwrap_or_else(|| name.clone());
@@ -494,6 +511,7 @@ where
                 interaction,
                 workflow: name.as_str().into(),
                 remote: false,
+                calls: genai::Calls::new(),
             })
         } else {
             properties = std::mem::take(&mut f.properties);
@@ -515,6 +533,7 @@ where
             properties,
             link,
             fn_name,
+            gen,
         };
         // `replace`, not `insert`: never panic, even if another layer raced us.
         let _ = span.extensions_mut().replace(state);
@@ -551,19 +570,22 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        if !is_marked(span.metadata()) {
+        if !is_tracked(span.metadata()) {
             return;
         }
         let mut f = Fields::default();
         values.record(&mut f);
-        if f.is_empty() {
-            return;
-        }
         let update = {
             let mut ext = span.extensions_mut();
             let Some(state) = ext.get_mut::<SpanState>() else {
                 return;
             };
+            if let Some(g) = state.gen.as_deref_mut() {
+                values.record(g);
+            }
+            if f.is_empty() {
+                return;
+            }
             state.apply(f)
         };
         if let Some((i, f)) = update {
@@ -578,7 +600,7 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        if !is_marked(span.metadata()) {
+        if !is_tracked(span.metadata()) {
             return;
         }
         self.live.remove(&id);
@@ -621,7 +643,8 @@ pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
 }
 
 /// Ends a span: finishes its interaction (if it is one) and exports it.
-pub(crate) fn complete(state: SpanState) {
+pub(crate) fn complete(mut state: SpanState) {
+    genai::on_complete(&mut state);
     let end = SystemTime::now();
     let duration_ms = i64::try_from(state.started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let error = state
@@ -670,6 +693,12 @@ fn to_record(
     if s.kind == Kind::Tool {
         push("ai.operationId", "ai.toolCall".into());
     }
+    if s.kind == Kind::Llm {
+        genai::llm_attributes(&mut s, &mut attrs, max);
+    } else if s.kind == Kind::Tool {
+        genai::tool_attributes(&s, &mut attrs);
+    }
+    let mut push = |k: &'static str, v: AttributeValue| attrs.push((Cow::Borrowed(k), v));
     if let Some(i) = s.input.take() {
         push("traceloop.entity.input", AttributeValue::String(i));
     }

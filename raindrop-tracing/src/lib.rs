@@ -89,13 +89,13 @@
 //!
 //! | field | spans | meaning |
 //! | --- | --- | --- |
-//! | `raindrop.kind` | all | `"interaction"` (or `"workflow"`), `"task"` or `"tool"`; required, declared when the span is created |
+//! | `raindrop.kind` | all | `"interaction"` (or `"workflow"`), `"task"`, `"tool"` or `"llm"` (a model call, see [Model calls](#model-calls)); required, declared when the span is created |
 //! | `raindrop.name` | all | entity name; defaults to the span name. Span names on the wire are `<name>.workflow` / `<name>.task` / `<name>.tool` |
 //! | `raindrop.event` | interaction | event name; defaults to the entity name |
 //! | `raindrop.user_id` | interaction | user id; may be recorded later (it then also lands on spans closing after it) |
 //! | `raindrop.convo_id` | interaction | conversation id |
 //! | `raindrop.event_id` | interaction | event id, at creation only; a UUID v4 is generated when absent |
-//! | `raindrop.model` | interaction | model name |
+//! | `raindrop.model` | interaction, llm | model name |
 //! | `raindrop.input` | all | input: `ai_data.input` of the interaction, `traceloop.entity.input` of the span (JSON text, or a plain string) |
 //! | `raindrop.output` | all | output: the interaction's final answer, `traceloop.entity.output` of the span |
 //! | `raindrop.error` | all | error message: span status error; the interaction finishes with `properties.error` |
@@ -127,10 +127,86 @@
 //! never looked at, and the SDK's own diagnostics (target `raindrop`) never
 //! mark anything; all events pass through to your other layers untouched.
 //!
+//! # Model calls
+//!
+//! Libraries that describe model calls with the OpenTelemetry GenAI
+//! conventions (rig, genai's `otel` feature) are recorded with no code of
+//! yours: the per-layer filter also takes span callsites that declare
+//! `gen_ai.operation.name` or `gen_ai.request.model` (decided once per
+//! callsite from field names; nothing else is enabled). Inside an
+//! interaction, such a span becomes
+//!
+//! * an **LLM span** (`<name>.llm`, `traceloop.span.kind = llm`) for
+//!   `chat`, `generate_content`, `text_completion`, `embeddings`, ...: with
+//!   `ai.operationId` (`ai.generateText`), `ai.model.id`,
+//!   `gen_ai.request.model`, `gen_ai.response.model` (the request model when
+//!   the response names none), `ai.model.provider` / `gen_ai.system` /
+//!   `gen_ai.provider.name` (lowercase), the prompt as `ai.prompt.messages`
+//!   (`[{role, content}]`, system instructions first) and
+//!   `gen_ai.prompt.N.role/content`, the answer as `ai.response.text` and
+//!   `gen_ai.completion.0.role/content`, token usage under the normalised
+//!   names `gen_ai.usage.{input,output,reasoning}_tokens`,
+//!   `gen_ai.usage.cache_read_input_tokens`, `cache_write_input_tokens`
+//!   (rig's and genai's differing names both read), and the interaction's
+//!   association attributes, like a tool span;
+//! * a **tool span** for `execute_tool`, named after `gen_ai.tool.name`,
+//!   with the arguments and result as `traceloop.entity.input` / `output`
+//!   and `gen_ai.tool.call.id`;
+//! * a task span for `invoke_agent`.
+//!
+//! When the interaction ends, what its chat-like model calls (`chat`,
+//! `generate_content`, `text_completion`; not embeddings) said fills it where
+//! nothing was set by hand (a field, `set_*`, a captured argument or a
+//! non-unit return value of the macros): the model of the last call, the
+//! input (the last user text of the first call; tool results, which come
+//! back as user messages, are skipped), the output (the assistant text of
+//! the last call that had some), and the properties `input_tokens`,
+//! `output_tokens`, `total_tokens`, `reasoning_tokens`,
+//! `cache_read_input_tokens` (summed) and `llm_calls`.
+//!
+//! A GenAI span **outside any interaction is ignored**: with no event id and
+//! no user it could only reach the backend linked to nothing.
+//!
+//! Content follows the client's `capture_content` switch: off, no prompt,
+//! answer, tool argument or result leaves the process (the worker removes
+//! it, as it does for content set by hand); model names, usage and timings
+//! still do. rig records content on its spans only with
+//! `record_content_telemetry(true)`.
+//!
+//! rig records the agent's prompt and answer on the *enclosing* span as
+//! `gen_ai.prompt` / `gen_ai.completion`. An interaction span does not
+//! declare those fields (so tracing drops them): declared, they would show
+//! the prompt in every log line of your fmt layer. The same text reaches the
+//! interaction from the model-call spans instead.
+//!
+//! A model call you make yourself is a `raindrop.kind = "llm"` span with
+//! `raindrop.model`, `raindrop.input` (a single prompt) or
+//! `gen_ai.input.messages`, `raindrop.output`, and any `gen_ai.usage.*`
+//! field:
+//!
+//! ```
+//! let llm = tracing::info_span!(
+//!     "summarise",
+//!     raindrop.kind = "llm",
+//!     raindrop.model = "claude-sonnet",
+//!     raindrop.output = tracing::field::Empty,
+//!     gen_ai.usage.input_tokens = tracing::field::Empty,
+//!     gen_ai.usage.output_tokens = tracing::field::Empty,
+//! );
+//! # let (answer, usage) = ("Blue sky.", (11u64, 3u64));
+//! llm.record("raindrop.output", answer);
+//! llm.record("gen_ai.usage.input_tokens", usage.0);
+//! llm.record("gen_ai.usage.output_tokens", usage.1);
+//! ```
+//!
+//! A streamed answer: wrap the stream with [`stream::text_stream`], which
+//! ends the span when the stream ends (with the whole text and the time to
+//! the first chunk) or is dropped (as `cancelled`).
+//!
 //! # Filters
 //!
 //! [`layer`] carries its own per-layer filter: spans without `raindrop.kind`
-//! cost it nothing and stay visible to the other layers of the subscriber
+//! (or a GenAI field, see [Model calls](#model-calls)) cost it nothing and stay visible to the other layers of the subscriber
 //! (fmt, `EnvFilter`, tracing-opentelemetry).
 //!
 //! A **global** filter applies to every layer: an `EnvFilter` at `WARN`
@@ -219,6 +295,7 @@ mod layer;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
 pub mod propagate;
+pub mod stream;
 mod support;
 
 pub use layer::{

@@ -281,6 +281,7 @@ impl RemoteContext {
                         .into(),
                     interaction,
                     remote: true,
+                    calls: crate::layer::genai::Calls::new(),
                 });
                 let mut ext = s.extensions_mut();
                 if ext.get_mut::<SpanState>().is_some() || ext.get_mut::<Ended>().is_some() {

@@ -518,8 +518,12 @@ pub fn record_input(span: &Span, buf: Capped) {
     apply_to_span(span, f);
 }
 
-/// Hands the captured output to the raindrop layer.
+/// Hands the captured output to the raindrop layer. A null value (`()`,
+/// `None`) is no output, so an interaction's model calls can fill it.
 pub fn record_output(span: &Span, buf: Capped) {
+    if buf.null {
+        return;
+    }
     let f = Fields {
         output: Some(buf.into_text()),
         ..Fields::default()

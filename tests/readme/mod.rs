@@ -258,38 +258,41 @@ async fn async_code_and_direct_calls_too() {
     assert_eq!(recorded.signals_of("evt-1").len(), 1);
 }
 } // end readme_testing
+
+#[rustfmt::skip]
+#[allow(clippy::all)]
 pub mod readme_propagation {
-    use axum::{routing::post, Router};
+use axum::{routing::post, Router};
 
-    // Service A (the gateway): send the current interaction with the request.
-    #[raindrop::tool(skip(http))]
-    async fn ask_agent(http: &reqwest::Client, question: String) -> Result<String, reqwest::Error> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        raindrop::propagate::inject(&mut headers); // traceparent + baggage
-        http.post("http://agent.internal/agent")
-            .headers(headers)
-            .body(question)
-            .send()
-            .await?
-            .text()
-            .await
-    }
+// Service A (the gateway): send the current interaction with the request.
+#[raindrop::tool(skip(http))]
+async fn ask_agent(http: &reqwest::Client, question: String) -> Result<String, reqwest::Error> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    raindrop::propagate::inject(&mut headers); // traceparent + baggage
+    http.post("http://agent.internal/agent")
+        .headers(headers)
+        .body(question)
+        .send()
+        .await?
+        .text()
+        .await
+}
 
-    // Service B (the agent): continue the caller's interaction on every request.
-    #[raindrop::tool]
-    async fn retrieve(question: String) -> Vec<String> {
-        vec![format!("a document about {question}")]
-    }
+// Service B (the agent): continue the caller's interaction on every request.
+#[raindrop::tool]
+async fn retrieve(question: String) -> Vec<String> {
+    vec![format!("a document about {question}")]
+}
 
-    async fn agent(question: String) -> String {
-        let docs = retrieve(question).await; // a span in A's trace, under ask_agent
-        raindrop::resume_interaction().set_property("agent_docs", docs.len() as i64); // A's event
-        docs.join("\n")
-    }
+async fn agent(question: String) -> String {
+    let docs = retrieve(question).await; // a span in A's trace, under ask_agent
+    raindrop::resume_interaction().set_property("agent_docs", docs.len() as i64); // A's event
+    docs.join("\n")
+}
 
-    fn agent_app() -> Router {
-        Router::new()
-            .route("/agent", post(agent))
-            .layer(raindrop::propagate::tower::PropagationLayer)
-    }
+fn agent_app() -> Router {
+    Router::new()
+        .route("/agent", post(agent))
+        .layer(raindrop::propagate::tower::PropagationLayer)
+}
 } // end readme_propagation

@@ -22,6 +22,9 @@ fn is_content_attribute(key: &str) -> bool {
             | "gen_ai.system_instructions"
             | "gen_ai.tool.call.arguments"
             | "gen_ai.tool.call.result"
+            | "ai.prompt"
+            | "ai.prompt.messages"
+            | "ai.response.text"
     ) || key.starts_with("gen_ai.prompt.")
         || key.starts_with("gen_ai.completion.")
 }

@@ -1,0 +1,536 @@
+//! Model calls: OpenTelemetry GenAI-convention spans (rig, genai, ...) and
+//! hand-written `raindrop.kind = "llm"` spans.
+//!
+//! A span whose callsite declares `gen_ai.operation.name` or
+//! `gen_ai.request.model` is interesting to the layer (decided once per
+//! callsite from field names, like `raindrop.kind`). When it opens inside an
+//! interaction it is tracked, classified from the value of
+//! `gen_ai.operation.name`: `execute_tool` → tool span, `invoke_agent` /
+//! `create_agent` → task span, anything else (`chat`, `generate_content`,
+//! `text_completion`, `embeddings`, ...) → LLM span. Outside any interaction
+//! it is ignored: it would carry no event id or user id to link it to, and
+//! the backend would keep it (it has `gen_ai.*` attributes) without an event.
+//!
+//! The mapping depends only on field names, so it works for any library
+//! that follows the conventions; names of rig-core (0.44) and genai (`otel`
+//! feature) are covered, including their two names for reasoning tokens.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use raindrop_core::{truncate_text, AttributeValue, Interaction};
+use serde_json::Value;
+use tracing::field::{Field, Visit};
+
+use super::{Link, SpanState};
+use crate::fields::{is_marked, Kind};
+
+/// Whether a span callsite declares a GenAI field the layer keys on.
+pub(crate) fn is_genai(meta: &tracing::Metadata<'_>) -> bool {
+    if !meta.is_span() {
+        return false;
+    }
+    let fields = meta.fields();
+    fields.field("gen_ai.operation.name").is_some()
+        || fields.field("gen_ai.request.model").is_some()
+}
+
+/// Whether the layer looks at spans of this callsite at all.
+pub(crate) fn is_tracked(meta: &tracing::Metadata<'_>) -> bool {
+    is_marked(meta) || is_genai(meta)
+}
+
+/// Token counts of one call (or summed over an interaction's calls).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Usage {
+    input: Option<i64>,
+    output: Option<i64>,
+    reasoning: Option<i64>,
+    cache_read: Option<i64>,
+    cache_write: Option<i64>,
+}
+
+fn add(a: &mut Option<i64>, b: Option<i64>) {
+    if let Some(b) = b {
+        *a = Some(a.unwrap_or(0).saturating_add(b));
+    }
+}
+
+impl Usage {
+    fn add(&mut self, o: &Usage) {
+        add(&mut self.input, o.input);
+        add(&mut self.output, o.output);
+        add(&mut self.reasoning, o.reasoning);
+        add(&mut self.cache_read, o.cache_read);
+        add(&mut self.cache_write, o.cache_write);
+    }
+}
+
+/// What a model-call or GenAI tool span recorded, by convention name.
+///
+/// Content (messages, arguments, results) is kept whatever the client's
+/// `capture_content`: like content set by hand, the worker removes it before
+/// anything leaves the process when the switch is off, in one place.
+#[derive(Debug, Default)]
+pub(crate) struct GenAi {
+    operation: Option<String>,
+    provider: Option<String>,
+    request_model: Option<String>,
+    response_model: Option<String>,
+    response_id: Option<String>,
+    finish_reasons: Option<String>,
+    system: Option<String>,
+    input_messages: Option<String>,
+    output_messages: Option<String>,
+    usage: Usage,
+    time_to_first_chunk: Option<f64>,
+    tool_name: Option<String>,
+    tool_call_id: Option<String>,
+    tool_arguments: Option<String>,
+    tool_result: Option<String>,
+    tool_error: Option<String>,
+}
+
+impl GenAi {
+    /// The kind of an unmarked GenAI span, from its operation.
+    pub(crate) fn kind(&self) -> Kind {
+        match self.operation.as_deref().map(str::trim) {
+            Some("execute_tool") => Kind::Tool,
+            Some("invoke_agent" | "create_agent") => Kind::Task,
+            _ => Kind::Llm,
+        }
+    }
+
+    fn set(&mut self, name: &str, value: Value) {
+        let text = || match &value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let int = || match &value {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        match name {
+            "gen_ai.operation.name" => self.operation = Some(text()),
+            "gen_ai.provider.name" | "gen_ai.system" => self.provider = Some(text()),
+            "gen_ai.request.model" => self.request_model = Some(text()),
+            "gen_ai.response.model" => self.response_model = Some(text()),
+            "gen_ai.response.id" => self.response_id = Some(text()),
+            "gen_ai.response.finish_reasons" => self.finish_reasons = Some(text()),
+            "gen_ai.usage.input_tokens" | "gen_ai.usage.prompt_tokens" => self.usage.input = int(),
+            "gen_ai.usage.output_tokens" | "gen_ai.usage.completion_tokens" => {
+                self.usage.output = int()
+            }
+            "gen_ai.usage.reasoning_tokens" | "gen_ai.usage.reasoning.output_tokens" => {
+                self.usage.reasoning = int()
+            }
+            "gen_ai.usage.cache_read.input_tokens" | "gen_ai.usage.cache_read_input_tokens" => {
+                self.usage.cache_read = int()
+            }
+            "gen_ai.usage.cache_creation.input_tokens"
+            | "gen_ai.usage.cache_write_input_tokens" => self.usage.cache_write = int(),
+            "gen_ai.response.time_to_first_chunk" => self.time_to_first_chunk = value.as_f64(),
+            "gen_ai.tool.name" => self.tool_name = Some(text()),
+            "gen_ai.tool.call.id" => self.tool_call_id = Some(text()),
+            "gen_ai.tool.error.type" => self.tool_error = Some(text()),
+            "gen_ai.system_instructions" => self.system = Some(text()),
+            "gen_ai.input.messages" => self.input_messages = Some(text()),
+            "gen_ai.output.messages" => self.output_messages = Some(text()),
+            "gen_ai.tool.call.arguments" => self.tool_arguments = Some(text()),
+            "gen_ai.tool.call.result" => self.tool_result = Some(text()),
+            _ => {}
+        }
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.response_model
+            .as_deref()
+            .or(self.request_model.as_deref())
+    }
+}
+
+impl Visit for GenAi {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name().starts_with("gen_ai.") {
+            self.set(field.name(), Value::String(value.to_owned()));
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name().starts_with("gen_ai.") {
+            self.set(field.name(), Value::from(value));
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name().starts_with("gen_ai.") {
+            self.set(field.name(), Value::from(value));
+        }
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name().starts_with("gen_ai.") {
+            self.set(field.name(), Value::from(value));
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name().starts_with("gen_ai.") {
+            self.set(field.name(), Value::Bool(value));
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // rig records the tool call id with `display(..)`, which arrives here.
+        if field.name().starts_with("gen_ai.") {
+            self.set(field.name(), Value::String(format!("{value:?}")));
+        }
+    }
+}
+
+/// The model calls of one interaction so far, to fill it when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Calls(Mutex<Summary>);
+
+#[derive(Debug, Default)]
+struct Summary {
+    count: u32,
+    model: Option<String>,
+    first_input: Option<String>,
+    last_output: Option<String>,
+    usage: Usage,
+}
+
+impl Calls {
+    pub(crate) fn new() -> Arc<Calls> {
+        Arc::new(Calls::default())
+    }
+}
+
+/// One chat message in Raindrop's `{role, content}` form.
+struct Message {
+    role: String,
+    content: String,
+    /// Text parts only (no tool calls, tool results or media).
+    text: Option<String>,
+}
+
+/// Reads `[{role, parts: [{type, content | ..}]}]` (the GenAI convention, as
+/// rig and genai write it) or `[{role, content}]` (OpenAI-style).
+fn parse_messages(json: &str) -> Vec<Message> {
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(json) else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|m| {
+            let Value::Object(mut m) = m else {
+                return None;
+            };
+            let role = match m.remove("role") {
+                Some(Value::String(r)) => r,
+                _ => "user".to_owned(),
+            };
+            if let Some(Value::Array(parts)) = m.get("parts") {
+                let texts: Vec<&str> = parts
+                    .iter()
+                    .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                    .filter_map(|p| p.get("content").and_then(Value::as_str))
+                    .collect();
+                let text = (!texts.is_empty()).then(|| texts.join("\n"));
+                let content = text
+                    .clone()
+                    .unwrap_or_else(|| Value::Array(parts.clone()).to_string());
+                return Some(Message {
+                    role,
+                    content,
+                    text,
+                });
+            }
+            match m.remove("content") {
+                Some(Value::String(s)) => Some(Message {
+                    role,
+                    text: Some(s.clone()),
+                    content: s,
+                }),
+                Some(other) if !other.is_null() => Some(Message {
+                    role,
+                    content: other.to_string(),
+                    text: None,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The system instructions as one text (rig writes them as a parts array).
+fn system_text(s: &str) -> String {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("content").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => s.to_owned(),
+    }
+}
+
+type Attr = (std::borrow::Cow<'static, str>, AttributeValue);
+
+fn push(attrs: &mut Vec<Attr>, k: &'static str, v: impl Into<AttributeValue>) {
+    attrs.push((k.into(), v.into()));
+}
+
+/// Prepares a span for export and feeds its call into the interaction's
+/// summary; on an interaction span, fills the interaction from its calls.
+/// Runs once, when the span completes.
+pub(crate) fn on_complete(state: &mut SpanState) {
+    if state.kind == Kind::Interaction {
+        if let Some(link) = &state.link {
+            fill_interaction(link, state.output.is_some());
+        }
+        return;
+    }
+    let Some(g) = state.gen.as_deref_mut() else {
+        return;
+    };
+    if state.kind == Kind::Tool {
+        if let Some(n) = g.tool_name.take() {
+            state.name = n;
+        }
+        if state.input.is_none() {
+            state.input = g.tool_arguments.take();
+        }
+        if state.output.is_none() {
+            state.output = g.tool_result.take();
+        }
+        if state.error.is_none() {
+            state.error = g.tool_error.take();
+        }
+        return;
+    }
+    if state.kind != Kind::Llm {
+        return;
+    }
+    let Some(link) = &state.link else {
+        return;
+    };
+    // Embeddings, reranking, speech, images: exported, but they are not
+    // what the user asked and the model answered.
+    if !matches!(
+        g.operation.as_deref().map(str::trim),
+        None | Some("chat" | "generate_content" | "text_completion")
+    ) {
+        return;
+    }
+    let mut s = link.calls.0.lock().unwrap_or_else(|e| e.into_inner());
+    s.count += 1;
+    if let Some(m) = g.model() {
+        s.model = Some(m.to_owned());
+    }
+    s.usage.add(&g.usage);
+    if s.first_input.is_none() {
+        s.first_input = state.input.clone().or_else(|| {
+            let msgs = parse_messages(g.input_messages.as_deref()?);
+            // Tool results come back as `user` messages with only a
+            // `tool_call_response` part: not what the user said.
+            msgs.into_iter()
+                .rev()
+                .find(|m| m.role == "user" && m.text.is_some())
+                .and_then(|m| m.text)
+        });
+    }
+    let out = state.output.clone().or_else(|| {
+        let msgs = parse_messages(g.output_messages.as_deref()?);
+        let texts: Vec<String> = msgs
+            .into_iter()
+            .filter(|m| m.role == "assistant")
+            .filter_map(|m| m.text)
+            .collect();
+        (!texts.is_empty()).then(|| texts.join("\n"))
+    });
+    if out.is_some() {
+        s.last_output = out;
+    }
+}
+
+/// Fills the interaction from its model calls: what the user set wins.
+fn fill_interaction(link: &Link, has_output: bool) {
+    let s = std::mem::take(&mut *link.calls.0.lock().unwrap_or_else(|e| e.into_inner()));
+    if s.count == 0 {
+        return;
+    }
+    let i: &Interaction = &link.interaction;
+    let output = if has_output { None } else { s.last_output };
+    i.fill_unset(s.model, s.first_input, output);
+    let u = s.usage;
+    for (k, v) in [
+        ("input_tokens", u.input),
+        ("output_tokens", u.output),
+        ("reasoning_tokens", u.reasoning),
+        ("cache_read_input_tokens", u.cache_read),
+    ] {
+        if let Some(v) = v {
+            i.set_property(k, v);
+        }
+    }
+    if u.input.is_some() || u.output.is_some() {
+        let total = u.input.unwrap_or(0).saturating_add(u.output.unwrap_or(0));
+        i.set_property("total_tokens", total);
+    }
+    i.set_property("llm_calls", s.count);
+}
+
+/// The attributes of an LLM span (wire contract 9.4 / 9.5), replacing the
+/// generic `traceloop.entity.*` ones.
+pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: usize) {
+    let g = state.gen.take().unwrap_or_default();
+    let cap = |s: &str| truncate_text(s, max).into_owned();
+    let op = match g.operation.as_deref() {
+        Some("embeddings") => "ai.embed",
+        _ => "ai.generateText",
+    };
+    push(attrs, "ai.operationId", op);
+    if let Some(o) = &g.operation {
+        push(attrs, "gen_ai.operation.name", o.as_str());
+    }
+    if let Some(m) = g.model() {
+        push(attrs, "ai.model.id", m);
+        push(
+            attrs,
+            "gen_ai.request.model",
+            g.request_model.as_deref().unwrap_or(m),
+        );
+        // The backend reads per-span usage only with a response model.
+        push(attrs, "gen_ai.response.model", m);
+    }
+    if let Some(p) = &g.provider {
+        let p = p.trim().to_ascii_lowercase();
+        push(attrs, "ai.model.provider", p.as_str());
+        push(attrs, "gen_ai.system", p.as_str());
+        push(attrs, "gen_ai.provider.name", p);
+    }
+    if let Some(id) = &g.response_id {
+        push(attrs, "gen_ai.response.id", id.as_str());
+    }
+    if let Some(f) = &g.finish_reasons {
+        push(attrs, "gen_ai.response.finish_reasons", f.as_str());
+    }
+    // Prompt: a single input, or the messages (system instructions first).
+    let mut messages: Vec<(String, String)> = g
+        .input_messages
+        .as_deref()
+        .map(parse_messages)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.role, m.content))
+        .collect();
+    // rig repeats its system instructions as the first message; genai may not.
+    if !messages.iter().any(|(r, _)| r == "system") {
+        if let Some(sys) = g.system.as_deref().map(system_text) {
+            if !sys.is_empty() {
+                messages.insert(0, ("system".to_owned(), sys));
+            }
+        }
+    }
+    if let Some(i) = state.input.take() {
+        if messages.is_empty() {
+            push(attrs, "ai.prompt", cap(&i));
+        }
+        messages.push(("user".to_owned(), i));
+    }
+    if !messages.is_empty() {
+        let arr: Vec<Value> = messages
+            .iter()
+            .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
+            .collect();
+        push(
+            attrs,
+            "ai.prompt.messages",
+            cap(&Value::Array(arr).to_string()),
+        );
+        for (n, (role, content)) in messages.iter().enumerate() {
+            attrs.push((
+                format!("gen_ai.prompt.{n}.role").into(),
+                role.as_str().into(),
+            ));
+            attrs.push((
+                format!("gen_ai.prompt.{n}.content").into(),
+                cap(content).into(),
+            ));
+        }
+    }
+    let output = state.output.take().or_else(|| {
+        let msgs = parse_messages(g.output_messages.as_deref()?);
+        let parts: Vec<String> = msgs.into_iter().map(|m| m.content).collect();
+        (!parts.is_empty()).then(|| parts.join("\n"))
+    });
+    if let Some(o) = output {
+        let o = cap(&o);
+        push(attrs, "ai.response.text", o.as_str());
+        push(attrs, "gen_ai.completion.0.role", "assistant");
+        push(attrs, "gen_ai.completion.0.content", o);
+    }
+    let u = g.usage;
+    for (k, v) in [
+        ("gen_ai.usage.input_tokens", u.input),
+        ("gen_ai.usage.output_tokens", u.output),
+        ("gen_ai.usage.reasoning_tokens", u.reasoning),
+        ("gen_ai.usage.cache_read_input_tokens", u.cache_read),
+        ("gen_ai.usage.cache_write_input_tokens", u.cache_write),
+    ] {
+        if let Some(v) = v.filter(|v| *v > 0) {
+            push(attrs, k, AttributeValue::Int(v));
+        }
+    }
+    if let Some(t) = g.time_to_first_chunk {
+        push(
+            attrs,
+            "gen_ai.response.time_to_first_chunk",
+            AttributeValue::Double(t),
+        );
+    }
+}
+
+/// The GenAI attributes of a tool span made from `execute_tool`.
+pub(crate) fn tool_attributes(state: &SpanState, attrs: &mut Vec<Attr>) {
+    let Some(g) = state.gen.as_deref() else {
+        return;
+    };
+    push(attrs, "gen_ai.operation.name", "execute_tool");
+    push(attrs, "gen_ai.tool.name", state.name.as_str());
+    if let Some(id) = &g.tool_call_id {
+        push(attrs, "gen_ai.tool.call.id", id.as_str());
+    }
+}
+
+/// The GenAI state of a new span: for hand-written LLM spans and unmarked
+/// GenAI spans; `None` for every other span.
+pub(crate) fn new_span(
+    attrs: &tracing::span::Attributes<'_>,
+    f: &crate::fields::Fields,
+) -> Option<Box<GenAi>> {
+    match f.kind {
+        Some(Kind::Llm) => {}
+        Some(_) => return None,
+        None if !is_genai(attrs.metadata()) => return None,
+        None => {}
+    }
+    let mut g = GenAi::default();
+    attrs.record(&mut g);
+    if let Some(m) = &f.model {
+        g.request_model.get_or_insert_with(|| m.clone());
+    }
+    Some(Box::new(g))
+}
+
+/// Records the time to the first chunk on a tracked LLM span (seconds, as
+/// genai's `gen_ai.response.time_to_first_chunk`), unless it has one.
+pub(crate) fn set_time_to_first_chunk(span: &tracing::Span, d: std::time::Duration) {
+    span.with_subscriber(|(id, dispatch)| {
+        super::with_registry(dispatch, |reg| {
+            let s = tracing_subscriber::registry::LookupSpan::span(reg, id)?;
+            let mut ext = s.extensions_mut();
+            let g = ext.get_mut::<SpanState>()?.gen.as_deref_mut()?;
+            g.time_to_first_chunk.get_or_insert(d.as_secs_f64());
+            Some(())
+        })
+    });
+}
