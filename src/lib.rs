@@ -165,7 +165,7 @@
 
 pub use raindrop_core::*;
 
-use raindrop_core::__private::{global, set_global};
+use raindrop_core::__private::{current, global, set_global};
 
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::{
@@ -173,15 +173,15 @@ pub use raindrop_tracing::{
     RaindropSpanExt,
 };
 
-/// The raindrop layer for the global client (what [`init`] installed):
-/// [`layer_for`] with that client. Call it after `init`; before, the layer
-/// is bound to a disabled stand-in that counts and records nothing (and
-/// says so once).
+/// The raindrop layer for the global client (what [`init`] installs),
+/// looked up for each raindrop span: the subscriber may be built before or
+/// after `init`. Before `init`, raindrop spans count as not initialised
+/// (said once). [`layer_for`] binds a given client instead.
 ///
 /// ```
 /// use tracing_subscriber::prelude::*;
-/// let _guard = raindrop::init(raindrop::ClientOptions::from_env());
 /// let _ = tracing_subscriber::registry().with(raindrop::layer()).try_init();
+/// let _guard = raindrop::init(raindrop::ClientOptions::from_env());
 /// ```
 #[cfg(feature = "tracing")]
 #[track_caller]
@@ -189,7 +189,7 @@ pub fn layer<S>() -> FilteredRaindropLayer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    raindrop_tracing::layer(&current())
+    raindrop_tracing::global_layer()
 }
 
 /// Names of the reserved `raindrop.*` span fields (`fields::KIND` is
@@ -267,26 +267,6 @@ pub fn try_init(options: ClientOptions) -> Result<Guard, Error> {
 /// The global client, or `Error::NotInitialized`.
 pub fn client() -> Result<Client, Error> {
     global().ok_or(Error::NotInitialized)
-}
-
-/// The global client; before [`init`], a disabled stand-in that validates
-/// calls, counts them as [`DropReason::NotInitialized`] and says so once.
-/// Telemetry must not fail a request because `init` was forgotten.
-fn current() -> Client {
-    if let Some(c) = global() {
-        return c;
-    }
-    static STAND_IN: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
-    STAND_IN
-        .get_or_init(|| {
-            // Said once, when the stand-in is made; later calls take no lock here.
-            setup_warning(
-                "not_initialized",
-                "a raindrop tracking call ran before raindrop::init: nothing is recorded. Call `let _guard = raindrop::init(raindrop::ClientOptions::from_env());` at start-up and keep the guard",
-            );
-            Client::not_initialized()
-        })
-        .clone()
 }
 
 /// [`Client::track_ai`] on the global client. `Err` only for input to fix.

@@ -47,6 +47,14 @@ fn child() {
         return;
     };
     let sink = PathBuf::from(std::env::var(SINK).expect("sink path"));
+    // 4. `raindrop::layer()` installed before `init`: it finds the client
+    // `init` installs, span by span.
+    if name == "global_layer_before_init" {
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer())
+            .with(raindrop::layer())
+            .init();
+    }
     let guard = raindrop::init(ClientOptions::default().local_sink(LocalSink::File(sink)));
     let client = guard.client().expect("client").clone();
     match name.as_str() {
@@ -101,6 +109,7 @@ fn child() {
         }
         // 5. An interaction without a user id.
         "no_user" => readme::readme_setup_new::setup(&client),
+        "global_layer_before_init" => {}
         other => panic!("unknown scenario {other}"),
     }
     for i in 0..2 {
@@ -349,6 +358,11 @@ fn fmt_builder_with_raindrop_layer_fails_naming_raindrop_and_the_fix() {
         "{}",
         r.output()
     );
+}
+
+#[test]
+fn the_global_layer_installed_before_init_records() {
+    assert_recorded(&run("global_layer_before_init", None));
 }
 
 #[test]

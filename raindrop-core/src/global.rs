@@ -16,3 +16,24 @@ pub fn set_global(client: Option<Client>) -> Option<Client> {
 pub fn global() -> Option<Client> {
     GLOBAL.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
+
+/// The process-wide client; before one is installed, a disabled stand-in
+/// that validates calls, counts them as `DropReason::NotInitialized` and
+/// says so once. Telemetry must not fail a request because `init` was
+/// forgotten.
+pub fn current() -> Client {
+    if let Some(c) = global() {
+        return c;
+    }
+    static STAND_IN: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    STAND_IN
+        .get_or_init(|| {
+            // Said once, when the stand-in is made; later calls take no lock here.
+            crate::setup_warning(
+                "not_initialized",
+                "a raindrop tracking call ran before raindrop::init: nothing is recorded. Call `let _guard = raindrop::init(raindrop::ClientOptions::from_env());` at start-up and keep the guard",
+            );
+            Client::not_initialized()
+        })
+        .clone()
+}

@@ -90,5 +90,5 @@ pub fn truncate_text(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> 
 /// Not part of the stable API: what the facade and the tracing layer share.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::global::{global, set_global};
+    pub use crate::global::{current, global, set_global};
 }

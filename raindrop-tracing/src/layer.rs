@@ -30,7 +30,9 @@ use genai::is_tracked;
 /// per-layer [`RaindropFilter`]; used bare, it still acts only on marked spans.
 #[derive(Clone)]
 pub struct RaindropLayer {
-    client: Client,
+    /// `None`: the process-wide client, looked up for each span, so a layer
+    /// installed before `raindrop::init` records once `init` has run.
+    client: Option<Client>,
     live: Arc<Live>,
     /// The dispatcher this layer is part of (set when it is registered):
     /// how ids of other layers' spans are read while tracing's own default
@@ -82,9 +84,12 @@ impl Live {
 
 impl fmt::Debug for RaindropLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RaindropLayer")
-            .field("client", &self.client)
-            .finish()
+        let mut d = f.debug_struct("RaindropLayer");
+        match &self.client {
+            Some(c) => d.field("client", c),
+            None => d.field("client", &"the global client"),
+        };
+        d.finish()
     }
 }
 
@@ -92,7 +97,20 @@ impl RaindropLayer {
     /// A layer exporting through `client`, without its filter (see [`layer`]).
     pub fn new(client: &Client) -> Self {
         RaindropLayer {
-            client: client.clone(),
+            client: Some(client.clone()),
+            live: Arc::new(Live::new()),
+            dispatch: Arc::default(),
+        }
+    }
+
+    /// A layer exporting through the process-wide client (`raindrop::init`),
+    /// without its filter (see [`global_layer`]). The client is looked up
+    /// for each raindrop span: installed before `init`, the layer records
+    /// from the moment `init` has run (before, spans count as not
+    /// initialised, said once).
+    pub fn global() -> Self {
+        RaindropLayer {
+            client: None,
             live: Arc::new(Live::new()),
             dispatch: Arc::default(),
         }
@@ -111,9 +129,12 @@ impl RaindropLayer {
         }
     }
 
-    /// The client this layer exports through.
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    /// The client this layer exports through now.
+    pub(crate) fn client(&self) -> Client {
+        match &self.client {
+            Some(c) => c.clone(),
+            None => raindrop_core::__private::current(),
+        }
     }
 
     /// Wraps the layer in its per-layer [`RaindropFilter`].
@@ -154,19 +175,53 @@ pub fn layer<S>(client: &Client) -> FilteredRaindropLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    filtered(
+        RaindropLayer::new(client),
+        "raindrop::layer_for(&client)",
+        "raindrop::RaindropLayer::new(&client)",
+    )
+}
+
+/// [`layer`] for the process-wide client (`raindrop::init`), looked up for
+/// each raindrop span: the subscriber may be built before `init`.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::global_layer());
+/// # drop(subscriber);
+/// ```
+#[track_caller]
+pub fn global_layer<S>() -> FilteredRaindropLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    filtered(
+        RaindropLayer::global(),
+        "raindrop::layer()",
+        "raindrop::RaindropLayer::global()",
+    )
+}
+
+/// Adds the per-layer filter, or panics at the caller's line naming what was
+/// called and the fix when the subscriber cannot carry per-layer filters.
+#[track_caller]
+fn filtered<S>(layer: RaindropLayer, called: &str, bare: &str) -> FilteredRaindropLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
     let stack = std::any::type_name::<S>();
     if stack.contains("tracing_subscriber::fmt::Subscriber<") {
         // tracing-subscriber would panic a moment later ("does not currently
         // support filters") without naming raindrop or the fix.
         panic!(
-            "raindrop::layer_for(&client) cannot be added to a `tracing_subscriber::fmt()...finish()` \
+            "{called} cannot be added to a `tracing_subscriber::fmt()...finish()` \
              subscriber: it does not support the per-layer filter the raindrop layer carries. \
-             Fix: add `raindrop::RaindropLayer::new(&client)` instead (no per-layer filter), or \
-             build the subscriber with `tracing_subscriber::registry().with(fmt::layer()..)\
-             .with(raindrop::layer_for(&client))` (or call `raindrop::tracing_init(&client)`)"
+             Fix: add `{bare}` instead (no per-layer filter), or build the subscriber with \
+             `tracing_subscriber::registry().with(fmt::layer()..).with({called})` \
+             (or call `raindrop::tracing_init(&client)`)"
         );
     }
-    RaindropLayer::new(client).with_raindrop_filter()
+    layer.with_raindrop_filter()
 }
 
 /// An ERROR event that is not the SDK's own: it marks the raindrop span it
@@ -444,7 +499,8 @@ where
         if kind != Kind::Llm && kind != Kind::Tool {
             gen = None;
         }
-        let max = self.client.options().max_text_field_chars;
+        let client = self.client();
+        let max = client.options().max_text_field_chars;
         let name = f
             .name
             .take()
@@ -503,7 +559,7 @@ where
                 b = b.property(k, v);
             }
             // `begin` only validates and queues; it never blocks.
-            let interaction = self.client.begin(b).unwrap_or_else(|e| {
+            let interaction = client.begin(b).unwrap_or_else(|e| {
                 tracing::debug!(target: "raindrop", "interaction span `{name}`: {e}; not tracked");
                 Interaction::noop()
             });
@@ -518,7 +574,7 @@ where
             parent_link
         };
         let state = SpanState {
-            client: self.client.clone(),
+            client: client.clone(),
             kind,
             name,
             trace_id,
