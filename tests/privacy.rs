@@ -6,8 +6,6 @@
 //! results, properties, the model and the user id must reach the capture
 //! server, and none of them the log output.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -18,28 +16,6 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::prelude::*;
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-}
 
 #[derive(Clone, Debug)]
 struct AppState {
@@ -93,7 +69,8 @@ fn content_reaches_raindrop_and_never_the_log_output() {
             .upload_interval(Duration::from_millis(50)),
     )
     .unwrap();
-    let logs = Buf::default();
+    // The service's ordinary logs, kept in memory to search them.
+    let logs = raindrop::MemorySink::new();
     let writer = logs.clone();
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)

@@ -557,32 +557,23 @@ impl serde::ser::SerializeMap for DepthProbe {
     }
 }
 
-impl serde::ser::SerializeStruct for DepthProbe {
-    type Ok = ();
-    type Error = ProbeError;
-    fn serialize_field<T: serde::Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), ProbeError> {
-        v.serialize(*self)
-    }
-    fn end(self) -> Result<(), ProbeError> {
-        Ok(())
-    }
+macro_rules! probe_fields {
+    ($($trait:ident)*) => {
+        $(impl serde::ser::$trait for DepthProbe {
+            type Ok = ();
+            type Error = ProbeError;
+            fn serialize_field<T: serde::Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                v: &T,
+            ) -> Result<(), ProbeError> {
+                v.serialize(*self)
+            }
+            fn end(self) -> Result<(), ProbeError> {
+                Ok(())
+            }
+        })*
+    };
 }
 
-impl serde::ser::SerializeStructVariant for DepthProbe {
-    type Ok = ();
-    type Error = ProbeError;
-    fn serialize_field<T: serde::Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), ProbeError> {
-        v.serialize(*self)
-    }
-    fn end(self) -> Result<(), ProbeError> {
-        Ok(())
-    }
-}
+probe_fields! { SerializeStruct SerializeStructVariant }

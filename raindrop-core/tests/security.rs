@@ -214,46 +214,8 @@ fn plain_http_to_a_non_loopback_host_warns_and_loopback_does_not() {
 /// handshake fails, no request is ever decrypted, the event is counted.
 #[test]
 fn tls_certificates_are_verified() {
-    use tokio_rustls::rustls::{self, pki_types};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-    let cert = pki_types::CertificateDer::from(std::fs::read(format!("{dir}/cert.der")).unwrap());
-    let key =
-        pki_types::PrivateKeyDer::Pkcs8(std::fs::read(format!("{dir}/key.der")).unwrap().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let (handshakes, completed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (h2, c2) = (handshakes.clone(), completed.clone());
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let serve = async {
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    h2.fetch_add(1, Ordering::SeqCst);
-                    if acceptor.accept(tcp).await.is_ok() {
-                        c2.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
-        });
-    });
-    let addr: std::net::SocketAddr = addr_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let server = TlsServer::start("cert.der", "key.der");
+    let (addr, handshakes, completed) = (server.addr, server.handshakes, server.completed);
     for host in [format!("localhost:{}", addr.port()), addr.to_string()] {
         let c = Client::new(
             ClientOptions::default()
@@ -283,92 +245,105 @@ fn tls_certificates_are_verified() {
     );
 }
 
-/// An HTTPS server on 127.0.0.1 whose certificate (for `localhost` and
-/// `127.0.0.1`) is signed by the test CA in tests/fixtures/tls/ca.pem. It
-/// answers every request 200 and counts the requests it decrypted.
-fn https_server_signed_by_test_ca() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls::{self, pki_types};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-    let cert = pki_types::CertificateDer::from(std::fs::read(format!("{dir}/leaf.der")).unwrap());
-    let key = pki_types::PrivateKeyDer::Pkcs8(
-        std::fs::read(format!("{dir}/leaf-key.der")).unwrap().into(),
-    );
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let seen = requests.clone();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let serve = async {
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        continue;
-                    };
-                    // One request per connection: read the head and the body
-                    // it announces, answer 200 and close.
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let complete = loop {
-                        let Ok(n) = tls.read(&mut chunk).await else {
-                            break false;
+/// A TLS server on 127.0.0.1 for 20 s, with a certificate (and PKCS#8 key)
+/// from tests/fixtures/tls, valid for `localhost` and `127.0.0.1`. It counts
+/// connections, completed handshakes, and requests it decrypted (each one
+/// is answered 200 and the connection closed).
+struct TlsServer {
+    addr: std::net::SocketAddr,
+    handshakes: Arc<AtomicUsize>,
+    completed: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl TlsServer {
+    fn start(cert: &str, key: &str) -> TlsServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls::{self, pki_types};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+        let cert = pki_types::CertificateDer::from(std::fs::read(format!("{dir}/{cert}")).unwrap());
+        let key =
+            pki_types::PrivateKeyDer::Pkcs8(std::fs::read(format!("{dir}/{key}")).unwrap().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let counters: [Arc<AtomicUsize>; 3] = Default::default();
+        let [handshakes, completed, requests] = counters.clone();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let serve = async {
+                    loop {
+                        let Ok((tcp, _)) = listener.accept().await else {
+                            continue;
                         };
-                        if n == 0 {
-                            break false;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-                        if let Some(head_end) = text.find("\r\n\r\n") {
-                            let len = text[..head_end]
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            if buf.len() >= head_end + 4 + len {
-                                break true;
+                        handshakes.fetch_add(1, Ordering::SeqCst);
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            continue;
+                        };
+                        completed.fetch_add(1, Ordering::SeqCst);
+                        // One request per connection: the head and the body it
+                        // announces, then 200 and close.
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 4096];
+                        let whole = loop {
+                            let n = match tls.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break false,
+                                Ok(n) => n,
+                            };
+                            buf.extend_from_slice(&chunk[..n]);
+                            let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                            if let Some(end) = text.find("\r\n\r\n") {
+                                let len = text[..end]
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                                    .unwrap_or(0);
+                                if buf.len() >= end + 4 + len {
+                                    break true;
+                                }
                             }
+                        };
+                        if whole {
+                            requests.fetch_add(1, Ordering::SeqCst);
+                            let _ = tls
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .await;
+                            let _ = tls.shutdown().await;
                         }
-                    };
-                    if complete {
-                        seen.fetch_add(1, Ordering::SeqCst);
-                        let _ = tls
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                            .await;
-                        let _ = tls.shutdown().await;
                     }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
+            });
         });
-    });
-    (
-        addr_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-        requests,
-    )
+        let [handshakes, completed, requests] = counters;
+        TlsServer {
+            addr: addr_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            handshakes,
+            completed,
+            requests,
+        }
+    }
 }
 
 /// A CA the bundled roots do not hold (a TLS-inspecting proxy's, say) is
 /// trusted once added, and only then.
 #[test]
 fn an_added_ca_certificate_is_trusted() {
-    let (addr, requests) = https_server_signed_by_test_ca();
+    let server = TlsServer::start("leaf.der", "leaf-key.der");
+    let (addr, requests) = (server.addr, server.requests);
     let ca = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/tls/ca.pem"
