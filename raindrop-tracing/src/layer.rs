@@ -699,6 +699,12 @@ pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
 }
 
 /// Ends a span: finishes its interaction (if it is one) and exports it.
+///
+/// The one way a raindrop span ends. It is reached from whichever comes
+/// first: the macro's function returning ([`complete_span`], which leaves an
+/// [`Ended`] marker for children created later under a span that lives on)
+/// or the span closing (`on_close`, for spans written by hand). The state is
+/// taken out of the span's extensions either way, so it runs once.
 pub(crate) fn complete(mut state: SpanState) {
     genai::on_complete(&mut state);
     let end = SystemTime::now();
