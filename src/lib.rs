@@ -201,6 +201,7 @@ pub use raindrop_tracing::stream;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
 /// One interaction across services: inject and extract W3C `traceparent`
 /// and `baggage` (see the `raindrop-tracing` crate's `propagate` module).
 #[cfg(feature = "tracing")]
