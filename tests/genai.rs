@@ -1,5 +1,9 @@
 //! Model calls: rig's GenAI spans, genai-style fields, hand-written LLM spans
 //! and streamed answers, checked at a capture server on 127.0.0.1.
+//!
+//! The tests run one at a time (`serial()`): in parallel, rig's callsites,
+//! shared by every test, were now and then missed by one test's scoped
+//! subscriber (about 1 run in 3).
 
 // The example includes `examples/common` itself.
 #![allow(dead_code, clippy::duplicate_mod)]
@@ -9,6 +13,7 @@ mod rig_example;
 
 use std::time::Duration;
 
+use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions, RaindropSpanExt};
 use raindrop_test_support::{serial, Capture};
 use rig_example::openai_mock;
@@ -34,22 +39,6 @@ fn flush(c: &Client) {
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
 }
 
-/// Every span delivered on the traces channel.
-fn spans(cap: &Capture) -> Vec<Value> {
-    cap.delivered("traces")
-        .into_iter()
-        .flat_map(|b| {
-            b["resourceSpans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-                .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        })
-        .collect()
-}
-
 fn attr(span: &Value, key: &str) -> Option<Value> {
     span["attributes"]
         .as_array()?
@@ -72,34 +61,18 @@ fn kind(span: &Value) -> Option<String> {
 
 /// The interaction `event_id` as the backend would merge its partials:
 /// objects deep-merged, scalars overwritten in order.
-fn merged(cap: &Capture, event_id: &str) -> Value {
-    let mut out = serde_json::json!({"ai_data": {}, "properties": {}});
-    for p in cap.delivered("events/track_partial") {
-        if p["event_id"] != event_id {
-            continue;
-        }
-        for (k, v) in p.as_object().unwrap() {
-            match (k.as_str(), v) {
-                ("ai_data" | "properties", Value::Object(m)) => {
-                    for (k2, v2) in m {
-                        out[k][k2] = v2.clone();
-                    }
-                }
-                _ => out[k] = v.clone(),
+/// What the capture server accepted, read back by the SDK's decoder
+/// (interaction updates merged by event id, as the backend does).
+fn recorded(cap: &Capture) -> Recorded {
+    let mut rec = Recorded::default();
+    for r in cap.requests() {
+        if let Some(path) = r.path.strip_prefix("/v1/") {
+            if (200..300).contains(&r.status) {
+                rec.push(path, &r.body);
             }
         }
     }
-    out
-}
-
-fn event_ids(cap: &Capture) -> Vec<String> {
-    let mut ids: Vec<String> = cap
-        .delivered("events/track_partial")
-        .iter()
-        .filter_map(|p| p["event_id"].as_str().map(str::to_owned))
-        .collect();
-    ids.dedup();
-    ids
+    rec
 }
 
 /// Runs the rig example's interaction against the mock model with the
@@ -122,30 +95,30 @@ fn run_rig_example(c: &Client) {
 
 #[test]
 fn rig_agent_interaction_llm_and_tool_spans_are_filled_from_gen_ai_spans() {
-    // One at a time: run in parallel, rig\'s shared callsites were now and
-    // then missed by one test\'s scoped subscriber (seen 1 run in 3).
     let _serial = serial();
     let cap = Capture::start(vec![]);
     let c = client(&cap);
     run_rig_example(&c);
     flush(&c);
 
-    let ids = event_ids(&cap);
-    assert_eq!(ids.len(), 1, "one interaction: {ids:?}");
-    let ev = merged(&cap, &ids[0]);
-    assert_eq!(ev["event"], "math_help");
-    assert_eq!(ev["is_pending"], false);
+    let rec = recorded(&cap);
+    let events = rec.interactions();
+    assert_eq!(events.len(), 1, "one interaction: {events:?}");
+    let ev = events[0];
+    let id = ev.event_id.as_str();
+    assert_eq!(ev.event.as_deref(), Some("math_help"));
+    assert!(ev.finished);
     // Nothing set by hand (`skip_all`, the fn returns `()`): all from rig's spans.
-    assert_eq!(ev["ai_data"]["model"], openai_mock::RESPONSE_MODEL);
-    assert_eq!(ev["ai_data"]["input"], "What is 2 + 3?");
-    assert_eq!(ev["ai_data"]["output"], openai_mock::ANSWER);
+    assert_eq!(ev.model.as_deref(), Some(openai_mock::RESPONSE_MODEL));
+    assert_eq!(ev.input.as_deref(), Some("What is 2 + 3?"));
+    assert_eq!(ev.output.as_deref(), Some(openai_mock::ANSWER));
     let [(i1, o1), (i2, o2)] = openai_mock::USAGE;
-    assert_eq!(ev["properties"]["input_tokens"], i1 + i2);
-    assert_eq!(ev["properties"]["output_tokens"], o1 + o2);
-    assert_eq!(ev["properties"]["total_tokens"], i1 + i2 + o1 + o2);
-    assert_eq!(ev["properties"]["llm_calls"], 2);
+    assert_eq!(ev.properties["input_tokens"], i1 + i2);
+    assert_eq!(ev.properties["output_tokens"], o1 + o2);
+    assert_eq!(ev.properties["total_tokens"], i1 + i2 + o1 + o2);
+    assert_eq!(ev.properties["llm_calls"], 2);
 
-    let all = spans(&cap);
+    let all = cap.spans();
     let root = all
         .iter()
         .find(|s| s["name"] == "math_help.workflow")
@@ -162,11 +135,11 @@ fn rig_agent_interaction_llm_and_tool_spans_are_filled_from_gen_ai_spans() {
         assert_eq!(s["traceId"], root["traceId"]);
         assert_eq!(
             attr_str(s, "traceloop.association.properties.event_id").as_deref(),
-            Some(ids[0].as_str())
+            Some(id)
         );
         assert_eq!(
             attr_str(s, "ai.telemetry.metadata.raindrop.eventId").as_deref(),
-            Some(ids[0].as_str())
+            Some(id)
         );
         assert_eq!(
             attr_str(s, "traceloop.association.properties.user_id").as_deref(),
@@ -262,15 +235,13 @@ fn rig_agent_interaction_llm_and_tool_spans_are_filled_from_gen_ai_spans() {
     );
     assert_eq!(
         attr_str(tool, "traceloop.association.properties.event_id").as_deref(),
-        Some(ids[0].as_str())
+        Some(id)
     );
     assert_eq!(tool["status"]["code"], 1);
 }
 
 #[test]
 fn what_the_user_sets_wins_over_the_model_calls() {
-    // One at a time: run in parallel, rig\'s shared callsites were now and
-    // then missed by one test\'s scoped subscriber (seen 1 run in 3).
     let _serial = serial();
     let cap = Capture::start(vec![]);
     let c = client(&cap);
@@ -299,14 +270,15 @@ fn what_the_user_sets_wins_over_the_model_calls() {
         })
     });
     flush(&c);
-    let ids = event_ids(&cap);
-    assert_eq!(ids.len(), 1);
-    let ev = merged(&cap, &ids[0]);
-    assert_eq!(ev["ai_data"]["output"], "my own answer");
-    assert_eq!(ev["ai_data"]["input"], "my own input");
-    assert_eq!(ev["ai_data"]["model"], "my-router");
+    let rec = recorded(&cap);
+    let events = rec.interactions();
+    assert_eq!(events.len(), 1);
+    let ev = events[0];
+    assert_eq!(ev.output.as_deref(), Some("my own answer"));
+    assert_eq!(ev.input.as_deref(), Some("my own input"));
+    assert_eq!(ev.model.as_deref(), Some("my-router"));
     // Token totals still come from the calls.
-    assert!(ev["properties"]["input_tokens"].as_i64().unwrap() > 0);
+    assert!(ev.properties["input_tokens"].as_i64().unwrap() > 0);
 }
 
 /// `Instrument` by another name, to keep the import list short.
@@ -319,22 +291,24 @@ impl<F: std::future::Future> InstrumentIn for F {}
 
 #[test]
 fn with_content_capture_off_no_prompt_or_completion_text_leaves() {
-    // One at a time: run in parallel, rig\'s shared callsites were now and
-    // then missed by one test\'s scoped subscriber (seen 1 run in 3).
     let _serial = serial();
     let cap = Capture::start(vec![]);
     let c = client_with(&cap, |o| o.capture_content(false));
     run_rig_example(&c);
     flush(&c);
-    let ids = event_ids(&cap);
-    assert_eq!(ids.len(), 1, "{:#?}", cap.requests());
-    let ev = merged(&cap, &ids[0]);
-    assert!(ev["ai_data"].get("input").is_none(), "{ev}");
-    assert!(ev["ai_data"].get("output").is_none(), "{ev}");
+    let rec = recorded(&cap);
+    let events = rec.interactions();
+    assert_eq!(events.len(), 1, "{:#?}", cap.requests());
+    let ev = events[0];
+    // No update carries an input or output key at all.
+    for p in cap.delivered("events/track_partial") {
+        assert!(p["ai_data"].get("input").is_none(), "{p}");
+        assert!(p["ai_data"].get("output").is_none(), "{p}");
+    }
     // Not content: the model and token totals stay.
-    assert_eq!(ev["ai_data"]["model"], openai_mock::RESPONSE_MODEL);
-    assert!(ev["properties"]["output_tokens"].as_i64().unwrap() > 0);
-    let all = spans(&cap);
+    assert_eq!(ev.model.as_deref(), Some(openai_mock::RESPONSE_MODEL));
+    assert!(ev.properties["output_tokens"].as_i64().unwrap() > 0);
+    let all = cap.spans();
     assert!(all.iter().any(|s| kind(s).as_deref() == Some("llm")));
     for s in &all {
         for a in s["attributes"].as_array().unwrap() {
@@ -359,8 +333,6 @@ fn with_content_capture_off_no_prompt_or_completion_text_leaves() {
 
 #[test]
 fn hand_written_llm_span_and_genai_style_fields_are_normalised() {
-    // One at a time: run in parallel, rig\'s shared callsites were now and
-    // then missed by one test\'s scoped subscriber (seen 1 run in 3).
     let _serial = serial();
     let cap = Capture::start(vec![]);
     let c = client(&cap);
@@ -419,7 +391,7 @@ fn hand_written_llm_span_and_genai_style_fields_are_normalised() {
         drop(e);
     });
     flush(&c);
-    let all = spans(&cap);
+    let all = cap.spans();
     let hand = all
         .iter()
         .find(|s| s["name"] == "summarise.llm")
@@ -483,19 +455,17 @@ fn hand_written_llm_span_and_genai_style_fields_are_normalised() {
     assert_eq!(attr_int(e, "gen_ai.usage.input_tokens"), Some(100));
 
     // The interaction: model of the last call, input of the first, output of the last.
-    let ids = event_ids(&cap);
-    let ev = merged(&cap, &ids[0]);
-    assert_eq!(ev["ai_data"]["model"], "gpt-mock-2");
-    assert_eq!(ev["ai_data"]["input"], "Summarise: the sky is blue.");
-    assert_eq!(ev["ai_data"]["output"], "second answer");
-    assert_eq!(ev["properties"]["input_tokens"], 16);
-    assert_eq!(ev["properties"]["reasoning_tokens"], 4);
+    let rec = recorded(&cap);
+    let ev = rec.interactions()[0];
+    assert_eq!(ev.model.as_deref(), Some("gpt-mock-2"));
+    assert_eq!(ev.input.as_deref(), Some("Summarise: the sky is blue."));
+    assert_eq!(ev.output.as_deref(), Some("second answer"));
+    assert_eq!(ev.properties["input_tokens"], 16);
+    assert_eq!(ev.properties["reasoning_tokens"], 4);
 }
 
 #[test]
 fn gen_ai_spans_outside_an_interaction_are_ignored() {
-    // One at a time: run in parallel, rig\'s shared callsites were now and
-    // then missed by one test\'s scoped subscriber (seen 1 run in 3).
     let _serial = serial();
     let cap = Capture::start(vec![]);
     let c = client(&cap);
@@ -512,14 +482,12 @@ fn gen_ai_spans_outside_an_interaction_are_ignored() {
         drop(t);
     });
     flush(&c);
-    let names: Vec<Value> = spans(&cap).iter().map(|s| s["name"].clone()).collect();
+    let names: Vec<Value> = cap.spans().iter().map(|s| s["name"].clone()).collect();
     assert_eq!(names, vec![Value::from("after.task")]);
 }
 
 #[test]
 fn a_streamed_answer_finishes_the_interaction_with_the_whole_text() {
-    // One at a time: run in parallel, rig\'s shared callsites were now and
-    // then missed by one test\'s scoped subscriber (seen 1 run in 3).
     let _serial = serial();
     use raindrop::stream::text_stream;
     let cap = Capture::start(vec![]);
@@ -558,23 +526,28 @@ fn a_streamed_answer_finishes_the_interaction_with_the_whole_text() {
         })
     });
     flush(&c);
-    let finals: Vec<Value> = event_ids(&cap).iter().map(|id| merged(&cap, id)).collect();
-    assert_eq!(finals.len(), 2);
-    let whole = finals.iter().find(|e| e["user_id"] == "u-s").unwrap();
-    assert_eq!(whole["is_pending"], false);
-    assert_eq!(whole["ai_data"]["output"], "Hello, world.");
-    assert!(whole["properties"]["time_to_first_chunk_ms"].is_i64());
-    assert!(whole["properties"].get("error").is_none());
-    let cut = finals.iter().find(|e| e["user_id"] == "u-d").unwrap();
-    assert_eq!(cut["is_pending"], false);
-    assert_eq!(cut["ai_data"]["output"], "part one, ");
-    assert_eq!(cut["properties"]["error"], "cancelled");
+    let rec = recorded(&cap);
+    let events = rec.interactions();
+    assert_eq!(events.len(), 2);
+    let of = |user: &str| {
+        *events
+            .iter()
+            .find(|e| e.user_id.as_deref() == Some(user))
+            .unwrap()
+    };
+    let whole = of("u-s");
+    assert!(whole.finished);
+    assert_eq!(whole.output.as_deref(), Some("Hello, world."));
+    assert!(whole.properties["time_to_first_chunk_ms"].is_i64());
+    assert!(whole.properties.get("error").is_none());
+    let cut = of("u-d");
+    assert!(cut.finished);
+    assert_eq!(cut.output.as_deref(), Some("part one, "));
+    assert_eq!(cut.properties["error"], "cancelled");
 }
 
 #[test]
 fn rig_example_runs_offline_on_the_local_sink_and_its_tree_shows_the_calls() {
-    // One at a time: run in parallel, rig\'s shared callsites were now and
-    // then missed by one test\'s scoped subscriber (seen 1 run in 3).
     let _serial = serial();
     let path =
         std::env::temp_dir().join(format!("raindrop-genai-rig-{}.jsonl", std::process::id()));

@@ -10,7 +10,6 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use raindrop::{propagate, Client, ClientOptions};
 use raindrop_test_support::Capture;
-use serde_json::Value;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
 
@@ -40,21 +39,6 @@ fn b64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-fn raindrop_spans(cap: &Capture) -> Vec<Value> {
-    cap.delivered("traces")
-        .into_iter()
-        .flat_map(|b| {
-            b["resourceSpans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-                .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        })
-        .collect()
 }
 
 #[raindrop::tool]
@@ -119,7 +103,7 @@ fn check(otel_first: bool) {
     assert!(client.flush(Duration::from_secs(20)));
     let _ = provider.force_flush();
 
-    let ours = raindrop_spans(&cap);
+    let ours = cap.spans();
     assert_eq!(ours.len(), 5, "{ours:#?}");
     let theirs = exported.0.lock().unwrap().clone();
     // The OpenTelemetry side also has the ordinary span and the request span.

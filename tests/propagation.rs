@@ -26,21 +26,6 @@ fn client(cap: &Capture) -> Client {
     .unwrap()
 }
 
-fn spans(cap: &Capture) -> Vec<Value> {
-    cap.delivered("traces")
-        .into_iter()
-        .flat_map(|b| {
-            b["resourceSpans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-                .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        })
-        .collect()
-}
-
 fn attr_str(span: &Value, key: &str) -> Option<String> {
     span["attributes"]
         .as_array()?
@@ -280,7 +265,7 @@ fn an_interaction_continues_across_two_axum_services() {
         "B's joined interaction applied its user id: {partials:#?}"
     );
 
-    let spans = spans(&cap);
+    let spans = cap.spans();
     let chat = one(&spans, "chat.workflow");
     let call_agent = one(&spans, "call_agent.tool");
     let call_joined = one(&spans, "call_joined.tool");
@@ -358,7 +343,7 @@ fn a_request_without_headers_starts_its_own_interaction() {
         partials.iter().filter(|p| p["is_pending"] == false).count(),
         1
     );
-    let spans = spans(&cap);
+    let spans = cap.spans();
     let agent = one(&spans, "agent.workflow");
     assert!(agent.get("parentSpanId").is_none(), "{agent:#?}");
     assert_ne!(agent["traceId"], "00000000000000000000000000000000");

@@ -175,6 +175,18 @@ impl Capture {
             .collect()
     }
 
+    /// Every span in 2xx-answered `traces` requests, as the OTLP/JSON sent
+    /// (for tests that check the wire form of attributes).
+    pub fn spans(&self) -> Vec<Value> {
+        self.delivered("traces")
+            .iter()
+            .flat_map(|b| b["resourceSpans"].as_array().into_iter().flatten())
+            .flat_map(|rs| rs["scopeSpans"].as_array().into_iter().flatten())
+            .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
+            .cloned()
+            .collect()
+    }
+
     /// Waits until `pred` holds (polling), up to `timeout`.
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Capture) -> bool) -> bool {
         let end = Instant::now() + timeout;
