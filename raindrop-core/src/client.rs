@@ -50,9 +50,30 @@ struct Inner {
     debug_logs: Arc<AtomicBool>,
     tracing_enabled: AtomicBool,
     /// Live interactions by event id, for `resume_interaction_by_id`.
-    registry: Mutex<HashMap<Arc<str>, Weak<InteractionCore>>>,
+    registry: Mutex<Registry>,
     worker: Mutex<Option<JoinHandle<()>>>,
     report: Mutex<Option<ShutdownReport>>,
+}
+
+/// Live interactions by event id. Dropped and finished entries are swept
+/// when the map reaches twice the size it had after the last sweep (at least
+/// 1,024): amortised O(1) per `begin`, whatever the number of live ones.
+#[derive(Default)]
+struct Registry {
+    live: HashMap<Arc<str>, Weak<InteractionCore>>,
+    sweep_at: usize,
+}
+
+impl Registry {
+    fn insert(&mut self, core: &Arc<InteractionCore>) {
+        if self.live.len() >= self.sweep_at.max(1024) {
+            self.live
+                .retain(|_, w| w.upgrade().is_some_and(|core| !core.is_finished()));
+            self.sweep_at = self.live.len().saturating_mul(2);
+        }
+        self.live
+            .insert(core.event_id.clone(), Arc::downgrade(core));
+    }
 }
 
 /// What [`Client::shutdown`] achieved.
@@ -117,7 +138,8 @@ impl Client {
             if options.local_sink.is_none() && options.write_key.is_some() {
                 validate::warn_if_plain_http(&endpoint);
             }
-            let (queue, budget, data_rx) = Queue::new(options.max_queue_size);
+            let (queue, budget, data_rx) =
+                Queue::new(options.max_queue_size, options.max_buffered_bytes);
             let config = WorkerConfig::new(
                 &options,
                 endpoint,
@@ -187,7 +209,7 @@ impl Client {
                     closed: AtomicBool::new(false),
                 }),
                 debug_logs,
-                registry: Mutex::new(HashMap::new()),
+                registry: Mutex::new(Registry::default()),
                 worker: Mutex::new(worker),
                 report: Mutex::new(None),
             }),
@@ -233,17 +255,24 @@ impl Client {
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        let (depth, cap) = match &self.inner.pipeline.queue {
-            Some(q) => (q.budget().depth(), q.budget().capacity()),
-            None => (0, self.inner.pipeline.options.max_queue_size),
+        let o = &self.inner.pipeline.options;
+        let (depth, cap, bytes, max_bytes) = match &self.inner.pipeline.queue {
+            Some(q) => {
+                let b = q.budget();
+                (b.depth(), b.capacity(), b.bytes(), b.max_bytes())
+            }
+            None => (0, o.max_queue_size, 0, o.max_buffered_bytes),
         };
-        self.inner
-            .pipeline
-            .counters
-            .snapshot(depth as u64, cap as u64)
+        self.inner.pipeline.counters.snapshot(
+            depth as u64,
+            cap as u64,
+            bytes as u64,
+            max_bytes as u64,
+        )
     }
 
-    /// Waits until every route's queue is at most half full. Opt-in
+    /// Waits until every route's queue is at most half full, and at most
+    /// half of `max_buffered_bytes` is held. Opt-in
     /// back-pressure for batch work (evals, backfills, replays) where
     /// completeness matters more than latency: call it before each unit of
     /// tracking and nothing is dropped for capacity, while memory stays
@@ -433,23 +462,18 @@ impl Client {
             .registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .live
             .get(event_id)
             .and_then(Weak::upgrade)
             .filter(|core| !core.is_finished())
     }
 
     fn remember_interaction(&self, core: &Arc<InteractionCore>) {
-        let mut map = self
-            .inner
+        self.inner
             .registry
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // Sweep dropped and finished entries now and then, so the map stays
-        // about the size of the live interactions.
-        if map.len() >= 1024 && map.len().is_power_of_two() {
-            map.retain(|_, w| w.upgrade().is_some_and(|core| !core.is_finished()));
-        }
-        map.insert(core.event_id.clone(), Arc::downgrade(core));
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(core);
     }
 
     /// Queues a finished span for the `traces` channel: the extension point
@@ -508,17 +532,22 @@ impl Client {
             deadline: deadline_in(timeout),
             reply,
         };
-        queue.push(make(control)).is_ok()
+        queue.push(make(control), 0).is_ok()
     }
 
     /// Like [`flush`](Self::flush), without blocking the thread. Needs no
     /// timer in the caller's runtime: the worker enforces the timeout.
+    ///
+    /// The deadline also holds on the caller's side: if the worker cannot
+    /// answer in time (a before-send hook or a local-sink write that blocks),
+    /// this returns `false` shortly after `timeout` all the same.
     pub async fn flush_async(&self, timeout: Duration) -> bool {
         let (reply, rx) = Reply::asynchronous();
         if !self.request(timeout, reply, Item::Flush) {
             return self.stats().pending() == 0;
         }
-        rx.await.unwrap_or(false)
+        let by = deadline_in(timeout.saturating_add(Duration::from_millis(200)));
+        crate::time::answer_by(rx, by).await.unwrap_or(false)
     }
 
     /// Stops accepting items, delivers what is queued within `timeout`, and
@@ -548,7 +577,8 @@ impl Client {
     }
 
     /// [`shutdown`](Self::shutdown) without blocking the thread: the worker
-    /// enforces the deadline, so it needs no timer in the caller's runtime.
+    /// enforces the deadline, so it needs no timer in the caller's runtime,
+    /// and the caller's side holds it too (see [`flush_async`](Self::flush_async)).
     pub async fn shutdown_async(&self, timeout: Duration) -> ShutdownReport {
         if let Some(r) = self.report() {
             return r;
@@ -557,7 +587,8 @@ impl Client {
         if !self.inner.pipeline.closed.swap(true, Ordering::AcqRel) {
             let (reply, rx) = Reply::asynchronous();
             if self.request(timeout, reply, Item::Shutdown) {
-                completed = rx.await.unwrap_or(false);
+                let by = deadline_in(timeout.saturating_add(Duration::from_millis(500)));
+                completed = crate::time::answer_by(rx, by).await.unwrap_or(false);
             }
         }
         let mut slot = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::model::{Attachment, Properties, Sentiment, SignalType, Timestamp};
-use crate::span::SpanRecord;
+use crate::span::{AttributeValue, SpanRecord};
 use crate::worker::{Reply, Route};
 
 pub(crate) enum Item {
@@ -29,7 +29,101 @@ pub(crate) struct Control {
     pub reply: Reply,
 }
 
+/// Bytes charged per item on top of its text: the boxed record, its ids
+/// and timestamps, the channel slot.
+const ITEM_OVERHEAD: u64 = 256;
+
+/// Bytes of a JSON value as held in memory, roughly: string and key bytes
+/// plus a small fixed cost per node. Walks without recursion.
+pub(crate) fn value_bytes(map: &Properties) -> u64 {
+    let mut total = 0u64;
+    let mut stack: Vec<&serde_json::Value> = Vec::new();
+    for (k, v) in map {
+        total += k.len() as u64 + 32;
+        stack.push(v);
+    }
+    while let Some(v) = stack.pop() {
+        total += 32;
+        match v {
+            serde_json::Value::String(s) => total += s.len() as u64,
+            serde_json::Value::Array(a) => stack.extend(a.iter()),
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    total += k.len() as u64 + 32;
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    total
+}
+
+fn opt_len(s: &Option<impl AsRef<str>>) -> u64 {
+    s.as_ref().map_or(0, |s| s.as_ref().len() as u64)
+}
+
+fn ai_bytes(ai: &AiData) -> u64 {
+    opt_len(&ai.model) + opt_len(&ai.input) + opt_len(&ai.output) + opt_len(&ai.convo_id)
+}
+
+fn attachment_bytes(a: &[Attachment]) -> u64 {
+    a.iter()
+        .map(|a| {
+            64 + a.value.len() as u64
+                + opt_len(&a.name)
+                + opt_len(&a.language)
+                + opt_len(&a.attachment_id)
+        })
+        .sum()
+}
+
 impl Item {
+    /// What the item holds in memory, as charged against `max_buffered_bytes`:
+    /// computed from the sizes the caller passed, once, at the call.
+    pub fn cost(&self) -> u64 {
+        ITEM_OVERHEAD
+            + match self {
+                Item::Event(e) => {
+                    (e.event_id.len() + e.user_id.len() + e.event.len()) as u64
+                        + e.ai.as_ref().map_or(0, ai_bytes)
+                        + value_bytes(&e.properties)
+                        + attachment_bytes(&e.attachments)
+                }
+                Item::Signal(s) => {
+                    (s.event_id.len() + s.signal_name.len()) as u64
+                        + value_bytes(&s.properties)
+                        + opt_len(&s.attachment_id)
+                }
+                Item::Identify(i) => i.user_id.len() as u64 + value_bytes(&i.traits),
+                Item::Partial(p) => {
+                    p.event_id.len() as u64
+                        + opt_len(&p.user_id)
+                        + opt_len(&p.event)
+                        + ai_bytes(&p.ai)
+                        + value_bytes(&p.properties)
+                        + attachment_bytes(&p.attachments)
+                }
+                Item::Span(s) => {
+                    s.name.len() as u64
+                        + s.attributes
+                            .iter()
+                            .map(|(k, v)| {
+                                16 + k.len() as u64
+                                    + match v {
+                                        AttributeValue::String(s) => s.len() as u64,
+                                        AttributeValue::StringArray(a) => {
+                                            a.iter().map(|s| 24 + s.len() as u64).sum()
+                                        }
+                                        _ => 8,
+                                    }
+                            })
+                            .sum::<u64>()
+                }
+                Item::Flush(_) | Item::Shutdown(_) => return 0,
+            }
+    }
+
     /// The route a data item travels on; `None` for control items.
     pub fn route(&self) -> Option<Route> {
         Some(match self {

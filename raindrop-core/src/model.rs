@@ -246,8 +246,33 @@ impl From<String> for Timestamp {
     }
 }
 impl From<std::time::SystemTime> for Timestamp {
+    /// Any `SystemTime` converts: one outside the range of calendar dates
+    /// (around ±262,000 years) is clamped to the nearest representable one
+    /// instead of panicking.
     fn from(t: std::time::SystemTime) -> Self {
-        DateTime::<Utc>::from(t).into()
+        let (negative, d) = match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => (false, d),
+            Err(e) => (true, e.duration()),
+        };
+        let secs = i64::try_from(d.as_secs()).ok();
+        let dt = match (negative, secs) {
+            (false, Some(s)) => DateTime::<Utc>::from_timestamp(s, d.subsec_nanos()),
+            (true, Some(s)) => {
+                // -(s + frac) = -(s + 1) + (1 - frac)
+                let (s, n) = match d.subsec_nanos() {
+                    0 => (-s, 0),
+                    n => (-s - 1, 1_000_000_000 - n),
+                };
+                DateTime::<Utc>::from_timestamp(s, n)
+            }
+            _ => None,
+        }
+        .unwrap_or(if negative {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        });
+        dt.into()
     }
 }
 

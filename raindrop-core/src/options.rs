@@ -217,6 +217,17 @@ pub struct ClientOptions {
     /// route are dropped and counted, or callers wait for room with
     /// `Client::ready` / `Client::wait_ready`.
     pub max_queue_size: usize,
+    /// Bound of the bytes held for delivery, all routes together (default
+    /// 64 MiB): items waiting in the queue, interaction updates being merged,
+    /// and request bodies waiting or in flight, counted from the sizes the
+    /// caller passed (text, properties, attachments, plus a fixed overhead
+    /// per item) until each item is delivered or dropped. Past it, calls are
+    /// refused like a full queue ([`DropReason::MemoryLimit`](crate::DropReason::MemoryLimit),
+    /// counted and warned), and `Client::ready` waits for bytes too. The
+    /// default holds 10,000 typical events of 4 KiB with room to spare while
+    /// keeping a hung backend from taking more than a small slice of a
+    /// service's memory; raise it for large prompts at high volume.
+    pub max_buffered_bytes: usize,
     /// Events per `events/track` request (default 10).
     pub upload_size: usize,
     /// How often partial batches are sent (default 1 s).
@@ -298,6 +309,7 @@ impl fmt::Debug for ClientOptions {
             .field("endpoint", &self.endpoint)
             .field("project_id", &self.project_id)
             .field("max_queue_size", &self.max_queue_size)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("upload_size", &self.upload_size)
             .field("upload_interval", &self.upload_interval)
             .field("partial_idle_timeout", &self.partial_idle_timeout)
@@ -330,6 +342,7 @@ impl Default for ClientOptions {
             endpoint: DEFAULT_ENDPOINT.to_owned(),
             project_id: None,
             max_queue_size: 10_000,
+            max_buffered_bytes: 64 * 1024 * 1024,
             upload_size: 10,
             upload_interval: Duration::from_secs(1),
             partial_idle_timeout: Duration::from_secs(2),
@@ -388,6 +401,7 @@ impl ClientOptions {
     /// | `RAINDROP_REDACT_PII` | `redact_pii` (`1`, `true`, `yes`, `on`) |
     /// | `RAINDROP_CAPTURE_CONTENT` | `capture_content` (`0`, `false`, `no`, `off` turn it off) |
     /// | `RAINDROP_SAMPLE_RATE` | `sample_rate` (a number from 0 to 1) |
+    /// | `RAINDROP_MAX_BUFFERED_BYTES` | `max_buffered_bytes` (bytes) |
     /// | `RAINDROP_WORKSHOP`, `RAINDROP_LOCAL_DEBUGGER` | `workshop` (a URL, or on/off) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
@@ -414,6 +428,15 @@ impl ClientOptions {
         o.capture_content = !env("RAINDROP_CAPTURE_CONTENT").is_some_and(|v| falsy(&v));
         if let Some(v) = env("RAINDROP_WORKSHOP").or_else(|| env("RAINDROP_LOCAL_DEBUGGER")) {
             o.workshop = Workshop::parse(&v);
+        }
+        if let Some(v) = env("RAINDROP_MAX_BUFFERED_BYTES") {
+            match v.trim().parse::<usize>() {
+                Ok(n) => o.max_buffered_bytes = n,
+                Err(_) => crate::setup_warning(
+                    "max_buffered_bytes_env",
+                    &format!("RAINDROP_MAX_BUFFERED_BYTES=`{v}` is not a number of bytes; using the default"),
+                ),
+            }
         }
         if let Some(v) = env("RAINDROP_SAMPLE_RATE") {
             match v.trim().parse::<f64>() {
@@ -445,6 +468,12 @@ impl ClientOptions {
     /// Sets the queue bound.
     pub fn max_queue_size(mut self, n: usize) -> Self {
         self.max_queue_size = n;
+        self
+    }
+    /// Sets the byte bound of everything held for delivery
+    /// ([`max_buffered_bytes`](Self::max_buffered_bytes)).
+    pub fn max_buffered_bytes(mut self, n: usize) -> Self {
+        self.max_buffered_bytes = n;
         self
     }
     /// Sets the number of events per request.
@@ -605,6 +634,14 @@ impl ClientOptions {
         const HOUR: Duration = Duration::from_secs(3600);
         let n = &mut notes;
         clamp("max_queue_size", &mut self.max_queue_size, 1, 10_000_000, n);
+        // At least one largest request (1 MiB) must fit.
+        clamp(
+            "max_buffered_bytes",
+            &mut self.max_buffered_bytes,
+            2 * 1024 * 1024,
+            usize::MAX / 2,
+            n,
+        );
         clamp("upload_size", &mut self.upload_size, 1, 10_000, n);
         clamp(
             "upload_interval",

@@ -76,9 +76,10 @@ impl Pipeline {
             other => other,
         };
         let route = item.route();
+        let cost = item.cost();
         // Count first so the accounting never shows more settled than queued.
         counters.queued.fetch_add(1, Ordering::AcqRel);
-        match queue.push(item) {
+        match queue.push(item, cost) {
             Ok(()) => {
                 // Warn (rate-limited) at 80 % full, before anything is dropped.
                 if let Some(r) = route {
@@ -97,6 +98,14 @@ impl Pipeline {
                             r.path()
                         );
                         lost(DropReason::QueueFull, &detail)
+                    }
+                    Refused::Bytes => {
+                        let detail = format!(
+                            "{} bytes are held for delivery (max_buffered_bytes {}); Client::ready() waits for room",
+                            queue.budget().bytes(),
+                            queue.budget().max_bytes()
+                        );
+                        lost(DropReason::MemoryLimit, &detail)
                     }
                     Refused::Closed => lost(DropReason::AfterShutdown, "worker stopped"),
                 }

@@ -1,4 +1,5 @@
-//! The queue between callers and the worker: one FIFO channel, bounded per route.
+//! The queue between callers and the worker: one FIFO channel, bounded per
+//! route in items and across routes in bytes.
 //!
 //! Every route (`events/track`, `events/track_partial`, signals, identify,
 //! traces) has its own budget of `max_queue_size` items, counted from the
@@ -7,6 +8,11 @@
 //! budget: intake for the others goes on. The channel itself is unbounded
 //! because the budgets bound it, which also lets flush and shutdown markers
 //! travel in the same FIFO order as the data.
+//!
+//! The byte budget (`max_buffered_bytes`) is charged with each item's
+//! [`cost`](crate::item::Item::cost) at the call and released only when the
+//! item is delivered or dropped: it covers the item in the channel, in the
+//! partial buffer, and as a request body waiting or in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,13 +28,15 @@ use crate::worker::Route;
 pub(crate) enum Refused {
     /// The item's route is at its budget.
     Full(Route),
+    /// The byte budget would be exceeded.
+    Bytes,
     /// The worker has stopped.
     Closed,
 }
 
 /// The callers' end: the sender and the shared budgets.
 pub(crate) struct Queue {
-    tx: mpsc::UnboundedSender<Item>,
+    tx: mpsc::UnboundedSender<Queued>,
     budget: Arc<Budget>,
 }
 
@@ -38,6 +46,9 @@ pub(crate) struct Queue {
 pub(crate) struct Budget {
     depth: [AtomicUsize; 5],
     capacity: usize,
+    /// Bytes charged and not yet released, all routes.
+    bytes: AtomicUsize,
+    max_bytes: usize,
     /// Callers waiting for room ([`Queue::ready`], [`Queue::wait_ready`]).
     waiters: AtomicUsize,
     /// The worker has stopped: waiting for room is pointless.
@@ -47,12 +58,23 @@ pub(crate) struct Budget {
     cond: Condvar,
 }
 
+/// An item in the channel with the bytes charged for it.
+pub(crate) struct Queued {
+    pub item: Item,
+    pub cost: u64,
+}
+
 impl Queue {
-    pub fn new(capacity: usize) -> (Queue, Arc<Budget>, mpsc::UnboundedReceiver<Item>) {
+    pub fn new(
+        capacity: usize,
+        max_bytes: usize,
+    ) -> (Queue, Arc<Budget>, mpsc::UnboundedReceiver<Queued>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Budget {
             depth: Default::default(),
             capacity: capacity.max(1),
+            bytes: AtomicUsize::new(0),
+            max_bytes: max_bytes.max(1),
             waiters: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
             notify: Notify::new(),
@@ -73,8 +95,9 @@ impl Queue {
         &self.budget
     }
 
-    /// Queues a data item within its route's budget, or a control item always.
-    pub fn push(&self, item: Item) -> Result<(), Refused> {
+    /// Queues a data item within its route's budget and the byte budget
+    /// (`cost` bytes), or a control item always.
+    pub fn push(&self, item: Item, cost: u64) -> Result<(), Refused> {
         if let Some(route) = item.route() {
             let b = &self.budget;
             let d = &b.depth[route as usize];
@@ -82,13 +105,33 @@ impl Queue {
                 d.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refused::Full(route));
             }
-            if self.tx.send(item).is_err() {
+            let cost = cost as usize;
+            if b.bytes
+                .fetch_add(cost, Ordering::AcqRel)
+                .saturating_add(cost)
+                > b.max_bytes
+            {
+                b.bytes.fetch_sub(cost, Ordering::AcqRel);
+                d.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refused::Bytes);
+            }
+            if self
+                .tx
+                .send(Queued {
+                    item,
+                    cost: cost as u64,
+                })
+                .is_err()
+            {
+                b.bytes.fetch_sub(cost, Ordering::AcqRel);
                 d.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refused::Closed);
             }
             return Ok(());
         }
-        self.tx.send(item).map_err(|_| Refused::Closed)
+        self.tx
+            .send(Queued { item, cost: 0 })
+            .map_err(|_| Refused::Closed)
     }
 }
 
@@ -100,6 +143,16 @@ impl Budget {
     /// Items queued and not yet in flight, all routes.
     pub fn depth(&self) -> usize {
         self.depth.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Bytes held for delivery now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The byte bound.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Items queued on `route` and not yet in flight.
@@ -121,6 +174,19 @@ impl Budget {
             return;
         }
         self.depth[route as usize].fetch_sub(n as usize, Ordering::AcqRel);
+        self.wake_if_room();
+    }
+
+    /// Items worth `n` bytes were delivered or dropped.
+    pub fn release_bytes(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.bytes.fetch_sub(n as usize, Ordering::AcqRel);
+        self.wake_if_room();
+    }
+
+    fn wake_if_room(&self) {
         if self.waiters.load(Ordering::Acquire) > 0 && self.has_room() {
             self.notify.notify_waiters();
             let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -132,17 +198,20 @@ impl Budget {
     /// make a handful of tracking calls without any being refused, even with
     /// many producers doing the same.
     pub fn has_room(&self) -> bool {
-        self.depth
-            .iter()
-            .all(|d| d.load(Ordering::Acquire) <= self.capacity / 2)
+        self.bytes.load(Ordering::Acquire) <= self.max_bytes / 2
+            && self
+                .depth
+                .iter()
+                .all(|d| d.load(Ordering::Acquire) <= self.capacity / 2)
     }
 
-    /// Waits until [`has_room`](Self::has_room).
+    /// Waits until [`has_room`](Self::has_room). Cancellation-safe: a
+    /// dropped future no longer counts as a waiter.
     pub async fn ready(&self) {
         if self.has_room() {
             return;
         }
-        self.waiters.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting::new(&self.waiters);
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -152,7 +221,6 @@ impl Budget {
             }
             notified.await;
         }
-        self.waiters.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Blocks until [`has_room`](Self::has_room) or `timeout`; returns whether there is room.
@@ -161,7 +229,7 @@ impl Budget {
             return true;
         }
         let deadline = deadline_in(timeout);
-        self.waiters.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting::new(&self.waiters);
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let room = loop {
             if self.has_room() {
@@ -179,7 +247,24 @@ impl Budget {
             };
         };
         drop(guard);
-        self.waiters.fetch_sub(1, Ordering::AcqRel);
         room
+    }
+}
+
+/// One waiter counted in [`Budget::waiters`] for as long as it lives, so a
+/// dropped `ready()` future cannot leave the count raised (which would make
+/// every later release on the worker take the lock).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(waiters: &'a AtomicUsize) -> Self {
+        waiters.fetch_add(1, Ordering::AcqRel);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

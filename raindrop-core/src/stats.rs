@@ -34,9 +34,13 @@ pub enum DropReason {
     DroppedByHook,
     /// The before-send hook panicked on the item.
     HookPanicked,
+    /// The bytes held for delivery were at `max_buffered_bytes` when the call was made.
+    MemoryLimit,
+    /// A delivery task ended without an answer (it panicked); the items in its request are lost.
+    Internal,
 }
 
-const REASONS: usize = 13;
+const REASONS: usize = 15;
 
 impl DropReason {
     /// All reasons, in display order.
@@ -54,6 +58,8 @@ impl DropReason {
         DropReason::SampledOut,
         DropReason::DroppedByHook,
         DropReason::HookPanicked,
+        DropReason::MemoryLimit,
+        DropReason::Internal,
     ];
 
     /// A stable snake_case name.
@@ -72,6 +78,8 @@ impl DropReason {
             DropReason::SampledOut => "sampled_out",
             DropReason::DroppedByHook => "dropped_by_hook",
             DropReason::HookPanicked => "hook_panicked",
+            DropReason::MemoryLimit => "memory_limit",
+            DropReason::Internal => "internal",
         }
     }
 
@@ -150,6 +158,10 @@ pub struct Stats {
     pub queue_depth: u64,
     /// The bound of each route's queue (`max_queue_size`).
     pub queue_capacity: u64,
+    /// Bytes held for delivery right now (see `max_buffered_bytes`).
+    pub buffered_bytes: u64,
+    /// The byte bound (`max_buffered_bytes`).
+    pub buffered_bytes_capacity: u64,
     /// Requests the local Workshop mirror accepted.
     pub workshop_sent: u64,
     /// Requests the local Workshop mirror did not accept (never retried;
@@ -298,8 +310,16 @@ impl Counters {
         tracing::warn!(target: "raindrop", route, capacity, "raindrop queue for {route} is over 80% full; items will be dropped if the backend stays slower than the producer");
     }
 
-    pub fn snapshot(&self, queue_depth: u64, queue_capacity: u64) -> Stats {
+    pub fn snapshot(
+        &self,
+        queue_depth: u64,
+        queue_capacity: u64,
+        buffered_bytes: u64,
+        buffered_bytes_capacity: u64,
+    ) -> Stats {
         let mut s = Stats {
+            buffered_bytes,
+            buffered_bytes_capacity,
             queued: self.queued.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             requests: self.requests.load(Relaxed),
@@ -336,7 +356,7 @@ mod tests {
         let c = Counters::new();
         c.drop_queued(ItemKind::InteractionUpdate, DropReason::Rejected, 3, "x");
         c.interaction_lost(DropReason::Rejected, "x");
-        let s = c.snapshot(0, 1);
+        let s = c.snapshot(0, 1, 0, 0);
         assert_eq!(s.dropped(DropReason::Rejected), 3);
         assert_eq!(s.lost_total(ItemKind::Interaction), 1);
         assert_eq!(s.lost(ItemKind::InteractionUpdate, DropReason::Rejected), 3);

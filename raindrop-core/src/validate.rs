@@ -346,10 +346,16 @@ pub(crate) fn tls(options: &crate::ClientOptions) -> Result<Tls, Error> {
 /// Nesting is measured first, with a serializer that stops at
 /// [`MAX_DEPTH`]: building (or dropping) a deeper `serde_json::Value`
 /// recurses once per level and would overflow the caller's stack. A refused
-/// too-deep value is leaked, not dropped, for the same reason.
+/// value is dropped as usual when its drop is safe for the stack (at most
+/// [`SAFE_DROP_DEPTH`] levels, measured by the same probe); only a deeper
+/// one, which the caller could not have dropped safely either, is left
+/// undropped.
 pub(crate) fn to_properties<T: serde::Serialize>(value: T) -> Result<Properties, String> {
-    if let Err(e) = value.serialize(DepthProbe { depth: 1 }) {
-        if e.too_deep {
+    if let Err(e) = value.serialize(DepthProbe::new(MAX_DEPTH)) {
+        let droppable = !e.too_deep || value.serialize(DepthProbe::new(SAFE_DROP_DEPTH)).is_ok();
+        if droppable {
+            drop(value);
+        } else {
             std::mem::forget(value);
         }
         return Err(e.message);
@@ -394,16 +400,25 @@ impl serde::ser::Error for ProbeError {
     }
 }
 
-/// A serializer that writes nothing and fails past [`MAX_DEPTH`] levels of
+/// Deepest refused value dropped the usual (recursive) way: a few hundred
+/// bytes of stack a level stays well inside a 2 MiB thread stack.
+const SAFE_DROP_DEPTH: usize = 1024;
+
+/// A serializer that writes nothing and fails past `limit` levels of
 /// maps, sequences and structs, so its own recursion is bounded.
 #[derive(Clone, Copy)]
 struct DepthProbe {
     depth: usize,
+    limit: usize,
 }
 
 impl DepthProbe {
+    fn new(limit: usize) -> Self {
+        DepthProbe { depth: 1, limit }
+    }
+
     fn enter(self) -> Result<DepthProbe, ProbeError> {
-        if self.depth > MAX_DEPTH {
+        if self.depth > self.limit {
             return Err(ProbeError {
                 message: format!("nested deeper than {MAX_DEPTH} levels of objects and arrays"),
                 too_deep: true,
@@ -411,6 +426,7 @@ impl DepthProbe {
         }
         Ok(DepthProbe {
             depth: self.depth + 1,
+            limit: self.limit,
         })
     }
 }

@@ -125,9 +125,30 @@ pub(crate) fn message(cause: Cause, what: &str, span: Option<(Level, &str)>) -> 
     }
 }
 
-/// Warns once per interaction name that an interaction finished without a
-/// user id.
+/// Interaction names warned about for a missing user id, at most; span
+/// names can be dynamic, and each would otherwise take one of the core's
+/// bounded warning causes and could hide later, more serious warnings.
+const MAX_NO_USER_NAMES: usize = 16;
+
+/// Warns once per interaction name (for the first few names) that an
+/// interaction finished without a user id.
 pub(crate) fn warn_no_user_id(name: &str, fn_name: Option<&str>) {
+    static NAMES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        if names.iter().any(|n| n == name) {
+            return;
+        }
+        if names.len() >= MAX_NO_USER_NAMES {
+            drop(names);
+            setup_warning(
+                "no_user_id:more",
+                "more interactions finished without a user id; not naming each",
+            );
+            return;
+        }
+        names.push(name.to_owned());
+    }
     let origin = match fn_name {
         Some(f) => format!("interaction `{name}` (#[raindrop::interaction] fn `{f}`)"),
         None => format!("interaction span `{name}`"),

@@ -9,6 +9,8 @@ pub(crate) struct Body {
     pub items: u64,
     /// The worker sequence number of the oldest item in it.
     pub min_seq: u64,
+    /// Bytes charged for its items against `max_buffered_bytes`.
+    pub cost: u64,
 }
 
 /// Accumulates items between a fixed prefix and suffix (`[`..`]` for arrays,
@@ -20,6 +22,7 @@ pub(crate) struct Batcher {
     buf: Vec<u8>,
     items: u64,
     min_seq: u64,
+    cost: u64,
 }
 
 impl Batcher {
@@ -31,6 +34,7 @@ impl Batcher {
             max_items: max_items.max(1),
             items: 0,
             min_seq: 0,
+            cost: 0,
         }
     }
 
@@ -50,7 +54,7 @@ impl Batcher {
 
     /// Adds one item (items arrive in sequence order); returns the bodies
     /// that became complete (at most two).
-    pub fn push(&mut self, item: &[u8], seq: u64, out: &mut Vec<Body>) {
+    pub fn push(&mut self, item: &[u8], seq: u64, cost: u64, out: &mut Vec<Body>) {
         let extra = item.len() + usize::from(self.items > 0);
         if self.items > 0 && self.buf.len() + extra + self.suffix.len() > MAX_BYTES {
             out.extend(self.take());
@@ -62,6 +66,7 @@ impl Batcher {
         }
         self.buf.extend_from_slice(item);
         self.items += 1;
+        self.cost += cost;
         if self.items as usize >= self.max_items {
             out.extend(self.take());
         }
@@ -82,6 +87,7 @@ impl Batcher {
             bytes,
             items: std::mem::take(&mut self.items),
             min_seq: self.min_seq,
+            cost: std::mem::take(&mut self.cost),
         })
     }
 }
@@ -95,7 +101,7 @@ mod tests {
         let mut b = Batcher::array(2);
         let mut out = Vec::new();
         for i in 0..5 {
-            b.push(format!("{i}").as_bytes(), i, &mut out);
+            b.push(format!("{i}").as_bytes(), i, 1, &mut out);
         }
         out.extend(b.take());
         let bodies: Vec<String> = out
@@ -104,6 +110,7 @@ mod tests {
             .collect();
         assert_eq!(bodies, ["[0,1]", "[2,3]", "[4]"]);
         assert_eq!(out.iter().map(|b| b.items).sum::<u64>(), 5);
+        assert_eq!(out.iter().map(|b| b.cost).sum::<u64>(), 5);
         assert_eq!(out.iter().map(|b| b.min_seq).collect::<Vec<_>>(), [0, 2, 4]);
     }
 
@@ -112,8 +119,8 @@ mod tests {
         let mut b = Batcher::array(10);
         let mut out = Vec::new();
         let big = vec![b'1'; 600 * 1024];
-        b.push(&big, 0, &mut out);
-        b.push(&big, 1, &mut out);
+        b.push(&big, 0, 1, &mut out);
+        b.push(&big, 1, 1, &mut out);
         assert_eq!(out.len(), 1, "first body closed before exceeding 1 MiB");
         assert!(out[0].bytes.len() <= MAX_BYTES);
         assert_eq!(b.min_seq(), Some(1));

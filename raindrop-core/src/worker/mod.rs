@@ -20,13 +20,14 @@
 //! batches are sealed and due deltas ship at once instead of at the tick.
 
 mod batch;
+mod fit;
 mod partial;
 mod prepare;
 mod retry;
 mod send;
 pub(crate) mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -37,7 +38,7 @@ use tokio::task::JoinSet;
 
 use crate::item::{Control, Item};
 use crate::options::{ClientOptions, LocalSink, WriteKey};
-use crate::queue::Budget;
+use crate::queue::{Budget, Queued};
 use crate::stats::{Counters, DropReason, ItemKind};
 use batch::{Batcher, Body};
 use partial::{Delta, PartialBuffer};
@@ -169,22 +170,51 @@ impl Reply {
     }
 }
 
+/// Set by tests to make the next [`spawn`] fail as if the OS refused a thread.
+#[doc(hidden)]
+pub static FAIL_NEXT_SPAWN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Starts the worker thread. Its runtime is built on that thread, never on
+/// the caller's: a runtime dropped inside the caller's async context (when
+/// the thread cannot start) would panic there. Waits for the thread to say
+/// whether its runtime started, so a failure leaves the client disabled
+/// instead of accepting items nobody will read.
 pub(crate) fn spawn(
     cfg: WorkerConfig,
     counters: Arc<Counters>,
     budget: Arc<Budget>,
-    data: mpsc::UnboundedReceiver<Item>,
+    data: mpsc::UnboundedReceiver<Queued>,
 ) -> std::io::Result<JoinHandle<()>> {
     let transport = Arc::new(Transport::new(&cfg)?);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
+    if FAIL_NEXT_SPAWN.swap(false, Ordering::AcqRel) {
+        return Err(std::io::Error::other("thread spawn refused (simulated)"));
+    }
+    let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
+    let handle = std::thread::Builder::new()
         .name("raindrop-worker".into())
         .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok(()));
             let worker = Worker::new(cfg, counters, transport, budget, data);
             rt.block_on(worker.run());
-        })
+        })?;
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::other(
+            "the worker thread ended before starting",
+        )),
+    }
 }
 
 /// One request: a body, and for an interaction delta the delta itself, kept
@@ -203,7 +233,6 @@ struct Lane {
     /// Oldest sequence number of each request in flight (a multiset).
     in_flight: BTreeMap<u64, u32>,
     in_flight_count: usize,
-    in_flight_items: u64,
 }
 
 impl Lane {
@@ -213,7 +242,6 @@ impl Lane {
             max_in_flight,
             in_flight: BTreeMap::new(),
             in_flight_count: 0,
-            in_flight_items: 0,
         }
     }
 
@@ -223,9 +251,8 @@ impl Lane {
         queued.into_iter().chain(flying).min()
     }
 
-    fn landed(&mut self, seq: u64, items: u64) {
+    fn landed(&mut self, seq: u64) {
         self.in_flight_count -= 1;
-        self.in_flight_items -= items;
         if let Some(n) = self.in_flight.get_mut(&seq) {
             *n -= 1;
             if *n == 0 {
@@ -235,12 +262,24 @@ impl Lane {
     }
 }
 
+/// What a delivery task hands back.
 struct Done {
+    delta: Option<Delta>,
+    outcome: Outcome,
+}
+
+/// What the worker remembers of a request in flight, by its task's id: enough
+/// to settle it even when the task never answers (it panicked, or the
+/// shutdown deadline aborted it).
+struct Flight {
     route: Route,
     items: u64,
     min_seq: u64,
-    delta: Option<Delta>,
-    outcome: Outcome,
+    /// Bytes charged for it, released when it settles.
+    cost: u64,
+    /// For an interaction delta: its event (the ledger's key) and whether it
+    /// carried the final update.
+    event: Option<(Arc<str>, bool)>,
 }
 
 struct Waiter {
@@ -255,7 +294,7 @@ struct Worker {
     counters: Arc<Counters>,
     transport: Arc<Transport>,
     budget: Arc<Budget>,
-    data: mpsc::UnboundedReceiver<Item>,
+    data: mpsc::UnboundedReceiver<Queued>,
     data_open: bool,
     /// Sequence number of the next data item.
     received: u64,
@@ -263,6 +302,7 @@ struct Worker {
     partials: PartialBuffer,
     lanes: [Lane; 5],
     tasks: JoinSet<Done>,
+    flights: HashMap<tokio::task::Id, Flight>,
     flushes: Vec<Waiter>,
     shutdown: Option<Waiter>,
     ready: Vec<Body>,
@@ -270,8 +310,8 @@ struct Worker {
 }
 
 enum Wake {
-    Done(Box<Done>),
-    Item(Option<Item>),
+    Done(Result<(tokio::task::Id, Done), tokio::task::JoinError>),
+    Item(Option<Queued>),
     Tick,
 }
 
@@ -295,7 +335,7 @@ impl Worker {
         counters: Arc<Counters>,
         transport: Arc<Transport>,
         budget: Arc<Budget>,
-        data: mpsc::UnboundedReceiver<Item>,
+        data: mpsc::UnboundedReceiver<Queued>,
     ) -> Self {
         let n = cfg.upload_size;
         let m = cfg.max_in_flight;
@@ -324,6 +364,7 @@ impl Worker {
             data_open: true,
             received: 0,
             tasks: JoinSet::new(),
+            flights: HashMap::new(),
             flushes: Vec::new(),
             shutdown: None,
             ready: Vec::new(),
@@ -353,15 +394,15 @@ impl Worker {
                 .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
-                Some(Ok(d)) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Done(Box::new(d)),
+                Some(d) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Wake::Done(d),
                 i = self.data.recv(), if self.data_open => Wake::Item(i),
                 _ = tokio::time::sleep_until(next_wake.into()) => Wake::Tick,
             };
             let now = Instant::now();
             match wake {
-                Wake::Done(d) => self.on_done(*d),
-                Wake::Item(Some(item)) => {
-                    self.on_item(item, now);
+                Wake::Done(d) => self.on_joined(d),
+                Wake::Item(Some(q)) => {
+                    self.on_item(q.item, q.cost, now);
                     self.drain_queue(now);
                 }
                 Wake::Item(None) => self.on_disconnect(),
@@ -381,6 +422,7 @@ impl Worker {
             self.pump();
             if self.answer_waiters() {
                 self.budget.stop();
+                self.close_intake();
                 // Give mirror requests a moment: they are best effort.
                 let grace = Instant::now() + Duration::from_millis(500);
                 while self.transport.mirroring() > 0 && Instant::now() < grace {
@@ -421,7 +463,7 @@ impl Worker {
     fn drain_queue(&mut self, now: Instant) {
         for _ in 0..INTAKE_BURST {
             match self.data.try_recv() {
-                Ok(item) => self.on_item(item, now),
+                Ok(q) => self.on_item(q.item, q.cost, now),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     self.on_disconnect();
@@ -439,23 +481,29 @@ impl Worker {
             .scan_due(now, self.cfg.partial_idle_timeout, true);
     }
 
-    fn on_item(&mut self, item: Item, now: Instant) {
+    fn on_item(&mut self, item: Item, cost: u64, now: Instant) {
         let max = self.cfg.max_text_field_chars;
         let p = &self.cfg.prepare;
         let (route, bytes) = match item {
             Item::Event(mut e) => (
                 Route::Track,
-                p.event(&mut e).map(|()| wire::track_event(&mut e, max)),
+                p.event(&mut e).map(|()| fit::event(&mut e, max)),
             ),
-            Item::Signal(mut s) => (Route::Signals, p.signal(&mut s).map(|()| wire::signal(&s))),
+            Item::Signal(mut s) => (
+                Route::Signals,
+                p.signal(&mut s).map(|()| fit::signal(&mut s)),
+            ),
             Item::Identify(mut i) => (
                 Route::Identify,
-                p.identify(&mut i).map(|()| wire::identify(&i)),
+                p.identify(&mut i).map(|()| fit::identify(&mut i)),
             ),
-            Item::Span(mut s) => (Route::Traces, p.span(&mut s).map(|()| wire::span(&s, max))),
+            Item::Span(mut s) => (
+                Route::Traces,
+                p.span(&mut s).map(|()| fit::span(&mut s, max)),
+            ),
             Item::Partial(p) => {
                 let seq = self.next_seq();
-                self.partials.add(*p, seq, now);
+                self.partials.add(*p, seq, cost, now);
                 return;
             }
             Item::Flush(Control { deadline, reply }) => {
@@ -481,11 +529,21 @@ impl Worker {
             }
         };
         match bytes {
-            Ok(bytes) => {
+            Ok(Ok(bytes)) => {
                 let seq = self.next_seq();
-                self.add_serialised(route, bytes, seq);
+                self.add_serialised(route, bytes, seq, cost);
             }
-            Err(reason) => self.drop_unsent(route, reason, 1, hook_detail(reason)),
+            Ok(Err(len)) => self.drop_unsent(
+                route,
+                DropReason::Oversize,
+                1,
+                cost,
+                &format!(
+                    "{} item of {len} bytes does not fit the 1 MiB request limit even with its text cut",
+                    route.path()
+                ),
+            ),
+            Err(reason) => self.drop_unsent(route, reason, 1, cost, hook_detail(reason)),
         }
     }
 
@@ -507,17 +565,19 @@ impl Worker {
     }
 
     /// Drops queued items that never reached a request, releasing their budget.
-    fn drop_unsent(&self, route: Route, reason: DropReason, n: u64, detail: &str) {
+    fn drop_unsent(&self, route: Route, reason: DropReason, n: u64, cost: u64, detail: &str) {
         self.budget.release(route, n);
+        self.budget.release_bytes(cost);
         self.counters.drop_queued(route.kind(), reason, n, detail);
     }
 
-    fn add_serialised(&mut self, route: Route, bytes: Vec<u8>, seq: u64) {
+    fn add_serialised(&mut self, route: Route, bytes: Vec<u8>, seq: u64, cost: u64) {
         if bytes.is_empty() || !self.batcher(route).fits_alone(bytes.len()) {
             self.drop_unsent(
                 route,
                 DropReason::Oversize,
                 1,
+                cost,
                 &format!(
                     "{} item of {} bytes exceeds the 1 MiB limit",
                     route.path(),
@@ -527,7 +587,7 @@ impl Worker {
             return;
         }
         let mut out = std::mem::take(&mut self.ready);
-        self.batcher(route).push(&bytes, seq, &mut out);
+        self.batcher(route).push(&bytes, seq, cost, &mut out);
         for body in out.drain(..) {
             self.lanes[route as usize].queue.push_back(Request {
                 held: body.items,
@@ -574,25 +634,27 @@ impl Worker {
                 .err()
                 .map(|r| (r, hook_detail(r).to_owned()))
         };
-        let bytes = match refuse {
-            Some(_) => Vec::new(),
-            None => wire::partial(&d.patch, self.cfg.max_text_field_chars),
-        };
-        let refuse = refuse.or_else(|| {
-            (bytes.len() > wire::MAX_BYTES).then(|| {
-                (
-                    DropReason::Oversize,
-                    format!(
-                        "interaction update of {} bytes exceeds the 1 MiB limit",
-                        bytes.len()
-                    ),
-                )
-            })
-        });
         if let Some((reason, detail)) = refuse {
             self.drop_delta(d, reason, &detail);
             return;
         }
+        let max = self.cfg.max_text_field_chars;
+        // Attachments beyond one request go in the next delta of the event.
+        let rest = fit::split_attachments(&mut d.patch, max);
+        if !rest.is_empty() {
+            let tail = d.split_tail(rest);
+            self.partials.push_front(tail);
+        }
+        let bytes = match fit::update(&mut d.patch, max) {
+            Ok(bytes) => bytes,
+            Err(len) => {
+                let detail = format!(
+                    "interaction update of {len} bytes does not fit the 1 MiB request limit even with its text cut"
+                );
+                self.drop_delta(d, DropReason::Oversize, &detail);
+                return;
+            }
+        };
         self.lanes[Route::Partial as usize]
             .queue
             .push_back(Request {
@@ -600,6 +662,7 @@ impl Worker {
                     bytes,
                     items: d.patches,
                     min_seq: d.min_seq,
+                    cost: d.cost,
                 },
                 held: d.held,
                 delta: Some(d),
@@ -610,13 +673,13 @@ impl Worker {
     /// if it carried the final update.
     fn drop_delta(&mut self, d: Delta, reason: DropReason, detail: &str) {
         self.budget.release(Route::Partial, d.held);
+        self.budget.release_bytes(d.cost);
         self.counters
             .drop_queued(ItemKind::InteractionUpdate, reason, d.patches, detail);
         if d.patch.is_final {
             self.counters.interaction_lost(reason, detail);
         }
-        self.partials
-            .settle(&d.patch.event_id, None, self.draining());
+        self.partials.settle(&d.key, None, self.draining());
     }
 
     fn draining(&self) -> bool {
@@ -639,46 +702,81 @@ impl Worker {
                 let Some(mut req) = lane.queue.pop_front() else {
                     break;
                 };
-                // In flight: its place in the queue budget is free again.
+                // In flight: its place in the queue budget is free again
+                // (its bytes stay charged until it settles).
                 self.budget.release(route, req.held);
                 if let Some(d) = req.delta.as_mut() {
                     d.held = 0;
                 }
                 lane.in_flight_count += 1;
-                lane.in_flight_items += req.body.items;
                 *lane.in_flight.entry(req.body.min_seq).or_insert(0) += 1;
+                let flight = Flight {
+                    route,
+                    items: req.body.items,
+                    min_seq: req.body.min_seq,
+                    cost: req.body.cost,
+                    event: req
+                        .delta
+                        .as_ref()
+                        .map(|d| (d.key.clone(), d.patch.is_final)),
+                };
                 let transport = self.transport.clone();
                 let counters = self.counters.clone();
-                self.tasks.spawn(async move {
-                    let Body {
-                        bytes,
-                        items,
-                        min_seq,
-                    } = req.body;
+                let bytes = req.body.bytes;
+                let delta = req.delta;
+                let task = self.tasks.spawn(async move {
                     let outcome = transport
                         .deliver(route, bytes::Bytes::from(bytes), &counters)
                         .await;
-                    Done {
-                        route,
-                        items,
-                        min_seq,
-                        delta: req.delta,
-                        outcome,
-                    }
+                    Done { delta, outcome }
                 });
+                self.flights.insert(task.id(), flight);
             }
         }
     }
 
-    fn on_done(&mut self, d: Done) {
-        self.lanes[d.route as usize].landed(d.min_seq, d.items);
-        let kind = d.route.kind();
+    /// A delivery task ended: with its answer, or without one (it panicked).
+    fn on_joined(&mut self, joined: Result<(tokio::task::Id, Done), tokio::task::JoinError>) {
+        let (id, done) = match joined {
+            Ok((id, done)) => (id, Some(done)),
+            Err(e) => (e.id(), None),
+        };
+        let Some(flight) = self.flights.remove(&id) else {
+            return;
+        };
+        self.lanes[flight.route as usize].landed(flight.min_seq);
+        match done {
+            Some(done) => self.on_done(flight, done),
+            None => {
+                const WHY: &str = "a delivery task panicked; its request is lost";
+                self.settle_lost(flight, DropReason::Internal, WHY);
+            }
+        }
+    }
+
+    /// Counts a request in flight as lost for `reason`: its items, its bytes,
+    /// and the interaction if it carried a final update.
+    fn settle_lost(&mut self, flight: Flight, reason: DropReason, detail: &str) {
+        self.budget.release_bytes(flight.cost);
+        self.counters
+            .drop_queued(flight.route.kind(), reason, flight.items, detail);
+        if let Some((key, is_final)) = flight.event {
+            if is_final {
+                self.counters.interaction_lost(reason, detail);
+            }
+            self.partials.settle(&key, None, self.draining());
+        }
+    }
+
+    fn on_done(&mut self, f: Flight, d: Done) {
+        let kind = f.route.kind();
         let draining = self.draining();
         match (d.outcome, d.delta) {
             (Outcome::Delivered, delta) => {
-                self.counters.delivered.fetch_add(d.items, Ordering::AcqRel);
+                self.budget.release_bytes(f.cost);
+                self.counters.delivered.fetch_add(f.items, Ordering::AcqRel);
                 if let Some(delta) = delta {
-                    self.partials.settle(&delta.patch.event_id, None, draining);
+                    self.partials.settle(&delta.key, None, draining);
                 }
             }
             (Outcome::Rejected(status), Some(delta)) => {
@@ -686,33 +784,40 @@ impl Worker {
                 // would be refused again and hold up the event's later
                 // updates. Identity travels in every update, so those still
                 // make a valid event.
-                let detail = format!("{} answered HTTP {status} (permanent)", d.route.path());
+                let detail = format!("{} answered HTTP {status} (permanent)", f.route.path());
                 self.drop_delta(delta, DropReason::Rejected, &detail);
             }
             (Outcome::Exhausted, Some(mut delta)) => {
                 if delta.failures == 0 {
                     // Merged back in front of the event's newer updates and
                     // sent again with them, never skipped while they ship.
+                    // Its bytes stay charged.
                     delta.failures += 1;
-                    let id = delta.patch.event_id.clone();
-                    self.partials.settle(&id, Some(delta), draining);
+                    let key = delta.key.clone();
+                    self.partials.settle(&key, Some(delta), draining);
                 } else {
-                    let detail = format!("{}: retries exhausted", d.route.path());
+                    let detail = format!("{}: retries exhausted", f.route.path());
                     self.drop_delta(delta, DropReason::RetriesExhausted, &detail);
                 }
             }
-            (Outcome::Rejected(status), None) => self.counters.drop_queued(
-                kind,
-                DropReason::Rejected,
-                d.items,
-                &format!("{} answered HTTP {status} (permanent)", d.route.path()),
-            ),
-            (Outcome::Exhausted, None) => self.counters.drop_queued(
-                kind,
-                DropReason::RetriesExhausted,
-                d.items,
-                &format!("{}: retries exhausted", d.route.path()),
-            ),
+            (Outcome::Rejected(status), None) => {
+                self.budget.release_bytes(f.cost);
+                self.counters.drop_queued(
+                    kind,
+                    DropReason::Rejected,
+                    f.items,
+                    &format!("{} answered HTTP {status} (permanent)", f.route.path()),
+                )
+            }
+            (Outcome::Exhausted, None) => {
+                self.budget.release_bytes(f.cost);
+                self.counters.drop_queued(
+                    kind,
+                    DropReason::RetriesExhausted,
+                    f.items,
+                    &format!("{}: retries exhausted", f.route.path()),
+                )
+            }
         }
     }
 
@@ -755,36 +860,57 @@ impl Worker {
     fn abandon_all(&mut self) {
         const WHY: &str = "shutdown deadline passed before delivery";
         let reason = DropReason::ShutdownTimeout;
+        // Requests that finished but were not looked at yet settle as they ended.
+        while let Some(joined) = self.tasks.try_join_next_with_id() {
+            self.on_joined(joined);
+        }
         self.tasks.abort_all();
+        for (_, flight) in std::mem::take(&mut self.flights) {
+            self.lanes[flight.route as usize].landed(flight.min_seq);
+            self.settle_lost(flight, reason, WHY);
+        }
         for route in Route::ALL {
-            let lane = &mut self.lanes[route as usize];
-            let flying = std::mem::take(&mut lane.in_flight_items);
-            let waiting: Vec<Request> = lane.queue.drain(..).collect();
-            self.counters.drop_queued(route.kind(), reason, flying, WHY);
+            let waiting: Vec<Request> = self.lanes[route as usize].queue.drain(..).collect();
             for req in waiting {
                 match req.delta {
                     Some(d) => self.drop_delta(d, reason, WHY),
-                    None => self.drop_unsent(route, reason, req.body.items, WHY),
+                    None => self.drop_unsent(route, reason, req.body.items, req.body.cost, WHY),
                 }
             }
         }
         for route in [Route::Track, Route::Signals, Route::Identify, Route::Traces] {
             if let Some(body) = self.batcher(route).take() {
-                self.drop_unsent(route, reason, body.items, WHY);
+                self.drop_unsent(route, reason, body.items, body.cost, WHY);
             }
         }
         for d in self.partials.take_all() {
             self.drop_delta(d, reason, WHY);
         }
-        while let Ok(item) = self.data.try_recv() {
-            if let Some(route) = item.route() {
-                if let Item::Partial(p) = &item {
+        self.drop_queued_items(reason, WHY);
+    }
+
+    /// Drops what is still in the channel, counted (finals as lost interactions).
+    fn drop_queued_items(&mut self, reason: DropReason, why: &str) {
+        while let Ok(q) = self.data.try_recv() {
+            if let Some(route) = q.item.route() {
+                if let Item::Partial(p) = &q.item {
                     if p.is_final {
-                        self.counters.interaction_lost(reason, WHY);
+                        self.counters.interaction_lost(reason, why);
                     }
                 }
-                self.drop_unsent(route, reason, 1, WHY);
+                self.drop_unsent(route, reason, 1, q.cost, why);
             }
         }
+    }
+
+    /// The worker is stopping: no item may enter after this, and any that
+    /// slipped in after the last look (a caller that passed the `closed`
+    /// check just before shutdown) is counted, not lost silently.
+    fn close_intake(&mut self) {
+        self.data.close();
+        self.drop_queued_items(
+            DropReason::AfterShutdown,
+            "tracked while the worker was stopping",
+        );
     }
 }

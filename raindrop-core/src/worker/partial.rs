@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::item::InteractionUpdate;
+use crate::item::{AiData, InteractionUpdate};
+use crate::model::Attachment;
 
 /// Deep-merges `newer` into `dst`: objects merge key by key, anything else is replaced.
 pub(crate) fn deep_merge(dst: &mut Map<String, Value>, newer: Map<String, Value>) {
@@ -77,6 +78,9 @@ pub(crate) fn merge(dst: &mut InteractionUpdate, newer: InteractionUpdate) {
 
 /// Updates of one event merged into one delta.
 pub(crate) struct Delta {
+    /// The event id the updates were queued under: the buffer's key. The
+    /// before-send hook may change `patch.event_id`; the ledger never reads it.
+    pub key: Arc<str>,
     pub patch: InteractionUpdate,
     /// Updates merged in (what the accounting counts).
     pub patches: u64,
@@ -88,17 +92,58 @@ pub(crate) struct Delta {
     first: Instant,
     /// Times it failed delivery with retryable errors and was merged back.
     pub failures: u32,
+    /// Bytes charged for its updates against `max_buffered_bytes`.
+    pub cost: u64,
+    /// The later part of a delta too large for one request: it goes as soon
+    /// as the part before it has settled.
+    split: bool,
 }
 
 impl Delta {
-    fn new(patch: InteractionUpdate, seq: u64, now: Instant) -> Self {
+    fn new(patch: InteractionUpdate, seq: u64, cost: u64, now: Instant) -> Self {
         Delta {
+            key: patch.event_id.clone(),
             patch,
             patches: 1,
             held: 1,
             min_seq: seq,
             first: now,
             failures: 0,
+            cost,
+            split: false,
+        }
+    }
+
+    /// Splits `attachments` (taken from this delta) off into the delta that
+    /// follows it. The later part carries the event's identity, the final
+    /// flag and the accounting, so the interaction counts as delivered, and
+    /// ends, only when its last part has arrived.
+    pub fn split_tail(&mut self, attachments: Vec<Attachment>) -> Delta {
+        let p = &mut self.patch;
+        let patch = InteractionUpdate {
+            event_id: p.event_id.clone(),
+            user_id: p.user_id.clone(),
+            event: p.event.clone(),
+            ai: AiData {
+                convo_id: p.ai.convo_id.clone(),
+                ..AiData::default()
+            },
+            attachments,
+            timestamp: p.timestamp.clone(),
+            is_final: std::mem::take(&mut p.is_final),
+            had_content: p.had_content,
+            ..InteractionUpdate::default()
+        };
+        Delta {
+            key: self.key.clone(),
+            patch,
+            patches: std::mem::take(&mut self.patches),
+            held: 0,
+            min_seq: self.min_seq,
+            first: self.first,
+            failures: self.failures,
+            cost: std::mem::take(&mut self.cost),
+            split: true,
         }
     }
 
@@ -107,6 +152,7 @@ impl Delta {
         merge(&mut self.patch, newer.patch);
         self.patches += newer.patches;
         self.held += newer.held;
+        self.cost += newer.cost;
         self.min_seq = self.min_seq.min(newer.min_seq);
         self.first = self.first.min(newer.first);
     }
@@ -142,10 +188,10 @@ impl PartialBuffer {
     }
 
     /// Merges one update. A final update makes the event ready at once.
-    pub fn add(&mut self, patch: InteractionUpdate, seq: u64, now: Instant) {
+    pub fn add(&mut self, patch: InteractionUpdate, seq: u64, cost: u64, now: Instant) {
         let is_final = patch.is_final;
         let id = patch.event_id.clone();
-        let delta = Delta::new(patch, seq, now);
+        let delta = Delta::new(patch, seq, cost, now);
         let e = self.entries.entry(id.clone()).or_insert_with(|| Entry {
             deltas: VecDeque::new(),
             busy: false,
@@ -233,11 +279,27 @@ impl PartialBuffer {
             }
             // A retried delta or a finished one goes at once; an open one
             // waits for its idle timer as usual.
-            Some(d) if force || d.failures > 0 || d.patch.is_final || e.deltas.len() > 1 => {
+            Some(d)
+                if force || d.split || d.failures > 0 || d.patch.is_final || e.deltas.len() > 1 =>
+            {
                 self.ready.push(id.clone())
             }
             Some(_) => {}
         }
+    }
+
+    /// Puts the later part of a split delta in front of the event's unsent
+    /// deltas; the event is in flight with the earlier part.
+    pub fn push_front(&mut self, tail: Delta) {
+        let e = self
+            .entries
+            .entry(tail.key.clone())
+            .or_insert_with(|| Entry {
+                deltas: VecDeque::new(),
+                busy: true,
+                last_update: tail.first,
+            });
+        e.deltas.push_front(tail);
     }
 
     /// The oldest sequence number among unsent deltas.
@@ -293,11 +355,11 @@ mod tests {
         p1.ai.input = Some("q".into());
         p1.properties
             .insert("a".into(), serde_json::json!({"x": 1}));
-        b.add(p1, 0, t);
+        b.add(p1, 0, 0, t);
         let mut p2 = patch("e");
         p2.properties
             .insert("a".into(), serde_json::json!({"y": 2}));
-        b.add(p2, 1, t);
+        b.add(p2, 1, 0, t);
         assert!(taken(&mut b).is_empty(), "open and not idle: not due");
         let mut p3 = patch("e");
         p3.ai = AiData {
@@ -305,7 +367,7 @@ mod tests {
             ..Default::default()
         };
         p3.is_final = true;
-        b.add(p3, 2, t);
+        b.add(p3, 2, 0, t);
         let due = taken(&mut b);
         assert_eq!(due.len(), 1, "a final is ready without a tick");
         assert_eq!(due[0].patches, 3);
@@ -323,13 +385,13 @@ mod tests {
     fn one_delta_per_event_in_flight() {
         let mut b = PartialBuffer::new();
         let t = Instant::now();
-        b.add(patch("e"), 0, t);
+        b.add(patch("e"), 0, 0, t);
         b.scan_due(t, Duration::ZERO, false);
         let first = taken(&mut b);
         assert_eq!(first.len(), 1);
         let mut fin = patch("e");
         fin.is_final = true;
-        b.add(fin, 1, t);
+        b.add(fin, 1, 0, t);
         assert!(
             taken(&mut b).is_empty(),
             "the final waits while the snapshot is in flight"
@@ -348,13 +410,13 @@ mod tests {
         let mut p1 = patch("e");
         p1.ai.input = Some("q".into());
         p1.user_id = Some("u".into());
-        b.add(p1, 0, t);
+        b.add(p1, 0, 0, t);
         b.scan_due(t, Duration::ZERO, false);
         let mut sent = taken(&mut b);
         let mut fin = patch("e");
         fin.ai.output = Some("a".into());
         fin.is_final = true;
-        b.add(fin, 1, t);
+        b.add(fin, 1, 0, t);
         let mut failed = sent.pop().unwrap();
         failed.failures += 1;
         b.settle(&"e".into(), Some(failed), false);
@@ -379,7 +441,7 @@ mod tests {
             let now = t0 + Duration::from_millis(500 * step);
             let mut p = patch("busy");
             p.ai.input = Some(format!("{step}"));
-            b.add(p, step, now);
+            b.add(p, step, 0, now);
             b.scan_due(now, idle, false);
             let out = taken(&mut b);
             shipped += out.len();
@@ -399,11 +461,11 @@ mod tests {
         p1.properties.insert("a".into(), serde_json::json!(5));
         p1.properties
             .insert("n".into(), serde_json::json!({"x": null}));
-        b.add(p1, 0, t);
+        b.add(p1, 0, 0, t);
         let mut p2 = patch("e");
         p2.properties
             .insert("n".into(), serde_json::json!({"x": 1, "y": 2}));
-        b.add(p2, 1, t);
+        b.add(p2, 1, 0, t);
         assert!(
             taken(&mut b).is_empty(),
             "objects merge into objects; scalars replace: no conflict"
@@ -411,7 +473,7 @@ mod tests {
         let mut p3 = patch("e");
         p3.properties
             .insert("a".into(), serde_json::json!({"z": 1}));
-        b.add(p3, 2, t);
+        b.add(p3, 2, 0, t);
         let out = taken(&mut b);
         assert_eq!(out.len(), 1, "an object over a pending scalar splits");
         assert_eq!(out[0].patches, 2);
@@ -422,15 +484,15 @@ mod tests {
             "n".into(),
             serde_json::json!({"x": {"deep": {"deeper": 1}}}),
         );
-        b.add(p4, 3, t);
+        b.add(p4, 3, 0, t);
         let mut p5 = patch("e");
         p5.properties
             .insert("n".into(), serde_json::json!({"x": {"deep": 2}}));
-        b.add(p5, 4, t);
+        b.add(p5, 4, 0, t);
         let mut p6 = patch("e");
         p6.properties
             .insert("n".into(), serde_json::json!({"x": {"deep": {"again": 1}}}));
-        b.add(p6, 5, t);
+        b.add(p6, 5, 0, t);
         assert_eq!(
             b.entries["e"].deltas.len(),
             2,

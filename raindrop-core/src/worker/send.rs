@@ -43,7 +43,50 @@ enum Kind {
         policy: Policy,
         debug: Arc<AtomicBool>,
     },
-    Sink(Mutex<Box<dyn Write + Send>>),
+    Sink(SinkWriter),
+}
+
+/// The local sink's writer: a thread of its own, fed in order, so a write
+/// that blocks (stdout piped to a reader that stopped reading) holds up
+/// only the requests waiting for it, never the worker's loop, its timers
+/// or its deadlines.
+struct SinkWriter {
+    lines: Mutex<std::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<bool>)>>,
+}
+
+impl SinkWriter {
+    fn start(mut out: Box<dyn Write + Send>) -> std::io::Result<SinkWriter> {
+        let (tx, rx) = std::sync::mpsc::channel::<(Vec<u8>, tokio::sync::oneshot::Sender<bool>)>();
+        std::thread::Builder::new()
+            .name("raindrop-sink".into())
+            .spawn(move || {
+                // Ends when the transport, and with it the sender, is gone.
+                for (line, done) in rx {
+                    let ok = match out.write_all(&line).and_then(|_| out.flush()) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(target: "raindrop", "local sink write failed: {e}");
+                            false
+                        }
+                    };
+                    let _ = done.send(ok);
+                }
+            })?;
+        Ok(SinkWriter {
+            lines: Mutex::new(tx),
+        })
+    }
+
+    async fn write(&self, line: Vec<u8>) -> bool {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let sent = self
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((line, done))
+            .is_ok();
+        sent && answer.await.unwrap_or(false)
+    }
 }
 
 /// `User-Agent` of every request.
@@ -233,7 +276,7 @@ impl Transport {
             };
         };
         match kind {
-            Kind::Sink(out) => Self::write_line(out, route, &body, counters),
+            Kind::Sink(out) => Self::write_line(out, route, &body, counters).await,
             Kind::Http {
                 client,
                 urls,
@@ -300,8 +343,8 @@ impl Transport {
         }
     }
 
-    fn write_line(
-        out: &Mutex<Box<dyn Write + Send>>,
+    async fn write_line(
+        out: &SinkWriter,
         route: Route,
         body: &[u8],
         counters: &Counters,
@@ -313,13 +356,10 @@ impl Transport {
         line.extend_from_slice(body);
         line.extend_from_slice(b"}\n");
         counters.requests.fetch_add(1, Relaxed);
-        let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
-        match w.write_all(&line).and_then(|_| w.flush()) {
-            Ok(()) => Outcome::Delivered,
-            Err(e) => {
-                tracing::warn!(target: "raindrop", "local sink write failed: {e}");
-                Outcome::Exhausted
-            }
+        if out.write(line).await {
+            Outcome::Delivered
+        } else {
+            Outcome::Exhausted
         }
     }
 }
@@ -338,7 +378,7 @@ impl Kind {
                 ),
                 LocalSink::Memory(sink) => Box::new(sink.clone()),
             };
-            return Ok(Kind::Sink(Mutex::new(out)));
+            return Ok(Kind::Sink(SinkWriter::start(out)?));
         }
         let mut headers = common_headers(cfg.project_id.as_deref());
         if let Some(key) = &cfg.write_key {

@@ -124,7 +124,7 @@ struct WireAttachmentFull<'a> {
 
 /// Partial attachments omit unset keys.
 #[derive(Serialize)]
-struct WireAttachmentSparse<'a> {
+pub(crate) struct WireAttachmentSparse<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     value: &'a str,
@@ -149,7 +149,7 @@ fn full(a: &Attachment) -> WireAttachmentFull<'_> {
     }
 }
 
-fn sparse(a: &Attachment) -> WireAttachmentSparse<'_> {
+pub(crate) fn sparse(a: &Attachment) -> WireAttachmentSparse<'_> {
     WireAttachmentSparse {
         kind: a.kind.as_str(),
         value: &a.value,
