@@ -62,6 +62,7 @@ struct Inner {
 struct Registry {
     live: HashMap<Arc<str>, Weak<InteractionCore>>,
     sweep_at: usize,
+    sweeps: usize,
 }
 
 impl Registry {
@@ -70,6 +71,7 @@ impl Registry {
             self.live
                 .retain(|_, w| w.upgrade().is_some_and(|core| !core.is_finished()));
             self.sweep_at = self.live.len().saturating_mul(2);
+            self.sweeps += 1;
         }
         self.live
             .insert(core.event_id.clone(), Arc::downgrade(core));
@@ -641,5 +643,31 @@ impl Client {
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.pipeline.closed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With about 1,024 interactions live, a `begin` must not sweep the
+    /// whole map every time (it did when the sweep ran at powers of two).
+    #[test]
+    fn registry_sweeps_are_amortised() {
+        let client = Client::new(ClientOptions::default()).unwrap();
+        let live: Vec<Interaction> = (0..1023)
+            .map(|n| {
+                client
+                    .begin(Begin::new("u", "e").event_id(format!("live-{n}")))
+                    .unwrap()
+            })
+            .collect();
+        for n in 0..500 {
+            drop(client.begin(Begin::new("u", "e").event_id(format!("gone-{n}"))));
+        }
+        let r = client.inner.registry.lock().unwrap();
+        assert!(r.sweeps <= 1, "{} sweeps", r.sweeps);
+        drop(r);
+        drop(live);
     }
 }

@@ -91,4 +91,19 @@ pub fn truncate_text(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> 
 #[doc(hidden)]
 pub mod __private {
     pub use crate::global::{current, global, set_global};
+
+    /// Faults the SDK's own tests inject where nothing outside can cause them.
+    pub mod faults {
+        use std::sync::atomic::Ordering;
+
+        /// The next `Client::new` fails to start its worker thread.
+        pub fn fail_next_worker_spawn() {
+            crate::worker::FAIL_NEXT_SPAWN.store(true, Ordering::Release);
+        }
+
+        /// The next delivery task panics before sending.
+        pub fn panic_next_delivery() {
+            crate::worker::PANIC_NEXT_DELIVERY.store(true, Ordering::Release);
+        }
+    }
 }

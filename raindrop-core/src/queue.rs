@@ -268,3 +268,46 @@ impl Drop for Waiting<'_> {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::item::Item;
+    use crate::model::Event;
+
+    fn item() -> Item {
+        Item::Event(Box::new(
+            crate::validate::event(Event::new("u", "e")).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn bytes_are_bounded_across_routes_and_released_when_settled() {
+        let (q, budget, _rx) = Queue::new(100, 1000);
+        assert!(q.push(item(), 600).is_ok());
+        assert!(matches!(q.push(item(), 600), Err(Refused::Bytes)));
+        assert_eq!(budget.bytes(), 600, "a refusal charges nothing");
+        assert!(!budget.has_room(), "over half the bytes: no room");
+        budget.release_bytes(600);
+        assert!(budget.has_room());
+        assert!(q.push(item(), 600).is_ok());
+    }
+
+    #[test]
+    fn a_dropped_ready_future_is_no_longer_a_waiter() {
+        let (q, budget, _rx) = Queue::new(2, 1 << 20);
+        q.push(item(), 1).ok();
+        q.push(item(), 1).ok();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let waited = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(20), budget.ready()).await
+        });
+        assert!(waited.is_err(), "no room: still waiting when dropped");
+        assert_eq!(budget.waiters.load(Ordering::Acquire), 0);
+        assert!(!budget.wait_ready(Duration::from_millis(10)));
+        assert_eq!(budget.waiters.load(Ordering::Acquire), 0);
+    }
+}

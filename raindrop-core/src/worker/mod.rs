@@ -170,9 +170,12 @@ impl Reply {
     }
 }
 
+/// Set by tests to make the next delivery task panic.
+pub(crate) static PANIC_NEXT_DELIVERY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Set by tests to make the next [`spawn`] fail as if the OS refused a thread.
-#[doc(hidden)]
-pub static FAIL_NEXT_SPAWN: std::sync::atomic::AtomicBool =
+pub(crate) static FAIL_NEXT_SPAWN: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
 /// Starts the worker thread. Its runtime is built on that thread, never on
@@ -725,6 +728,9 @@ impl Worker {
                 let bytes = req.body.bytes;
                 let delta = req.delta;
                 let task = self.tasks.spawn(async move {
+                    if PANIC_NEXT_DELIVERY.swap(false, Ordering::AcqRel) {
+                        panic!("injected delivery fault (test)");
+                    }
                     let outcome = transport
                         .deliver(route, bytes::Bytes::from(bytes), &counters)
                         .await;
