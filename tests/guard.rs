@@ -61,7 +61,7 @@ fn guard_dropped_in_a_current_thread_runtime_holds_its_deadline() {
         t.elapsed()
     });
     assert!(
-        took >= Duration::from_millis(400) && took < Duration::from_secs(15),
+        took >= Duration::from_millis(400) && took < Duration::from_millis(2500),
         "{took:?}"
     );
 }
@@ -87,7 +87,7 @@ fn guard_dropped_in_a_multi_thread_runtime_task_holds_its_deadline() {
         .await
         .unwrap()
     });
-    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn guard_dropped_while_its_runtime_shuts_down() {
     let t = Instant::now();
     // Dropping the runtime drops the task, and the guard with it, on a runtime thread.
     drop(rt);
-    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_millis(2300), "{:?}", t.elapsed());
 }
 
 #[test]

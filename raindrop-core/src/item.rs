@@ -256,6 +256,11 @@ pub struct InteractionUpdate {
 
 /// An item about to be sent, as the before-send hook sees it: change it in
 /// place, or return `false` from the hook to drop it.
+///
+/// Every field may be changed, ids included. A changed id changes only what
+/// is sent: the SDK keeps its own record of which interaction an update was
+/// queued under (so merging, ordering and flushing are unaffected), and an
+/// update that is retried is shown to the hook again.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Outgoing<'a> {

@@ -70,10 +70,10 @@ fn deadline_holds_against_a_hanging_server_and_reports_the_undelivered() {
     let t = Instant::now();
     let report = c.shutdown(Duration::from_millis(800));
     let took = t.elapsed();
-    // Lower bound: it waited for its deadline. Upper bound: it did not wait
-    // for the 30 s request timeout (a wide margin a loaded machine keeps).
+    // Lower bound: it waited for its deadline. Upper bound: the deadline
+    // plus a 2 s margin for a loaded machine, far below the 30 s timeout.
     assert!(
-        took >= Duration::from_millis(700) && took < Duration::from_secs(15),
+        took >= Duration::from_millis(700) && took < Duration::from_millis(2800),
         "{took:?}"
     );
     assert!(!report.completed);
@@ -95,7 +95,7 @@ fn second_shutdown_is_a_noop_returning_the_first_report() {
     // Had it waited again, 30 s against a hanging server.
     let t = Instant::now();
     let second = c.shutdown(Duration::from_secs(30));
-    assert!(t.elapsed() < Duration::from_secs(15));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(first, second);
     assert_eq!(cap.requests().len(), requests, "no new request");
     assert_eq!(
@@ -181,7 +181,7 @@ fn shutdown_with_a_zero_deadline_settles_everything() {
     // this before the 30 s request timeout.
     let t = Instant::now();
     let report = c.shutdown(Duration::ZERO);
-    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert!(!report.completed);
     assert_eq!(
         report.stats.delivered + report.undelivered,
@@ -279,7 +279,7 @@ fn shutdown_inside_a_current_thread_runtime_does_not_deadlock() {
         // The hanging request would hold a blocking wait for its 30 s timeout.
         let t = Instant::now();
         let r = c.shutdown(Duration::from_millis(300));
-        assert!(t.elapsed() < Duration::from_secs(15));
+        assert!(t.elapsed() < Duration::from_millis(2300), "{:?}", t.elapsed());
         r
     });
     assert_eq!(report.undelivered, 1);

@@ -114,7 +114,8 @@ fn shutdown_holds_deadline_against_hanging_server() {
     // Waiting for the 30 s request timeout would be the wrong path.
     let t = std::time::Instant::now();
     let report = c.shutdown(Duration::from_secs(1));
-    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    // The deadline plus a margin for a loaded machine; never the request timeout.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert!(!report.completed);
     assert_eq!(report.stats.dropped(DropReason::ShutdownTimeout), 1);
     assert!(
