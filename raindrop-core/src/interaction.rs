@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::item::{AiData, InteractionUpdate, Item};
+use crate::item::{AiData, InteractionUpdate, UpdateSlot};
 use crate::model::{Attachment, Finish, Properties};
 use crate::pipeline::Pipeline;
 
@@ -26,6 +26,9 @@ pub(crate) struct InteractionCore {
     /// calls never override them.
     set_fields: AtomicU8,
     sticky: Mutex<Sticky>,
+    /// The interaction's updates still waiting in the queue, which later
+    /// updates merge into (see [`Pipeline::enqueue_update`]).
+    waiting: Mutex<Option<Arc<UpdateSlot>>>,
 }
 
 /// The identity fields, sent with every update so that any one delivered
@@ -89,6 +92,7 @@ impl Interaction {
             finished: AtomicBool::new(false),
             had_content: AtomicBool::new(false),
             set_fields: AtomicU8::new(0),
+            waiting: Mutex::new(None),
             sticky: Mutex::new(Sticky {
                 user_id: user_id.map(Into::into),
                 convo_id: convo_id.map(Into::into),
@@ -171,7 +175,7 @@ impl Interaction {
         core.mark_set(&patch.ai.input, &patch.ai.output, &patch.ai.model);
         core.stamp(&mut patch);
         // Refusals are counted in stats; the caller of a mutator is never bothered.
-        core.pipeline.enqueue(Item::Partial(Box::new(patch)));
+        core.pipeline.enqueue_update(&core.waiting, patch);
     }
 
     /// Sets model, input and output from what the interaction's model calls
@@ -204,7 +208,7 @@ impl Interaction {
         patch.ai.input = input;
         patch.ai.output = output;
         core.stamp(&mut patch);
-        core.pipeline.enqueue(Item::Partial(Box::new(patch)));
+        core.pipeline.enqueue_update(&core.waiting, patch);
     }
 
     /// Sets what the user asked.
@@ -406,7 +410,7 @@ impl Interaction {
         };
         core.stamp(&mut patch);
         if core.sampled {
-            core.pipeline.enqueue(Item::Partial(Box::new(patch)));
+            core.pipeline.enqueue_update(&core.waiting, patch);
         }
     }
 }

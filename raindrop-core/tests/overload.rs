@@ -167,6 +167,48 @@ fn flood_of_interactions_is_bounded_and_accounted() {
     );
 }
 
+/// An interaction's updates merge while they wait in the queue, so a burst
+/// with no waiting keeps at least as many whole interactions as the queue
+/// has slots (before, each update took a slot and ~6 % survived).
+#[test]
+fn a_burst_of_interactions_keeps_at_least_a_queue_of_whole_ones() {
+    let _g = serial();
+    // The server holds the first request, so the worker's intake is the only
+    // thing draining the queue while the burst runs.
+    let cap = slow_server(Duration::from_millis(200), 10_000);
+    let q = 50;
+    let c = Client::new(opts(&cap, q)).unwrap();
+    let n = 1_000u64;
+    for i in 0..n {
+        let it = c
+            .begin(Begin::new("u", "run").event_id(format!("b-{i}")).input("q"))
+            .unwrap();
+        it.set_property("step", 1);
+        it.set_property("other", 2);
+        it.finish("a");
+    }
+    assert!(c.flush(Duration::from_secs(60)), "{:?}", c.stats());
+    let s = c.stats();
+    let arrived = cap.delivered("events/track_partial");
+    let finals: HashSet<String> = arrived
+        .iter()
+        .filter(|p| p["is_pending"] == false)
+        .filter(|p| p["properties"]["step"] == 1 && p["properties"]["other"] == 2)
+        .map(|p| p["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        finals.len() as u64 >= q as u64,
+        "{} whole interactions: {s:?}",
+        finals.len()
+    );
+    assert_eq!(
+        finals.len() as u64 + s.lost_total(ItemKind::Interaction),
+        n,
+        "{s:?}"
+    );
+    assert_eq!(s.pending(), 0, "{s:?}");
+}
+
 #[test]
 fn idle_open_interactions_do_not_lock_out_new_ones() {
     let _g = serial();

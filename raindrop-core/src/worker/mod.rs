@@ -21,7 +21,7 @@
 
 mod batch;
 mod fit;
-mod partial;
+pub(crate) mod partial;
 mod prepare;
 mod retry;
 mod send;
@@ -504,9 +504,11 @@ impl Worker {
                 Route::Traces,
                 p.span(&mut s).map(|()| fit::span(&mut s, max)),
             ),
-            Item::Partial(p) => {
-                let seq = self.next_seq();
-                self.partials.add(*p, seq, cost, now);
+            Item::Partial(slot) => {
+                if let Some(w) = slot.take() {
+                    let seq = self.next_seq();
+                    self.partials.add(w.patch, seq, w.updates, w.cost, now);
+                }
                 return;
             }
             Item::Flush(Control { deadline, reply }) => {
@@ -898,14 +900,23 @@ impl Worker {
     /// Drops what is still in the channel, counted (finals as lost interactions).
     fn drop_queued_items(&mut self, reason: DropReason, why: &str) {
         while let Ok(q) = self.data.try_recv() {
-            if let Some(route) = q.item.route() {
-                if let Item::Partial(p) = &q.item {
-                    if p.is_final {
+            let Some(route) = q.item.route() else {
+                continue;
+            };
+            if let Item::Partial(slot) = &q.item {
+                // Its updates are counted one by one; it held one queue slot.
+                self.budget.release(route, 1);
+                if let Some(w) = slot.take() {
+                    self.budget.release_bytes(w.cost);
+                    self.counters
+                        .drop_queued(route.kind(), reason, w.updates, why);
+                    if w.patch.is_final {
                         self.counters.interaction_lost(reason, why);
                     }
                 }
-                self.drop_unsent(route, reason, 1, q.cost, why);
+                continue;
             }
+            self.drop_unsent(route, reason, 1, q.cost, why);
         }
     }
 
