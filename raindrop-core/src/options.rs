@@ -240,16 +240,19 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     /// Longest `Retry-After` honoured (default 10 s).
     pub max_retry_after: Duration,
-    /// Requests in flight at once per batched route (default 64: 5,000
-    /// events/s at 100 ms round trips in batches of 10 need about 50).
+    /// The most requests in flight at once per batched route (default 256).
+    /// A cap, not a setting to tune: each route's limit adapts to its round
+    /// trips (a few requests on a fast link, as many as the rate times the
+    /// round trip needs on a slow one; `Stats::in_flight_limit` shows it).
+    /// 5,000 events/s at 300 ms in batches of 10 need about 150.
     pub max_in_flight: usize,
-    /// `events/track_partial` requests in flight at once (default 512). The
-    /// route takes one interaction update per request, so this bounds how
-    /// many interactions per round trip can be delivered: 2,000
-    /// interactions/s at 100 ms need about 200, at 300 ms about 600. Updates of one interaction
-    /// still go one at a time, in order. Over HTTP/2 (negotiated by TLS ALPN
-    /// with servers that offer it) they share one connection; over HTTP/1.1
-    /// each needs its own.
+    /// The most `events/track_partial` requests in flight at once (default
+    /// 2,048), a cap like `max_in_flight`. The route takes one interaction
+    /// update per request: 2,000 interactions/s at 300 ms need about 600
+    /// to 1,200. Updates of one interaction still go one at a time, in
+    /// order. Over HTTP/2 (negotiated by TLS ALPN with servers that offer
+    /// it) they share one connection; over HTTP/1.1 each request in flight
+    /// holds a connection of its own.
     pub max_partials_in_flight: usize,
     /// Deadline of `shutdown` when the guard is dropped (default 10 s; any
     /// value, `Duration::MAX` included, is accepted).
@@ -349,8 +352,8 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(10),
             max_attempts: 3,
             max_retry_after: Duration::from_secs(10),
-            max_in_flight: 64,
-            max_partials_in_flight: 512,
+            max_in_flight: 256,
+            max_partials_in_flight: 2048,
             shutdown_timeout: Duration::from_secs(10),
             max_text_field_chars: 1_000_000,
             debug_logs: false,

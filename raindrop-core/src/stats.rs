@@ -170,6 +170,7 @@ pub struct Stats {
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
+    in_flight_limits: [u64; 5],
 }
 
 impl Stats {
@@ -202,6 +203,25 @@ impl Stats {
             .map(|r| (*r, self.dropped(*r)))
             .filter(|(_, n)| *n > 0)
     }
+    /// Requests the SDK currently allows in flight on a route (`"events/track"`,
+    /// `"events/track_partial"`, `"signals/track"`, `"users/identify"`,
+    /// `"traces"`), as its adaptive limiter chose them from the route's round
+    /// trips, within `max_in_flight` / `max_partials_in_flight`. 0 before
+    /// the route's first answer.
+    pub fn in_flight_limit(&self, route: &str) -> u64 {
+        const ROUTES: [&str; 5] = [
+            "events/track",
+            "events/track_partial",
+            "signals/track",
+            "users/identify",
+            "traces",
+        ];
+        ROUTES
+            .iter()
+            .position(|r| *r == route)
+            .map_or(0, |i| self.in_flight_limits[i])
+    }
+
     /// Accepted items not yet delivered or dropped.
     pub fn pending(&self) -> u64 {
         self.queued
@@ -221,6 +241,8 @@ pub(crate) struct Counters {
     pub workshop_failures: AtomicU64,
     dropped: [[AtomicU64; REASONS]; KINDS],
     worker_dropped: AtomicU64,
+    /// Per route (by `Route as usize`): the in-flight limit the worker chose.
+    pub in_flight_limit: [AtomicU64; 5],
     /// Per reason: when it was last logged, in ms since [`epoch`] plus one (0: never).
     last_log: [AtomicU64; REASONS],
     high_water_log: AtomicU64,
@@ -256,6 +278,7 @@ impl Counters {
             workshop_failures: AtomicU64::new(0),
             dropped: Default::default(),
             worker_dropped: AtomicU64::new(0),
+            in_flight_limit: Default::default(),
             last_log: Default::default(),
             high_water_log: AtomicU64::new(0),
         }
@@ -330,6 +353,7 @@ impl Counters {
             workshop_failures: self.workshop_failures.load(Relaxed),
             dropped: [[0; REASONS]; KINDS],
             worker_dropped: self.worker_dropped.load(Relaxed),
+            in_flight_limits: std::array::from_fn(|i| self.in_flight_limit[i].load(Relaxed)),
         };
         for (k, row) in self.dropped.iter().enumerate() {
             for (r, a) in row.iter().enumerate() {

@@ -21,6 +21,7 @@
 
 mod batch;
 mod fit;
+mod limit;
 pub(crate) mod partial;
 mod prepare;
 mod retry;
@@ -232,7 +233,8 @@ struct Request {
 /// Requests of one route waiting for a free slot, and those in flight.
 struct Lane {
     queue: VecDeque<Request>,
-    max_in_flight: usize,
+    /// How many may be in flight, chosen from the route's answers.
+    limiter: limit::Limiter,
     /// Oldest sequence number of each request in flight (a multiset).
     in_flight: BTreeMap<u64, u32>,
     in_flight_count: usize,
@@ -242,7 +244,7 @@ impl Lane {
     fn new(max_in_flight: usize) -> Self {
         Lane {
             queue: VecDeque::new(),
-            max_in_flight,
+            limiter: limit::Limiter::new(max_in_flight),
             in_flight: BTreeMap::new(),
             in_flight_count: 0,
         }
@@ -280,6 +282,7 @@ struct Flight {
     min_seq: u64,
     /// Bytes charged for it, released when it settles.
     cost: u64,
+    started: Instant,
     /// For an interaction delta: its event (the ledger's key) and whether it
     /// carried the final update.
     event: Option<(Arc<str>, bool)>,
@@ -703,7 +706,7 @@ impl Worker {
                 continue;
             }
             let lane = &mut self.lanes[route as usize];
-            while lane.in_flight_count < lane.max_in_flight {
+            while lane.in_flight_count < lane.limiter.slots() {
                 let Some(mut req) = lane.queue.pop_front() else {
                     break;
                 };
@@ -720,6 +723,7 @@ impl Worker {
                     items: req.body.items,
                     min_seq: req.body.min_seq,
                     cost: req.body.cost,
+                    started: now,
                     event: req
                         .delta
                         .as_ref()
@@ -752,7 +756,19 @@ impl Worker {
         let Some(flight) = self.flights.remove(&id) else {
             return;
         };
-        self.lanes[flight.route as usize].landed(flight.min_seq);
+        let lane = &mut self.lanes[flight.route as usize];
+        lane.landed(flight.min_seq);
+        let answered = done
+            .as_ref()
+            .is_some_and(|d| !matches!(d.outcome, Outcome::Exhausted));
+        lane.limiter.on_done(
+            flight.started.elapsed(),
+            answered,
+            !lane.queue.is_empty(),
+            lane.in_flight_count,
+        );
+        self.counters.in_flight_limit[flight.route as usize]
+            .store(lane.limiter.slots() as u64, Ordering::Relaxed);
         match done {
             Some(done) => self.on_done(flight, done),
             None => {
