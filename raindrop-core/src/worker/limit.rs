@@ -12,8 +12,9 @@
 //! * while backlogged but round trips have grown (the server is queueing),
 //!   it adds one slot per round trip;
 //! * a request that failed after its retries halves the limit;
-//! * while far fewer requests are in flight than allowed, it shrinks
-//!   slowly, so a fast link keeps few connections open.
+//! * while fewer than half the allowed requests are in flight, it shrinks
+//!   by half a slot per answer, so a fast link keeps few connections open
+//!   once a burst has passed.
 
 use std::time::Duration;
 
@@ -73,7 +74,9 @@ impl Limiter {
             };
             self.limit = (self.limit + step).min(self.cap);
         } else if (in_flight as f64 + 1.0) < self.limit / 2.0 {
-            self.limit = (self.limit - 1.0 / self.limit).max(INITIAL.min(self.cap));
+            // Half a slot per answer while under half the limit is in use:
+            // the limit a burst grew falls back within a few round trips.
+            self.limit = (self.limit - 0.5).max(INITIAL.min(self.cap));
         }
     }
 }
