@@ -707,17 +707,21 @@ mod tests {
             let mut t2 = tid;
             t2[pos % 16] ^= 1 << bit;
             proptest::prop_assert!(key.verify(&h, &t2, &b, now, REPLAY_WINDOW).is_err());
-            // A baggage value changed, removed, or added.
+            // A baggage value changed, or removed.
+            fn slot(b: &mut InteractionBaggage, field: usize) -> &mut Option<String> {
+                match field {
+                    0 => &mut b.event_id,
+                    1 => &mut b.user_id,
+                    2 => &mut b.convo_id,
+                    _ => &mut b.event,
+                }
+            }
+            let mut changed = b.clone();
+            let v = slot(&mut changed, field);
+            *v = Some(format!("{}{extra}", v.clone().unwrap_or_default()));
+            proptest::prop_assert!(key.verify(&h, &tid, &changed, now, REPLAY_WINDOW).is_err());
             let mut b2 = b.clone();
-            let slot = match field {
-                0 => &mut b2.event_id,
-                1 => &mut b2.user_id,
-                2 => &mut b2.convo_id,
-                _ => &mut b2.event,
-            };
-            *slot = Some(format!("{}{extra}", slot.clone().unwrap_or_default()));
-            proptest::prop_assert!(key.verify(&h, &tid, &b2, now, REPLAY_WINDOW).is_err());
-            *slot = None;
+            *slot(&mut b2, field) = None;
             proptest::prop_assert!(key.verify(&h, &tid, &b2, now, REPLAY_WINDOW).is_err());
         }
     }
