@@ -90,7 +90,7 @@ impl<S> tower_layer::Layer<S> for PropagationLayer {
     }
 }
 
-/// The service made by [`PropagationLayer`].
+/// The service made by [`struct@PropagationLayer`].
 #[derive(Debug, Clone)]
 pub struct PropagationService<S> {
     inner: S,
