@@ -949,3 +949,46 @@ fn a_carrier_never_hands_out_a_running_interaction_of_the_same_process() {
     assert_eq!(s.joined_user_changes_refused, 1, "{s:?}");
     assert_eq!(s.joined_finishes_refused, 1, "{s:?}");
 }
+
+#[test]
+fn trust_unsigned_joins_unsigned_carriers_where_the_network_is_the_boundary() {
+    let cap = Capture::start(vec![]);
+    let client_a = client_with(&cap, "rk_test_service_a", None);
+    let client_b = client_with(&cap, "rk_test_service_b", None);
+    let owner = client_a
+        .begin(raindrop::Begin::new("owner", "chat").input("q"))
+        .unwrap();
+    let id = owner.event_id().unwrap().to_owned();
+    let b = Service::start(
+        &client_b,
+        service_b_routes().layer(propagate::tower::PropagationLayer::trust_unsigned()),
+    );
+    let baggage = InteractionBaggage {
+        event_id: Some(id.clone()),
+        user_id: Some("owner".into()),
+        ..Default::default()
+    };
+    runtime().block_on(async {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-22222222222222222222222222222222-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("baggage", baggage.inject(None).unwrap().parse().unwrap());
+        post_to(b.addr, "/tools", h, r#"{"question":"q"}"#).await;
+    });
+    drop(b);
+    owner.finish("a");
+    assert!(client_a.flush(Duration::from_secs(20)));
+    assert!(client_b.flush(Duration::from_secs(20)));
+    assert_eq!(client_b.stats().carriers_unsigned, 0);
+    let partials = cap.delivered("events/track_partial");
+    assert!(
+        partials
+            .iter()
+            .any(|p| p["event_id"] == id.as_str() && p["properties"]["served_by"] == "agent-b"),
+        "{partials:#?}"
+    );
+}
