@@ -34,6 +34,34 @@ impl fmt::Display for WriteKey {
     }
 }
 
+/// The shared secret that signs the carriers one service sends another
+/// (`x-raindrop-signature`, see [`propagation`](crate::propagation)). Its
+/// `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PropagationSecret(String);
+
+impl PropagationSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        PropagationSecret(secret.into())
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PropagationSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PropagationSecret(***)")
+    }
+}
+
+impl fmt::Display for PropagationSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// Where the local sink writes: every request the SDK would send, as one JSON
 /// line `{"path": ..., "body": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +331,20 @@ pub struct ClientOptions {
     /// `false`). Runs on the worker thread; a panic inside it drops the item
     /// (counted as `hook_panicked`), never the worker.
     pub before_send: Option<BeforeSend>,
+    /// The secret that signs outgoing carriers and verifies incoming ones
+    /// (`RAINDROP_PROPAGATION_SECRET`; the same on every service of an
+    /// interaction). Unset, a key derived from the write key is used, so the
+    /// services of one project agree; with neither, a key only this process
+    /// knows (see `raindrop_tracing::propagate`).
+    pub propagation_secret: Option<PropagationSecret>,
+    /// Which incoming carriers may join an interaction (default
+    /// [`CarrierTrust::Signed`](crate::propagation::CarrierTrust);
+    /// `RAINDROP_PROPAGATION_TRUST=unsigned` for a network where no outsider
+    /// reaches the services).
+    pub propagation_trust: crate::propagation::CarrierTrust,
+    /// How old (or how far in the future) a carrier's signature may be
+    /// (default 5 minutes): the replay window and the tolerated clock skew.
+    pub propagation_replay_window: Duration,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -334,6 +376,9 @@ impl fmt::Debug for ClientOptions {
             .field("sample_rate", &self.sample_rate)
             .field("workshop", &self.workshop)
             .field("before_send", &self.before_send.as_ref().map(|_| "Fn"))
+            .field("propagation_secret", &self.propagation_secret)
+            .field("propagation_trust", &self.propagation_trust)
+            .field("propagation_replay_window", &self.propagation_replay_window)
             .finish()
     }
 }
@@ -367,6 +412,9 @@ impl Default for ClientOptions {
             sample_rate: 1.0,
             workshop: Workshop::Auto,
             before_send: None,
+            propagation_secret: None,
+            propagation_trust: crate::propagation::CarrierTrust::Signed,
+            propagation_replay_window: crate::propagation::REPLAY_WINDOW,
         }
     }
 }
@@ -406,6 +454,8 @@ impl ClientOptions {
     /// | `RAINDROP_SAMPLE_RATE` | `sample_rate` (a number from 0 to 1) |
     /// | `RAINDROP_MAX_BUFFERED_BYTES` | `max_buffered_bytes` (bytes) |
     /// | `RAINDROP_WORKSHOP`, `RAINDROP_LOCAL_DEBUGGER` | `workshop` (a URL, or on/off) |
+    /// | `RAINDROP_PROPAGATION_SECRET` | `propagation_secret` |
+    /// | `RAINDROP_PROPAGATION_TRUST` | `propagation_trust` (`unsigned`, or `signed`) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
         if let Some(k) = env("RAINDROP_WRITE_KEY") {
@@ -450,7 +500,42 @@ impl ClientOptions {
                 ),
             }
         }
+        if let Some(v) = env("RAINDROP_PROPAGATION_SECRET") {
+            o.propagation_secret = Some(PropagationSecret::new(v));
+        }
+        if let Some(v) = env("RAINDROP_PROPAGATION_TRUST") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "unsigned" => o.propagation_trust = crate::propagation::CarrierTrust::Unsigned,
+                "signed" => {}
+                _ => crate::setup_warning(
+                    "propagation-trust",
+                    &format!("RAINDROP_PROPAGATION_TRUST={v:?} is not `unsigned` or `signed`; only signed carriers join interactions"),
+                ),
+            }
+        }
         o
+    }
+
+    /// Sets the secret that signs and verifies propagation carriers (see
+    /// [`propagation_secret`](Self::propagation_secret)).
+    ///
+    /// ```
+    /// let opts = raindrop_core::ClientOptions::default().propagation_secret("s3cret");
+    /// assert!(!format!("{opts:?}").contains("s3cret"));
+    /// ```
+    pub fn propagation_secret(mut self, secret: impl Into<String>) -> Self {
+        self.propagation_secret = Some(PropagationSecret::new(secret));
+        self
+    }
+    /// Sets which incoming carriers may join an interaction.
+    pub fn propagation_trust(mut self, trust: crate::propagation::CarrierTrust) -> Self {
+        self.propagation_trust = trust;
+        self
+    }
+    /// Sets the replay window of signed carriers.
+    pub fn propagation_replay_window(mut self, window: Duration) -> Self {
+        self.propagation_replay_window = window;
+        self
     }
 
     /// Sets the write key.

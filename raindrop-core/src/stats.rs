@@ -167,6 +167,24 @@ pub struct Stats {
     /// Requests the local Workshop mirror did not accept (never retried;
     /// they do not affect delivery to the API).
     pub workshop_failures: u64,
+    /// Incoming carriers (requests with raindrop `baggage`) whose
+    /// interaction was not joined because they had no signature; their
+    /// trace was continued.
+    pub carriers_unsigned: u64,
+    /// Incoming carriers refused because the signature was malformed, made
+    /// with another key, or did not match what it came with.
+    pub carriers_bad_signature: u64,
+    /// Incoming carriers refused because their signature was older (or
+    /// newer) than the replay window.
+    pub carriers_stale: u64,
+    /// User id changes refused on an interaction joined from another
+    /// service (the service that began it owns its user).
+    pub joined_user_changes_refused: u64,
+    /// Finishes refused on an interaction joined from another service that
+    /// did not delegate finishing it.
+    pub joined_finishes_refused: u64,
+    /// Finishes ignored because the interaction was already finished.
+    pub finishes_ignored: u64,
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
@@ -231,8 +249,35 @@ impl Stats {
 
 /// Shared atomic counters. Lock-free: the disabled path and every drop only
 /// touch atomics.
+/// Something refused to keep one service's requests out of another's
+/// interactions, counted in [`Stats`] and warned at most every 30 s per cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    CarrierUnsigned,
+    CarrierBadSignature,
+    CarrierStale,
+    JoinedUserChange,
+    JoinedFinish,
+    FinishIgnored,
+}
+
+const REFUSALS: usize = 6;
+
+impl Refusal {
+    pub(crate) fn of_carrier(r: crate::propagation::CarrierRefusal) -> Refusal {
+        use crate::propagation::CarrierRefusal as C;
+        match r {
+            C::Unsigned => Refusal::CarrierUnsigned,
+            C::BadSignature => Refusal::CarrierBadSignature,
+            C::Stale => Refusal::CarrierStale,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Counters {
+    refusals: [AtomicU64; REFUSALS],
+    refusal_log: [AtomicU64; REFUSALS],
     pub queued: AtomicU64,
     pub delivered: AtomicU64,
     pub requests: AtomicU64,
@@ -270,6 +315,8 @@ impl Counters {
     pub fn new() -> Self {
         let _ = epoch();
         Counters {
+            refusals: Default::default(),
+            refusal_log: Default::default(),
             queued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -325,12 +372,26 @@ impl Counters {
         }
     }
 
+    /// Counts a refusal; the first of each cause warns, later ones at most
+    /// every 30 s, with the total.
+    pub fn refuse(&self, r: Refusal, detail: &str) {
+        let i = r as usize;
+        let total = self.refusals[i].fetch_add(1, Relaxed) + 1;
+        if claim_log(&self.refusal_log[i]) {
+            tracing::warn!(target: "raindrop", total, "raindrop refused: {detail} ({total} so far); see Client::stats()");
+        }
+    }
+
     /// A route's queue is over 80 % full: warn at most every 30 s.
     pub fn warn_high_water(&self, route: &str, capacity: usize) {
         if !claim_log(&self.high_water_log) {
             return;
         }
         tracing::warn!(target: "raindrop", route, capacity, "raindrop queue for {route} is over 80% full; items will be dropped if the backend stays slower than the producer");
+    }
+
+    fn refused(&self, r: Refusal) -> u64 {
+        self.refusals[r as usize].load(Relaxed)
     }
 
     pub fn snapshot(
@@ -351,6 +412,12 @@ impl Counters {
             queue_capacity,
             workshop_sent: self.workshop_sent.load(Relaxed),
             workshop_failures: self.workshop_failures.load(Relaxed),
+            carriers_unsigned: self.refused(Refusal::CarrierUnsigned),
+            carriers_bad_signature: self.refused(Refusal::CarrierBadSignature),
+            carriers_stale: self.refused(Refusal::CarrierStale),
+            joined_user_changes_refused: self.refused(Refusal::JoinedUserChange),
+            joined_finishes_refused: self.refused(Refusal::JoinedFinish),
+            finishes_ignored: self.refused(Refusal::FinishIgnored),
             dropped: [[0; REASONS]; KINDS],
             worker_dropped: self.worker_dropped.load(Relaxed),
             in_flight_limits: std::array::from_fn(|i| self.in_flight_limit[i].load(Relaxed)),
