@@ -1,15 +1,22 @@
 //! The web server: the page, its JSON, and (with `--listen`) the ingest
 //! routes the SDK posts to. Everything lives in memory, bounded.
+//!
+//! Web pages open in the developer's browser can reach 127.0.0.1 too. They
+//! cannot read anything (no CORS headers; the `Host` guard stops DNS
+//! rebinding) and cannot send: the ingest routes take only
+//! `application/json` bodies (a cross-origin page cannot send that type
+//! without a CORS preflight, which is refused) from requests with no
+//! `Origin` or a loopback one.
 
 use std::collections::VecDeque;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -17,10 +24,21 @@ use serde_json::{json, Value};
 
 use raindrop_core::testing::Recorded;
 
+use crate::held::{request_size, Before};
+
 /// The page, with `/*RAINDROP_INITIAL_DATA*/null` replaced by the data at
 /// the time it is served (so it renders before its first poll).
 const PAGE: &str = include_str!("page.html");
 const INITIAL_DATA: &str = "/*RAINDROP_INITIAL_DATA*/null";
+
+/// The largest request body taken on the ingest routes.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// The page's Content-Security-Policy: its own inline script and style, its
+/// own `/api/data`, nothing else; never framed.
+const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                   connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
 
 /// The paths (under `/v1/`) the SDK sends to.
 pub const INGEST_PATHS: [&str; 5] = [
@@ -40,7 +58,11 @@ pub struct Options {
     pub ingest: bool,
     /// At most this many requests are kept; the oldest go first.
     pub max_requests: usize,
-    /// At most this many bytes of request bodies are kept; the oldest go first.
+    /// At most this many bytes are held, estimated from what is kept of
+    /// each request (its parsed body and what it added to the merged
+    /// records, several times its size on the wire: every string's length
+    /// plus a fixed cost per JSON value, object entry and decoded span or
+    /// event); the oldest go first.
     pub max_bytes: usize,
     /// Only answer requests whose `Host` is a loopback name (`127.0.0.1`,
     /// `localhost`, `[::1]`), so a web page on another site cannot read the
@@ -69,11 +91,14 @@ pub struct Viewer {
 
 struct Store {
     opts: Options,
-    /// The requests kept, oldest first, with their size.
+    /// The requests kept, oldest first, with their estimated size in memory.
     raw: VecDeque<(String, Value, usize)>,
+    /// The sum of those sizes.
     bytes: usize,
     /// Requests dropped to stay within the bounds.
     evicted: u64,
+    /// Ingest requests refused as coming from a web page.
+    refused: Refused,
     rec: Recorded,
     /// Bumped on every change; the page polls with the one it has.
     version: u64,
@@ -106,6 +131,7 @@ impl Viewer {
                 raw: VecDeque::new(),
                 bytes: 0,
                 evicted: 0,
+                refused: Refused::default(),
                 rec: Recorded::default(),
                 version: 0,
                 tail: Tail::default(),
@@ -121,7 +147,13 @@ impl Viewer {
     /// Records one request (`path` relative to `/v1/`, its JSON body), as if
     /// the SDK had sent it.
     pub fn ingest(&self, path: &str, body: Value) {
-        self.lock().ingest(path, body, 0);
+        self.lock().ingest(path, body);
+    }
+
+    /// The estimated bytes held for the requests kept (see
+    /// [`Options::max_bytes`]).
+    pub fn held_bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Reads what was appended to the file since the last call (all of it
@@ -137,7 +169,9 @@ impl Viewer {
     }
 
     /// The data the page renders: [`crate::to_json`] plus `version`,
-    /// `source`, `evicted` and `file_error`.
+    /// `source`, `evicted`, `held_bytes`, `max_bytes`, `refused` (ingest
+    /// requests refused: `{"origin": N, "content_type": N}`) and
+    /// `file_error`.
     pub fn data(&self) -> Value {
         let store = self.lock();
         store.data()
@@ -151,7 +185,9 @@ impl Viewer {
     /// The routes: `GET /` (the page), `GET /api/data[?since=VERSION]` (its
     /// JSON; `{"version", "unchanged": true}` when nothing changed since
     /// `VERSION`), `GET /api/text` (the plain-text tree) and, with
-    /// [`Options::ingest`], `POST /v1/{path}` answering 204.
+    /// [`Options::ingest`], `POST /v1/{path}` answering 204: only for an
+    /// `application/json` body (else 415) with no `Origin` or a loopback
+    /// one (else 403), so a web page cannot send to it.
     pub fn router(&self) -> Router {
         let (ingest, loopback_only) = {
             let s = self.lock();
@@ -162,44 +198,41 @@ impl Viewer {
             .route("/api/data", get(data))
             .route("/api/text", get(text));
         if ingest {
-            app = app
-                .route("/v1/{*path}", post(ingest_route))
-                .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
+            app = app.route("/v1/{*path}", post(ingest_route));
         }
         if loopback_only {
             app = app.layer(axum::middleware::from_fn(loopback_host));
         }
-        app.with_state(self.clone())
+        app.layer(axum::middleware::from_fn(local_only_headers))
+            .with_state(self.clone())
     }
 }
 
 impl Store {
-    fn ingest(&mut self, path: &str, body: Value, size: usize) {
-        let size = if size == 0 {
-            body.to_string().len()
-        } else {
-            size
-        };
+    fn ingest(&mut self, path: &str, body: Value) {
+        let before = Before::of(&self.rec, path, &body);
         self.rec.push(path, &body);
+        let size = request_size(&self.rec, before, path, &body);
         self.raw.push_back((path.to_owned(), body, size));
-        self.bytes += size;
+        self.bytes = self.bytes.saturating_add(size);
         self.version += 1;
         if self.raw.len() > self.opts.max_requests || self.bytes > self.opts.max_bytes {
             // Drop down to 90% of the bounds at once, then rebuild the merge
-            // from what is left: amortised, not once per request.
+            // from what is left: amortised, not once per request. A request
+            // larger than the bound on its own is not kept either.
             let keep_n = self.opts.max_requests - self.opts.max_requests / 10;
             let keep_b = self.opts.max_bytes - self.opts.max_bytes / 10;
-            while self.raw.len() > 1 && (self.raw.len() > keep_n || self.bytes > keep_b) {
+            while !self.raw.is_empty() && (self.raw.len() > keep_n || self.bytes > keep_b) {
                 if let Some((_, _, n)) = self.raw.pop_front() {
                     self.bytes -= n;
                     self.evicted += 1;
                 }
             }
-            let mut rec = Recorded::default();
+            // The old merge goes first: never two of them at once.
+            self.rec = Recorded::default();
             for (p, b, _) in &self.raw {
-                rec.push(p, b);
+                self.rec.push(p, b);
             }
-            self.rec = rec;
         }
     }
 
@@ -271,7 +304,7 @@ impl Store {
             let path = v["path"].as_str().unwrap_or_default().to_owned();
             let mut v = v;
             let body = v["body"].take();
-            self.ingest(&path, body, line.len());
+            self.ingest(&path, body);
         }
         Ok(())
     }
@@ -289,6 +322,12 @@ impl Store {
             m.insert("source".into(), json!(source));
             m.insert("ingest".into(), json!(self.opts.ingest));
             m.insert("evicted".into(), json!(self.evicted));
+            m.insert("held_bytes".into(), json!(self.bytes));
+            m.insert("max_bytes".into(), json!(self.opts.max_bytes));
+            m.insert(
+                "refused".into(),
+                json!({"origin": self.refused.origin, "content_type": self.refused.content_type}),
+            );
             m.insert("file_error".into(), json!(self.file_error));
         }
         v
@@ -350,16 +389,165 @@ async fn text(State(viewer): State<Viewer>) -> String {
 async fn ingest_route(
     State(viewer): State<Viewer>,
     Path(path): Path<String>,
-    body: Bytes,
-) -> StatusCode {
-    if !INGEST_PATHS.contains(&path.as_str()) {
-        return StatusCode::NOT_FOUND;
+    req: axum::extract::Request,
+) -> Response {
+    // Before the body is read: a refused request costs nothing more.
+    if let Err(refusal) = check_sender(req.headers()) {
+        viewer.lock().refused.count(&refusal, &path);
+        let (status, msg) = match refusal {
+            Refusal::Origin(_) => (
+                StatusCode::FORBIDDEN,
+                "raindrop-view takes requests from local programs, not web pages\n",
+            ),
+            Refusal::ContentType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "raindrop-view takes application/json bodies only\n",
+            ),
+        };
+        return (status, msg).into_response();
     }
-    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-        return StatusCode::BAD_REQUEST;
+    if !INGEST_PATHS.contains(&path.as_str()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_BODY).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    viewer.lock().ingest(&path, value, body.len());
-    StatusCode::NO_CONTENT
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    drop(body);
+    viewer.lock().ingest(&path, value);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Why an ingest request was refused, with the header as received.
+enum Refusal {
+    /// An `Origin` that is not a loopback one (a web page), or several.
+    Origin(String),
+    /// Not one `application/json` `Content-Type`.
+    ContentType(String),
+}
+
+/// Refusals counted, and when each kind was last logged.
+#[derive(Default)]
+struct Refused {
+    origin: u64,
+    content_type: u64,
+    logged_origin: Option<Instant>,
+    logged_content_type: Option<Instant>,
+}
+
+/// A refusal is logged at most this often per kind (with the count so far).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Refused {
+    fn count(&mut self, refusal: &Refusal, path: &str) {
+        let (n, logged, what, value) = match refusal {
+            Refusal::Origin(v) => (&mut self.origin, &mut self.logged_origin, "Origin", v),
+            Refusal::ContentType(v) => (
+                &mut self.content_type,
+                &mut self.logged_content_type,
+                "Content-Type",
+                v,
+            ),
+        };
+        *n += 1;
+        if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            *logged = Some(Instant::now());
+            // The header is the sender's text: quoted, cut short.
+            let value: String = value.chars().take(80).collect();
+            eprintln!(
+                "raindrop-view: refused POST /v1/{} with {what} {value:?} \
+                 (only local programs may send here; {n} refused so far)",
+                crate::short(path, 40),
+            );
+        }
+    }
+}
+
+/// Whether the request may be ingested: no `Origin` or one loopback
+/// `Origin`, and one `application/json` `Content-Type`.
+fn check_sender(headers: &HeaderMap) -> Result<(), Refusal> {
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    if let Some(origin) = origins.next() {
+        let ok = origins.next().is_none() && origin.to_str().is_ok_and(is_loopback_origin);
+        if !ok {
+            return Err(Refusal::Origin(text(origin)));
+        }
+    }
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(content_type) = types.next() else {
+        return Err(Refusal::ContentType(String::new()));
+    };
+    let media_type = content_type
+        .to_str()
+        .ok()
+        .and_then(|t| t.split(';').next())
+        .map(str::trim);
+    if types.next().is_some()
+        || !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+    {
+        return Err(Refusal::ContentType(text(content_type)));
+    }
+    Ok(())
+}
+
+/// Whether `origin` (an `Origin` header) is a page served from this
+/// machine's loopback interface over plain HTTP: `http://127.0.0.1`,
+/// `http://localhost` or `http://[::1]`, with or without a port. `null`
+/// (a sandboxed frame, a `file:` page), other schemes, paths, user info and
+/// look-alikes (`http://127.0.0.1.evil.example`) are not.
+pub fn is_loopback_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &origin[7..])
+    else {
+        return false;
+    };
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, port)) => (host, port),
+            None => return false,
+        },
+        None => rest.split_at(rest.find(':').unwrap_or(rest.len())),
+    };
+    let host_ok = host == "::1" || host == "127.0.0.1" || host.eq_ignore_ascii_case("localhost");
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            (1..=5).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok_and(|n| n > 0)
+        });
+    host_ok && port_ok
+}
+
+/// Headers for a local tool holding private data: nothing is cached,
+/// sniffed as another type, embedded or framed by another site, and the
+/// page runs only its own script.
+async fn local_only_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    res
 }
 
 /// Whether `host` (a `Host` header: name or address, maybe a port) names
@@ -438,6 +626,122 @@ mod tests {
     }
 
     #[test]
+    fn loopback_origins_only() {
+        for o in [
+            "http://127.0.0.1",
+            "http://127.0.0.1:5898",
+            "http://localhost",
+            "http://localhost:3000",
+            "http://LOCALHOST:1",
+            "HTTP://127.0.0.1:65535",
+            "http://[::1]",
+            "http://[::1]:5898",
+        ] {
+            assert!(is_loopback_origin(o), "{o}");
+        }
+        for o in [
+            "null",
+            "",
+            "http://evil.example",
+            "http://127.0.0.1.evil.example",
+            "http://127.0.0.1.evil.example:5898",
+            "http://localhost.evil.example",
+            "http://evil.example#127.0.0.1",
+            "http://localhost:5898@evil.example",
+            "http://user@localhost:5898",
+            "http://127.0.0.1:5898/",
+            "http://127.0.0.1:5898/path",
+            "http://127.0.0.1:",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:65536",
+            "http://127.0.0.1:123456",
+            "http://127.0.0.1:+80",
+            "http://127.0.0.1:80:80",
+            "http://127.1",
+            "http://2130706433",
+            "http://[::ffff:127.0.0.1]",
+            "http://[::1",
+            "http://[::1]x",
+            "http://::1",
+            "https://localhost",
+            "file://",
+            "chrome-extension://abc",
+            "http://localhost ",
+            " http://localhost",
+            "http://lоcalhost",
+        ] {
+            assert!(!is_loopback_origin(o), "{o}");
+        }
+    }
+
+    #[test]
+    fn senders_are_checked_by_origin_then_content_type() {
+        let headers = |pairs: &[(&str, &[u8])]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+            h
+        };
+        let json: (&str, &[u8]) = ("content-type", b"application/json");
+        for ok in [
+            headers(&[json]),
+            headers(&[("content-type", b"Application/JSON; charset=utf-8")]),
+            headers(&[("origin", b"http://localhost:5898"), json]),
+        ] {
+            assert!(check_sender(&ok).is_ok(), "{ok:?}");
+        }
+        for (h, origin) in [
+            (headers(&[("origin", b"http://evil.example"), json]), true),
+            (headers(&[("origin", b"null"), json]), true),
+            (
+                headers(&[
+                    ("origin", b"http://localhost"),
+                    ("origin", b"http://evil.example"),
+                    json,
+                ]),
+                true,
+            ),
+            (headers(&[("origin", b"http://localhost\xff"), json]), true),
+            (
+                headers(&[
+                    ("origin", b"http://evil.example"),
+                    ("content-type", b"text/plain"),
+                ]),
+                true,
+            ),
+            (headers(&[]), false),
+            (headers(&[("content-type", b"text/plain")]), false),
+            (
+                headers(&[("content-type", b"application/x-www-form-urlencoded")]),
+                false,
+            ),
+            (
+                headers(&[("content-type", b"multipart/form-data; boundary=x")]),
+                false,
+            ),
+            (headers(&[("content-type", b"application/jsonp")]), false),
+            (
+                headers(&[("content-type", b"text/plain; application/json")]),
+                false,
+            ),
+            (headers(&[json, ("content-type", b"text/plain")]), false),
+        ] {
+            match check_sender(&h) {
+                Err(Refusal::Origin(_)) if origin => {}
+                Err(Refusal::ContentType(_)) if !origin => {}
+                _ => panic!(
+                    "{h:?}: expected a refusal by {}",
+                    if origin { "origin" } else { "type" }
+                ),
+            }
+        }
+    }
+
+    #[test]
     fn memory_stays_bounded() {
         let v = Viewer::new(Options {
             max_requests: 100,
@@ -459,5 +763,33 @@ mod tests {
         let data = v.data();
         assert!(data["evicted"].as_u64().unwrap() >= 900);
         assert_eq!(data["version"], 1000);
+    }
+
+    #[test]
+    fn the_byte_bound_counts_what_is_held_not_body_bytes() {
+        let v = Viewer::new(Options {
+            max_bytes: 200_000,
+            ..Options::default()
+        });
+        // Small on the wire (about 2 bytes a number), many values once parsed.
+        let body = json!([{"event_id": "e", "event": "x", "properties": {"n": vec![1; 1000]}}]);
+        let wire = body.to_string().len();
+        for _ in 0..100 {
+            v.ingest("events/track", body.clone());
+        }
+        assert!(v.held_bytes() <= 200_000, "{}", v.held_bytes());
+        let kept = v.recorded().events.len();
+        // Counting body bytes would keep all 100 (about 200 KB of JSON).
+        assert!(
+            kept * wire < 200_000 / 4,
+            "{kept} kept of {wire} bytes each"
+        );
+        assert!(kept > 0);
+
+        // A request larger than the whole bound is not kept.
+        let huge = json!([{"event_id": "h", "properties": {"s": "x".repeat(300_000)}}]);
+        v.ingest("events/track", huge);
+        assert!(v.held_bytes() <= 200_000);
+        assert!(v.recorded().event_by_id("h").is_none());
     }
 }
