@@ -36,8 +36,8 @@ const INDEX: usize = 48;
 #[derive(Clone, Copy)]
 pub(crate) struct Before {
     events: usize,
-    spans: usize,
-    signals: usize,
+    pub(crate) spans: usize,
+    pub(crate) signals: usize,
     users: usize,
     /// The size of the event a partial update merges into, if it exists.
     merged_into: Option<usize>,

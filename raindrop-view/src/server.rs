@@ -20,11 +20,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use raindrop_core::testing::Recorded;
 
 use crate::held::{request_size, Before};
+use crate::view::{to_json_text, RenderCache};
 
 /// The page, with `/*RAINDROP_INITIAL_DATA*/null` replaced by the data at
 /// the time it is served (so it renders before its first poll).
@@ -99,6 +100,8 @@ struct Store {
     evicted: u64,
     /// Ingest requests refused as coming from a web page.
     refused: Refused,
+    /// The events' JSON as last rendered.
+    render: RenderCache,
     rec: Recorded,
     /// Bumped on every change; the page polls with the one it has.
     version: u64,
@@ -132,6 +135,7 @@ impl Viewer {
                 bytes: 0,
                 evicted: 0,
                 refused: Refused::default(),
+                render: RenderCache::default(),
                 rec: Recorded::default(),
                 version: 0,
                 tail: Tail::default(),
@@ -156,6 +160,11 @@ impl Viewer {
         self.lock().bytes
     }
 
+    /// [`Viewer::data`] as JSON text: what the routes send.
+    fn data_text(&self) -> String {
+        self.lock().data_text()
+    }
+
     /// Reads what was appended to the file since the last call (all of it
     /// the first time; from the start again when it was truncated or
     /// replaced). Returns whether anything changed.
@@ -169,12 +178,14 @@ impl Viewer {
     }
 
     /// The data the page renders: [`crate::to_json`] plus `version`,
-    /// `source`, `evicted`, `held_bytes`, `max_bytes`, `refused` (ingest
-    /// requests refused: `{"origin": N, "content_type": N}`) and
-    /// `file_error`.
+    /// `source`, `evicted`, `held_bytes`, `max_bytes`, `render_bytes` (the
+    /// events' JSON kept to answer the next poll; counted against
+    /// `max_bytes` too), `refused` (ingest requests refused:
+    /// `{"origin": N, "content_type": N}`), `file_error` and
+    /// `rendered_events` (how many events this answer rendered afresh:
+    /// those that changed since the last one).
     pub fn data(&self) -> Value {
-        let store = self.lock();
-        store.data()
+        serde_json::from_str(&self.data_text()).unwrap_or_default()
     }
 
     /// The current version (bumped on every change).
@@ -213,10 +224,12 @@ impl Store {
         let before = Before::of(&self.rec, path, &body);
         self.rec.push(path, &body);
         let size = request_size(&self.rec, before, path, &body);
+        self.changed_events(path, &body, before);
         self.raw.push_back((path.to_owned(), body, size));
         self.bytes = self.bytes.saturating_add(size);
         self.version += 1;
-        if self.raw.len() > self.opts.max_requests || self.bytes > self.opts.max_bytes {
+        let held = self.bytes.saturating_add(self.render.bytes());
+        if self.raw.len() > self.opts.max_requests || held > self.opts.max_bytes {
             // Drop down to 90% of the bounds at once, then rebuild the merge
             // from what is left: amortised, not once per request. A request
             // larger than the bound on its own is not kept either.
@@ -230,15 +243,43 @@ impl Store {
             }
             // The old merge goes first: never two of them at once.
             self.rec = Recorded::default();
+            self.render = RenderCache::default();
             for (p, b, _) in &self.raw {
                 self.rec.push(p, b);
             }
         }
     }
 
+    /// Tells the render cache which events the request just pushed changed.
+    fn changed_events(&mut self, path: &str, body: &Value, before: Before) {
+        match path {
+            "events/track_partial" => {
+                self.render
+                    .changed(body["event_id"].as_str().unwrap_or_default());
+            }
+            "traces" => {
+                for s in self.rec.spans.iter().skip(before.spans) {
+                    if let Some(id) = &s.event_id {
+                        self.render.changed(id);
+                    }
+                }
+            }
+            "signals/track" => {
+                for s in self.rec.signals.iter().skip(before.signals) {
+                    self.render
+                        .changed(s["event_id"].as_str().unwrap_or_default());
+                }
+            }
+            // New events are rendered when first seen; identifies are not
+            // part of an event.
+            _ => {}
+        }
+    }
+
     fn clear(&mut self) {
         self.raw.clear();
         self.bytes = 0;
+        self.render = RenderCache::default();
         self.rec = Recorded::default();
         self.tail = Tail::default();
         self.version += 1;
@@ -309,28 +350,32 @@ impl Store {
         Ok(())
     }
 
-    fn data(&self) -> Value {
-        let mut v = crate::to_json(&self.rec);
+    fn data_text(&mut self) -> String {
         let source = match (&self.opts.file, self.opts.ingest) {
             (Some(f), true) => format!("{} and requests to /v1/", f.display()),
             (Some(f), false) => f.display().to_string(),
             (None, true) => "requests to /v1/".to_owned(),
             (None, false) => "nothing".to_owned(),
         };
-        if let Value::Object(m) = &mut v {
-            m.insert("version".into(), json!(self.version));
-            m.insert("source".into(), json!(source));
-            m.insert("ingest".into(), json!(self.opts.ingest));
-            m.insert("evicted".into(), json!(self.evicted));
-            m.insert("held_bytes".into(), json!(self.bytes));
-            m.insert("max_bytes".into(), json!(self.opts.max_bytes));
-            m.insert(
-                "refused".into(),
-                json!({"origin": self.refused.origin, "content_type": self.refused.content_type}),
-            );
-            m.insert("file_error".into(), json!(self.file_error));
-        }
-        v
+        let mut extra = Map::new();
+        extra.insert("version".into(), json!(self.version));
+        extra.insert("source".into(), json!(source));
+        extra.insert("ingest".into(), json!(self.opts.ingest));
+        extra.insert("evicted".into(), json!(self.evicted));
+        extra.insert("held_bytes".into(), json!(self.bytes));
+        extra.insert("max_bytes".into(), json!(self.opts.max_bytes));
+        extra.insert(
+            "refused".into(),
+            json!({"origin": self.refused.origin, "content_type": self.refused.content_type}),
+        );
+        extra.insert("file_error".into(), json!(self.file_error));
+        let (mut text, rendered) = to_json_text(&self.rec, &mut self.render, extra);
+        text.pop(); // the closing brace
+        text.push_str(&format!(
+            ",\"render_bytes\":{},\"rendered_events\":{rendered}}}",
+            self.render.bytes()
+        ));
+        text
     }
 }
 
@@ -360,7 +405,7 @@ async fn page(State(viewer): State<Viewer>, uri: axum::http::Uri) -> Html<String
     refreshed(&viewer).await;
     // `<` only appears inside JSON strings; escaped, no `</script>` can end
     // the script early.
-    let data = viewer.data().to_string().replace('<', "\\u003c");
+    let data = viewer.data_text().replace('<', "\\u003c");
     Html(PAGE.replacen(INITIAL_DATA, &data, 1))
 }
 
@@ -374,11 +419,11 @@ async fn data(State(viewer): State<Viewer>, uri: axum::http::Uri) -> Response {
         .and_then(|s| s.parse::<u64>().ok());
     let version = viewer.version();
     let body = if since == Some(version) {
-        json!({"version": version, "unchanged": true})
+        json!({"version": version, "unchanged": true}).to_string()
     } else {
-        viewer.data()
+        viewer.data_text()
     };
-    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn text(State(viewer): State<Viewer>) -> String {
@@ -763,6 +808,62 @@ mod tests {
         let data = v.data();
         assert!(data["evicted"].as_u64().unwrap() >= 900);
         assert_eq!(data["version"], 1000);
+    }
+
+    #[test]
+    fn a_poll_renders_the_events_that_changed() {
+        let v = Viewer::new(Options::default());
+        let span = |event: &str| {
+            json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "t", "spanId": "s",
+                "name": "tool", "attributes": [{"key": "traceloop.association.properties.event_id",
+                "value": {"stringValue": event}}]}]}]}]})
+        };
+        v.ingest(
+            "events/track_partial",
+            json!({"event_id": "e1", "event": "chat"}),
+        );
+        v.ingest(
+            "events/track",
+            json!([{"event_id": "e2", "event": "plain"}]),
+        );
+        assert_eq!(v.data()["rendered_events"], 2);
+        assert_eq!(v.data()["rendered_events"], 0, "nothing changed");
+        let rendered = |v: &Viewer| {
+            let d = v.data();
+            (d["rendered_events"].as_u64().unwrap(), d)
+        };
+        // A span, a signal, an update: each re-renders its event only.
+        v.ingest("traces", span("e1"));
+        let (n, d) = rendered(&v);
+        assert_eq!(n, 1);
+        assert_eq!(d["interactions"][0]["spans"][0]["name"], "tool", "{d:#}");
+        v.ingest(
+            "signals/track",
+            json!([{"event_id": "e2", "signal_name": "thumbs_up"}]),
+        );
+        let (n, d) = rendered(&v);
+        assert_eq!(n, 1);
+        let plain = d["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["event_id"] == "e2")
+            .unwrap()
+            .clone();
+        assert_eq!(plain["signals"][0]["name"], "thumbs_up");
+        v.ingest(
+            "events/track_partial",
+            json!({"event_id": "e1", "is_pending": false}),
+        );
+        let (n, d) = rendered(&v);
+        assert_eq!(n, 1);
+        assert_eq!(d["interactions"][0]["finished"], true);
+        // Not about an event: nothing re-rendered, still shown.
+        v.ingest("users/identify", json!([{"user_id": "u"}]));
+        let (n, d) = rendered(&v);
+        assert_eq!(n, 0);
+        assert_eq!(d["users"][0]["user_id"], "u");
+        assert!(d["render_bytes"].as_u64().unwrap() > 0);
     }
 
     #[test]

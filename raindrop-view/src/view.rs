@@ -1,6 +1,8 @@
 //! The JSON the web page renders (`GET /api/data`): one object per
 //! interaction or event, with its span tree and signals.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{json, Map, Value};
 
 use raindrop_core::testing::{signal_line, span_tree, SpanNode};
@@ -91,13 +93,90 @@ pub fn to_json(rec: &Recorded) -> Value {
         .into_iter()
         .map(|e| event_json(rec, e))
         .collect();
+    let mut v = everything_but_events(rec);
+    if let Value::Object(m) = &mut v {
+        m.insert("interactions".into(), interactions.into());
+    }
+    v
+}
+
+/// Each event's JSON text as last rendered, kept until the event changes:
+/// a poll while a service sends renders what changed since the last one,
+/// not everything held.
+#[derive(Default)]
+pub(crate) struct RenderCache {
+    events: HashMap<String, String>,
+    changed: HashSet<String>,
+    bytes: usize,
+}
+
+impl RenderCache {
+    /// The event (its record, spans or signals) changed.
+    pub(crate) fn changed(&mut self, event_id: &str) {
+        if self.events.contains_key(event_id) {
+            self.changed.insert(event_id.to_owned());
+        }
+    }
+
+    /// The bytes of text kept.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// [`to_json`] as text, with `extra` fields, reusing what `cache` holds for
+/// events that did not change; returns it and how many events were
+/// rendered afresh.
+pub(crate) fn to_json_text(
+    rec: &Recorded,
+    cache: &mut RenderCache,
+    extra: Map<String, Value>,
+) -> (String, usize) {
+    let mut top = everything_but_events(rec);
+    if let Value::Object(m) = &mut top {
+        m.extend(extra);
+    }
+    let mut text = top.to_string();
+    text.pop(); // the closing brace
+    text.push_str(",\"interactions\":[");
+    let mut rendered = 0;
+    for (i, e) in rec.ordered_events().into_iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        // Events/track may repeat an id: only the first with it is cached.
+        let cacheable = rec
+            .event_by_id(&e.event_id)
+            .is_some_and(|first| std::ptr::eq(first, e));
+        if cacheable && !cache.changed.contains(&e.event_id) {
+            if let Some(json) = cache.events.get(&e.event_id) {
+                text.push_str(json);
+                continue;
+            }
+        }
+        let json = event_json(rec, e).to_string();
+        rendered += 1;
+        text.push_str(&json);
+        if cacheable {
+            cache.bytes += json.len();
+            if let Some(old) = cache.events.insert(e.event_id.clone(), json) {
+                cache.bytes -= old.len();
+            }
+        }
+    }
+    cache.changed.clear();
+    text.push_str("]}");
+    (text, rendered)
+}
+
+/// The view without its events (they are rendered one by one).
+fn everything_but_events(rec: &Recorded) -> Value {
     let orphans = rec.orphan_spans();
     let origin = orphans.iter().map(|s| s.start_ns).min().unwrap_or(0);
     object([
         ("requests", rec.requests.into()),
         ("per_path", json!(rec.per_path)),
         ("summary", rec.summary_line().into()),
-        ("interactions", interactions.into()),
         ("users", rec.users.clone().into()),
         (
             "orphan_spans",
