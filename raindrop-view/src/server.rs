@@ -63,7 +63,8 @@ pub struct Options {
     /// each request (its parsed body and what it added to the merged
     /// records, several times its size on the wire: every string's length
     /// plus a fixed cost per JSON value, object entry and decoded span or
-    /// event); the oldest go first.
+    /// event), with the events' JSON kept for the next poll; the oldest go
+    /// first.
     pub max_bytes: usize,
     /// Only answer requests whose `Host` is a loopback name (`127.0.0.1`,
     /// `localhost`, `[::1]`), so a web page on another site cannot read the
