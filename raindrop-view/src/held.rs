@@ -25,8 +25,9 @@ const NODE: usize = std::mem::size_of::<Value>() * 3 / 2;
 /// One object entry beyond its value: the key's `String`, the map's slot
 /// and hash index, and the slack of a growing table.
 const ENTRY: usize = 96;
-/// One JSON object beyond its entries: a map's smallest table (room for
-/// three entries and their hash index, two allocations), what most of an
+/// One JSON object beyond its entries: a map's first allocation (a B-tree
+/// leaf with room for eleven entries, or with serde_json's
+/// `preserve_order` a table for a few and its hash index), what most of an
 /// OTLP body's many one- and two-entry objects cost.
 const OBJECT: usize = 256;
 /// One index entry (an id → position map, or a position in a list).
