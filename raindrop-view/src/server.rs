@@ -192,10 +192,19 @@ impl Viewer {
     /// events' JSON kept to answer the next poll; counted against
     /// `max_bytes` too), `refused` (ingest requests refused:
     /// `{"origin": N, "content_type": N}`), `file_error` and
-    /// `rendered_events` (how many events this answer rendered afresh:
-    /// those that changed since the last one).
+    /// `rendered_events` (how many events the answer rendered afresh: here
+    /// all of them; on the routes those that changed since the last poll).
     pub fn data(&self) -> Value {
-        serde_json::from_str(&self.data_text()).unwrap_or_default()
+        // Built, not parsed from the routes' text: a parser's depth limit
+        // (serde_json's is 128) would refuse a deep span tree.
+        let store = self.lock();
+        let mut v = crate::to_json(&store.rec);
+        if let Value::Object(m) = &mut v {
+            m.extend(store.extra());
+            m.insert("render_bytes".into(), json!(store.render.bytes()));
+            m.insert("rendered_events".into(), json!(store.rec.events.len()));
+        }
+        v
     }
 
     /// The current version (bumped on every change).
@@ -360,7 +369,9 @@ impl Store {
         Ok(())
     }
 
-    fn data_text(&mut self) -> String {
+    /// The fields beside the view: where it comes from, the bounds, the
+    /// refusals.
+    fn extra(&self) -> Map<String, Value> {
         let source = match (&self.opts.file, self.opts.ingest) {
             (Some(f), true) => format!("{} and requests to /v1/", f.display()),
             (Some(f), false) => f.display().to_string(),
@@ -379,6 +390,11 @@ impl Store {
             json!({"origin": self.refused.origin, "content_type": self.refused.content_type}),
         );
         extra.insert("file_error".into(), json!(self.file_error));
+        extra
+    }
+
+    fn data_text(&mut self) -> String {
+        let extra = self.extra();
         let (mut text, rendered) = to_json_text(&self.rec, &mut self.render, extra);
         text.pop(); // the closing brace
         text.push_str(&format!(
@@ -831,6 +847,8 @@ mod tests {
     #[test]
     fn a_poll_renders_the_events_that_changed() {
         let v = Viewer::new(Options::default());
+        // What the routes answer.
+        let data = |v: &Viewer| serde_json::from_str::<Value>(&v.data_text()).unwrap();
         let span = |event: &str| {
             json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "t", "spanId": "s",
                 "name": "tool", "attributes": [{"key": "traceloop.association.properties.event_id",
@@ -844,10 +862,10 @@ mod tests {
             "events/track",
             json!([{"event_id": "e2", "event": "plain"}]),
         );
-        assert_eq!(v.data()["rendered_events"], 2);
-        assert_eq!(v.data()["rendered_events"], 0, "nothing changed");
+        assert_eq!(data(&v)["rendered_events"], 2);
+        assert_eq!(data(&v)["rendered_events"], 0, "nothing changed");
         let rendered = |v: &Viewer| {
-            let d = v.data();
+            let d = data(&v);
             (d["rendered_events"].as_u64().unwrap(), d)
         };
         // A span, a signal, an update: each re-renders its event only.

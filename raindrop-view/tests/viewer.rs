@@ -733,3 +733,24 @@ fn hostile_token_counts_do_not_panic() {
     assert!(get(&v.base, "/api/text").contains("chat"));
     assert!(get(&v.base, "/").contains("9223372036854775807"));
 }
+
+/// A chain of spans deeper than the page shows: cut at 64 levels, the rest
+/// counted, not lost and not recursed into.
+#[test]
+fn a_deep_span_chain_is_cut_and_counted() {
+    let v = start(&["--listen", "127.0.0.1:0"]);
+    let chain: Vec<Value> = (0..500u64)
+        .map(|i| {
+            let parent = i.checked_sub(1).map(|p| format!("c{p}"));
+            otlp_span(&format!("c{i}"), parent.as_deref(), "deep", i)
+        })
+        .collect();
+    post_all(&v.base, &[event("deep"), ("traces".into(), traces(chain))]);
+    // 65 levels shown (the root and 64 below it), 435 counted.
+    let body = get(&v.base, "/api/data");
+    assert!(body.contains("\"hidden\":435"), "{} bytes", body.len());
+    assert_eq!(body.matches("\"name\":\"s-c").count(), 65);
+    let text = get(&v.base, "/api/text");
+    assert!(text.contains("… 435 deeper spans not shown"), "{text}");
+    assert_eq!(text.matches("s-c").count(), 65);
+}
