@@ -865,7 +865,7 @@ mod tests {
         assert_eq!(data(&v)["rendered_events"], 2);
         assert_eq!(data(&v)["rendered_events"], 0, "nothing changed");
         let rendered = |v: &Viewer| {
-            let d = data(&v);
+            let d = data(v);
             (d["rendered_events"].as_u64().unwrap(), d)
         };
         // A span, a signal, an update: each re-renders its event only.
