@@ -761,8 +761,10 @@ impl Worker {
         let answered = done
             .as_ref()
             .is_some_and(|d| !matches!(d.outcome, Outcome::Exhausted));
+        let now = Instant::now();
         lane.limiter.on_done(
-            flight.started.elapsed(),
+            now,
+            now.saturating_duration_since(flight.started),
             answered,
             !lane.queue.is_empty(),
             lane.in_flight_count,
