@@ -33,7 +33,8 @@ pub(crate) struct Limiter {
     /// The fastest recent round trip, drifting up slowly so that a route
     /// whose latency rose for good is not judged against a stale minimum.
     min_rtt: Option<f64>,
-    /// Answers per second, smoothed over windows of at least one round trip.
+    /// Answers per second, smoothed over windows of at least one (fastest)
+    /// round trip.
     rate: Option<f64>,
     window_start: Option<Instant>,
     window_count: u32,
@@ -83,11 +84,13 @@ impl Limiter {
             _ => rtt,
         };
         self.min_rtt = Some(min);
-        // Little's law: in flight = rate × round trip. Twice that (plus the
-        // start) is room to find a higher rate; more does not help.
+        // Little's law: in flight = rate × round trip, with the fastest
+        // round trip (the distance, not time spent queued behind our own
+        // requests, which more requests would only lengthen). Twice that
+        // (plus the start) is room to find a higher rate; more does not help.
         let needed = self
             .rate
-            .map_or(f64::INFINITY, |r| 2.0 * r * srtt + INITIAL);
+            .map_or(f64::INFINITY, |r| 2.0 * r * min + INITIAL);
         if backlogged && self.limit < needed {
             // Round trips within twice the fastest (plus 2 ms for loopback
             // jitter): the server keeps up, grow fast.
@@ -107,12 +110,14 @@ impl Limiter {
 
 impl Limiter {
     /// Counts an answer towards the rate, measured over windows of at least
-    /// one smoothed round trip (and 10 ms).
+    /// the fastest round trip (and 10 ms).
     fn count_answer(&mut self, now: Instant) {
         let start = *self.window_start.get_or_insert(now);
         self.window_count += 1;
         let span = now.saturating_duration_since(start).as_secs_f64();
-        let min_span = self.srtt.unwrap_or(0.0).max(0.01);
+        // The fastest round trip, not the smoothed one: queueing behind our
+        // own requests would stretch the window and let the limit run ahead.
+        let min_span = self.min_rtt.unwrap_or(0.0).max(0.01);
         if span >= min_span {
             let r = f64::from(self.window_count) / span;
             self.rate = Some(self.rate.map_or(r, |old| old + (r - old) / 4.0));
