@@ -120,7 +120,12 @@ impl Limiter {
         let min_span = self.min_rtt.unwrap_or(0.0).max(0.01);
         if span >= min_span {
             let r = f64::from(self.window_count) / span;
-            self.rate = Some(self.rate.map_or(r, |old| old + (r - old) / 4.0));
+            // Up at once, down slowly: a lagging estimate would hold slow
+            // start back to a few slots per round trip.
+            self.rate = Some(match self.rate {
+                Some(old) if r < old => old + (r - old) / 4.0,
+                _ => r,
+            });
             self.window_start = Some(now);
             self.window_count = 0;
         }
