@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::app_git::{AppGitInfo, AppGitState};
 use crate::diag::setup_warning;
 use crate::interaction::{Interaction, InteractionCore};
 use crate::item::{Control, EventRecord, IdentifyRecord, Item};
@@ -48,7 +49,6 @@ pub struct Client {
 struct Inner {
     pipeline: Arc<Pipeline>,
     debug_logs: Arc<AtomicBool>,
-    tracing_enabled: AtomicBool,
     /// Live interactions by event id, for `resume_interaction_by_id`.
     registry: Mutex<Registry>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -135,6 +135,12 @@ impl Client {
         if workshop_only {
             tracing::info!(target: "raindrop", "no write key: sending only to the local Workshop");
         }
+        // A disabled client sends nothing: no lookup for it.
+        let app_git = if enabled {
+            AppGitState::start(&options.app_git)
+        } else {
+            AppGitState::none()
+        };
         let mut worker_handle = None;
         let queue = if enabled {
             if options.local_sink.is_none() && options.write_key.is_some() {
@@ -148,6 +154,7 @@ impl Client {
                 tls,
                 project_id.clone(),
                 debug_logs.clone(),
+                app_git.clone(),
             );
             match worker::spawn(config, counters.clone(), budget, data_rx) {
                 Ok(handle) => {
@@ -167,6 +174,7 @@ impl Client {
         Ok(Client::from_parts(
             options,
             project_id,
+            app_git,
             queue,
             DropReason::Disabled,
             counters,
@@ -182,6 +190,7 @@ impl Client {
         Client::from_parts(
             ClientOptions::default(),
             None,
+            AppGitState::none(),
             None,
             DropReason::NotInitialized,
             Arc::new(Counters::new()),
@@ -193,6 +202,7 @@ impl Client {
     fn from_parts(
         options: ClientOptions,
         project_id: Option<String>,
+        app_git: Arc<AppGitState>,
         queue: Option<Queue>,
         disabled_reason: DropReason,
         counters: Arc<Counters>,
@@ -201,8 +211,9 @@ impl Client {
     ) -> Client {
         Client {
             inner: Arc::new(Inner {
-                tracing_enabled: AtomicBool::new(options.tracing_enabled),
                 pipeline: Arc::new(Pipeline {
+                    tracing_enabled: AtomicBool::new(options.tracing_enabled),
+                    app_git,
                     options,
                     project_id,
                     queue,
@@ -247,12 +258,29 @@ impl Client {
     /// Turns span export on or off at run time; the `tracing_enabled`
     /// option and `RAINDROP_TRACING_ENABLED` set the initial value.
     pub fn set_tracing_enabled(&self, on: bool) {
-        self.inner.tracing_enabled.store(on, Ordering::Relaxed);
+        self.inner
+            .pipeline
+            .tracing_enabled
+            .store(on, Ordering::Relaxed);
     }
 
     /// Whether spans are exported now.
     pub fn tracing_enabled(&self) -> bool {
-        self.inner.tracing_enabled.load(Ordering::Relaxed)
+        self.inner.pipeline.tracing_enabled()
+    }
+
+    /// The application Git provenance added to events and spans: `None`
+    /// while the local `git` lookup runs (at most 750 ms after
+    /// [`Client::new`]), when nothing was found, or when it is off.
+    pub fn app_git(&self) -> Option<AppGitInfo> {
+        self.inner.pipeline.app_git.get().cloned()
+    }
+
+    /// Whether the local `git` lookup is still running. Not part of the
+    /// stable API (the SDK's tests bound the lookup with it).
+    #[doc(hidden)]
+    pub fn app_git_pending(&self) -> bool {
+        self.inner.pipeline.app_git.pending()
     }
 
     /// Current counters.
@@ -488,19 +516,7 @@ impl Client {
     /// with tracing turned off ([`set_tracing_enabled`](Self::set_tracing_enabled))
     /// nothing is queued or counted.
     pub fn export_span(&self, span: SpanRecord) -> Result<(), Error> {
-        if !self.tracing_enabled() {
-            return Ok(());
-        }
-        let unsampled = self.inner.pipeline.options.sample_rate < 1.0
-            && span.attributes.iter().any(|(k, v)| {
-                k == "traceloop.association.properties.event_id"
-                    && matches!(v, crate::AttributeValue::String(id) if !self.inner.pipeline.sampled(id))
-            });
-        if unsampled {
-            self.inner.pipeline.sampled_out(ItemKind::Span);
-        } else {
-            self.inner.pipeline.enqueue(Item::Span(Box::new(span)));
-        }
+        self.inner.pipeline.export_span(span);
         Ok(())
     }
 

@@ -40,6 +40,7 @@
 //! # Ok::<(), raindrop_core::Error>(())
 //! ```
 
+mod app_git;
 mod client;
 mod diag;
 mod error;
@@ -61,6 +62,7 @@ mod time;
 mod validate;
 mod worker;
 
+pub use app_git::{AppGit, AppGitInfo, BRANCH_KEY, COMMIT_DIRTY_KEY, COMMIT_SHA_KEY};
 pub use client::{Client, ShutdownReport};
 pub use diag::setup_warning;
 pub use error::Error;

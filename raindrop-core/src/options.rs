@@ -300,6 +300,11 @@ pub struct ClientOptions {
     /// `false`). Runs on the worker thread; a panic inside it drops the item
     /// (counted as `hook_panicked`), never the worker.
     pub before_send: Option<BeforeSend>,
+    /// Application Git provenance (`raindrop.app.commit_sha`, `commit_dirty`,
+    /// `branch`) on events, interaction updates and spans: on by default, as
+    /// in the Python SDK; see [`AppGit`](crate::AppGit) for its sources.
+    /// `RAINDROP_APP_GIT=false` turns it off from the environment.
+    pub app_git: crate::AppGit,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -331,6 +336,7 @@ impl fmt::Debug for ClientOptions {
             .field("sample_rate", &self.sample_rate)
             .field("workshop", &self.workshop)
             .field("before_send", &self.before_send.as_ref().map(|_| "Fn"))
+            .field("app_git", &self.app_git)
             .finish()
     }
 }
@@ -364,6 +370,7 @@ impl Default for ClientOptions {
             sample_rate: 1.0,
             workshop: Workshop::Auto,
             before_send: None,
+            app_git: crate::AppGit::default(),
         }
     }
 }
@@ -403,6 +410,7 @@ impl ClientOptions {
     /// | `RAINDROP_SAMPLE_RATE` | `sample_rate` (a number from 0 to 1) |
     /// | `RAINDROP_MAX_BUFFERED_BYTES` | `max_buffered_bytes` (bytes) |
     /// | `RAINDROP_WORKSHOP`, `RAINDROP_LOCAL_DEBUGGER` | `workshop` (a URL, or on/off) |
+    /// | `RAINDROP_APP_GIT` | `app_git` (`0`, `false`, `no`, `off` turn it off) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
         if let Some(k) = env("RAINDROP_WRITE_KEY") {
@@ -426,6 +434,9 @@ impl ClientOptions {
         }
         o.redact_pii = env("RAINDROP_REDACT_PII").is_some_and(|v| truthy(&v));
         o.capture_content = !env("RAINDROP_CAPTURE_CONTENT").is_some_and(|v| falsy(&v));
+        if env("RAINDROP_APP_GIT").is_some_and(|v| falsy(&v)) {
+            o.app_git.enabled = false;
+        }
         if let Some(v) = env("RAINDROP_WORKSHOP").or_else(|| env("RAINDROP_LOCAL_DEBUGGER")) {
             o.workshop = Workshop::parse(&v);
         }
@@ -578,6 +589,12 @@ impl ClientOptions {
     /// Records content (inputs, outputs, arguments, message texts) or not.
     pub fn capture_content(mut self, on: bool) -> Self {
         self.capture_content = on;
+        self
+    }
+    /// Application Git provenance: `false` turns it off, an
+    /// [`AppGit`](crate::AppGit) gives explicit values or detection settings.
+    pub fn app_git(mut self, app_git: impl Into<crate::AppGit>) -> Self {
+        self.app_git = app_git.into();
         self
     }
     /// Sets the share of events and interactions kept (0.0 to 1.0).

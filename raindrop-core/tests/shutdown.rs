@@ -279,7 +279,11 @@ fn shutdown_inside_a_current_thread_runtime_does_not_deadlock() {
         // The hanging request would hold a blocking wait for its 30 s timeout.
         let t = Instant::now();
         let r = c.shutdown(Duration::from_millis(300));
-        assert!(t.elapsed() < Duration::from_millis(2300), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(2300),
+            "{:?}",
+            t.elapsed()
+        );
         r
     });
     assert_eq!(report.undelivered, 1);
