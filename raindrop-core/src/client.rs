@@ -520,6 +520,56 @@ impl Client {
         Ok(())
     }
 
+    /// Records a tool call with the caller's own timing as a `<name>.tool`
+    /// span, linked to the event `association` names (an
+    /// [`&Interaction`](Interaction) or an [`Association`](crate::Association)
+    /// of ids); see [`ToolCall`](crate::ToolCall). A no-op with tracing off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use raindrop_core::{Association, Client, ClientOptions, ToolCall};
+    /// let client = Client::new(ClientOptions::default()).unwrap();
+    /// client.track_tool(
+    ///     Association::new().event_id("evt-1").user_id("user-1"),
+    ///     ToolCall::new("db_query").input("SELECT 1").duration(Duration::from_millis(50)),
+    /// )?;
+    /// # Ok::<(), raindrop_core::Error>(())
+    /// ```
+    pub fn track_tool(
+        &self,
+        association: impl Into<crate::Association>,
+        call: crate::ToolCall,
+    ) -> Result<(), Error> {
+        crate::manual_span::track_tool(&self.inner.pipeline, &association.into(), call)
+    }
+
+    /// Starts a span by hand, linked to the event `association` names (an
+    /// [`Association`](crate::Association) of ids, or an
+    /// [`&Interaction`](Interaction)'s ids as they are now;
+    /// [`Interaction::start_span`] reads them when the span ends instead);
+    /// see [`ManualSpan`](crate::ManualSpan).
+    ///
+    /// ```
+    /// use raindrop_core::{Association, Client, ClientOptions, SpanKind};
+    /// let client = Client::new(ClientOptions::default()).unwrap();
+    /// let span = client.start_span(SpanKind::Task, "failing", Association::new().event_id("evt-1"));
+    /// span.end(Some("boom"));
+    /// ```
+    pub fn start_span(
+        &self,
+        kind: crate::SpanKind,
+        name: impl Into<String>,
+        association: impl Into<crate::Association>,
+    ) -> crate::ManualSpan {
+        crate::ManualSpan::start(
+            self.inner.pipeline.clone(),
+            kind,
+            name.into(),
+            None,
+            association.into(),
+        )
+    }
+
     /// Blocks until everything queued before this call was delivered or given
     /// up, or `timeout` passed. Returns whether it completed in time: `true`
     /// means every item accepted before the call has been delivered or

@@ -48,6 +48,7 @@ mod global;
 mod ids;
 mod interaction;
 mod item;
+mod manual_span;
 mod model;
 mod options;
 mod pipeline;
@@ -68,6 +69,9 @@ pub use diag::setup_warning;
 pub use error::Error;
 pub use interaction::Interaction;
 pub use item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, Outgoing, SignalRecord};
+pub use manual_span::{
+    unix_to_system_time, Association, ManualSpan, SpanContext, SpanKind, ToolCall,
+};
 pub use model::{
     AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
     SignalType, Timestamp,
