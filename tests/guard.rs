@@ -111,7 +111,11 @@ fn guard_dropped_while_its_runtime_shuts_down() {
     let t = Instant::now();
     // Dropping the runtime drops the task, and the guard with it, on a runtime thread.
     drop(rt);
-    assert!(t.elapsed() < Duration::from_millis(2300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(2300),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
