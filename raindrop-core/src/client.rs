@@ -199,6 +199,8 @@ impl Client {
         )
     }
 
+    // A private constructor naming each part once; a struct would only repeat them.
+    #[allow(clippy::too_many_arguments)]
     fn from_parts(
         options: ClientOptions,
         project_id: Option<String>,

@@ -2,6 +2,9 @@
 //! precedence, the local lookup bounded and off the caller's path, the
 //! switch. The tests change the process environment, so each holds
 //! `serial()` and starts from a clean set of the variables involved.
+//! Unix only: the fake `git` is a shell script.
+
+#![cfg(unix)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

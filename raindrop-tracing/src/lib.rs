@@ -99,6 +99,7 @@
 //! | `raindrop.input` | all | input: `ai_data.input` of the interaction, `traceloop.entity.input` of the span (JSON text, or a plain string) |
 //! | `raindrop.output` | all | output: the interaction's final answer, `traceloop.entity.output` of the span |
 //! | `raindrop.error` | all | error message: span status error; the interaction finishes with `properties.error` |
+//! | `raindrop.version` | all | entity version, an integer (`traceloop.entity.version`) |
 //! | `raindrop.properties` | all | a JSON object of properties (text) |
 //! | `raindrop.properties.<key>` | all | one property |
 //!
