@@ -281,17 +281,16 @@ fn a_slow_git_never_delays_a_tracking_call_and_the_lookup_gives_up_at_its_bound(
         "Client::new took {built:?}"
     );
     assert!(
-        call < Duration::from_millis(50),
+        call < Duration::from_millis(100),
         "two tracking calls took {call:?}"
     );
-    // Delivery is not held back either.
+    // Delivery is not held back either: delivered while git still sleeps.
     assert!(c.flush(Duration::from_secs(2)));
-    assert!(
-        t0.elapsed() < Duration::from_millis(700),
-        "{:?}",
-        t0.elapsed()
-    );
-    assert_eq!(cap.delivered("events/track").len(), 1);
+    let flushed = t0.elapsed();
+    assert!(c.app_git_pending(), "flushed after {flushed:?}");
+    let events = cap.delivered("events/track");
+    assert_eq!(events.len(), 1);
+    assert!(events[0]["properties"].get(COMMIT_SHA_KEY).is_none());
     while c.app_git_pending() {
         assert!(
             t0.elapsed() < Duration::from_secs(2),
@@ -301,9 +300,11 @@ fn a_slow_git_never_delays_a_tracking_call_and_the_lookup_gives_up_at_its_bound(
     }
     let gave_up = t0.elapsed();
     assert!(gave_up >= Duration::from_millis(700), "{gave_up:?}");
-    assert!(gave_up < Duration::from_millis(1_200), "{gave_up:?}");
+    assert!(gave_up < Duration::from_millis(1_500), "{gave_up:?}");
     assert_eq!(c.app_git(), None);
-    eprintln!("client {built:?}, two calls {call:?}, lookup gave up after {gave_up:?}");
+    eprintln!(
+        "client {built:?}, two calls {call:?}, flushed at {flushed:?}, lookup gave up after {gave_up:?}"
+    );
 }
 
 #[test]
