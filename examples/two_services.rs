@@ -20,6 +20,11 @@
 //! to it. Both services run in this one process (on two ports) and share one
 //! client writing to a local file; in production they are two processes,
 //! and B's updates merge into the same event by its event id.
+//!
+//! The gateway's headers include `x-raindrop-signature`; B joins the
+//! interaction only because it verifies. Here, with no write key and no
+//! `RAINDROP_PROPAGATION_SECRET`, the one client signs with a random key of
+//! this process (and warns that two processes would need a shared secret).
 
 mod common;
 

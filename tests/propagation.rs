@@ -1,8 +1,10 @@
 //! One interaction across two services (issue 12): A's interaction calls B
-//! over HTTP with W3C `traceparent` + `baggage`; B's spans and updates join
-//! it. Each service runs on its own thread, with its own runtime, subscriber
-//! and client (as two processes would), and both deliver to one loopback
-//! capture server.
+//! over HTTP with W3C `traceparent` + `baggage` (+ `x-raindrop-signature`);
+//! B's spans and updates join it. The first tests run each service on its
+//! own thread, with its own runtime, subscriber and client; the carrier
+//! tests (issue 21) run service B in a second process (this test binary
+//! started again with `RAINDROP_TEST_SERVICE_B` set, see `service_b_child`).
+//! Everything delivers to one loopback capture server.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -127,11 +129,14 @@ async fn agent_joined(Json(req): Json<AgentRequest>) -> String {
     format!("{} docs", docs.len())
 }
 
-fn service_b() -> Router {
+fn service_b_routes() -> Router {
     Router::new()
         .route("/tools", post(agent_tools))
         .route("/joined", post(agent_joined))
-        .layer(propagate::tower::PropagationLayer)
+}
+
+fn service_b() -> Router {
+    service_b_routes().layer(propagate::tower::PropagationLayer)
 }
 
 // ---------------------------------------------------------------- service A
@@ -258,12 +263,15 @@ fn an_interaction_continues_across_two_axum_services() {
     };
     assert_eq!(props("served_by"), vec![Value::from("agent-b")]);
     assert_eq!(props("joined_question"), vec![Value::from(7)]);
-    // B's `user_id = "someone-else"` updated the user; A's own final then
-    // carries A's (the last write of A's process), so check B's partial.
+    // B's `user_id = "someone-else"` was refused: the service that began
+    // the interaction owns its user.
     assert!(
-        partials.iter().any(|p| p["user_id"] == "someone-else"),
-        "B's joined interaction applied its user id: {partials:#?}"
+        partials.iter().all(|p| p["user_id"] == "user-a"),
+        "every update carries A's user: {partials:#?}"
     );
+    assert_eq!(client_b.stats().joined_user_changes_refused, 1);
+    assert_eq!(client_b.stats().carriers_unsigned, 0);
+    assert_eq!(client_b.stats().carriers_bad_signature, 0);
 
     let spans = cap.spans();
     let chat = one(&spans, "chat.workflow");
@@ -347,4 +355,640 @@ fn a_request_without_headers_starts_its_own_interaction() {
     let agent = one(&spans, "agent.workflow");
     assert!(agent.get("parentSpanId").is_none(), "{agent:#?}");
     assert_ne!(agent["traceId"], "00000000000000000000000000000000");
+}
+
+// ------------------------------------------------ carriers (issue 21)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::process::{Child, Command, Stdio};
+
+use raindrop::propagate::InjectOptions;
+use raindrop_core::propagation::{CarrierKey, InteractionBaggage};
+
+/// Set in a child process: the capture endpoint service B delivers to.
+const CHILD: &str = "RAINDROP_TEST_SERVICE_B";
+const SECRET: &str = "test-propagation-secret";
+
+/// B's route that finishes the interaction it joined.
+async fn finish_here() -> &'static str {
+    raindrop::resume_interaction().finish("finished by b");
+    "ok"
+}
+
+/// Not a test of its own: the body of service B when this binary runs as
+/// the child process (`CHILD` set). B's client comes from the environment
+/// the parent chose (write key, propagation secret). It prints its address,
+/// serves until its stdin closes, flushes, and prints its stats.
+#[test]
+fn service_b_child() {
+    let Ok(endpoint) = std::env::var(CHILD) else {
+        return;
+    };
+    let client = Client::new(
+        ClientOptions::from_env()
+            .endpoint(endpoint)
+            .upload_interval(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let app = service_b_routes()
+        .route("/finish", post(finish_here))
+        .layer(propagate::tower::PropagationLayer::new());
+    let b = Service::start(&client, app);
+    println!("RAINDROP-B addr={}", b.addr);
+    std::io::stdout().flush().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::stdin().read_to_string(&mut rest);
+    drop(b);
+    assert!(client.flush(Duration::from_secs(20)), "B flush timed out");
+    let s = client.stats();
+    println!(
+        "RAINDROP-B stats={}",
+        serde_json::json!({
+            "carriers_unsigned": s.carriers_unsigned,
+            "carriers_bad_signature": s.carriers_bad_signature,
+            "carriers_stale": s.carriers_stale,
+            "joined_user_changes_refused": s.joined_user_changes_refused,
+            "joined_finishes_refused": s.joined_finishes_refused,
+            "finishes_ignored": s.finishes_ignored,
+        })
+    );
+    std::io::stdout().flush().unwrap();
+}
+
+/// Service B in its own process.
+struct ChildB {
+    child: Child,
+    addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ChildB {
+    /// Starts B with these environment variables (plus the capture
+    /// endpoint); nothing of this process's raindrop environment leaks in.
+    fn start(cap: &Capture, env: &[(&str, &str)]) -> ChildB {
+        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+        cmd.args([
+            "service_b_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, cap.endpoint())
+        .env_remove("RAINDROP_WRITE_KEY")
+        .env_remove("RAINDROP_PROPAGATION_SECRET")
+        .env_remove("RAINDROP_PROPAGATION_TRUST")
+        .env_remove("RAINDROP_LOCAL_SINK")
+        .env_remove("RUST_LOG")
+        .env("RAINDROP_WORKSHOP", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("service B starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                // The test harness may print its own words before ours.
+                if let Some((_, l)) = line.split_once("RAINDROP-B ") {
+                    let _ = tx.send(l.to_owned());
+                }
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("service B printed its address");
+        let addr = first.strip_prefix("addr=").unwrap().parse().unwrap();
+        ChildB { child, addr, lines }
+    }
+
+    /// Stops B (closes its stdin) and returns its stats once it flushed.
+    fn stop(mut self) -> Value {
+        drop(self.child.stdin.take());
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(40))
+            .expect("service B printed its stats");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "service B failed: {status:?}");
+        serde_json::from_str(line.strip_prefix("stats=").unwrap()).unwrap()
+    }
+}
+
+impl Drop for ChildB {
+    fn drop(&mut self) {
+        // Only if a test failed before `stop`: never leave B running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn post_to(addr: SocketAddr, path: &str, headers: axum::http::HeaderMap, body: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .headers(headers)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{res:?}");
+}
+
+fn client_with(cap: &Capture, key: &str, secret: Option<&str>) -> Client {
+    let mut o = ClientOptions::default()
+        .write_key(key)
+        .endpoint(cap.endpoint())
+        .workshop(raindrop::Workshop::Off)
+        .upload_interval(Duration::from_millis(50));
+    if let Some(s) = secret {
+        o = o.propagation_secret(s);
+    }
+    Client::new(o).unwrap()
+}
+
+/// The event ids each delivered span is linked to, by span name.
+fn span_events(spans: &[Value]) -> Vec<(String, Option<String>, String)> {
+    spans
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_owned(),
+                attr_str(s, "traceloop.association.properties.event_id"),
+                s["traceId"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn with_a_shared_secret_fifty_concurrent_chats_join_across_two_processes() {
+    let cap = Capture::start(vec![]);
+    let b = ChildB::start(
+        &cap,
+        &[
+            ("RAINDROP_WRITE_KEY", "rk_test_service_b"),
+            ("RAINDROP_PROPAGATION_SECRET", SECRET),
+        ],
+    );
+    // A has another write key: the shared secret is what they agree on.
+    let client_a = client_with(&cap, "rk_test_service_a", Some(SECRET));
+    let a = Service::start(&client_a, service_a(b.addr));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut chats = tokio::task::JoinSet::new();
+        for n in 0..50 {
+            let addr = a.addr;
+            chats.spawn(async move {
+                let body =
+                    serde_json::json!({"user_id": format!("user-{n}"), "message": "refunds"});
+                let res = reqwest::Client::new()
+                    .post(format!("http://{addr}/chat"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.text().await.unwrap(), "1 docs; 1 docs");
+            });
+        }
+        while let Some(r) = chats.join_next().await {
+            r.unwrap();
+        }
+    });
+    drop(a);
+    assert!(client_a.flush(Duration::from_secs(30)));
+    let stats_b = b.stop();
+    assert_eq!(stats_b["carriers_unsigned"], 0, "{stats_b}");
+    assert_eq!(stats_b["carriers_bad_signature"], 0, "{stats_b}");
+    assert_eq!(stats_b["carriers_stale"], 0, "{stats_b}");
+    // B's `user_id = "someone-else"` refused once per chat.
+    assert_eq!(stats_b["joined_user_changes_refused"], 50, "{stats_b}");
+
+    let partials = cap.delivered("events/track_partial");
+    let finals: BTreeMap<String, String> = partials
+        .iter()
+        .filter(|p| p["is_pending"] == false)
+        .map(|p| {
+            (
+                p["event_id"].as_str().unwrap().to_owned(),
+                p["user_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(finals.len(), 50, "one final per chat");
+    let users: BTreeSet<&String> = finals.values().collect();
+    assert_eq!(users.len(), 50, "each chat's own user: {finals:?}");
+    for p in &partials {
+        let id = p["event_id"].as_str().unwrap();
+        assert_eq!(
+            p["user_id"].as_str(),
+            finals.get(id).map(String::as_str),
+            "{p:#}"
+        );
+    }
+    // B's updates reached every chat's event.
+    for key in ["served_by", "joined_question"] {
+        let with: BTreeSet<&str> = partials
+            .iter()
+            .filter(|p| p["properties"].get(key).is_some())
+            .map(|p| p["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(with.len(), 50, "{key} in every event");
+    }
+    // B's spans, made in the other process, sit in each chat's trace and event.
+    let spans = span_events(&cap.spans());
+    let chat_traces: BTreeMap<&Option<String>, &String> = spans
+        .iter()
+        .filter(|(n, _, _)| n == "chat.workflow")
+        .map(|(_, e, t)| (e, t))
+        .collect();
+    assert_eq!(chat_traces.len(), 50);
+    for name in ["agent.workflow", "rank.tool"] {
+        let of_b: Vec<_> = spans.iter().filter(|(n, _, _)| n == name).collect();
+        assert_eq!(of_b.len(), 50, "{name}");
+        for (_, event, trace) in of_b {
+            assert!(
+                finals.contains_key(event.as_deref().unwrap_or("")),
+                "{name} in a chat's event"
+            );
+            assert_eq!(
+                chat_traces.get(event),
+                Some(&trace),
+                "{name} in its chat's trace"
+            );
+        }
+    }
+}
+
+/// Forged carriers at service B (another process) naming an interaction
+/// live in this process: none may write into it. `b_key` is the key B
+/// verifies with, which the forger of the stale carrier holds (a replay of
+/// a genuine carrier after the window is byte for byte the same).
+fn forged_carriers_write_nothing(b_env: &[(&str, &str)], b_key: CarrierKey) {
+    let cap = Capture::start(vec![]);
+    let b = ChildB::start(&cap, b_env);
+    let client_a = client_with(&cap, "rk_test_victim", None);
+    let victim = client_a
+        .begin(raindrop::Begin::new("victim-user", "chat").input("victim question"))
+        .unwrap();
+    let victim_id = victim.event_id().unwrap().to_owned();
+    let trace_id = [0x4b; 16];
+    let traceparent = "00-4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b-00f067aa0ba902b7-01";
+    let forged = InteractionBaggage {
+        event_id: Some(victim_id.clone()),
+        user_id: Some("attacker".into()),
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let bogus = format!(
+        "v1;kid={};ts={now};fin=1;sig={}",
+        b_key.id(),
+        "ab".repeat(32)
+    );
+    let signatures = [
+        None,                                                                        // unsigned
+        Some(bogus), // bogus signature
+        Some(CarrierKey::from_secret(b"guess").sign(&trace_id, &forged, true, now)), // another key
+        Some(b_key.sign(&trace_id, &forged, true, now - 600)), // replayed after the window
+        Some(b_key.sign(&trace_id, &forged, true, now + 600)), // from the future
+    ];
+    let rt = runtime();
+    rt.block_on(async {
+        for (i, sig) in signatures.iter().enumerate() {
+            for path in ["/tools", "/joined", "/finish"] {
+                let mut h = axum::http::HeaderMap::new();
+                h.insert("traceparent", traceparent.parse().unwrap());
+                h.insert("baggage", forged.inject(None).unwrap().parse().unwrap());
+                if let Some(s) = sig {
+                    h.insert("x-raindrop-signature", s.parse().unwrap());
+                }
+                post_to(b.addr, path, h, &format!(r#"{{"question":"forged {i}"}}"#)).await;
+            }
+        }
+    });
+    victim.finish("victim answer");
+    assert!(client_a.flush(Duration::from_secs(20)));
+    let stats_b = b.stop();
+    assert_eq!(stats_b["carriers_unsigned"], 3, "{stats_b}");
+    assert_eq!(stats_b["carriers_bad_signature"], 6, "{stats_b}");
+    assert_eq!(stats_b["carriers_stale"], 6, "{stats_b}");
+    assert_eq!(
+        stats_b["joined_finishes_refused"], 0,
+        "nothing joined: {stats_b}"
+    );
+
+    let partials = cap.delivered("events/track_partial");
+    let of_victim: Vec<&Value> = partials
+        .iter()
+        .filter(|p| p["event_id"] == victim_id.as_str())
+        .collect();
+    assert!(!of_victim.is_empty());
+    for p in &of_victim {
+        assert_eq!(p["user_id"], "victim-user", "{p:#}");
+        assert!(
+            p["properties"].get("served_by").is_none()
+                && p["properties"].get("joined_question").is_none(),
+            "nothing of B in the victim's event: {p:#}"
+        );
+    }
+    let finals: Vec<&&Value> = of_victim
+        .iter()
+        .filter(|p| p["is_pending"] == false)
+        .collect();
+    assert_eq!(finals.len(), 1, "{of_victim:#?}");
+    assert_eq!(finals[0]["ai_data"]["output"], "victim answer");
+    assert!(
+        partials.iter().all(|p| p["user_id"] != "attacker"),
+        "the forged user id went nowhere"
+    );
+    // The forged requests' spans continue their trace but not the event:
+    // B's interaction spans began events of their own.
+    let spans = span_events(&cap.spans());
+    let of_b: Vec<_> = spans
+        .iter()
+        .filter(|(n, _, _)| n == "agent.workflow" || n == "lookup.tool" || n == "rank.tool")
+        .collect();
+    assert_eq!(of_b.len(), 5 * 4, "{spans:?}");
+    for (name, event, trace) in of_b {
+        assert_ne!(
+            event.as_deref(),
+            Some(victim_id.as_str()),
+            "{name} landed in the victim's event"
+        );
+        // OTLP JSON ids are base64: this is the forged traceparent's 0x4b * 16.
+        assert_eq!(
+            trace, "S0tLS0tLS0tLS0tLS0tLSw==",
+            "{name}: the W3C trace continues"
+        );
+    }
+}
+
+#[test]
+fn forged_carriers_write_nothing_into_a_live_interaction_with_a_shared_secret() {
+    forged_carriers_write_nothing(
+        &[
+            ("RAINDROP_WRITE_KEY", "rk_test_service_b"),
+            ("RAINDROP_PROPAGATION_SECRET", SECRET),
+        ],
+        CarrierKey::from_secret(SECRET.as_bytes()),
+    );
+}
+
+#[test]
+fn forged_carriers_write_nothing_into_a_live_interaction_with_no_secret_configured() {
+    // B's key is derived from its write key.
+    forged_carriers_write_nothing(
+        &[("RAINDROP_WRITE_KEY", "rk_test_service_b")],
+        CarrierKey::from_write_key("rk_test_service_b"),
+    );
+}
+
+/// A carrier made by a raindrop interaction span of `client` (service A
+/// without a server): its headers, its event id, and the span, which
+/// finishes the interaction when dropped.
+fn carrier_from(
+    client: &Client,
+    options: InjectOptions,
+) -> (axum::http::HeaderMap, String, tracing::Span) {
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(client));
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "owner"
+        );
+        let mut h = axum::http::HeaderMap::new();
+        let id = span.in_scope(|| {
+            let i = raindrop::resume_interaction();
+            i.set_input("owner question");
+            assert!(propagate::inject_with(&mut h, options));
+            i.event_id().unwrap().to_owned()
+        });
+        (h, id, span)
+    })
+}
+
+#[test]
+fn a_joined_service_finishes_only_when_the_owner_delegated_it() {
+    let cap = Capture::start(vec![]);
+    let b = ChildB::start(
+        &cap,
+        &[
+            ("RAINDROP_WRITE_KEY", "rk_test_service_b"),
+            ("RAINDROP_PROPAGATION_SECRET", SECRET),
+        ],
+    );
+    let client_a = client_with(&cap, "rk_test_service_a", Some(SECRET));
+    let (plain, plain_id, plain_span) = carrier_from(&client_a, InjectOptions::new());
+    let (delegated, delegated_id, delegated_span) =
+        carrier_from(&client_a, InjectOptions::new().delegate_finish());
+    assert!(plain.contains_key("x-raindrop-signature"));
+    runtime().block_on(async {
+        post_to(b.addr, "/finish", plain, "{}").await;
+        post_to(b.addr, "/finish", delegated, "{}").await;
+    });
+    drop((plain_span, delegated_span));
+    assert!(client_a.flush(Duration::from_secs(20)));
+    let stats_b = b.stop();
+    assert_eq!(stats_b["joined_finishes_refused"], 1, "{stats_b}");
+    assert_eq!(stats_b["carriers_bad_signature"], 0, "{stats_b}");
+
+    let partials = cap.delivered("events/track_partial");
+    let finals_of = |id: &str| -> Vec<Value> {
+        partials
+            .iter()
+            .filter(|p| p["event_id"] == id && p["is_pending"] == false)
+            .map(|p| p["ai_data"]["output"].clone())
+            .collect()
+    };
+    assert!(
+        !finals_of(&plain_id).contains(&Value::from("finished by b")),
+        "{partials:#?}"
+    );
+    assert!(
+        finals_of(&delegated_id).contains(&Value::from("finished by b")),
+        "{partials:#?}"
+    );
+    assert!(
+        partials.iter().all(|p| p["user_id"] == "owner"),
+        "{partials:#?}"
+    );
+}
+
+// ------------------------------------------------- live hijack (one process)
+
+/// Request 1 of the hijack test: begins an interaction, tells the test its
+/// event id, waits until request 2 is done, finishes with its own output.
+#[raindrop::interaction("chat", user_id = "owner")]
+async fn held(axum::extract::State(s): axum::extract::State<Hold>) -> String {
+    let i = raindrop::resume_interaction();
+    i.set_input("owner question");
+    let _ = s.started.send(i.event_id().unwrap().to_owned()).await;
+    let release = s.release.lock().await.take().unwrap();
+    let _ = release.await;
+    i.finish("owner answer");
+    "owner answer".to_owned()
+}
+
+/// Request 2: tries everything with the interaction its carrier names.
+async fn hijack() -> String {
+    let i = raindrop::resume_interaction();
+    i.set_user_id("attacker");
+    i.finish("hijacked");
+    format!("{:?}", i.event_id())
+}
+
+#[derive(Clone)]
+struct Hold {
+    started: tokio::sync::mpsc::Sender<String>,
+    release: std::sync::Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
+}
+
+#[test]
+fn a_carrier_never_hands_out_a_running_interaction_of_the_same_process() {
+    let cap = Capture::start(vec![]);
+    let client_a = client_with(&cap, "rk_test_service_a", None);
+    let key = CarrierKey::from_write_key("rk_test_service_a");
+    for signed in [false, true] {
+        let (started_tx, mut started) = tokio::sync::mpsc::channel(1);
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        let hold = Hold {
+            started: started_tx,
+            release: std::sync::Arc::new(tokio::sync::Mutex::new(Some(release_rx))),
+        };
+        let app = Router::new()
+            .route("/held", post(held))
+            .route("/hijack", post(hijack))
+            .with_state(hold)
+            .layer(propagate::tower::PropagationLayer::new());
+        let a = Service::start(&client_a, app);
+        let rt = runtime();
+        rt.block_on(async {
+            let addr = a.addr;
+            let first =
+                tokio::spawn(async move { post_to(addr, "/held", Default::default(), "{}").await });
+            let id = tokio::time::timeout(Duration::from_secs(20), started.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            // Request 2 names request 1's event id: unsigned, then with a
+            // valid signature (a genuine carrier replayed within the
+            // window): even then it gets no handle on request 1.
+            let trace_id = [0x11; 16];
+            let baggage = InteractionBaggage {
+                event_id: Some(id.clone()),
+                user_id: Some(if signed { "owner" } else { "attacker" }.into()),
+                ..Default::default()
+            };
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(
+                "traceparent",
+                "00-11111111111111111111111111111111-00f067aa0ba902b7-01"
+                    .parse()
+                    .unwrap(),
+            );
+            h.insert("baggage", baggage.inject(None).unwrap().parse().unwrap());
+            if signed {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                h.insert(
+                    "x-raindrop-signature",
+                    key.sign(&trace_id, &baggage, false, now).parse().unwrap(),
+                );
+            }
+            post_to(addr, "/hijack", h, "{}").await;
+            release_tx.send(()).unwrap();
+            first.await.unwrap();
+            assert!(client_a.flush(Duration::from_secs(20)));
+            let partials = cap.delivered("events/track_partial");
+            let of_owner: Vec<&Value> = partials
+                .iter()
+                .filter(|p| p["event_id"] == id.as_str())
+                .collect();
+            let finals: Vec<&&Value> = of_owner
+                .iter()
+                .filter(|p| p["is_pending"] == false)
+                .collect();
+            assert_eq!(finals.len(), 1, "signed={signed}: {of_owner:#?}");
+            assert_eq!(finals[0]["ai_data"]["output"], "owner answer");
+            assert_eq!(finals[0]["user_id"], "owner");
+            assert!(
+                of_owner.iter().all(|p| p["user_id"] == "owner"),
+                "{of_owner:#?}"
+            );
+        });
+        drop(a);
+    }
+    let s = client_a.stats();
+    // The owner's finish was never the ignored one.
+    assert_eq!(s.finishes_ignored, 0, "{s:?}");
+    assert_eq!(s.carriers_unsigned, 1, "{s:?}");
+    // Signed: joined, and both the user change and the finish refused.
+    assert_eq!(s.joined_user_changes_refused, 1, "{s:?}");
+    assert_eq!(s.joined_finishes_refused, 1, "{s:?}");
+}
+
+#[test]
+fn trust_unsigned_joins_unsigned_carriers_where_the_network_is_the_boundary() {
+    let cap = Capture::start(vec![]);
+    let client_a = client_with(&cap, "rk_test_service_a", None);
+    let client_b = client_with(&cap, "rk_test_service_b", None);
+    let owner = client_a
+        .begin(raindrop::Begin::new("owner", "chat").input("q"))
+        .unwrap();
+    let id = owner.event_id().unwrap().to_owned();
+    let b = Service::start(
+        &client_b,
+        service_b_routes().layer(propagate::tower::PropagationLayer::trust_unsigned()),
+    );
+    let baggage = InteractionBaggage {
+        event_id: Some(id.clone()),
+        user_id: Some("owner".into()),
+        ..Default::default()
+    };
+    runtime().block_on(async {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-22222222222222222222222222222222-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("baggage", baggage.inject(None).unwrap().parse().unwrap());
+        post_to(b.addr, "/tools", h, r#"{"question":"q"}"#).await;
+    });
+    drop(b);
+    owner.finish("a");
+    assert!(client_a.flush(Duration::from_secs(20)));
+    assert!(client_b.flush(Duration::from_secs(20)));
+    assert_eq!(client_b.stats().carriers_unsigned, 0);
+    let partials = cap.delivered("events/track_partial");
+    assert!(
+        partials
+            .iter()
+            .any(|p| p["event_id"] == id.as_str() && p["properties"]["served_by"] == "agent-b"),
+        "{partials:#?}"
+    );
 }

@@ -11,14 +11,17 @@ use serde::Serialize;
 
 use crate::app_git::{AppGitInfo, AppGitState};
 use crate::diag::setup_warning;
-use crate::interaction::{Interaction, InteractionCore};
+use crate::interaction::{Interaction, InteractionCore, Joined};
 use crate::item::{Control, EventRecord, IdentifyRecord, Item};
 use crate::model::{AiEvent, Begin, Event, Signal};
 use crate::options::{valid_project_slug, ClientOptions};
 use crate::pipeline::Pipeline;
+use crate::propagation::{
+    CarrierGrant, CarrierKey, CarrierRefusal, CarrierTrust, InteractionBaggage,
+};
 use crate::queue::Queue;
 use crate::span::SpanRecord;
-use crate::stats::{Counters, DropReason, ItemKind, Stats};
+use crate::stats::{Counters, DropReason, ItemKind, Refusal, Stats};
 use crate::time::deadline_in;
 use crate::validate;
 use crate::worker::{self, Reply, WorkerConfig};
@@ -51,6 +54,11 @@ struct Inner {
     debug_logs: Arc<AtomicBool>,
     /// Live interactions by event id, for `resume_interaction_by_id`.
     registry: Mutex<Registry>,
+    /// Signs outgoing carriers and verifies incoming ones; `None` only when
+    /// there is no secret, no write key and the system gave no randomness.
+    carrier_key: Option<CarrierKey>,
+    /// The key is this process's own random one (no secret, no write key).
+    carrier_key_local: bool,
     worker: Mutex<Option<JoinHandle<()>>>,
     report: Mutex<Option<ShutdownReport>>,
 }
@@ -211,8 +219,11 @@ impl Client {
         debug_logs: Arc<AtomicBool>,
         worker: Option<JoinHandle<()>>,
     ) -> Client {
+        let (carrier_key, carrier_key_local) = carrier_key(&options);
         Client {
             inner: Arc::new(Inner {
+                carrier_key,
+                carrier_key_local,
                 pipeline: Arc::new(Pipeline {
                     tracing_enabled: AtomicBool::new(options.tracing_enabled),
                     app_git,
@@ -417,6 +428,7 @@ impl Client {
             user_id.filter(|u| !u.trim().is_empty()),
             convo_id,
             Some(event),
+            None,
         );
         if !core.sampled {
             self.inner.pipeline.sampled_out(ItemKind::Interaction);
@@ -446,20 +458,22 @@ impl Client {
             None,
             None,
             None,
+            None,
         );
         Interaction::from_core(core)
     }
 
-    /// A handle continuing the interaction named by a remote caller's
-    /// `baggage` (see [`propagation`](crate::propagation)): the live one when
-    /// it began in this process, otherwise a handle that knows the user,
-    /// conversation and event name from the baggage (so its updates and
-    /// spans carry them) without sending anything by itself. `None` without
-    /// an event id.
+    /// A handle joining the interaction named by a remote caller's
+    /// `baggage` (see [`propagation`](crate::propagation)), as
+    /// [`join_remote`](Self::join_remote) with nothing delegated: it may not
+    /// finish the interaction or change its user. `None` without an event id.
     ///
-    /// Updates through it merge into the caller's event by event id. The
-    /// service that began the interaction finishes it; call `finish` here
-    /// only if this service is meant to end it.
+    /// It never returns the handle of an interaction live in this process,
+    /// even one with the same event id: a caller of another service must
+    /// not get hold of a request's own interaction. Use
+    /// [`resume_interaction_by_id`](Self::resume_interaction_by_id) for that,
+    /// from code you trust. The baggage is trusted as given: read it with
+    /// `raindrop_tracing::propagate::extract`, which checks its signature.
     ///
     /// ```
     /// use raindrop_core::{propagation::InteractionBaggage, Client, ClientOptions};
@@ -469,22 +483,122 @@ impl Client {
     /// assert_eq!(i.event_id(), Some("e-1"));
     /// assert_eq!(i.user_id().as_deref(), Some("u-1"));
     /// ```
-    pub fn resume_remote(
+    pub fn resume_remote(&self, baggage: &InteractionBaggage) -> Option<Interaction> {
+        self.join_remote(
+            baggage,
+            CarrierGrant {
+                delegate_finish: false,
+            },
+        )
+    }
+
+    /// A handle joining the interaction named by a remote caller's
+    /// verified `baggage`, with what the caller's signed carrier granted: a
+    /// new handle that knows the user, conversation and event name from the
+    /// baggage (so its updates and spans carry them) without sending
+    /// anything by itself. Its updates merge into the caller's event by
+    /// event id. It refuses (counts in [`Stats`] and warns) a change of the
+    /// user id, and a finish unless `grant.delegate_finish`. `None` without
+    /// an event id.
+    ///
+    /// ```
+    /// use raindrop_core::propagation::{CarrierGrant, InteractionBaggage};
+    /// use raindrop_core::{Client, ClientOptions};
+    /// let client = Client::new(ClientOptions::default()).unwrap();
+    /// let b = InteractionBaggage::extract("raindrop.event_id=e-1,raindrop.user_id=u-1");
+    /// let i = client.join_remote(&b, CarrierGrant { delegate_finish: false }).unwrap();
+    /// i.set_user_id("someone-else");
+    /// i.finish("done");
+    /// assert_eq!(i.user_id().as_deref(), Some("u-1"));
+    /// assert!(!i.is_finished());
+    /// assert_eq!(client.stats().joined_user_changes_refused, 1);
+    /// assert_eq!(client.stats().joined_finishes_refused, 1);
+    /// ```
+    pub fn join_remote(
         &self,
-        baggage: &crate::propagation::InteractionBaggage,
+        baggage: &InteractionBaggage,
+        grant: CarrierGrant,
     ) -> Option<Interaction> {
         let event_id = baggage.event_id.as_deref()?;
-        if let Some(core) = self.live(event_id) {
-            return Some(Interaction::from_core(core));
-        }
         let core = Interaction::new_core(
             self.inner.pipeline.clone(),
             event_id.into(),
             baggage.user_id.clone().filter(|u| !u.trim().is_empty()),
             baggage.convo_id.clone(),
             baggage.event.clone().filter(|e| !e.trim().is_empty()),
+            Some(Joined {
+                may_finish: grant.delegate_finish,
+            }),
         );
         Some(Interaction::from_core(core))
+    }
+
+    /// The `x-raindrop-signature` value for a carrier this client sends
+    /// (see [`CarrierKey`]), signed now. Used by
+    /// `raindrop_tracing::propagate::inject`; not part of the stable API.
+    #[doc(hidden)]
+    pub fn sign_carrier(
+        &self,
+        trace_id: &[u8; 16],
+        baggage: &InteractionBaggage,
+        delegate_finish: bool,
+    ) -> Option<String> {
+        let key = self.inner.carrier_key.as_ref()?;
+        self.warn_if_local_key();
+        Some(key.sign(trace_id, baggage, delegate_finish, unix_now()))
+    }
+
+    /// Decides whether an incoming carrier's interaction may be joined:
+    /// its signature must verify with this client's key and be within the
+    /// replay window, unless unsigned carriers are trusted (`trust`, or the
+    /// `propagation_trust` option). A refusal is counted and warned. Used
+    /// by `raindrop_tracing::propagate::extract`; not part of the stable API.
+    #[doc(hidden)]
+    pub fn accept_carrier(
+        &self,
+        signature: Option<&str>,
+        trace_id: &[u8; 16],
+        baggage: &InteractionBaggage,
+        trust: CarrierTrust,
+    ) -> Result<CarrierGrant, CarrierRefusal> {
+        let options = &self.inner.pipeline.options;
+        if trust == CarrierTrust::Unsigned || options.propagation_trust == CarrierTrust::Unsigned {
+            return Ok(CarrierGrant {
+                delegate_finish: signature.is_some_and(CarrierKey::delegated_unverified),
+            });
+        }
+        let result = match (signature, self.inner.carrier_key.as_ref()) {
+            (None, _) => Err(CarrierRefusal::Unsigned),
+            (Some(_), None) => Err(CarrierRefusal::BadSignature),
+            (Some(h), Some(key)) => key.verify(
+                h,
+                trace_id,
+                baggage,
+                unix_now(),
+                options.propagation_replay_window,
+            ),
+        };
+        if let Err(why) = result {
+            let detail = match why {
+                CarrierRefusal::Unsigned => "an incoming request's raindrop baggage had no x-raindrop-signature: its trace continues, its interaction is not joined (sign it with raindrop's inject on the calling service, or on a closed network trust unsigned carriers: RAINDROP_PROPAGATION_TRUST=unsigned)",
+                CarrierRefusal::BadSignature => "an incoming request's x-raindrop-signature did not verify (altered, or signed with another key: give both services the same RAINDROP_PROPAGATION_SECRET or the same write key): its trace continues, its interaction is not joined",
+                _ => "an incoming request's x-raindrop-signature is outside the replay window (a replay, or clocks too far apart; ClientOptions::propagation_replay_window): its trace continues, its interaction is not joined",
+            };
+            self.inner
+                .pipeline
+                .counters
+                .refuse(Refusal::of_carrier(why), detail);
+            self.warn_if_local_key();
+        }
+        result
+    }
+
+    /// Said once, loudly: with neither secret nor write key, carriers are
+    /// signed with a key only this process knows.
+    fn warn_if_local_key(&self) {
+        if self.inner.carrier_key_local {
+            setup_warning("propagation-local-key", "no RAINDROP_PROPAGATION_SECRET and no write key: raindrop signs the interactions it sends to other services with a key only this process knows, so services in other processes continue its traces but do not join its interactions (and it joins none of theirs). Give every service the same RAINDROP_PROPAGATION_SECRET (any string), or, on a closed network, RAINDROP_PROPAGATION_TRUST=unsigned on the receiving ones");
+        }
     }
 
     /// The interaction begun in this process with this id, if a handle of
@@ -712,6 +826,44 @@ impl Client {
     pub fn is_shut_down(&self) -> bool {
         self.inner.pipeline.closed.load(Ordering::Acquire)
     }
+}
+
+/// The carrier key for these options, and whether it is this process's own
+/// random one: the propagation secret, else one derived from the write key,
+/// else a random key shared by the clients of this process (so services in
+/// one process, as in the examples and tests, still join each other).
+fn carrier_key(options: &ClientOptions) -> (Option<CarrierKey>, bool) {
+    if let Some(s) = options
+        .propagation_secret
+        .as_ref()
+        .filter(|s| !s.expose().is_empty())
+    {
+        return (Some(CarrierKey::from_secret(s.expose().as_bytes())), false);
+    }
+    if let Some(k) = options
+        .write_key
+        .as_ref()
+        .filter(|k| !k.expose().is_empty())
+    {
+        return (Some(CarrierKey::from_write_key(k.expose())), false);
+    }
+    static LOCAL: std::sync::OnceLock<Option<CarrierKey>> = std::sync::OnceLock::new();
+    let local = LOCAL.get_or_init(|| {
+        use ring::rand::SecureRandom as _;
+        let mut secret = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut secret)
+            .ok()
+            .map(|()| CarrierKey::from_secret(&secret))
+    });
+    (local.clone(), true)
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

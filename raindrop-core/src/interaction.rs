@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::item::{AiData, InteractionUpdate, Item};
+use crate::item::{AiData, InteractionUpdate, UpdateSlot};
 use crate::model::{Attachment, Finish, Properties};
 use crate::pipeline::Pipeline;
+use crate::stats::Refusal;
 
 /// What every handle of one interaction shares.
 pub(crate) struct InteractionCore {
@@ -26,6 +27,20 @@ pub(crate) struct InteractionCore {
     /// calls never override them.
     set_fields: AtomicU8,
     sticky: Mutex<Sticky>,
+    /// The interaction's updates still waiting in the queue, which later
+    /// updates merge into (see [`Pipeline::enqueue_update`]).
+    waiting: Mutex<Option<Arc<UpdateSlot>>>,
+    /// Set when this handle joins an interaction another service began
+    /// (from a carrier): it may not change the user, and may finish only
+    /// when the owner delegated it.
+    pub(crate) joined: Option<Joined>,
+}
+
+/// What a handle joined from another service may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Joined {
+    /// The owner delegated finishing the interaction (in a signed carrier).
+    pub(crate) may_finish: bool,
 }
 
 /// The identity fields, sent with every update so that any one delivered
@@ -81,6 +96,7 @@ impl Interaction {
         user_id: Option<String>,
         convo_id: Option<String>,
         event: Option<String>,
+        joined: Option<Joined>,
     ) -> Arc<InteractionCore> {
         Arc::new(InteractionCore {
             sampled: pipeline.sampled(&event_id),
@@ -89,11 +105,13 @@ impl Interaction {
             finished: AtomicBool::new(false),
             had_content: AtomicBool::new(false),
             set_fields: AtomicU8::new(0),
+            waiting: Mutex::new(None),
             sticky: Mutex::new(Sticky {
                 user_id: user_id.map(Into::into),
                 convo_id: convo_id.map(Into::into),
                 event: event.map(Into::into),
             }),
+            joined,
         })
     }
 
@@ -171,7 +189,7 @@ impl Interaction {
         core.mark_set(&patch.ai.input, &patch.ai.output, &patch.ai.model);
         core.stamp(&mut patch);
         // Refusals are counted in stats; the caller of a mutator is never bothered.
-        core.pipeline.enqueue(Item::Partial(Box::new(patch)));
+        core.pipeline.enqueue_update(&core.waiting, patch);
     }
 
     /// Sets model, input and output from what the interaction's model calls
@@ -204,7 +222,7 @@ impl Interaction {
         patch.ai.input = input;
         patch.ai.output = output;
         core.stamp(&mut patch);
-        core.pipeline.enqueue(Item::Partial(Box::new(patch)));
+        core.pipeline.enqueue_update(&core.waiting, patch);
     }
 
     /// Sets what the user asked.
@@ -235,11 +253,28 @@ impl Interaction {
     /// Sets the user id, for interactions whose user is only known later.
     pub fn set_user_id(&self, user_id: impl Into<String>) {
         let user_id = user_id.into();
-        if user_id.trim().is_empty() {
+        if user_id.trim().is_empty() || !self.may_set_user(&user_id) {
             return;
         }
         self.set_sticky(|s| s.user_id = Some(user_id.into()));
         self.send(|_| {});
+    }
+
+    /// Whether this handle may set the user to `user_id`: always, unless it
+    /// joined another service's interaction and `user_id` is not the user
+    /// that service sent (then the change is refused, counted and warned).
+    fn may_set_user(&self, user_id: &str) -> bool {
+        let Some(core) = self.core.as_deref() else {
+            return true;
+        };
+        if core.joined.is_none() || self.user_id().as_deref() == Some(user_id) {
+            return true;
+        }
+        core.pipeline.counters.refuse(
+            Refusal::JoinedUserChange,
+            "a user id change on an interaction joined from another service (the service that began it owns its user)",
+        );
+        false
     }
 
     /// Renames the event (a blank name is ignored).
@@ -314,8 +349,9 @@ impl Interaction {
             }
         };
         let event = Some(event).filter(|e| !e.trim().is_empty());
+        let user_id = user_id.filter(|u| !u.trim().is_empty() && self.may_set_user(u));
         self.set_sticky(|s| {
-            if let Some(u) = user_id.filter(|u| !u.trim().is_empty()) {
+            if let Some(u) = user_id {
                 s.user_id = Some(u.into());
             }
             if let Some(c) = convo_id {
@@ -369,13 +405,28 @@ impl Interaction {
     }
 
     /// Finishes the interaction, setting any field. Only the first finish of an
-    /// interaction is sent; later ones are ignored (logged at DEBUG).
+    /// interaction is sent; a later one is ignored, counted
+    /// ([`Stats::finishes_ignored`](crate::Stats::finishes_ignored)) and
+    /// warned. On a handle that joined another service's interaction (from
+    /// a carrier) finishing is refused, counted
+    /// ([`Stats::joined_finishes_refused`](crate::Stats::joined_finishes_refused))
+    /// and warned, unless that service delegated it.
     pub fn finish_with(&self, finish: Finish) {
         let Some(core) = self.core.as_deref() else {
             return;
         };
+        if core.joined.is_some_and(|j| !j.may_finish) {
+            core.pipeline.counters.refuse(
+                Refusal::JoinedFinish,
+                "a finish of an interaction joined from another service that did not delegate finishing it (inject_with(.., InjectOptions::new().delegate_finish()))",
+            );
+            return;
+        }
         if core.finished.swap(true, Ordering::AcqRel) {
-            tracing::debug!(target: "raindrop", event_id = &*core.event_id, "interaction already finished; second finish ignored");
+            core.pipeline.counters.refuse(
+                Refusal::FinishIgnored,
+                "a second finish of an interaction (only the first is sent)",
+            );
             return;
         }
         let Finish {
@@ -409,8 +460,9 @@ impl Interaction {
             }
             None => None,
         };
+        let user_id = user_id.filter(|u| !u.trim().is_empty() && self.may_set_user(u));
         self.set_sticky(|s| {
-            if let Some(u) = user_id.filter(|u| !u.trim().is_empty()) {
+            if let Some(u) = user_id {
                 s.user_id = Some(u.into());
             }
             if let Some(c) = convo_id {
@@ -436,7 +488,7 @@ impl Interaction {
         };
         core.stamp(&mut patch);
         if core.sampled {
-            core.pipeline.enqueue(Item::Partial(Box::new(patch)));
+            core.pipeline.enqueue_update(&core.waiting, patch);
         }
     }
 }

@@ -14,13 +14,48 @@ pub(crate) enum Item {
     Event(Box<EventRecord>),
     Signal(Box<SignalRecord>),
     Identify(Box<IdentifyRecord>),
-    Partial(Box<InteractionUpdate>),
+    /// An interaction's updates waiting in the queue: later updates of the
+    /// same interaction merge into it until the worker takes it, so an open
+    /// interaction holds one queue slot, not one per update.
+    Partial(Arc<UpdateSlot>),
     Span(Box<SpanRecord>),
     /// Answered once every item queued before it has settled. It travels in
     /// the same FIFO queue as the data, so "before" is exact.
     Flush(Control),
     /// Like `Flush`, then the worker stops.
     Shutdown(Control),
+}
+
+/// Updates of one interaction merged while they wait in the queue.
+pub(crate) struct UpdateSlot {
+    /// `None` once the worker has taken it.
+    pub state: std::sync::Mutex<Option<Waiting>>,
+}
+
+/// What an [`UpdateSlot`] holds.
+pub(crate) struct Waiting {
+    pub patch: InteractionUpdate,
+    /// Updates merged in, each counted `queued`.
+    pub updates: u64,
+    /// Bytes charged for them.
+    pub cost: u64,
+}
+
+impl UpdateSlot {
+    pub fn new(patch: InteractionUpdate, cost: u64) -> Self {
+        UpdateSlot {
+            state: std::sync::Mutex::new(Some(Waiting {
+                patch,
+                updates: 1,
+                cost,
+            })),
+        }
+    }
+
+    /// Takes what waits here (the worker does, once).
+    pub fn take(&self) -> Option<Waiting> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 /// The deadline and reply channel of a flush or shutdown.
@@ -78,6 +113,17 @@ fn attachment_bytes(a: &[Attachment]) -> u64 {
         .sum()
 }
 
+/// What one interaction update holds in memory (see [`Item::cost`]).
+pub(crate) fn update_cost(p: &InteractionUpdate) -> u64 {
+    ITEM_OVERHEAD
+        + p.event_id.len() as u64
+        + opt_len(&p.user_id)
+        + opt_len(&p.event)
+        + ai_bytes(&p.ai)
+        + value_bytes(&p.properties)
+        + attachment_bytes(&p.attachments)
+}
+
 impl Item {
     /// What the item holds in memory, as charged against `max_buffered_bytes`:
     /// computed from the sizes the caller passed, once, at the call.
@@ -96,13 +142,9 @@ impl Item {
                         + opt_len(&s.attachment_id)
                 }
                 Item::Identify(i) => i.user_id.len() as u64 + value_bytes(&i.traits),
-                Item::Partial(p) => {
-                    p.event_id.len() as u64
-                        + opt_len(&p.user_id)
-                        + opt_len(&p.event)
-                        + ai_bytes(&p.ai)
-                        + value_bytes(&p.properties)
-                        + attachment_bytes(&p.attachments)
+                Item::Partial(slot) => {
+                    let state = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+                    return state.as_ref().map_or(0, |w| w.cost);
                 }
                 Item::Span(s) => {
                     s.name.len() as u64

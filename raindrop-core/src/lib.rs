@@ -77,8 +77,8 @@ pub use model::{
     SignalType, Timestamp,
 };
 pub use options::{
-    BeforeSend, ClientOptions, LocalSink, MemorySink, TlsRoots, Workshop, WriteKey,
-    DEFAULT_ENDPOINT,
+    BeforeSend, ClientOptions, LocalSink, MemorySink, PropagationSecret, TlsRoots, Workshop,
+    WriteKey, DEFAULT_ENDPOINT,
 };
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};

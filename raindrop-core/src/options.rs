@@ -34,6 +34,34 @@ impl fmt::Display for WriteKey {
     }
 }
 
+/// The shared secret that signs the carriers one service sends another
+/// (`x-raindrop-signature`, see [`propagation`](crate::propagation)). Its
+/// `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PropagationSecret(String);
+
+impl PropagationSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        PropagationSecret(secret.into())
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PropagationSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PropagationSecret(***)")
+    }
+}
+
+impl fmt::Display for PropagationSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// Where the local sink writes: every request the SDK would send, as one JSON
 /// line `{"path": ..., "body": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,16 +268,19 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     /// Longest `Retry-After` honoured (default 10 s).
     pub max_retry_after: Duration,
-    /// Requests in flight at once per batched route (default 64: 5,000
-    /// events/s at 100 ms round trips in batches of 10 need about 50).
+    /// The most requests in flight at once per batched route (default 256).
+    /// A cap, not a setting to tune: each route's limit adapts to its round
+    /// trips (a few requests on a fast link, as many as the rate times the
+    /// round trip needs on a slow one; `Stats::in_flight_limit` shows it).
+    /// 5,000 events/s at 300 ms in batches of 10 need about 150.
     pub max_in_flight: usize,
-    /// `events/track_partial` requests in flight at once (default 512). The
-    /// route takes one interaction update per request, so this bounds how
-    /// many interactions per round trip can be delivered: 2,000
-    /// interactions/s at 100 ms need about 200, at 300 ms about 600. Updates of one interaction
-    /// still go one at a time, in order. Over HTTP/2 (negotiated by TLS ALPN
-    /// with servers that offer it) they share one connection; over HTTP/1.1
-    /// each needs its own.
+    /// The most `events/track_partial` requests in flight at once (default
+    /// 2,048), a cap like `max_in_flight`. The route takes one interaction
+    /// update per request: 2,000 interactions/s at 300 ms need about 600
+    /// to 1,200. Updates of one interaction still go one at a time, in
+    /// order. Over HTTP/2 (negotiated by TLS ALPN with servers that offer
+    /// it) they share one connection; over HTTP/1.1 each request in flight
+    /// holds a connection of its own.
     pub max_partials_in_flight: usize,
     /// Deadline of `shutdown` when the guard is dropped (default 10 s; any
     /// value, `Duration::MAX` included, is accepted).
@@ -300,6 +331,20 @@ pub struct ClientOptions {
     /// `false`). Runs on the worker thread; a panic inside it drops the item
     /// (counted as `hook_panicked`), never the worker.
     pub before_send: Option<BeforeSend>,
+    /// The secret that signs outgoing carriers and verifies incoming ones
+    /// (`RAINDROP_PROPAGATION_SECRET`; the same on every service of an
+    /// interaction). Unset, a key derived from the write key is used, so the
+    /// services of one project agree; with neither, a key only this process
+    /// knows (see `raindrop_tracing::propagate`).
+    pub propagation_secret: Option<PropagationSecret>,
+    /// Which incoming carriers may join an interaction (default
+    /// [`CarrierTrust::Signed`](crate::propagation::CarrierTrust);
+    /// `RAINDROP_PROPAGATION_TRUST=unsigned` for a network where no outsider
+    /// reaches the services).
+    pub propagation_trust: crate::propagation::CarrierTrust,
+    /// How old (or how far in the future) a carrier's signature may be
+    /// (default 5 minutes): the replay window and the tolerated clock skew.
+    pub propagation_replay_window: Duration,
     /// Application Git provenance (`raindrop.app.commit_sha`, `commit_dirty`,
     /// `branch`) on events, interaction updates and spans: on by default, as
     /// in the Python SDK; see [`AppGit`](crate::AppGit) for its sources.
@@ -336,6 +381,9 @@ impl fmt::Debug for ClientOptions {
             .field("sample_rate", &self.sample_rate)
             .field("workshop", &self.workshop)
             .field("before_send", &self.before_send.as_ref().map(|_| "Fn"))
+            .field("propagation_secret", &self.propagation_secret)
+            .field("propagation_trust", &self.propagation_trust)
+            .field("propagation_replay_window", &self.propagation_replay_window)
             .field("app_git", &self.app_git)
             .finish()
     }
@@ -355,8 +403,8 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(10),
             max_attempts: 3,
             max_retry_after: Duration::from_secs(10),
-            max_in_flight: 64,
-            max_partials_in_flight: 512,
+            max_in_flight: 256,
+            max_partials_in_flight: 2048,
             shutdown_timeout: Duration::from_secs(10),
             max_text_field_chars: 1_000_000,
             debug_logs: false,
@@ -370,6 +418,9 @@ impl Default for ClientOptions {
             sample_rate: 1.0,
             workshop: Workshop::Auto,
             before_send: None,
+            propagation_secret: None,
+            propagation_trust: crate::propagation::CarrierTrust::Signed,
+            propagation_replay_window: crate::propagation::REPLAY_WINDOW,
             app_git: crate::AppGit::default(),
         }
     }
@@ -410,6 +461,8 @@ impl ClientOptions {
     /// | `RAINDROP_SAMPLE_RATE` | `sample_rate` (a number from 0 to 1) |
     /// | `RAINDROP_MAX_BUFFERED_BYTES` | `max_buffered_bytes` (bytes) |
     /// | `RAINDROP_WORKSHOP`, `RAINDROP_LOCAL_DEBUGGER` | `workshop` (a URL, or on/off) |
+    /// | `RAINDROP_PROPAGATION_SECRET` | `propagation_secret` |
+    /// | `RAINDROP_PROPAGATION_TRUST` | `propagation_trust` (`unsigned`, or `signed`) |
     /// | `RAINDROP_APP_GIT` | `app_git` (`0`, `false`, `no`, `off` turn it off) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
@@ -458,7 +511,42 @@ impl ClientOptions {
                 ),
             }
         }
+        if let Some(v) = env("RAINDROP_PROPAGATION_SECRET") {
+            o.propagation_secret = Some(PropagationSecret::new(v));
+        }
+        if let Some(v) = env("RAINDROP_PROPAGATION_TRUST") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "unsigned" => o.propagation_trust = crate::propagation::CarrierTrust::Unsigned,
+                "signed" => {}
+                _ => crate::setup_warning(
+                    "propagation-trust",
+                    &format!("RAINDROP_PROPAGATION_TRUST={v:?} is not `unsigned` or `signed`; only signed carriers join interactions"),
+                ),
+            }
+        }
         o
+    }
+
+    /// Sets the secret that signs and verifies propagation carriers (see
+    /// [`propagation_secret`](Self::propagation_secret)).
+    ///
+    /// ```
+    /// let opts = raindrop_core::ClientOptions::default().propagation_secret("s3cret");
+    /// assert!(!format!("{opts:?}").contains("s3cret"));
+    /// ```
+    pub fn propagation_secret(mut self, secret: impl Into<String>) -> Self {
+        self.propagation_secret = Some(PropagationSecret::new(secret));
+        self
+    }
+    /// Sets which incoming carriers may join an interaction.
+    pub fn propagation_trust(mut self, trust: crate::propagation::CarrierTrust) -> Self {
+        self.propagation_trust = trust;
+        self
+    }
+    /// Sets the replay window of signed carriers.
+    pub fn propagation_replay_window(mut self, window: Duration) -> Self {
+        self.propagation_replay_window = window;
+        self
     }
 
     /// Sets the write key.

@@ -5,13 +5,14 @@
 //! queue, and knows nothing of either.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::item::Item;
+use crate::item::{update_cost, InteractionUpdate, Item, UpdateSlot};
 use crate::options::ClientOptions;
 use crate::queue::{Queue, Refused};
 use crate::stats::{Counters, DropReason, ItemKind};
 use crate::validate;
+use crate::worker::partial::{conflicts, merge};
 use crate::Error;
 
 pub(crate) struct Pipeline {
@@ -31,22 +32,8 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Queues an item; counts it whatever happens. Refusals for capacity,
-    /// shutdown or a disabled client are counted and logged, never returned:
-    /// telemetry must not fail the caller's request.
-    pub(crate) fn enqueue(&self, item: Item) {
-        let counters = &self.counters;
-        let kind = match item.route() {
-            Some(r) => r.kind(),
-            None => return,
-        };
-        let final_update = matches!(&item, Item::Partial(p) if p.is_final);
-        let lost = |reason: DropReason, detail: &str| {
-            counters.drop_unqueued(kind, reason, 1, detail);
-            if final_update {
-                counters.interaction_lost(reason, detail);
-            }
-        };
+    /// The queue, if items may be queued now; otherwise counts the refusal.
+    fn open_queue(&self, lost: &dyn Fn(DropReason, &str)) -> Option<&Queue> {
         let Some(queue) = &self.queue else {
             let reason = self.disabled_reason;
             let detail = match reason {
@@ -54,45 +41,49 @@ impl Pipeline {
                 _ => "client disabled (no write key and no local sink)",
             };
             lost(reason, detail);
-            return;
+            return None;
         };
         if self.closed.load(Ordering::Acquire) {
             lost(DropReason::AfterShutdown, "tracked after shutdown");
-            return;
+            return None;
         }
-        // Interaction updates come from mutators that return nothing: check them here.
-        let item = match item {
-            Item::Partial(mut p) => {
-                p.properties =
-                    match validate::within_depth("properties", std::mem::take(&mut p.properties)) {
-                        Ok(props) => props,
-                        Err(e) => {
-                            lost(DropReason::Invalid, &e.to_string());
-                            return;
-                        }
-                    };
-                let before = p.attachments.len();
-                p.attachments.retain(|a| !a.value.is_empty());
-                if p.attachments.len() < before {
-                    tracing::warn!(target: "raindrop", event_id = &*p.event_id, "attachments with an empty value were left out of an interaction update");
-                }
-                Item::Partial(p)
-            }
-            other => other,
+        Some(queue)
+    }
+
+    /// Queues an item; counts it whatever happens. Refusals for capacity,
+    /// shutdown or a disabled client are counted and logged, never returned:
+    /// telemetry must not fail the caller's request.
+    pub(crate) fn enqueue(&self, item: Item) {
+        let Some(route) = item.route() else {
+            return;
         };
-        let route = item.route();
+        let kind = route.kind();
+        let lost = |reason: DropReason, detail: &str| {
+            self.counters.drop_unqueued(kind, reason, 1, detail);
+        };
+        let Some(queue) = self.open_queue(&lost) else {
+            return;
+        };
         let cost = item.cost();
+        self.push(queue, item, cost, &lost);
+    }
+
+    /// Puts a data item in the queue, counted queued, or counts its refusal.
+    fn push(&self, queue: &Queue, item: Item, cost: u64, lost: &dyn Fn(DropReason, &str)) -> bool {
+        let Some(route) = item.route() else {
+            return false;
+        };
+        let counters = &self.counters;
         // Count first so the accounting never shows more settled than queued.
         counters.queued.fetch_add(1, Ordering::AcqRel);
         match queue.push(item, cost) {
             Ok(()) => {
                 // Warn (rate-limited) at 80 % full, before anything is dropped.
-                if let Some(r) = route {
-                    let b = queue.budget();
-                    if b.route_depth(r) > b.capacity() / 5 * 4 {
-                        counters.warn_high_water(r.path(), b.capacity());
-                    }
+                let b = queue.budget();
+                if b.route_depth(route) > b.capacity() / 5 * 4 {
+                    counters.warn_high_water(route.path(), b.capacity());
                 }
+                true
             }
             Err(refused) => {
                 counters.queued.fetch_sub(1, Ordering::AcqRel);
@@ -104,16 +95,10 @@ impl Pipeline {
                         );
                         lost(DropReason::QueueFull, &detail)
                     }
-                    Refused::Bytes => {
-                        let detail = format!(
-                            "{} bytes are held for delivery (max_buffered_bytes {}); Client::ready() waits for room",
-                            queue.budget().bytes(),
-                            queue.budget().max_bytes()
-                        );
-                        lost(DropReason::MemoryLimit, &detail)
-                    }
+                    Refused::Bytes => lost(DropReason::MemoryLimit, &self.memory_detail(queue)),
                     Refused::Closed => lost(DropReason::AfterShutdown, "worker stopped"),
                 }
+                false
             }
         }
     }
@@ -138,6 +123,75 @@ impl Pipeline {
             self.sampled_out(ItemKind::Span);
         } else {
             self.enqueue(Item::Span(Box::new(span)));
+        }
+    }
+
+    fn memory_detail(&self, queue: &Queue) -> String {
+        format!(
+            "{} bytes are held for delivery (max_buffered_bytes {}); Client::ready() waits for room",
+            queue.budget().bytes(),
+            queue.budget().max_bytes()
+        )
+    }
+
+    /// Queues an interaction update. While an earlier update of the same
+    /// interaction still waits in the queue (`waiting`, kept by the
+    /// interaction's handles), the new one is merged into it: an open
+    /// interaction takes one queue slot however many updates it gets before
+    /// the worker looks, and a burst of interactions keeps as many of them
+    /// as the queue has slots. An update that cannot merge without changing
+    /// what the receiver ends up with ([`conflicts`]) takes a slot of its own.
+    pub(crate) fn enqueue_update(
+        &self,
+        waiting: &Mutex<Option<Arc<UpdateSlot>>>,
+        mut patch: InteractionUpdate,
+    ) {
+        let is_final = patch.is_final;
+        let counters = &self.counters;
+        let lost = |reason: DropReason, detail: &str| {
+            counters.drop_unqueued(ItemKind::InteractionUpdate, reason, 1, detail);
+            if is_final {
+                counters.interaction_lost(reason, detail);
+            }
+        };
+        let Some(queue) = self.open_queue(&lost) else {
+            return;
+        };
+        // Interaction updates come from mutators that return nothing: check them here.
+        patch.properties =
+            match validate::within_depth("properties", std::mem::take(&mut patch.properties)) {
+                Ok(props) => props,
+                Err(e) => {
+                    lost(DropReason::Invalid, &e.to_string());
+                    return;
+                }
+            };
+        let before = patch.attachments.len();
+        patch.attachments.retain(|a| !a.value.is_empty());
+        if patch.attachments.len() < before {
+            tracing::warn!(target: "raindrop", event_id = &*patch.event_id, "attachments with an empty value were left out of an interaction update");
+        }
+        let cost = update_cost(&patch);
+        let mut slot = waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.as_ref() {
+            let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = state.as_mut() {
+                if !conflicts(&w.patch.properties, &patch.properties) {
+                    if !queue.budget().charge_bytes(cost) {
+                        lost(DropReason::MemoryLimit, &self.memory_detail(queue));
+                        return;
+                    }
+                    counters.queued.fetch_add(1, Ordering::AcqRel);
+                    merge(&mut w.patch, patch);
+                    w.updates += 1;
+                    w.cost += cost;
+                    return;
+                }
+            }
+        }
+        let new = Arc::new(UpdateSlot::new(patch, cost));
+        if self.push(queue, Item::Partial(new.clone()), cost, &lost) {
+            *slot = Some(new);
         }
     }
 

@@ -7,7 +7,10 @@
 //! baggage header can set only the four `raindrop.*` keys here; other
 //! members are passed through untouched when a service adds its own.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use ring::hmac;
 
 /// The `traceparent` header name.
 pub const TRACEPARENT: &str = "traceparent";
@@ -255,6 +258,291 @@ fn percent_decode(v: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The header carrying a carrier's signature, next to `traceparent` and
+/// `baggage`.
+pub const SIGNATURE: &str = "x-raindrop-signature";
+
+/// How far a carrier's timestamp may be from the receiver's clock, either
+/// way, and still be accepted: the replay window (and the clock skew
+/// tolerated between services). Default of
+/// `ClientOptions::propagation_replay_window`.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(300);
+
+/// The label a write key is turned into a carrier key with (see
+/// [`CarrierKey::from_write_key`]).
+const WRITE_KEY_LABEL: &[u8] = b"raindrop propagation key v1";
+/// The label a carrier key's id is made with (see [`CarrierKey::id`]).
+const KEY_ID_LABEL: &[u8] = b"raindrop propagation key id v1";
+/// The longest signature header read (the v1 format is at most 110 bytes).
+const MAX_SIGNATURE: usize = 128;
+
+/// Whether a receiving service joins interactions named by carriers that
+/// are not signed with its key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CarrierTrust {
+    /// Join only carriers whose signature verifies and is fresh (the default).
+    #[default]
+    Signed,
+    /// Join every carrier, signed or not: only for a network where no
+    /// outsider can reach the service (a mesh with mTLS between services).
+    Unsigned,
+}
+
+/// Why a carrier's interaction was not joined (its trace still is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CarrierRefusal {
+    /// Raindrop baggage with no signature header.
+    Unsigned,
+    /// A signature header that is malformed, made with another key, or
+    /// does not match the traceparent and baggage it came with.
+    BadSignature,
+    /// A valid signature whose timestamp is outside the replay window.
+    Stale,
+}
+
+impl CarrierRefusal {
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CarrierRefusal::Unsigned => "unsigned",
+            CarrierRefusal::BadSignature => "bad_signature",
+            CarrierRefusal::Stale => "stale",
+        }
+    }
+}
+
+/// What a verified carrier grants the receiving service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CarrierGrant {
+    /// The caller delegated finishing the interaction to the receiver.
+    pub delegate_finish: bool,
+}
+
+/// The HMAC-SHA256 key that signs and verifies carriers. Its `Debug` shows
+/// only the key id.
+///
+/// The wire format (`x-raindrop-signature`, version 1), so that any SDK can
+/// sign and verify it:
+///
+/// ```text
+/// x-raindrop-signature: v1;kid=<kid>;ts=<ts>;fin=<0|1>;sig=<sig>
+/// ```
+///
+/// * `kid`: the key id, 8 lowercase hex digits: the first 4 bytes of
+///   HMAC-SHA256(K, `raindrop propagation key id v1`).
+/// * `ts`: when it was signed, unix seconds, decimal.
+/// * `fin`: `1` when the caller delegates finishing the interaction.
+/// * `sig`: 64 lowercase hex digits, HMAC-SHA256(K, canonical string).
+///
+/// The canonical string is these lines joined by `\n` (no trailing newline):
+///
+/// ```text
+/// raindrop-carrier-v1
+/// kid=<kid>
+/// ts=<ts>
+/// fin=<0|1>
+/// trace-id=<the traceparent's trace id, 32 lowercase hex digits>
+/// raindrop.event_id=<value>     (each raindrop member present, in this
+/// raindrop.user_id=<value>       order; an absent one has no line)
+/// raindrop.convo_id=<value>
+/// raindrop.event=<value>
+/// ```
+///
+/// A value is the decoded baggage value percent-encoded again: every byte of
+/// its UTF-8 outside `A-Z a-z 0-9 ! # $ & ' ( ) * + - . / : < > ? @ [ ] ^ _ `
+/// { | } ~` as `%XX` with uppercase hex. The traceparent's parent id and
+/// flags are not covered: a tracing proxy between two services (Envoy, an
+/// OpenTelemetry sidecar) rightly replaces the parent id with its own span's.
+///
+/// The key K is the configured propagation secret's UTF-8 bytes, or, when
+/// none is set, HMAC-SHA256(write key, `raindrop propagation key v1`), so
+/// services of one project agree without sharing anything new.
+///
+/// ```
+/// use raindrop_core::propagation::{CarrierKey, CarrierRefusal, InteractionBaggage, REPLAY_WINDOW};
+/// let key = CarrierKey::from_secret(b"shared secret");
+/// let trace_id = [7u8; 16];
+/// let b = InteractionBaggage { event_id: Some("e-1".into()), ..Default::default() };
+/// let header = key.sign(&trace_id, &b, false, 1_700_000_000);
+/// assert!(header.starts_with(&format!("v1;kid={};ts=1700000000;fin=0;sig=", key.id())));
+/// assert!(key.verify(&header, &trace_id, &b, 1_700_000_100, REPLAY_WINDOW).is_ok());
+/// // Another event id, or a replay after the window, is refused.
+/// let other = InteractionBaggage { event_id: Some("e-2".into()), ..Default::default() };
+/// assert_eq!(key.verify(&header, &trace_id, &other, 1_700_000_100, REPLAY_WINDOW), Err(CarrierRefusal::BadSignature));
+/// assert_eq!(key.verify(&header, &trace_id, &b, 1_700_000_301, REPLAY_WINDOW), Err(CarrierRefusal::Stale));
+/// ```
+#[derive(Clone)]
+pub struct CarrierKey {
+    key: hmac::Key,
+    id: String,
+}
+
+impl fmt::Debug for CarrierKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CarrierKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CarrierKey {
+    /// The key for a shared propagation secret (its bytes are the HMAC key).
+    pub fn from_secret(secret: &[u8]) -> CarrierKey {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let tag = hmac::sign(&key, KEY_ID_LABEL);
+        let mut id = String::with_capacity(8);
+        for b in &tag.as_ref()[..4] {
+            let _ = write!(id, "{b:02x}");
+        }
+        CarrierKey { key, id }
+    }
+
+    /// The key derived from a write key: HMAC-SHA256(write key, a fixed
+    /// label). The write key cannot be recovered from it or from a signature.
+    pub fn from_write_key(write_key: &str) -> CarrierKey {
+        let derive = hmac::Key::new(hmac::HMAC_SHA256, write_key.as_bytes());
+        CarrierKey::from_secret(hmac::sign(&derive, WRITE_KEY_LABEL).as_ref())
+    }
+
+    /// The key id: 8 hex digits naming the key without revealing it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The `x-raindrop-signature` value for a carrier with this trace id and
+    /// baggage, signed at `unix_secs`.
+    pub fn sign(
+        &self,
+        trace_id: &[u8; 16],
+        baggage: &InteractionBaggage,
+        delegate_finish: bool,
+        unix_secs: u64,
+    ) -> String {
+        let fin = u8::from(delegate_finish);
+        let msg = canonical(&self.id, unix_secs, fin, trace_id, baggage);
+        let mut out = format!("v1;kid={};ts={unix_secs};fin={fin};sig=", self.id);
+        for b in hmac::sign(&self.key, msg.as_bytes()).as_ref() {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    /// Checks a signature header against the trace id and baggage it came
+    /// with, at `now_unix` (the clock is a parameter so tests can move it):
+    /// the MAC is compared in constant time, then the timestamp must be
+    /// within `window` of `now_unix`.
+    pub fn verify(
+        &self,
+        header: &str,
+        trace_id: &[u8; 16],
+        baggage: &InteractionBaggage,
+        now_unix: u64,
+        window: Duration,
+    ) -> Result<CarrierGrant, CarrierRefusal> {
+        let parsed = ParsedSignature::parse(header).ok_or(CarrierRefusal::BadSignature)?;
+        if parsed.kid != self.id {
+            return Err(CarrierRefusal::BadSignature);
+        }
+        let msg = canonical(parsed.kid, parsed.ts, parsed.fin, trace_id, baggage);
+        hmac::verify(&self.key, msg.as_bytes(), &parsed.sig)
+            .map_err(|_| CarrierRefusal::BadSignature)?;
+        if now_unix.abs_diff(parsed.ts) > window.as_secs() {
+            return Err(CarrierRefusal::Stale);
+        }
+        Ok(CarrierGrant {
+            delegate_finish: parsed.fin == 1,
+        })
+    }
+
+    /// The `fin` flag of a well-formed header, unverified: for a service
+    /// told to trust unsigned carriers.
+    pub fn delegated_unverified(header: &str) -> bool {
+        ParsedSignature::parse(header).is_some_and(|p| p.fin == 1)
+    }
+}
+
+/// The canonical string a signature covers (see [`CarrierKey`]).
+fn canonical(
+    kid: &str,
+    ts: u64,
+    fin: u8,
+    trace_id: &[u8; 16],
+    baggage: &InteractionBaggage,
+) -> String {
+    let mut s = format!("raindrop-carrier-v1\nkid={kid}\nts={ts}\nfin={fin}\ntrace-id=");
+    for b in trace_id {
+        let _ = write!(s, "{b:02x}");
+    }
+    for (k, v) in baggage.values() {
+        if let Some(v) = v {
+            let _ = write!(s, "\n{k}={}", percent_encode(v));
+        }
+    }
+    s
+}
+
+/// A `v1;kid=..;ts=..;fin=..;sig=..` header, parsed strictly.
+struct ParsedSignature<'a> {
+    kid: &'a str,
+    ts: u64,
+    fin: u8,
+    sig: [u8; 32],
+}
+
+impl<'a> ParsedSignature<'a> {
+    fn parse(header: &'a str) -> Option<ParsedSignature<'a>> {
+        let h = header.trim();
+        if h.len() > MAX_SIGNATURE {
+            return None;
+        }
+        let mut parts = h.split(';');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let kid = parts.next()?.strip_prefix("kid=")?;
+        let ts = parts.next()?.strip_prefix("ts=")?;
+        let fin = parts.next()?.strip_prefix("fin=")?;
+        let sig = parts.next()?.strip_prefix("sig=")?;
+        if parts.next().is_some()
+            || kid.len() != 8
+            || !kid.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            || ts.is_empty()
+            || ts.len() > 20
+            || !ts.bytes().all(|c| c.is_ascii_digit())
+            || sig.len() != 64
+        {
+            return None;
+        }
+        let fin = match fin {
+            "0" => 0,
+            "1" => 1,
+            _ => return None,
+        };
+        let mut bytes = [0u8; 32];
+        for (i, out) in bytes.iter_mut().enumerate() {
+            *out = hex_digit_pair(&sig.as_bytes()[2 * i..2 * i + 2])?;
+        }
+        Some(ParsedSignature {
+            kid,
+            ts: ts.parse().ok()?,
+            fin,
+            sig: bytes,
+        })
+    }
+}
+
+/// Two lowercase hex digits, quietly (a bad signature is counted, not logged per byte).
+fn hex_digit_pair(b: &[u8]) -> Option<u8> {
+    let d = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    Some(d(b[0])? << 4 | d(b[1])?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +594,135 @@ mod tests {
             "raindrop.properties=x,raindrop.event_id=%zz,raindrop.user_id=%ff",
         );
         assert!(b.is_empty(), "{b:?}");
+    }
+
+    fn sample() -> (CarrierKey, [u8; 16], InteractionBaggage) {
+        let b = InteractionBaggage {
+            event_id: Some("e-1".into()),
+            user_id: Some("ada, lovelace".into()),
+            convo_id: Some("c-1".into()),
+            event: Some("chat".into()),
+        };
+        (CarrierKey::from_secret(b"s3cret"), [0xab; 16], b)
+    }
+
+    #[test]
+    fn a_signed_carrier_verifies_and_says_whether_finish_is_delegated() {
+        let (key, tid, b) = sample();
+        for fin in [false, true] {
+            let h = key.sign(&tid, &b, fin, 1000);
+            assert_eq!(
+                key.verify(&h, &tid, &b, 1000, REPLAY_WINDOW),
+                Ok(CarrierGrant {
+                    delegate_finish: fin
+                })
+            );
+            assert_eq!(CarrierKey::delegated_unverified(&h), fin);
+        }
+    }
+
+    #[test]
+    fn the_window_bounds_both_directions() {
+        let (key, tid, b) = sample();
+        let h = key.sign(&tid, &b, false, 10_000);
+        let w = Duration::from_secs(300);
+        assert!(key.verify(&h, &tid, &b, 10_300, w).is_ok());
+        assert!(key.verify(&h, &tid, &b, 9_700, w).is_ok());
+        assert_eq!(
+            key.verify(&h, &tid, &b, 10_301, w),
+            Err(CarrierRefusal::Stale)
+        );
+        assert_eq!(
+            key.verify(&h, &tid, &b, 9_699, w),
+            Err(CarrierRefusal::Stale)
+        );
+    }
+
+    #[test]
+    fn another_key_or_a_write_key_derived_one_does_not_verify() {
+        let (key, tid, b) = sample();
+        let h = key.sign(&tid, &b, false, 1);
+        let other = CarrierKey::from_secret(b"s3cret!");
+        assert_ne!(other.id(), key.id());
+        assert_eq!(
+            other.verify(&h, &tid, &b, 1, REPLAY_WINDOW),
+            Err(CarrierRefusal::BadSignature)
+        );
+        // The derived key is not the write key used as a secret, and no
+        // part of the write key shows in what is sent.
+        let derived = CarrierKey::from_write_key("rk_live_abc");
+        assert_ne!(derived.id(), CarrierKey::from_secret(b"rk_live_abc").id());
+        let sent = derived.sign(&tid, &b, false, 1);
+        assert!(!sent.contains("rk_live") && !format!("{derived:?}").contains("rk_live"));
+        assert_eq!(derived.id(), CarrierKey::from_write_key("rk_live_abc").id());
+    }
+
+    #[test]
+    fn malformed_headers_are_bad_signatures() {
+        let (key, tid, b) = sample();
+        let good = key.sign(&tid, &b, false, 5);
+        let bad = [
+            String::new(),
+            "v1".into(),
+            good.replace("v1;", "v2;"),
+            good.replace(";fin=0;", ";fin=2;"),
+            good.replace(";ts=5;", ";ts=-5;"),
+            good.replace(";ts=5;", ";ts=;"),
+            format!("{good};extra=1"),
+            good.to_uppercase(),
+            good[..good.len() - 2].to_owned(),
+            format!("{good}{}", "0".repeat(200)),
+        ];
+        for h in bad {
+            assert_eq!(
+                key.verify(&h, &tid, &b, 5, REPLAY_WINDOW),
+                Err(CarrierRefusal::BadSignature),
+                "{h}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Changing any byte of the header, any bit of the trace id, or
+        /// any covered baggage value makes verification fail.
+        #[test]
+        fn tampering_any_covered_byte_fails(
+            pos in 0usize..200,
+            bit in 0u8..7,
+            field in 0usize..4,
+            extra in "[a-z0-9 %,;=]{1,8}",
+            fin: bool,
+        ) {
+            let (key, tid, b) = sample();
+            let h = key.sign(&tid, &b, fin, 1_700_000_000);
+            let now = 1_700_000_000;
+            // The header.
+            let mut bytes = h.clone().into_bytes();
+            let i = pos % bytes.len();
+            bytes[i] ^= 1 << bit;
+            if let Ok(t) = String::from_utf8(bytes) {
+                proptest::prop_assert!(key.verify(&t, &tid, &b, now, REPLAY_WINDOW).is_err(), "{}", t);
+            }
+            // The trace id.
+            let mut t2 = tid;
+            t2[pos % 16] ^= 1 << bit;
+            proptest::prop_assert!(key.verify(&h, &t2, &b, now, REPLAY_WINDOW).is_err());
+            // A baggage value changed, or removed.
+            fn slot(b: &mut InteractionBaggage, field: usize) -> &mut Option<String> {
+                match field {
+                    0 => &mut b.event_id,
+                    1 => &mut b.user_id,
+                    2 => &mut b.convo_id,
+                    _ => &mut b.event,
+                }
+            }
+            let mut changed = b.clone();
+            let v = slot(&mut changed, field);
+            *v = Some(format!("{}{extra}", v.clone().unwrap_or_default()));
+            proptest::prop_assert!(key.verify(&h, &tid, &changed, now, REPLAY_WINDOW).is_err());
+            let mut b2 = b.clone();
+            *slot(&mut b2, field) = None;
+            proptest::prop_assert!(key.verify(&h, &tid, &b2, now, REPLAY_WINDOW).is_err());
+        }
     }
 }

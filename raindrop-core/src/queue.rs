@@ -145,6 +145,22 @@ impl Budget {
         self.depth.iter().map(|d| d.load(Ordering::Relaxed)).sum()
     }
 
+    /// Charges `cost` bytes for an update merged into one already queued (it
+    /// takes no queue slot of its own); `false` when over the byte budget.
+    pub fn charge_bytes(&self, cost: u64) -> bool {
+        let cost = cost as usize;
+        if self
+            .bytes
+            .fetch_add(cost, Ordering::AcqRel)
+            .saturating_add(cost)
+            > self.max_bytes
+        {
+            self.bytes.fetch_sub(cost, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
     /// Bytes held for delivery now.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)

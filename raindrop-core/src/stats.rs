@@ -167,9 +167,28 @@ pub struct Stats {
     /// Requests the local Workshop mirror did not accept (never retried;
     /// they do not affect delivery to the API).
     pub workshop_failures: u64,
+    /// Incoming carriers (requests with raindrop `baggage`) whose
+    /// interaction was not joined because they had no signature; their
+    /// trace was continued.
+    pub carriers_unsigned: u64,
+    /// Incoming carriers refused because the signature was malformed, made
+    /// with another key, or did not match what it came with.
+    pub carriers_bad_signature: u64,
+    /// Incoming carriers refused because their signature was older (or
+    /// newer) than the replay window.
+    pub carriers_stale: u64,
+    /// User id changes refused on an interaction joined from another
+    /// service (the service that began it owns its user).
+    pub joined_user_changes_refused: u64,
+    /// Finishes refused on an interaction joined from another service that
+    /// did not delegate finishing it.
+    pub joined_finishes_refused: u64,
+    /// Finishes ignored because the interaction was already finished.
+    pub finishes_ignored: u64,
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
+    in_flight_limits: [u64; 5],
 }
 
 impl Stats {
@@ -202,6 +221,25 @@ impl Stats {
             .map(|r| (*r, self.dropped(*r)))
             .filter(|(_, n)| *n > 0)
     }
+    /// Requests the SDK currently allows in flight on a route (`"events/track"`,
+    /// `"events/track_partial"`, `"signals/track"`, `"users/identify"`,
+    /// `"traces"`), as its adaptive limiter chose them from the route's round
+    /// trips, within `max_in_flight` / `max_partials_in_flight`. 0 before
+    /// the route's first answer.
+    pub fn in_flight_limit(&self, route: &str) -> u64 {
+        const ROUTES: [&str; 5] = [
+            "events/track",
+            "events/track_partial",
+            "signals/track",
+            "users/identify",
+            "traces",
+        ];
+        ROUTES
+            .iter()
+            .position(|r| *r == route)
+            .map_or(0, |i| self.in_flight_limits[i])
+    }
+
     /// Accepted items not yet delivered or dropped.
     pub fn pending(&self) -> u64 {
         self.queued
@@ -211,8 +249,35 @@ impl Stats {
 
 /// Shared atomic counters. Lock-free: the disabled path and every drop only
 /// touch atomics.
+/// Something refused to keep one service's requests out of another's
+/// interactions, counted in [`Stats`] and warned at most every 30 s per cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    CarrierUnsigned,
+    CarrierBadSignature,
+    CarrierStale,
+    JoinedUserChange,
+    JoinedFinish,
+    FinishIgnored,
+}
+
+const REFUSALS: usize = 6;
+
+impl Refusal {
+    pub(crate) fn of_carrier(r: crate::propagation::CarrierRefusal) -> Refusal {
+        use crate::propagation::CarrierRefusal as C;
+        match r {
+            C::Unsigned => Refusal::CarrierUnsigned,
+            C::BadSignature => Refusal::CarrierBadSignature,
+            C::Stale => Refusal::CarrierStale,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Counters {
+    refusals: [AtomicU64; REFUSALS],
+    refusal_log: [AtomicU64; REFUSALS],
     pub queued: AtomicU64,
     pub delivered: AtomicU64,
     pub requests: AtomicU64,
@@ -221,6 +286,8 @@ pub(crate) struct Counters {
     pub workshop_failures: AtomicU64,
     dropped: [[AtomicU64; REASONS]; KINDS],
     worker_dropped: AtomicU64,
+    /// Per route (by `Route as usize`): the in-flight limit the worker chose.
+    pub in_flight_limit: [AtomicU64; 5],
     /// Per reason: when it was last logged, in ms since [`epoch`] plus one (0: never).
     last_log: [AtomicU64; REASONS],
     high_water_log: AtomicU64,
@@ -248,6 +315,8 @@ impl Counters {
     pub fn new() -> Self {
         let _ = epoch();
         Counters {
+            refusals: Default::default(),
+            refusal_log: Default::default(),
             queued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -256,6 +325,7 @@ impl Counters {
             workshop_failures: AtomicU64::new(0),
             dropped: Default::default(),
             worker_dropped: AtomicU64::new(0),
+            in_flight_limit: Default::default(),
             last_log: Default::default(),
             high_water_log: AtomicU64::new(0),
         }
@@ -302,12 +372,26 @@ impl Counters {
         }
     }
 
+    /// Counts a refusal; the first of each cause warns, later ones at most
+    /// every 30 s, with the total.
+    pub fn refuse(&self, r: Refusal, detail: &str) {
+        let i = r as usize;
+        let total = self.refusals[i].fetch_add(1, Relaxed) + 1;
+        if claim_log(&self.refusal_log[i]) {
+            tracing::warn!(target: "raindrop", total, "raindrop refused: {detail} ({total} so far); see Client::stats()");
+        }
+    }
+
     /// A route's queue is over 80 % full: warn at most every 30 s.
     pub fn warn_high_water(&self, route: &str, capacity: usize) {
         if !claim_log(&self.high_water_log) {
             return;
         }
         tracing::warn!(target: "raindrop", route, capacity, "raindrop queue for {route} is over 80% full; items will be dropped if the backend stays slower than the producer");
+    }
+
+    fn refused(&self, r: Refusal) -> u64 {
+        self.refusals[r as usize].load(Relaxed)
     }
 
     pub fn snapshot(
@@ -328,8 +412,15 @@ impl Counters {
             queue_capacity,
             workshop_sent: self.workshop_sent.load(Relaxed),
             workshop_failures: self.workshop_failures.load(Relaxed),
+            carriers_unsigned: self.refused(Refusal::CarrierUnsigned),
+            carriers_bad_signature: self.refused(Refusal::CarrierBadSignature),
+            carriers_stale: self.refused(Refusal::CarrierStale),
+            joined_user_changes_refused: self.refused(Refusal::JoinedUserChange),
+            joined_finishes_refused: self.refused(Refusal::JoinedFinish),
+            finishes_ignored: self.refused(Refusal::FinishIgnored),
             dropped: [[0; REASONS]; KINDS],
             worker_dropped: self.worker_dropped.load(Relaxed),
+            in_flight_limits: std::array::from_fn(|i| self.in_flight_limit[i].load(Relaxed)),
         };
         for (k, row) in self.dropped.iter().enumerate() {
             for (r, a) in row.iter().enumerate() {

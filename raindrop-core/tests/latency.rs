@@ -80,9 +80,10 @@ fn produce(
     })
 }
 
-fn sustained_mix_at(latency: Duration, partials_in_flight: usize) {
+/// With default options: the in-flight limits adapt to the latency.
+fn sustained_mix_at(latency: Duration) {
     let cap = Capture::with_latency(vec![], latency, Duration::ZERO);
-    let c = Client::new(opts(&cap).max_partials_in_flight(partials_in_flight)).unwrap();
+    let c = Client::new(opts(&cap)).unwrap();
     let t = Instant::now();
     // A quarter of the field target (2,000 + 5,000 per second, measured in
     // release mode by `cargo bench --bench throughput latency`): a debug
@@ -115,29 +116,34 @@ fn sustained_mix_at(latency: Duration, partials_in_flight: usize) {
     assert_eq!(finals.len(), inter.len(), "every interaction finished");
     assert!(finals.values().all(|n| *n == 1), "one final each");
     println!(
-        "{latency:?}: {} interactions and {} events produced in {produced_in:?}, all delivered after {:?}; {} partial requests",
+        "{latency:?}: {} interactions and {} events produced in {produced_in:?}, all delivered after {:?}; {} partial requests; in-flight limits chosen: events {}, interactions {}",
         inter.len(),
         events.len(),
         t.elapsed(),
-        cap.to("events/track_partial").len()
+        cap.to("events/track_partial").len(),
+        s.in_flight_limit("events/track"),
+        s.in_flight_limit("events/track_partial"),
     );
+}
+
+#[test]
+fn mixed_load_at_1ms_arrives_exactly_once_with_no_queue_full() {
+    let _g = serial();
+    sustained_mix_at(Duration::from_millis(1));
 }
 
 #[test]
 fn mixed_load_at_100ms_arrives_exactly_once_with_no_queue_full() {
     let _g = serial();
-    sustained_mix_at(
-        Duration::from_millis(100),
-        ClientOptions::default().max_partials_in_flight,
-    );
+    sustained_mix_at(Duration::from_millis(100));
 }
 
 #[test]
 fn mixed_load_at_300ms_arrives_exactly_once_with_no_queue_full() {
     let _g = serial();
-    // 2,000 interactions/s at 300 ms need ~600 requests in flight: more than
-    // the default (sized for 100 ms), so a service that far away raises it.
-    sustained_mix_at(Duration::from_millis(300), 1024);
+    // 2,000 interactions/s at 300 ms need ~600 requests in flight: the
+    // limiter finds that with no setting.
+    sustained_mix_at(Duration::from_millis(300));
 }
 
 #[test]

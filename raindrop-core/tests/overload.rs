@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use raindrop_core::*;
 use raindrop_test_support::{serial, Answer, Capture};
+use serde_json::Value;
 
 /// A server that takes `delay` per request, for the next `n` requests.
 fn slow_server(delay: Duration, n: usize) -> Capture {
@@ -165,6 +166,50 @@ fn flood_of_interactions_is_bounded_and_accounted() {
         arrived.len() as u64,
         "one final delta per interaction"
     );
+}
+
+/// An interaction's updates merge while they wait in the queue, so a burst
+/// with no waiting keeps at least as many whole interactions as the queue
+/// has slots (before, each update took a slot and ~6 % survived).
+#[test]
+fn a_burst_of_interactions_keeps_at_least_a_queue_of_whole_ones() {
+    let _g = serial();
+    // The server holds the first request, so the worker's intake is the only
+    // thing draining the queue while the burst runs.
+    let cap = slow_server(Duration::from_millis(200), 10_000);
+    let q = 50;
+    let c = Client::new(opts(&cap, q)).unwrap();
+    let n = 1_000u64;
+    for i in 0..n {
+        let it = c
+            .begin(Begin::new("u", "run").event_id(format!("b-{i}")).input("q"))
+            .unwrap();
+        it.set_property("step", 1);
+        it.set_property("other", 2);
+        it.finish("a");
+    }
+    assert!(c.flush(Duration::from_secs(60)), "{:?}", c.stats());
+    let s = c.stats();
+    let arrived = cap.delivered("events/track_partial");
+    let finals: Vec<&Value> = arrived
+        .iter()
+        .filter(|p| p["is_pending"] == false)
+        .collect();
+    let whole = finals
+        .iter()
+        .filter(|p| p["properties"]["step"] == 1 && p["properties"]["other"] == 2)
+        .count();
+    assert!(
+        whole as u64 >= q as u64,
+        "{whole} whole interactions: {s:?}"
+    );
+    // Every finished interaction arrived (whole or in part) or is counted lost.
+    assert_eq!(
+        finals.len() as u64 + s.lost_total(ItemKind::Interaction),
+        n,
+        "{s:?}"
+    );
+    assert_eq!(s.pending(), 0, "{s:?}");
 }
 
 #[test]

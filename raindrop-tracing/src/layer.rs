@@ -734,8 +734,10 @@ pub(crate) fn complete(mut state: SpanState) {
             if let Some(e) = &error {
                 finish = finish.error(e);
             }
-            // A second finish (after a manual one) is ignored by the core.
-            link.interaction.finish_with(finish);
+            // Finished by hand already: the span's end is not a second finish.
+            if !link.interaction.is_finished() {
+                link.interaction.finish_with(finish);
+            }
         }
     }
     let client = state.client.clone();

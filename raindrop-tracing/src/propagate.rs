@@ -27,10 +27,52 @@
 //!
 //! **Which side finishes:** the service that began the interaction. A
 //! joined interaction span closing in B does not finish the event; B's
-//! updates (properties, ...) merge into the same event by its event id. B
-//! finishes it only when it calls `resume_interaction().finish(..)` itself
-//! (then A's later finish is the one ignored in the process that made it;
-//! across processes, the first final update to arrive wins).
+//! updates (properties, ...) merge into the same event by its event id.
+//! B's `resume_interaction().finish(..)` is refused (counted in
+//! `Stats::joined_finishes_refused`, warned) unless A delegated it with
+//! [`inject_with`]`(headers, InjectOptions::new().delegate_finish())`; then
+//! the first final update to arrive wins. B cannot change the event's user:
+//! a `user_id` set in B differing from A's is refused
+//! (`Stats::joined_user_changes_refused`). A's own second finish is counted
+//! in `Stats::finishes_ignored` and warned.
+//!
+//! ## Signed carriers
+//!
+//! Event ids are not secrets (they reach front ends for feedback), so a
+//! `baggage` naming one proves nothing. [`inject`] also writes
+//! `x-raindrop-signature` (format in
+//! [`CarrierKey`](raindrop_core::propagation::CarrierKey)): HMAC-SHA256 over
+//! the trace id, the raindrop baggage members, a timestamp and the
+//! delegation flag, with a key the services share:
+//! `RAINDROP_PROPAGATION_SECRET` (`ClientOptions::propagation_secret`), or
+//! when unset one derived from the write key, so services of one project
+//! agree with no new setting. [`extract`] keeps the raindrop baggage only if
+//! the signature verifies (constant-time) and its timestamp is within the
+//! replay window (`ClientOptions::propagation_replay_window`, 5 minutes
+//! either way: a captured carrier can be replayed into the same
+//! interaction for that long, and clocks may differ by that much).
+//!
+//! An unsigned, altered, foreign-key or stale carrier **continues the W3C
+//! trace only**: its spans join the caller's trace id, but the request
+//! joins no interaction (an interaction span there begins its own event),
+//! it is counted (`Stats::carriers_unsigned`, `carriers_bad_signature`,
+//! `carriers_stale`) and warned at most every 30 s per cause. A trace id is
+//! correlation any W3C caller may choose, and raindrop ties spans to an
+//! event only through the event id; the interaction carries a user's
+//! content, identity and outcome, so it is what is guarded.
+//!
+//! Where the network is the boundary (a mesh with mTLS, no outside
+//! callers), `tower::PropagationLayer::trust_unsigned()` or
+//! `RAINDROP_PROPAGATION_TRUST=unsigned` joins unsigned carriers (a signed
+//! carrier's delegation flag is still read). With no secret and no write key
+//! (local development), a client signs with a random key only its process
+//! knows, said once in a warning: services in one process join each other,
+//! services in two processes continue traces only until they share a
+//! `RAINDROP_PROPAGATION_SECRET`.
+//!
+//! A remote carrier never hands out the handle of an interaction live in
+//! the receiving process, even one with the same event id: the request gets
+//! a handle of its own that merges into the event by id.
 //!
 //! Headers come from other machines: a malformed, oversized or duplicated
 //! `traceparent` or a bad `baggage` is ignored with a DEBUG line under
@@ -66,8 +108,12 @@
 //! ```
 
 use http::{HeaderMap, HeaderValue};
-pub use raindrop_core::propagation::{InteractionBaggage, TraceParent};
+pub use raindrop_core::propagation::{
+    CarrierGrant, CarrierRefusal, CarrierTrust, InteractionBaggage, TraceParent, REPLAY_WINDOW,
+    SIGNATURE,
+};
 use raindrop_core::propagation::{BAGGAGE, TRACEPARENT};
+use raindrop_core::Client;
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
 use crate::layer::{lineage, sync_otel_ids, Ended, Link, RaindropLayer, SpanState};
@@ -95,7 +141,9 @@ impl SpanContext {
         }
     }
 
-    /// Writes `traceparent` and `baggage` into `headers`. Members of an
+    /// Writes `traceparent` and `baggage` into `headers`, **unsigned**
+    /// (a receiving service joins the interaction only if it trusts
+    /// unsigned carriers; [`inject`] signs). Members of an
     /// existing `baggage` header that are not raindrop's are kept; if the
     /// result would break the W3C size limits the existing header is left
     /// as it was.
@@ -164,7 +212,9 @@ pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
 }
 
 /// Writes the current raindrop span's context into `headers` (see the
-/// module docs); returns whether there was one. Never panics.
+/// module docs), signed with the client's key; returns whether there was
+/// one. Never panics. The same as [`inject_with`] with default options (the
+/// receiving service may not finish the interaction).
 ///
 /// ```
 /// let mut headers = http::HeaderMap::new();
@@ -173,13 +223,72 @@ pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
 /// assert!(headers.is_empty());
 /// ```
 pub fn inject(headers: &mut HeaderMap) -> bool {
-    match current_context() {
-        Some(cx) => {
-            cx.inject_into(headers);
-            true
-        }
-        None => false,
+    inject_with(headers, InjectOptions::new())
+}
+
+/// What a signed carrier grants the service it is sent to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InjectOptions {
+    /// The receiving service may finish the interaction (default: only the
+    /// service that began it does).
+    pub delegate_finish: bool,
+}
+
+impl InjectOptions {
+    /// Nothing delegated.
+    pub fn new() -> Self {
+        InjectOptions::default()
     }
+
+    /// Lets the receiving service finish the interaction
+    /// (`resume_interaction().finish(..)` there is accepted instead of
+    /// refused). Covered by the signature, so it cannot be added on the way.
+    pub fn delegate_finish(mut self) -> Self {
+        self.delegate_finish = true;
+        self
+    }
+}
+
+/// Writes the current raindrop span's context into `headers` like
+/// [`inject`], with `options` in the signed part; returns whether there was
+/// a context. Never panics.
+///
+/// ```
+/// use raindrop_tracing::propagate::{inject_with, InjectOptions};
+/// let mut headers = http::HeaderMap::new();
+/// assert!(!inject_with(&mut headers, InjectOptions::new().delegate_finish()));
+/// ```
+pub fn inject_with(headers: &mut HeaderMap, options: InjectOptions) -> bool {
+    let span = tracing::Span::current();
+    let Some(cx) = span_context(&span) else {
+        return false;
+    };
+    cx.inject_into(headers);
+    // A signature forwarded from an earlier hop never travels with ours.
+    headers.remove(SIGNATURE);
+    if cx.baggage.is_empty() {
+        return true;
+    }
+    // Sign what the receiver will read back: the raindrop members actually
+    // in the header (the W3C limits may have kept an older one).
+    let sent = read_baggage(headers);
+    let signature = client_of(&span)
+        .and_then(|c| c.sign_carrier(&cx.trace_id, &sent, options.delegate_finish))
+        .and_then(|v| HeaderValue::from_str(&v).ok());
+    if let Some(v) = signature {
+        headers.insert(SIGNATURE, v);
+    }
+    true
+}
+
+/// The client of the raindrop layer recording `span`.
+fn client_of(span: &tracing::Span) -> Option<Client> {
+    span.with_subscriber(|(_, d)| {
+        d.downcast_ref::<RaindropLayer>()
+            .map(|l| l.client().clone())
+    })
+    .flatten()
 }
 
 /// A caller's context read from request headers.
@@ -187,29 +296,66 @@ pub fn inject(headers: &mut HeaderMap) -> bool {
 pub struct RemoteContext {
     /// The caller's trace and span.
     pub parent: TraceParent,
-    /// The caller's interaction (empty when it sent none).
+    /// The caller's interaction (empty when it sent none, or when its
+    /// carrier was refused).
     pub baggage: InteractionBaggage,
+    /// The caller delegated finishing its interaction to this service.
+    pub finish_delegated: bool,
 }
 
 /// Longest `baggage` read, over all its header lines together (the W3C limit).
 const MAX_BAGGAGE: usize = 8192;
 
-/// Reads `traceparent` and `baggage` from `headers`. `None` when there is no
-/// valid `traceparent` (one header line, as the spec requires); a bad
-/// `baggage` is dropped and the trace still continues. Never panics;
-/// allocates at most the bounded header size.
+/// Reads `traceparent`, `baggage` and `x-raindrop-signature` from
+/// `headers`. `None` when there is no valid `traceparent` (one header line,
+/// as the spec requires); a bad `baggage` is dropped and the trace still
+/// continues. The raindrop baggage is kept only when its signature verifies
+/// with the current raindrop layer's client and is fresh, or when that
+/// client trusts unsigned carriers (`RAINDROP_PROPAGATION_TRUST=unsigned`);
+/// otherwise it is emptied (counted in the client's `stats()`, warned) and
+/// only the trace continues. Never panics; allocates at most the bounded
+/// header size.
 ///
 /// ```
 /// let mut h = http::HeaderMap::new();
 /// h.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
 /// h.insert("baggage", "raindrop.event_id=e-1,team=ai".parse().unwrap());
+/// // Unsigned: the trace continues, the interaction is not joined.
 /// let remote = raindrop_tracing::propagate::extract(&h).unwrap();
-/// assert_eq!(remote.baggage.event_id.as_deref(), Some("e-1"));
+/// assert_eq!(remote.parent.trace_id[0], 0x4b);
+/// assert!(remote.baggage.is_empty());
 ///
 /// h.insert("traceparent", "not a traceparent".parse().unwrap());
 /// assert!(raindrop_tracing::propagate::extract(&h).is_none());
 /// ```
 pub fn extract(headers: &HeaderMap) -> Option<RemoteContext> {
+    extract_with(headers, CarrierTrust::Signed)
+}
+
+/// [`extract`], trusting unsigned carriers when `trust` is
+/// [`CarrierTrust::Unsigned`] (what `PropagationLayer::trust_unsigned`
+/// uses). [`CarrierTrust::Signed`] leaves it to the client's
+/// `propagation_trust` option.
+///
+/// ```
+/// use raindrop_tracing::propagate::{extract_with, CarrierTrust};
+/// use raindrop_core::{Client, ClientOptions};
+/// use tracing_subscriber::prelude::*;
+///
+/// let client = Client::new(ClientOptions::default()).unwrap();
+/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+/// let mut h = http::HeaderMap::new();
+/// h.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+/// h.insert("baggage", "raindrop.event_id=e-1".parse().unwrap());
+/// tracing::subscriber::with_default(subscriber, || {
+///     let trusted = extract_with(&h, CarrierTrust::Unsigned).unwrap();
+///     assert_eq!(trusted.baggage.event_id.as_deref(), Some("e-1"));
+///     let checked = extract_with(&h, CarrierTrust::Signed).unwrap();
+///     assert!(checked.baggage.is_empty());
+/// });
+/// assert_eq!(client.stats().carriers_unsigned, 1);
+/// ```
+pub fn extract_with(headers: &HeaderMap, trust: CarrierTrust) -> Option<RemoteContext> {
     let mut lines = headers.get_all(TRACEPARENT).iter();
     let first = lines.next()?;
     if lines.next().is_some() {
@@ -221,10 +367,40 @@ pub fn extract(headers: &HeaderMap) -> Option<RemoteContext> {
         return None;
     };
     let parent = TraceParent::parse(text)?;
+    let mut baggage = read_baggage(headers);
+    let mut finish_delegated = false;
+    if !baggage.is_empty() {
+        let client = tracing::dispatcher::get_default(|d| {
+            d.downcast_ref::<RaindropLayer>()
+                .map(|l| l.client().clone())
+        });
+        let grant = match client {
+            Some(c) => c
+                .accept_carrier(read_signature(headers), &parent.trace_id, &baggage, trust)
+                .ok(),
+            // No raindrop layer: nothing would be recorded; join nothing.
+            None => None,
+        };
+        match grant {
+            Some(g) => finish_delegated = g.delegate_finish,
+            None => baggage = InteractionBaggage::default(),
+        }
+    }
     Some(RemoteContext {
         parent,
-        baggage: read_baggage(headers),
+        baggage,
+        finish_delegated,
     })
+}
+
+/// The one `x-raindrop-signature` line, if there is exactly one and it is text.
+fn read_signature(headers: &HeaderMap) -> Option<&str> {
+    let mut lines = headers.get_all(SIGNATURE).iter();
+    let first = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
 }
 
 fn read_baggage(headers: &HeaderMap) -> InteractionBaggage {
@@ -272,17 +448,22 @@ impl RemoteContext {
                 let client = d.downcast_ref::<RaindropLayer>()?.client();
                 let reg = d.downcast_ref::<Registry>()?;
                 let s = reg.span(id)?;
-                let link = client.resume_remote(&self.baggage).map(|interaction| Link {
-                    workflow: self
-                        .baggage
-                        .event
-                        .as_deref()
-                        .unwrap_or("interaction")
-                        .into(),
-                    interaction,
-                    remote: true,
-                    calls: crate::layer::genai::Calls::new(),
-                });
+                let grant = CarrierGrant {
+                    delegate_finish: self.finish_delegated,
+                };
+                let link = client
+                    .join_remote(&self.baggage, grant)
+                    .map(|interaction| Link {
+                        workflow: self
+                            .baggage
+                            .event
+                            .as_deref()
+                            .unwrap_or("interaction")
+                            .into(),
+                        interaction,
+                        remote: true,
+                        calls: crate::layer::genai::Calls::new(),
+                    });
                 let mut ext = s.extensions_mut();
                 if ext.get_mut::<SpanState>().is_some() || ext.get_mut::<Ended>().is_some() {
                     return None; // already a raindrop span

@@ -268,7 +268,7 @@ use axum::{routing::post, Router};
 #[raindrop::tool(skip(http))]
 async fn ask_agent(http: &reqwest::Client, question: String) -> Result<String, reqwest::Error> {
     let mut headers = reqwest::header::HeaderMap::new();
-    raindrop::propagate::inject(&mut headers); // traceparent + baggage
+    raindrop::propagate::inject(&mut headers); // traceparent, baggage, x-raindrop-signature
     http.post("http://agent.internal/agent")
         .headers(headers)
         .body(question)
@@ -278,7 +278,7 @@ async fn ask_agent(http: &reqwest::Client, question: String) -> Result<String, r
         .await
 }
 
-// Service B (the agent): continue the caller's interaction on every request.
+// Service B (the agent): continue the caller's interaction on every signed request.
 #[raindrop::tool]
 async fn retrieve(question: String) -> Vec<String> {
     vec![format!("a document about {question}")]

@@ -21,7 +21,8 @@
 
 mod batch;
 mod fit;
-mod partial;
+mod limit;
+pub(crate) mod partial;
 mod prepare;
 mod retry;
 mod send;
@@ -233,7 +234,8 @@ struct Request {
 /// Requests of one route waiting for a free slot, and those in flight.
 struct Lane {
     queue: VecDeque<Request>,
-    max_in_flight: usize,
+    /// How many may be in flight, chosen from the route's answers.
+    limiter: limit::Limiter,
     /// Oldest sequence number of each request in flight (a multiset).
     in_flight: BTreeMap<u64, u32>,
     in_flight_count: usize,
@@ -243,7 +245,7 @@ impl Lane {
     fn new(max_in_flight: usize) -> Self {
         Lane {
             queue: VecDeque::new(),
-            max_in_flight,
+            limiter: limit::Limiter::new(max_in_flight),
             in_flight: BTreeMap::new(),
             in_flight_count: 0,
         }
@@ -281,6 +283,7 @@ struct Flight {
     min_seq: u64,
     /// Bytes charged for it, released when it settles.
     cost: u64,
+    started: Instant,
     /// For an interaction delta: its event (the ledger's key) and whether it
     /// carried the final update.
     event: Option<(Arc<str>, bool)>,
@@ -314,7 +317,7 @@ struct Worker {
 }
 
 enum Wake {
-    Done(Result<(tokio::task::Id, Done), tokio::task::JoinError>),
+    Done(Box<Result<(tokio::task::Id, Done), tokio::task::JoinError>>),
     Item(Option<Queued>),
     Tick,
 }
@@ -398,13 +401,13 @@ impl Worker {
                 .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
-                Some(d) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Wake::Done(d),
+                Some(d) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Wake::Done(Box::new(d)),
                 i = self.data.recv(), if self.data_open => Wake::Item(i),
                 _ = tokio::time::sleep_until(next_wake.into()) => Wake::Tick,
             };
             let now = Instant::now();
             match wake {
-                Wake::Done(d) => self.on_joined(d),
+                Wake::Done(d) => self.on_joined(*d),
                 Wake::Item(Some(q)) => {
                     self.on_item(q.item, q.cost, now);
                     self.drain_queue(now);
@@ -505,9 +508,11 @@ impl Worker {
                 Route::Traces,
                 p.span(&mut s).map(|()| fit::span(&mut s, max)),
             ),
-            Item::Partial(p) => {
-                let seq = self.next_seq();
-                self.partials.add(*p, seq, cost, now);
+            Item::Partial(slot) => {
+                if let Some(w) = slot.take() {
+                    let seq = self.next_seq();
+                    self.partials.add(w.patch, seq, w.updates, w.cost, now);
+                }
                 return;
             }
             Item::Flush(Control { deadline, reply }) => {
@@ -702,7 +707,7 @@ impl Worker {
                 continue;
             }
             let lane = &mut self.lanes[route as usize];
-            while lane.in_flight_count < lane.max_in_flight {
+            while lane.in_flight_count < lane.limiter.slots() {
                 let Some(mut req) = lane.queue.pop_front() else {
                     break;
                 };
@@ -719,6 +724,7 @@ impl Worker {
                     items: req.body.items,
                     min_seq: req.body.min_seq,
                     cost: req.body.cost,
+                    started: now,
                     event: req
                         .delta
                         .as_ref()
@@ -751,7 +757,19 @@ impl Worker {
         let Some(flight) = self.flights.remove(&id) else {
             return;
         };
-        self.lanes[flight.route as usize].landed(flight.min_seq);
+        let lane = &mut self.lanes[flight.route as usize];
+        lane.landed(flight.min_seq);
+        let answered = done
+            .as_ref()
+            .is_some_and(|d| !matches!(d.outcome, Outcome::Exhausted));
+        lane.limiter.on_done(
+            flight.started.elapsed(),
+            answered,
+            !lane.queue.is_empty(),
+            lane.in_flight_count,
+        );
+        self.counters.in_flight_limit[flight.route as usize]
+            .store(lane.limiter.slots() as u64, Ordering::Relaxed);
         match done {
             Some(done) => self.on_done(flight, done),
             None => {
@@ -899,14 +917,23 @@ impl Worker {
     /// Drops what is still in the channel, counted (finals as lost interactions).
     fn drop_queued_items(&mut self, reason: DropReason, why: &str) {
         while let Ok(q) = self.data.try_recv() {
-            if let Some(route) = q.item.route() {
-                if let Item::Partial(p) = &q.item {
-                    if p.is_final {
+            let Some(route) = q.item.route() else {
+                continue;
+            };
+            if let Item::Partial(slot) = &q.item {
+                // Its updates are counted one by one; it held one queue slot.
+                self.budget.release(route, 1);
+                if let Some(w) = slot.take() {
+                    self.budget.release_bytes(w.cost);
+                    self.counters
+                        .drop_queued(route.kind(), reason, w.updates, why);
+                    if w.patch.is_final {
                         self.counters.interaction_lost(reason, why);
                     }
                 }
-                self.drop_unsent(route, reason, 1, q.cost, why);
+                continue;
             }
+            self.drop_unsent(route, reason, 1, q.cost, why);
         }
     }
 

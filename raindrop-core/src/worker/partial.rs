@@ -100,11 +100,11 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
-    fn new(patch: InteractionUpdate, seq: u64, cost: u64, now: Instant) -> Self {
+    fn new(patch: InteractionUpdate, seq: u64, updates: u64, cost: u64, now: Instant) -> Self {
         Delta {
             key: patch.event_id.clone(),
             patch,
-            patches: 1,
+            patches: updates,
             held: 1,
             min_seq: seq,
             first: now,
@@ -187,11 +187,20 @@ impl PartialBuffer {
         }
     }
 
-    /// Merges one update. A final update makes the event ready at once.
-    pub fn add(&mut self, patch: InteractionUpdate, seq: u64, cost: u64, now: Instant) {
+    /// Merges `updates` updates (already merged into `patch` while they
+    /// waited in the queue; they hold one queue slot). A final update makes
+    /// the event ready at once.
+    pub fn add(
+        &mut self,
+        patch: InteractionUpdate,
+        seq: u64,
+        updates: u64,
+        cost: u64,
+        now: Instant,
+    ) {
         let is_final = patch.is_final;
         let id = patch.event_id.clone();
-        let delta = Delta::new(patch, seq, cost, now);
+        let delta = Delta::new(patch, seq, updates, cost, now);
         let e = self.entries.entry(id.clone()).or_insert_with(|| Entry {
             deltas: VecDeque::new(),
             busy: false,
@@ -355,11 +364,11 @@ mod tests {
         p1.ai.input = Some("q".into());
         p1.properties
             .insert("a".into(), serde_json::json!({"x": 1}));
-        b.add(p1, 0, 0, t);
+        b.add(p1, 0, 1, 0, t);
         let mut p2 = patch("e");
         p2.properties
             .insert("a".into(), serde_json::json!({"y": 2}));
-        b.add(p2, 1, 0, t);
+        b.add(p2, 1, 1, 0, t);
         assert!(taken(&mut b).is_empty(), "open and not idle: not due");
         let mut p3 = patch("e");
         p3.ai = AiData {
@@ -367,7 +376,7 @@ mod tests {
             ..Default::default()
         };
         p3.is_final = true;
-        b.add(p3, 2, 0, t);
+        b.add(p3, 2, 1, 0, t);
         let due = taken(&mut b);
         assert_eq!(due.len(), 1, "a final is ready without a tick");
         assert_eq!(due[0].patches, 3);
@@ -385,13 +394,13 @@ mod tests {
     fn one_delta_per_event_in_flight() {
         let mut b = PartialBuffer::new();
         let t = Instant::now();
-        b.add(patch("e"), 0, 0, t);
+        b.add(patch("e"), 0, 1, 0, t);
         b.scan_due(t, Duration::ZERO, false);
         let first = taken(&mut b);
         assert_eq!(first.len(), 1);
         let mut fin = patch("e");
         fin.is_final = true;
-        b.add(fin, 1, 0, t);
+        b.add(fin, 1, 1, 0, t);
         assert!(
             taken(&mut b).is_empty(),
             "the final waits while the snapshot is in flight"
@@ -410,13 +419,13 @@ mod tests {
         let mut p1 = patch("e");
         p1.ai.input = Some("q".into());
         p1.user_id = Some("u".into());
-        b.add(p1, 0, 0, t);
+        b.add(p1, 0, 1, 0, t);
         b.scan_due(t, Duration::ZERO, false);
         let mut sent = taken(&mut b);
         let mut fin = patch("e");
         fin.ai.output = Some("a".into());
         fin.is_final = true;
-        b.add(fin, 1, 0, t);
+        b.add(fin, 1, 1, 0, t);
         let mut failed = sent.pop().unwrap();
         failed.failures += 1;
         b.settle(&"e".into(), Some(failed), false);
@@ -441,7 +450,7 @@ mod tests {
             let now = t0 + Duration::from_millis(500 * step);
             let mut p = patch("busy");
             p.ai.input = Some(format!("{step}"));
-            b.add(p, step, 0, now);
+            b.add(p, step, 1, 0, now);
             b.scan_due(now, idle, false);
             let out = taken(&mut b);
             shipped += out.len();
@@ -461,11 +470,11 @@ mod tests {
         p1.properties.insert("a".into(), serde_json::json!(5));
         p1.properties
             .insert("n".into(), serde_json::json!({"x": null}));
-        b.add(p1, 0, 0, t);
+        b.add(p1, 0, 1, 0, t);
         let mut p2 = patch("e");
         p2.properties
             .insert("n".into(), serde_json::json!({"x": 1, "y": 2}));
-        b.add(p2, 1, 0, t);
+        b.add(p2, 1, 1, 0, t);
         assert!(
             taken(&mut b).is_empty(),
             "objects merge into objects; scalars replace: no conflict"
@@ -473,7 +482,7 @@ mod tests {
         let mut p3 = patch("e");
         p3.properties
             .insert("a".into(), serde_json::json!({"z": 1}));
-        b.add(p3, 2, 0, t);
+        b.add(p3, 2, 1, 0, t);
         let out = taken(&mut b);
         assert_eq!(out.len(), 1, "an object over a pending scalar splits");
         assert_eq!(out[0].patches, 2);
@@ -484,15 +493,15 @@ mod tests {
             "n".into(),
             serde_json::json!({"x": {"deep": {"deeper": 1}}}),
         );
-        b.add(p4, 3, 0, t);
+        b.add(p4, 3, 1, 0, t);
         let mut p5 = patch("e");
         p5.properties
             .insert("n".into(), serde_json::json!({"x": {"deep": 2}}));
-        b.add(p5, 4, 0, t);
+        b.add(p5, 4, 1, 0, t);
         let mut p6 = patch("e");
         p6.properties
             .insert("n".into(), serde_json::json!({"x": {"deep": {"again": 1}}}));
-        b.add(p6, 5, 0, t);
+        b.add(p6, 5, 1, 0, t);
         assert_eq!(
             b.entries["e"].deltas.len(),
             2,

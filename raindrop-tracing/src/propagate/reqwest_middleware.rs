@@ -5,9 +5,11 @@
 use reqwest_middleware::reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 
-/// Writes `traceparent` and `baggage` for the current raindrop span into
-/// every request (see [`super::inject`]); a request made outside raindrop
-/// spans is sent unchanged.
+/// Writes `traceparent`, `baggage` and `x-raindrop-signature` for the
+/// current raindrop span into every request (see [`super::inject`]; the
+/// called service may not finish the interaction: for that, inject by hand
+/// with [`super::inject_with`]); a request made outside raindrop spans is
+/// sent unchanged.
 ///
 /// ```
 /// use reqwest_middleware::{reqwest, ClientBuilder};

@@ -5,14 +5,21 @@ use std::task::{Context, Poll};
 
 use tracing::instrument::{Instrument, Instrumented};
 
+use super::CarrierTrust;
+
 /// Wraps a service so each request continues the context in its
 /// `traceparent` and `baggage` headers (see [`super::RemoteContext::span`]):
 /// the request's future runs inside a span whose raindrop spans join the
-/// caller's trace and interaction. A request without (valid) headers runs
-/// as before. Works for any `Service<http::Request<B>>`: axum, tonic, hyper.
+/// caller's trace, and its interaction when the carrier's
+/// `x-raindrop-signature` verifies (see [`super::extract`]; an unsigned or
+/// bad one continues the trace only, counted and warned). A request without
+/// (valid) headers runs as before. Works for any `Service<http::Request<B>>`:
+/// axum, tonic, hyper.
 ///
-/// With axum: `Router::new().route(..).layer(PropagationLayer)`. On any
-/// service:
+/// With axum: `Router::new().route(..).layer(PropagationLayer)` (or
+/// `PropagationLayer::new()`). Behind a network no outsider reaches (a
+/// mesh with mTLS), `PropagationLayer::trust_unsigned()` joins unsigned
+/// carriers too. On any service:
 ///
 /// ```
 /// use std::task::{Context, Poll};
@@ -37,20 +44,57 @@ use tracing::instrument::{Instrument, Instrumented};
 /// # drop(service);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PropagationLayer;
+pub struct PropagationLayer {
+    trust: CarrierTrust,
+}
+
+/// The default layer as a value, so `.layer(PropagationLayer)` (from when
+/// the layer had no settings) keeps compiling.
+#[allow(non_upper_case_globals)]
+pub const PropagationLayer: PropagationLayer = PropagationLayer {
+    trust: CarrierTrust::Signed,
+};
+
+impl PropagationLayer {
+    /// Joins interactions only from signed, fresh carriers (or as the
+    /// client's `propagation_trust` option says).
+    pub fn new() -> Self {
+        PropagationLayer::default()
+    }
+
+    /// Joins interactions from unsigned carriers too: only where the
+    /// network is the boundary (every caller is one of your services, e.g.
+    /// a mesh with mTLS). Any caller that reaches the service can then name
+    /// any event id and user in `baggage`.
+    ///
+    /// ```
+    /// use raindrop_tracing::propagate::tower::PropagationLayer;
+    /// let layer = PropagationLayer::trust_unsigned();
+    /// # drop(layer);
+    /// ```
+    pub fn trust_unsigned() -> Self {
+        PropagationLayer {
+            trust: CarrierTrust::Unsigned,
+        }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for PropagationLayer {
     type Service = PropagationService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PropagationService { inner }
+        PropagationService {
+            inner,
+            trust: self.trust,
+        }
     }
 }
 
-/// The service made by [`PropagationLayer`].
+/// The service made by [`struct@PropagationLayer`].
 #[derive(Debug, Clone)]
 pub struct PropagationService<S> {
     inner: S,
+    trust: CarrierTrust,
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for PropagationService<S>
@@ -66,7 +110,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let span = match super::extract(req.headers()) {
+        let span = match super::extract_with(req.headers(), self.trust) {
             Some(remote) => remote.span(),
             None => tracing::Span::none(),
         };
