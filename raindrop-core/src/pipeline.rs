@@ -24,6 +24,11 @@ pub(crate) struct Pipeline {
     pub(crate) disabled_reason: DropReason,
     pub(crate) counters: Arc<Counters>,
     pub(crate) closed: AtomicBool,
+    /// Span export on or off (`Client::set_tracing_enabled`); here so that
+    /// interaction handles and manual spans see the switch too.
+    pub(crate) tracing_enabled: AtomicBool,
+    /// The application's Git provenance, shared with the worker.
+    pub(crate) app_git: Arc<crate::app_git::AppGitState>,
 }
 
 impl Pipeline {
@@ -95,6 +100,29 @@ impl Pipeline {
                 }
                 false
             }
+        }
+    }
+
+    pub(crate) fn tracing_enabled(&self) -> bool {
+        self.tracing_enabled.load(Ordering::Relaxed)
+    }
+
+    /// Queues a finished span unless tracing is off (then nothing is queued
+    /// or counted); a span linked to an event `sample_rate` does not keep is
+    /// counted as sampled out.
+    pub(crate) fn export_span(&self, span: crate::SpanRecord) {
+        if !self.tracing_enabled() {
+            return;
+        }
+        let unsampled = self.options.sample_rate < 1.0
+            && span.attributes.iter().any(|(k, v)| {
+                k == "traceloop.association.properties.event_id"
+                    && matches!(v, crate::AttributeValue::String(id) if !self.sampled(id))
+            });
+        if unsampled {
+            self.sampled_out(ItemKind::Span);
+        } else {
+            self.enqueue(Item::Span(Box::new(span)));
         }
     }
 

@@ -120,6 +120,7 @@ impl WorkerConfig {
         tls: crate::validate::Tls,
         project_id: Option<String>,
         debug_logs: Arc<std::sync::atomic::AtomicBool>,
+        app_git: Arc<crate::app_git::AppGitState>,
     ) -> Self {
         WorkerConfig {
             base,
@@ -136,7 +137,7 @@ impl WorkerConfig {
             max_partials_in_flight: o.max_partials_in_flight,
             max_text_field_chars: o.max_text_field_chars,
             shutdown_timeout: o.shutdown_timeout,
-            prepare: prepare::Prepare::new(o),
+            prepare: prepare::Prepare::new(o, app_git),
             workshop: o.workshop.clone(),
             debug_logs,
             tls,
