@@ -130,12 +130,14 @@ pub(crate) fn message(cause: Cause, what: &str, span: Option<(Level, &str)>) -> 
 /// bounded warning causes and could hide later, more serious warnings.
 const MAX_NO_USER_NAMES: usize = 16;
 
+/// The names warned about so far.
+static NO_USER_NAMES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 /// Warns once per interaction name (for the first few names) that an
 /// interaction finished without a user id.
 pub(crate) fn warn_no_user_id(name: &str, fn_name: Option<&str>) {
-    static NAMES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     {
-        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names = NO_USER_NAMES.lock().unwrap_or_else(|e| e.into_inner());
         if names.iter().any(|n| n == name) {
             return;
         }
@@ -159,4 +161,20 @@ pub(crate) fn warn_no_user_id(name: &str, fn_name: Option<&str>) {
          with an expression of the arguments (e.g. `user_id = req.user_id`), or \
          `raindrop::resume_interaction().set_user_id(..)` inside it."
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dynamic interaction names take at most a few of the core's bounded
+    /// warning causes, so later, more serious warnings still get through.
+    #[test]
+    fn dynamic_names_take_a_bounded_share_of_setup_warnings() {
+        for n in 0..300 {
+            warn_no_user_id(&format!("chat-{n}"), None);
+        }
+        let named = NO_USER_NAMES.lock().unwrap().len();
+        assert_eq!(named, MAX_NO_USER_NAMES);
+    }
 }

@@ -88,9 +88,7 @@ impl Limiter {
         // round trip (the distance, not time spent queued behind our own
         // requests, which more requests would only lengthen). Twice that
         // (plus the start) is room to find a higher rate; more does not help.
-        let needed = self
-            .rate
-            .map_or(f64::INFINITY, |r| 2.0 * r * min + INITIAL);
+        let needed = self.rate.map_or(f64::INFINITY, |r| 2.0 * r * min + INITIAL);
         if backlogged && self.limit < needed {
             // Round trips within twice the fastest (plus 2 ms for loopback
             // jitter): the server keeps up, grow fast.
