@@ -155,6 +155,10 @@ pub struct Stats {
     /// Requests the local Workshop mirror did not accept (never retried;
     /// they do not affect delivery to the API).
     pub workshop_failures: u64,
+    /// Requests not mirrored to the Workshop because `max_in_flight` mirror
+    /// requests were already under way (delivery to the API never waits
+    /// for the mirror).
+    pub workshop_skipped: u64,
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
@@ -207,6 +211,7 @@ pub(crate) struct Counters {
     pub retries: AtomicU64,
     pub workshop_sent: AtomicU64,
     pub workshop_failures: AtomicU64,
+    pub workshop_skipped: AtomicU64,
     dropped: [[AtomicU64; REASONS]; KINDS],
     worker_dropped: AtomicU64,
     /// Per reason: when it was last logged, in ms since [`epoch`] plus one (0: never).
@@ -242,6 +247,7 @@ impl Counters {
             retries: AtomicU64::new(0),
             workshop_sent: AtomicU64::new(0),
             workshop_failures: AtomicU64::new(0),
+            workshop_skipped: AtomicU64::new(0),
             dropped: Default::default(),
             worker_dropped: AtomicU64::new(0),
             last_log: Default::default(),
@@ -308,6 +314,7 @@ impl Counters {
             queue_capacity,
             workshop_sent: self.workshop_sent.load(Relaxed),
             workshop_failures: self.workshop_failures.load(Relaxed),
+            workshop_skipped: self.workshop_skipped.load(Relaxed),
             dropped: [[0; REASONS]; KINDS],
             worker_dropped: self.worker_dropped.load(Relaxed),
         };
