@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -99,14 +100,14 @@ pub fn redact_pii(text: &str) -> Cow<'_, str> {
 /// words (a name matches only a whole word: `\b` on both sides) in one
 /// linear pass.
 struct FirstNames {
-    set: HashSet<Box<str>>,
+    set: HashSet<Box<str>, BuildHasherDefault<Fnv1a>>,
     /// Bytes of the longest name: longer words are not looked up.
     longest: usize,
 }
 
 impl FirstNames {
     fn parse(list: &str) -> FirstNames {
-        let set: HashSet<Box<str>> = list
+        let set: HashSet<Box<str>, BuildHasherDefault<Fnv1a>> = list
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -117,9 +118,10 @@ impl FirstNames {
     }
 
     fn contains(&self, word: &str, lower: &mut String) -> bool {
-        if word.len() > self.longest * 3 {
-            // Lowercasing a character shrinks its bytes at most threefold
-            // (the Kelvin sign): a word this long is no name in any case.
+        if word.len() < 2 || word.len() > self.longest * 3 {
+            // Every name has two characters or more; lowercasing a
+            // character shrinks its bytes at most threefold (the Kelvin
+            // sign): a word this long is no name in any case.
             return false;
         }
         lower.clear();
@@ -152,28 +154,68 @@ impl FirstNames {
     }
 }
 
+/// FNV-1a: the set is looked up once per word of every text, and for keys
+/// this short SipHash (the default) was most of the rule's cost. The keys
+/// are a fixed list, so there is no flooding to defend against: a text can
+/// only look names up, never add any.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// The words of `text` with their byte offsets: maximal runs of the
 /// characters the regex `\w` matches, so a word ends where the other
 /// rules' `\b` sees a boundary.
 fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut chars = text.char_indices().peekable();
+    let mut at = 0;
     std::iter::from_fn(move || {
         let start = loop {
-            let (i, c) = chars.next()?;
-            if regex_syntax::is_word_character(c) {
-                break i;
+            if at >= text.len() {
+                return None;
+            }
+            let (is_word, len) = char_at(text, at);
+            at += len;
+            if is_word {
+                break at - len;
             }
         };
-        let mut end = text.len();
-        while let Some(&(i, c)) = chars.peek() {
-            if !regex_syntax::is_word_character(c) {
-                end = i;
+        while at < text.len() {
+            let (is_word, len) = char_at(text, at);
+            if !is_word {
                 break;
             }
-            chars.next();
+            at += len;
         }
-        Some((start, &text[start..end]))
+        Some((start, &text[start..at]))
     })
+}
+
+/// Whether the character at byte `at` (a character boundary) is a word
+/// character, and its length in bytes. ASCII, most of any text, is decided
+/// without the Unicode table.
+fn char_at(text: &str, at: usize) -> (bool, usize) {
+    let b = text.as_bytes()[at];
+    if b.is_ascii() {
+        return (b.is_ascii_alphanumeric() || b == b'_', 1);
+    }
+    match text[at..].chars().next() {
+        Some(c) => (regex_syntax::is_word_character(c), c.len_utf8()),
+        None => (false, 1),
+    }
 }
 
 fn replace_all(text: &mut Cow<'_, str>, re: &Regex, token: &str) {
