@@ -148,3 +148,68 @@ fn content_reaches_raindrop_and_never_the_log_output() {
     );
     assert_eq!(final_partial["user_id"], "MARKER-USER");
 }
+
+/// `capture_content(false)`: the same interaction through the tracing
+/// layer, and none of its words (the request body, the answer, the tool's
+/// arguments and result) reach the capture server on any route; what the
+/// code set explicitly (properties, the model, the user id) still does.
+#[test]
+fn with_content_capture_off_no_words_reach_raindrop_on_any_route() {
+    let cap = Capture::start(vec![]);
+    let client = Client::new(
+        ClientOptions::default()
+            .write_key("rk_test_privacy")
+            .endpoint(cap.endpoint())
+            .upload_interval(Duration::from_millis(50))
+            .capture_content(false),
+    )
+    .unwrap();
+    let subscriber = tracing_subscriber::registry().with(raindrop::layer_for(&client));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(
+        chat(
+            State(AppState {
+                secret: "STATE-SECRET",
+            }),
+            Json(ChatRequest {
+                user_id: "MARKER-USER".into(),
+                prompt: "MARKER-INPUT what is my balance?".into(),
+            }),
+        )
+        .with_subscriber(subscriber),
+    );
+    assert!(answer.starts_with("MARKER-OUTPUT"));
+    assert!(client.flush(Duration::from_secs(20)), "flush timed out");
+    let requests = cap.requests();
+    let routes: std::collections::HashSet<&str> =
+        requests.iter().map(|r| r.path.as_str()).collect();
+    assert!(routes.contains("/v1/traces"), "{routes:?}");
+    assert!(routes.contains("/v1/events/track_partial"), "{routes:?}");
+    let sent: String = requests
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for m in [
+        "MARKER-INPUT",
+        "MARKER-OUTPUT",
+        "MARKER-TOOLARG",
+        "MARKER-TOOLOUT",
+    ] {
+        assert!(
+            !sent.contains(m),
+            "{m} sent with content capture off:\n{sent}"
+        );
+    }
+    for m in [
+        "MARKER-TOOLPROP",
+        "MARKER-PROP",
+        "MARKER-MODEL",
+        "MARKER-USER",
+    ] {
+        assert!(sent.contains(m), "{m} not delivered:\n{sent}");
+    }
+}

@@ -183,24 +183,43 @@ impl TlsRoots {
 
 /// Where the local Workshop debugger is, if anywhere: every request the SDK
 /// sends is mirrored there (wire contract 12.4).
+///
+/// The mirror is a development tool: it gets every body the API gets
+/// (prompts, outputs, traits) over plain HTTP, so [`Workshop::Auto`] only
+/// looks for it in debug builds. A release build mirrors only when told to,
+/// with [`Workshop::At`] or `RAINDROP_WORKSHOP`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Workshop {
-    /// With a write key, probe `127.0.0.1:5899` once (a TCP connect bounded
-    /// by 100 ms, on the worker thread, never on the caller) and mirror
-    /// there if something listens. Without a key, nothing is probed.
+    /// In a **debug build** with a write key, probe `127.0.0.1:5899` once (a
+    /// TCP connect bounded by 100 ms, on the worker thread, never on the
+    /// caller) and mirror there if something listens. In a release build,
+    /// or without a key, nothing is probed and nothing is mirrored: whatever
+    /// else listens on that port on a production host (another tenant, a
+    /// sidecar) must not receive your users' content.
+    ///
+    /// "Debug build" is `cfg!(debug_assertions)` as `raindrop-core` was
+    /// compiled. In a cargo build that follows the profile of your binary
+    /// (`cargo build` debug, `cargo build --release` not), unless your
+    /// `Cargo.toml` overrides `debug-assertions` for this package or all
+    /// dependencies (`[profile.release.package."*"]`), which then decides.
     #[default]
     Auto,
     /// Never mirror, never probe.
     Off,
-    /// Mirror to this base URL (e.g. `http://127.0.0.1:5899/v1/`). With no
-    /// write key, the Workshop alone receives everything.
+    /// Mirror to this base URL (e.g. `http://127.0.0.1:5899/v1/`), in any
+    /// build. With no write key, the Workshop alone receives everything.
     At(String),
 }
 
 impl Workshop {
     /// The default Workshop address.
     pub const DEFAULT_URL: &'static str = "http://127.0.0.1:5899/v1/";
+
+    /// The address [`Workshop::Auto`] probes (that of [`Self::DEFAULT_URL`]).
+    pub(crate) const DEFAULT_ADDR: std::net::SocketAddr = std::net::SocketAddr::V4(
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 5899),
+    );
 
     /// Parses `RAINDROP_WORKSHOP` / `RAINDROP_LOCAL_DEBUGGER`: a URL, or
     /// `1/true/yes/on` (the default address), or `0/false/no/off`.
@@ -310,22 +329,53 @@ pub struct ClientOptions {
     /// with `redact_pii` (default off).
     pub redact_pii_in_spans: bool,
     /// Record content at all (default on; `RAINDROP_CAPTURE_CONTENT=false`
-    /// turns it off). Off, no input, output, attachment, span input/output or
-    /// gen_ai message text leaves the process: only names, ids, timings,
-    /// sizes, errors and the properties you set explicitly.
+    /// turns it off). Off, the worker removes every text the user or the
+    /// model wrote before anything is serialised (so the API, the local sink,
+    /// the Workshop mirror and the before-send hook never see it):
+    ///
+    /// - events and interactions: `ai_data.input`, `ai_data.output` and
+    ///   every attachment;
+    /// - signals: `properties.comment` (feedback) and `properties.after`
+    ///   (the corrected answer of an edit); the signal itself is still sent;
+    /// - spans: `traceloop.entity.input` / `output` (tool, task and
+    ///   interaction spans), `ai.prompt`, `ai.prompt.messages`,
+    ///   `ai.response.text` / `object` / `toolCalls`, `ai.toolCall.args` /
+    ///   `result`, `gen_ai.prompt.*`, `gen_ai.completion.*`,
+    ///   `gen_ai.input.messages`, `gen_ai.output.messages`,
+    ///   `gen_ai.system_instructions`, `gen_ai.tool.call.arguments` /
+    ///   `result`, `raindrop.input` / `output`, `input.value` /
+    ///   `output.value`, `llm.prompts.*`, `llm.completions.*`,
+    ///   `llm.input_messages.*`, `llm.output_messages.*`.
+    ///
+    /// What remains: names, ids, user ids, models, token counts, timings,
+    /// sizes, error messages, identify traits and the properties you set
+    /// explicitly (put no content there).
     pub capture_content: bool,
     /// Share of events and interactions kept, 0.0 to 1.0 (default 1.0;
     /// `RAINDROP_SAMPLE_RATE`). Decided from the event id, so every service
     /// that handles one interaction (the id travels with it) decides the same.
     pub sample_rate: f64,
     /// The local Workshop debugger to mirror every request to (default
-    /// [`Workshop::Auto`]; `RAINDROP_WORKSHOP` or `RAINDROP_LOCAL_DEBUGGER`).
+    /// [`Workshop::Auto`]: only in debug builds; `RAINDROP_WORKSHOP` or
+    /// `RAINDROP_LOCAL_DEBUGGER`).
     /// The mirror gets the same path and body with a 2 s timeout, no
     /// retries and **no `Authorization` header**: a local debugger needs no
     /// key, and whatever listens on a loopback port must not be handed it.
     /// Its failures are counted (`Stats::workshop_failures`) and logged at
-    /// DEBUG; they never affect delivery to the API.
+    /// DEBUG; they never affect delivery to the API. Mirror requests share
+    /// the `max_in_flight` bound: when that many are already under way, a
+    /// request is not mirrored (`Stats::workshop_skipped`) rather than
+    /// waiting.
     pub workshop: Workshop,
+    /// Whether [`Workshop::Auto`] treats this as a debug build (default
+    /// `cfg!(debug_assertions)`, see [`Workshop::Auto`]). Not part of the
+    /// API: for tests that play a release build.
+    #[doc(hidden)]
+    pub debug_build: bool,
+    /// The address [`Workshop::Auto`] probes (default `127.0.0.1:5899`).
+    /// Not part of the API: for tests, which put a listener on a free port.
+    #[doc(hidden)]
+    pub workshop_probe_addr: std::net::SocketAddr,
     /// Sees every event, interaction update, signal, identify and span just
     /// before it is serialised, and may change it or drop it (return
     /// `false`). Runs on the worker thread; a panic inside it drops the item
@@ -380,6 +430,7 @@ impl fmt::Debug for ClientOptions {
             .field("capture_content", &self.capture_content)
             .field("sample_rate", &self.sample_rate)
             .field("workshop", &self.workshop)
+            .field("debug_build", &self.debug_build)
             .field("before_send", &self.before_send.as_ref().map(|_| "Fn"))
             .field("propagation_secret", &self.propagation_secret)
             .field("propagation_trust", &self.propagation_trust)
@@ -417,6 +468,8 @@ impl Default for ClientOptions {
             capture_content: true,
             sample_rate: 1.0,
             workshop: Workshop::Auto,
+            debug_build: cfg!(debug_assertions),
+            workshop_probe_addr: Workshop::DEFAULT_ADDR,
             before_send: None,
             propagation_secret: None,
             propagation_trust: crate::propagation::CarrierTrust::Signed,

@@ -185,6 +185,10 @@ pub struct Stats {
     pub joined_finishes_refused: u64,
     /// Finishes ignored because the interaction was already finished.
     pub finishes_ignored: u64,
+    /// Requests not mirrored to the Workshop because `max_in_flight` mirror
+    /// requests were already under way (delivery to the API never waits
+    /// for the mirror).
+    pub workshop_skipped: u64,
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
@@ -284,6 +288,7 @@ pub(crate) struct Counters {
     pub retries: AtomicU64,
     pub workshop_sent: AtomicU64,
     pub workshop_failures: AtomicU64,
+    pub workshop_skipped: AtomicU64,
     dropped: [[AtomicU64; REASONS]; KINDS],
     worker_dropped: AtomicU64,
     /// Per route (by `Route as usize`): the in-flight limit the worker chose.
@@ -323,6 +328,7 @@ impl Counters {
             retries: AtomicU64::new(0),
             workshop_sent: AtomicU64::new(0),
             workshop_failures: AtomicU64::new(0),
+            workshop_skipped: AtomicU64::new(0),
             dropped: Default::default(),
             worker_dropped: AtomicU64::new(0),
             in_flight_limit: Default::default(),
@@ -418,6 +424,7 @@ impl Counters {
             joined_user_changes_refused: self.refused(Refusal::JoinedUserChange),
             joined_finishes_refused: self.refused(Refusal::JoinedFinish),
             finishes_ignored: self.refused(Refusal::FinishIgnored),
+            workshop_skipped: self.workshop_skipped.load(Relaxed),
             dropped: [[0; REASONS]; KINDS],
             worker_dropped: self.worker_dropped.load(Relaxed),
             in_flight_limits: std::array::from_fn(|i| self.in_flight_limit[i].load(Relaxed)),

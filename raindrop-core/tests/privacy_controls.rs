@@ -258,3 +258,140 @@ fn span_content_is_redacted_only_when_asked() {
         assert!(body.contains(want), "{in_spans}: {body}");
     }
 }
+
+#[test]
+fn with_content_off_no_marker_reaches_the_api_or_the_workshop_on_any_route() {
+    // Every place the SDK carries a user's or a model's words, each with its
+    // own marker; the raw request bytes of every route, to the API and to
+    // the Workshop mirror, must hold none of them.
+    let cap = Capture::start(vec![]);
+    let workshop = Capture::start(vec![]);
+    let c = Client::new(
+        opts(&cap)
+            .capture_content(false)
+            .workshop(Workshop::At(workshop.endpoint())),
+    )
+    .unwrap();
+    let id = c
+        .track_ai(
+            AiEvent::new("u", "chat")
+                .input("MARKER-PROMPT")
+                .output("MARKER-OUTPUT")
+                .attachments([
+                    Attachment::text("MARKER-EVENT-ATTACHMENT"),
+                    Attachment::new(AttachmentType::Code, "MARKER-CODE"),
+                ]),
+        )
+        .unwrap();
+    c.track(Event::new("u", "plain").attachments([Attachment::text("MARKER-PLAIN-ATTACHMENT")]))
+        .unwrap();
+    c.track_signal(
+        Signal::new(&id, "feedback")
+            .signal_type(SignalType::Feedback)
+            .comment("MARKER-COMMENT"),
+    )
+    .unwrap();
+    c.track_signal(
+        Signal::new(&id, "edit")
+            .signal_type(SignalType::Edit)
+            .after("MARKER-AFTER")
+            .comment("MARKER-EDIT-COMMENT"),
+    )
+    .unwrap();
+    c.track_signal(Signal::new(&id, "thumbs_up").property("comment", "MARKER-PROP-COMMENT"))
+        .unwrap();
+    let it = c
+        .begin(
+            Begin::new("u", "run")
+                .input("MARKER-INTERACTION-INPUT")
+                .attachments([Attachment::text("MARKER-BEGIN-ATTACHMENT")]),
+        )
+        .unwrap();
+    it.add_attachments([Attachment::text("MARKER-ADDED-ATTACHMENT")]);
+    it.set_output("MARKER-INTERACTION-OUTPUT");
+    it.finish_with(
+        Finish::new()
+            .output("MARKER-FINAL-OUTPUT")
+            .attachments([Attachment::text("MARKER-FINISH-ATTACHMENT")]),
+    );
+    // A tool span and an LLM span as the tracing layer writes them, plus
+    // other conventions' content keys on a span exported by hand.
+    for (name, attrs) in [
+        (
+            "search.tool",
+            vec![
+                ("traceloop.entity.input", "MARKER-TOOL-INPUT"),
+                ("traceloop.entity.output", "MARKER-TOOL-OUTPUT"),
+                ("gen_ai.tool.call.arguments", "MARKER-TOOL-ARGS"),
+                ("gen_ai.tool.call.result", "MARKER-TOOL-RESULT"),
+            ],
+        ),
+        (
+            "chat.llm",
+            vec![
+                ("ai.prompt", "MARKER-AI-PROMPT"),
+                ("ai.prompt.messages", "MARKER-AI-MESSAGES"),
+                ("gen_ai.prompt.0.content", "MARKER-GENAI-PROMPT"),
+                ("gen_ai.completion.0.content", "MARKER-GENAI-COMPLETION"),
+                ("ai.response.text", "MARKER-RESPONSE"),
+                ("gen_ai.system_instructions", "MARKER-SYSTEM"),
+            ],
+        ),
+        (
+            "other.task",
+            vec![
+                ("raindrop.input", "MARKER-RAINDROP-INPUT"),
+                ("raindrop.output", "MARKER-RAINDROP-OUTPUT"),
+                ("input.value", "MARKER-OPENINFERENCE-IN"),
+                ("output.value", "MARKER-OPENINFERENCE-OUT"),
+                ("ai.toolCall.args", "MARKER-VERCEL-ARGS"),
+                ("ai.toolCall.result", "MARKER-VERCEL-RESULT"),
+                ("llm.prompts.0.content", "MARKER-LLM-PROMPTS"),
+                (
+                    "llm.input_messages.0.message.content",
+                    "MARKER-LLM-INPUT-MESSAGES",
+                ),
+            ],
+        ),
+    ] {
+        let mut span = SpanRecord {
+            trace_id: SpanRecord::new_trace_id(),
+            span_id: SpanRecord::new_span_id(),
+            parent_span_id: None,
+            name: name.into(),
+            start: std::time::SystemTime::now(),
+            end: std::time::SystemTime::now(),
+            status: SpanStatus::Ok,
+            attributes: vec![("traceloop.entity.name".into(), "kept".into())],
+        };
+        for (k, v) in attrs {
+            span.attributes.push((k.into(), v.into()));
+        }
+        c.export_span(span).unwrap();
+    }
+    assert!(c.flush(Duration::from_secs(5)));
+    let report = c.shutdown(Duration::from_secs(5));
+    assert_eq!(report.stats.dropped_total(), 0, "{:?}", report.stats);
+    let routes: HashSet<String> = cap.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        routes.len(),
+        4,
+        "events, partials, signals, traces: {routes:?}"
+    );
+    for server in [&cap, &workshop] {
+        assert!(!server.requests().is_empty());
+        for r in server.requests() {
+            assert!(
+                !r.raw.windows(b"MARKER".len()).any(|w| w == b"MARKER"),
+                "{}: {}",
+                r.path,
+                String::from_utf8_lossy(&r.raw)
+            );
+        }
+    }
+    // The signals themselves still arrive, without their text.
+    let signals = cap.delivered("signals/track");
+    assert_eq!(signals.len(), 3);
+    assert!(signals.iter().any(|s| s["signal_type"] == "edit"));
+    assert!(all_bodies(&cap).contains("kept"));
+}

@@ -106,6 +106,9 @@ pub(crate) struct WorkerConfig {
     pub prepare: prepare::Prepare,
     /// Where to mirror requests for local debugging.
     pub workshop: crate::options::Workshop,
+    /// What `Workshop::Auto` probes: `None` in a release build, which never
+    /// mirrors unless told to.
+    pub workshop_probe: Option<std::net::SocketAddr>,
     /// Shared with the client so `set_debug_logs` works at run time.
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
     /// Root certificates and extra CAs for HTTPS.
@@ -139,6 +142,7 @@ impl WorkerConfig {
             shutdown_timeout: o.shutdown_timeout,
             prepare: prepare::Prepare::new(o, app_git),
             workshop: o.workshop.clone(),
+            workshop_probe: o.debug_build.then_some(o.workshop_probe_addr),
             debug_logs,
             tls,
         }

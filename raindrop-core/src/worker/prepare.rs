@@ -14,12 +14,18 @@ use crate::redact::redact_pii;
 use crate::span::{AttributeValue, SpanRecord};
 use crate::stats::DropReason;
 
-/// Span attributes that carry content (inputs, outputs, arguments, message texts).
+/// Span attributes that carry content (inputs, outputs, arguments, message
+/// texts): every one the tracing layer and its GenAI mapping write, the
+/// `raindrop.*` fields they are read from, and the usual names of other
+/// conventions (OpenLLMetry, the Vercel AI SDK, OpenInference) for spans
+/// exported by hand. Kept in step with `ClientOptions::capture_content`.
 fn is_content_attribute(key: &str) -> bool {
     matches!(
         key,
         "traceloop.entity.input"
             | "traceloop.entity.output"
+            | "raindrop.input"
+            | "raindrop.output"
             | "gen_ai.input.messages"
             | "gen_ai.output.messages"
             | "gen_ai.system_instructions"
@@ -28,9 +34,23 @@ fn is_content_attribute(key: &str) -> bool {
             | "ai.prompt"
             | "ai.prompt.messages"
             | "ai.response.text"
+            | "ai.response.object"
+            | "ai.response.toolCalls"
+            | "ai.toolCall.args"
+            | "ai.toolCall.result"
+            | "input.value"
+            | "output.value"
     ) || key.starts_with("gen_ai.prompt.")
         || key.starts_with("gen_ai.completion.")
+        || key.starts_with("llm.prompts.")
+        || key.starts_with("llm.completions.")
+        || key.starts_with("llm.input_messages.")
+        || key.starts_with("llm.output_messages.")
 }
+
+/// Signal properties that carry the user's words: the feedback comment and
+/// the corrected answer of an edit (wire contract, signals).
+const SIGNAL_CONTENT: [&str; 2] = ["comment", "after"];
 
 pub(crate) struct Prepare {
     capture_content: bool,
@@ -102,6 +122,11 @@ impl Prepare {
     }
 
     pub fn signal(&self, s: &mut SignalRecord) -> Result<(), DropReason> {
+        if !self.capture_content {
+            for key in SIGNAL_CONTENT {
+                s.properties.remove(key);
+            }
+        }
         self.hook(Outgoing::Signal(s))
     }
 

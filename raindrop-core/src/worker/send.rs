@@ -29,6 +29,9 @@ pub(crate) struct Transport {
     mirror: OnceLock<Mirror>,
     /// Mirror requests not finished yet (waited for, briefly, at shutdown).
     mirroring: Arc<AtomicUsize>,
+    /// One permit per mirror request under way, `max_in_flight` in all: the
+    /// mirror never runs more requests at once than the API may.
+    mirror_permits: Arc<tokio::sync::Semaphore>,
     /// Per route: until when (ms after `start`) the server asked us to wait; 0 for none.
     paused: [AtomicU64; 5],
     start: Instant,
@@ -178,14 +181,15 @@ impl Transport {
             kind: if primary { Some(Kind::new(cfg)?) } else { None },
             mirror: OnceLock::new(),
             mirroring: Arc::new(AtomicUsize::new(0)),
+            mirror_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight.max(1))),
             paused: Default::default(),
             start: Instant::now(),
         })
     }
 
     /// Decides once, on the worker, whether to mirror to a Workshop: an
-    /// explicit URL, or with a write key a 100 ms TCP probe of the default
-    /// address. Never runs on a caller's thread.
+    /// explicit URL, or in a debug build with a write key a 100 ms TCP probe
+    /// of the default address. Never runs on a caller's thread.
     pub async fn resolve_workshop(&self, cfg: &WorkerConfig) {
         let url = match &cfg.workshop {
             Workshop::Off => return,
@@ -194,9 +198,14 @@ impl Transport {
                 if cfg.write_key.is_none() {
                     return;
                 }
-                let probe = tokio::net::TcpStream::connect(("127.0.0.1", 5899));
+                // A release build never hands content to whatever listens
+                // on the port unless told to.
+                let Some(addr) = cfg.workshop_probe else {
+                    return;
+                };
+                let probe = tokio::net::TcpStream::connect(addr);
                 match tokio::time::timeout(Duration::from_millis(100), probe).await {
-                    Ok(Ok(_)) => Workshop::DEFAULT_URL.to_owned(),
+                    Ok(Ok(_)) => format!("http://{addr}/v1/"),
                     _ => return,
                 }
             }
@@ -224,6 +233,14 @@ impl Transport {
         if self.mirror.get().is_none() || self.kind.is_none() {
             return;
         }
+        // Never waits for a permit: delivery to the API goes first.
+        let Ok(permit) = self.mirror_permits.clone().try_acquire_owned() else {
+            // Said once; the count is in `Stats::workshop_skipped`.
+            if counters.workshop_skipped.fetch_add(1, Relaxed) == 0 {
+                tracing::info!(target: "raindrop", route = route.path(), "not mirroring some requests to the Workshop: max_in_flight mirror requests already under way (counted in Stats::workshop_skipped)");
+            }
+            return;
+        };
         let (this, body, counters) = (self.clone(), body.clone(), counters.clone());
         self.mirroring.fetch_add(1, Relaxed);
         tokio::spawn(async move {
@@ -234,6 +251,7 @@ impl Transport {
                     counters.workshop_failures.fetch_add(1, Relaxed);
                 }
             }
+            drop(permit);
             this.mirroring.fetch_sub(1, Relaxed);
         });
     }
