@@ -128,7 +128,10 @@ fn subagent_child() {
     let _ = std::io::stdin().read_to_string(&mut rest);
     let _ = stop.send(());
     server.join().unwrap();
-    assert!(client.flush(Duration::from_secs(20)), "child flush timed out");
+    assert!(
+        client.flush(Duration::from_secs(20)),
+        "child flush timed out"
+    );
     let s = client.stats();
     println!(
         "RAINDROP-CHILD stats={}",
@@ -152,17 +155,22 @@ struct ChildProcess {
 impl ChildProcess {
     fn start(cap: &Capture, env: &[(&str, &str)]) -> ChildProcess {
         let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-        cmd.args(["subagent_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD, cap.endpoint())
-            .env_remove("RAINDROP_WRITE_KEY")
-            .env_remove("RAINDROP_PROPAGATION_SECRET")
-            .env_remove("RAINDROP_PROPAGATION_TRUST")
-            .env_remove("RAINDROP_LOCAL_SINK")
-            .env_remove("RUST_LOG")
-            .env("RAINDROP_WORKSHOP", "off")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.args([
+            "subagent_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, cap.endpoint())
+        .env_remove("RAINDROP_WRITE_KEY")
+        .env_remove("RAINDROP_PROPAGATION_SECRET")
+        .env_remove("RAINDROP_PROPAGATION_TRUST")
+        .env_remove("RAINDROP_LOCAL_SINK")
+        .env_remove("RUST_LOG")
+        .env("RAINDROP_WORKSHOP", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -308,7 +316,10 @@ fn assert_linked(span: &Value, h: &Handoff, cancelled: bool) {
         attr(span, "raindrop.handoff.name").as_deref(),
         Some(h.name.as_str())
     );
-    assert_eq!(attr(span, "raindrop.agent.role").as_deref(), Some("subagent"));
+    assert_eq!(
+        attr(span, "raindrop.agent.role").as_deref(),
+        Some("subagent")
+    );
     assert_eq!(
         attr(span, "raindrop.handoff.terminal").as_deref(),
         cancelled.then_some("cancelled"),
@@ -403,17 +414,28 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     for h in [&ran, &dropped, &job, &failed] {
         let d = dispatches
             .iter()
-            .find(|d| attr(d, "raindrop.handoff.childEventId").as_deref() == Some(&h.child_event_id))
+            .find(|d| {
+                attr(d, "raindrop.handoff.childEventId").as_deref() == Some(&h.child_event_id)
+            })
             .unwrap();
-        assert_eq!(attr(d, "raindrop.handoff.mode").as_deref(), Some("detached"));
-        assert_eq!(attr(d, "raindrop.handoff.name").as_deref(), Some(h.name.as_str()));
+        assert_eq!(
+            attr(d, "raindrop.handoff.mode").as_deref(),
+            Some("detached")
+        );
+        assert_eq!(
+            attr(d, "raindrop.handoff.name").as_deref(),
+            Some(h.name.as_str())
+        );
         assert_eq!(
             attr(d, "traceloop.association.properties.event_id").as_deref(),
             Some(parent_event.as_str())
         );
         assert_eq!(d["traceId"], chat["traceId"]);
         assert_eq!(d["parentSpanId"], chat["spanId"]);
-        assert_eq!(b64_hex(d["spanId"].as_str().unwrap()), hex(&h.dispatch_span_id));
+        assert_eq!(
+            b64_hex(d["spanId"].as_str().unwrap()),
+            hex(&h.dispatch_span_id)
+        );
         assert_eq!(h.parent_event_id, parent_event);
         assert_ne!(h.child_event_id, parent_event);
     }
@@ -424,14 +446,22 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     assert_eq!(finals[0]["ai_data"]["output"], "done by child");
     assert_eq!(finals[0]["user_id"], "u-1");
     assert_eq!(finals[0]["event"], "researcher");
-    assert!(finals[0]["properties"].get("raindrop.handoff.terminal").is_none());
+    assert!(finals[0]["properties"]
+        .get("raindrop.handoff.terminal")
+        .is_none());
     let child_spans = spans_of(&spans, &ran.child_event_id);
     assert!(!child_spans.is_empty(), "{spans:#?}");
     for s in &child_spans {
         assert_linked(s, &ran, false);
     }
-    let tool = child_spans.iter().find(|s| s["name"] == "search.tool").unwrap();
-    assert_eq!(b64_hex(tool["parentSpanId"].as_str().unwrap()), hex(&ran.dispatch_span_id));
+    let tool = child_spans
+        .iter()
+        .find(|s| s["name"] == "search.tool")
+        .unwrap();
+    assert_eq!(
+        b64_hex(tool["parentSpanId"].as_str().unwrap()),
+        hex(&ran.dispatch_span_id)
+    );
     // The launcher's event is untouched by the child.
     let parent_finals = finals_of(&partials, &parent_event);
     assert_eq!(parent_finals.len(), 1);
@@ -440,7 +470,10 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     // Dropped without a finish: cancelled, as the event property.
     let finals = finals_of(&partials, &dropped.child_event_id);
     assert_eq!(finals.len(), 1, "{partials:#?}");
-    assert_eq!(finals[0]["properties"]["raindrop.handoff.terminal"], "cancelled");
+    assert_eq!(
+        finals[0]["properties"]["raindrop.handoff.terminal"],
+        "cancelled"
+    );
     for s in spans_of(&spans, &dropped.child_event_id) {
         // Its tool span ended before the request did.
         assert_linked(s, &dropped, false);
@@ -449,7 +482,10 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     // Cancelled explicitly: the event says so, and so do spans ending after.
     let finals = finals_of(&partials, &job.child_event_id);
     assert_eq!(finals.len(), 1, "{partials:#?}");
-    assert_eq!(finals[0]["properties"]["raindrop.handoff.terminal"], "cancelled");
+    assert_eq!(
+        finals[0]["properties"]["raindrop.handoff.terminal"],
+        "cancelled"
+    );
     let job_spans = spans_of(&spans, &job.child_event_id);
     assert_eq!(job_spans.len(), 2, "{spans:#?}");
     for s in &job_spans {
@@ -462,7 +498,10 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     assert_eq!(failed_spans.len(), 1, "{spans:#?}");
     let f = failed_spans[0];
     assert_eq!(f["name"], "ai.subagent.failed");
-    assert_eq!(attr(f, "ai.operationId").as_deref(), Some("ai.subagent.failed"));
+    assert_eq!(
+        attr(f, "ai.operationId").as_deref(),
+        Some("ai.subagent.failed")
+    );
     assert_eq!(f["status"]["code"], 2);
     assert_eq!(f["status"]["message"], "could not decode the job");
     assert_linked(f, &failed, false);
@@ -472,12 +511,16 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     for h in [&conflicting, &forged, &unsigned] {
         assert!(spans_of(&spans, &h.child_event_id).is_empty(), "{}", h.name);
         assert!(
-            partials.iter().all(|p| p["event_id"] != h.child_event_id.as_str()),
+            partials
+                .iter()
+                .all(|p| p["event_id"] != h.child_event_id.as_str()),
             "{}",
             h.name
         );
     }
-    assert!(partials.iter().all(|p| p["event_id"] != "someone-elses-event"));
+    assert!(partials
+        .iter()
+        .all(|p| p["event_id"] != "someone-elses-event"));
 }
 
 /// Python's `urllib.parse.quote(v, safe="")`, for writing carriers by hand.
@@ -641,14 +684,19 @@ fn python_carriers_are_understood_and_rust_carriers_read_as_python_reads_them() 
     assert!(!child_spans.is_empty(), "{spans:#?}");
     for s in child_spans {
         assert_linked(s, &py_handoff, false);
-        assert_eq!(attr(s, "raindrop.handoff.parentSpanId").as_deref(), Some(dispatch));
+        assert_eq!(
+            attr(s, "raindrop.handoff.parentSpanId").as_deref(),
+            Some(dispatch)
+        );
     }
     let joined: Vec<&Value> = partials
         .iter()
         .filter(|p| p["event_id"] == "py-event-2")
         .collect();
     assert!(
-        joined.iter().any(|p| p["properties"]["served_by"] == "rust"),
+        joined
+            .iter()
+            .any(|p| p["properties"]["served_by"] == "rust"),
         "{partials:#?}"
     );
     drop(turn);

@@ -252,7 +252,10 @@ impl Client {
     /// Turns span export on or off at run time; the `tracing_enabled`
     /// option and `RAINDROP_TRACING_ENABLED` set the initial value.
     pub fn set_tracing_enabled(&self, on: bool) {
-        self.inner.pipeline.tracing_enabled.store(on, Ordering::Relaxed);
+        self.inner
+            .pipeline
+            .tracing_enabled
+            .store(on, Ordering::Relaxed);
     }
 
     /// Whether spans are exported now.

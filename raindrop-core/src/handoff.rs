@@ -890,7 +890,11 @@ mod tests {
                 HandoffError::Malformed("raindrop-trace-id"),
             ),
         ] {
-            assert_eq!(Handoff::from_pairs([tp, (HANDOFF, text)]), Err(err), "{text}");
+            assert_eq!(
+                Handoff::from_pairs([tp, (HANDOFF, text)]),
+                Err(err),
+                "{text}"
+            );
         }
         // The same value twice is one value.
         assert!(Handoff::from_pairs([

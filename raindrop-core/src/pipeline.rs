@@ -67,10 +67,14 @@ impl Pipeline {
             &str,
             u64,
             std::time::Duration,
-        ) -> Result<crate::propagation::CarrierGrant, crate::propagation::CarrierRefusal>,
+        ) -> Result<
+            crate::propagation::CarrierGrant,
+            crate::propagation::CarrierRefusal,
+        >,
     ) -> Result<crate::propagation::CarrierGrant, crate::propagation::CarrierRefusal> {
         use crate::propagation::{CarrierGrant, CarrierKey, CarrierRefusal, CarrierTrust};
-        if trust == CarrierTrust::Unsigned || self.options.propagation_trust == CarrierTrust::Unsigned
+        if trust == CarrierTrust::Unsigned
+            || self.options.propagation_trust == CarrierTrust::Unsigned
         {
             return Ok(CarrierGrant {
                 delegate_finish: signature.is_some_and(CarrierKey::delegated_unverified),

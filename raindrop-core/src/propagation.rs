@@ -191,7 +191,10 @@ impl InteractionBaggage {
             };
             match percent_decode(v.trim()) {
                 Some(v) if slot.as_ref().is_some_and(|old| *old != v) => {
-                    reject::<()>("baggage", "a raindrop field is named twice with different values");
+                    reject::<()>(
+                        "baggage",
+                        "a raindrop field is named twice with different values",
+                    );
                     return InteractionBaggage::default();
                 }
                 Some(v) if !v.is_empty() && v.chars().count() <= MAX_VALUE_CHARS => *slot = Some(v),
@@ -635,6 +638,34 @@ mod tests {
             "raindrop.properties=x,raindrop.event_id=%zz,raindrop.user_id=%ff",
         );
         assert!(b.is_empty(), "{b:?}");
+    }
+
+    #[test]
+    fn the_python_spelling_is_read_and_a_field_named_twice_differently_is_refused() {
+        let b = InteractionBaggage::extract(
+            "raindrop-event-id=e-1,raindrop-user-id=ada%40example.com,raindrop-convo-id=c%2F1",
+        );
+        assert_eq!(b.event_id.as_deref(), Some("e-1"));
+        assert_eq!(b.user_id.as_deref(), Some("ada@example.com"));
+        assert_eq!(b.convo_id.as_deref(), Some("c/1"));
+        // The same value in both spellings is one value.
+        let same = InteractionBaggage::extract("raindrop.event_id=e-1,raindrop-event-id=e-1");
+        assert_eq!(same.event_id.as_deref(), Some("e-1"));
+        for twice in [
+            "raindrop.event_id=e-1,raindrop-event-id=e-2",
+            "raindrop.user_id=a,raindrop.user_id=b",
+        ] {
+            assert!(InteractionBaggage::extract(twice).is_empty(), "{twice}");
+        }
+        // Writing replaces members in either spelling with ours.
+        let ours = InteractionBaggage {
+            event_id: Some("e-3".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ours.inject(Some("raindrop-event-id=e-1,team=ai")).unwrap(),
+            "team=ai,raindrop.event_id=e-3"
+        );
     }
 
     fn sample() -> (CarrierKey, [u8; 16], InteractionBaggage) {

@@ -506,8 +506,8 @@ impl RemoteContext {
 }
 
 mod subagent;
-pub(crate) use subagent::handoff_span;
 pub use raindrop_core::handoff::{Handoff, HandoffError, Subagent, SubagentLink};
+pub(crate) use subagent::handoff_span;
 pub use subagent::{extract_handoff, inject_handoff, resume_subagent, subagent, subagent_span};
 
 #[cfg(feature = "tower")]
