@@ -261,17 +261,23 @@ async fn a_stalled_local_sink_does_not_hold_flush_past_its_deadline() {
     let _ = std::fs::remove_file(&dir);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_worker_that_cannot_start_leaves_a_disabled_client_and_no_panic() {
+#[test]
+fn a_worker_that_cannot_start_leaves_a_disabled_client_and_no_panic() {
     let _g = serial();
     let cap = Capture::start(vec![]);
-    raindrop_core::__private::faults::fail_next_worker_spawn();
-    // Inside an async context, where dropping a runtime would panic.
-    let c = Client::new(opts(&cap)).unwrap();
-    assert!(!c.is_enabled());
-    c.track_ai(AiEvent::new("u", "e").input("x")).unwrap();
-    assert_eq!(c.stats().dropped(DropReason::Disabled), 1);
-    assert!(!c.flush_async(Duration::from_millis(50)).await || c.stats().pending() == 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        raindrop_core::__private::faults::fail_next_worker_spawn();
+        // Inside an async context, where dropping a runtime would panic.
+        let c = Client::new(opts(&cap)).unwrap();
+        assert!(!c.is_enabled());
+        c.track_ai(AiEvent::new("u", "e").input("x")).unwrap();
+        assert_eq!(c.stats().dropped(DropReason::Disabled), 1);
+        assert!(!c.flush_async(Duration::from_millis(50)).await || c.stats().pending() == 0);
+    });
 }
 
 #[test]

@@ -13,12 +13,15 @@
 //! [`Recorded::render`] is the text tree, [`to_json`] the page's data and
 //! [`Viewer`] the web server.
 
+mod held;
 mod server;
 mod view;
 
 pub use raindrop_core::testing::short;
 pub use raindrop_core::testing::{Recorded, RecordedEvent, RecordedSpan};
-pub use server::{is_loopback_host, serve, spawn, Options, Viewer, INGEST_PATHS};
+pub use server::{
+    is_loopback_host, is_loopback_origin, serve, spawn, Options, Viewer, INGEST_PATHS,
+};
 pub use view::{to_json, tokens_of, Tokens};
 
 /// The default port of the page (and, with `--listen`, of the ingest

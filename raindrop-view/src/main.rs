@@ -25,6 +25,8 @@ usage:
 
 options:
   --max-requests N   keep at most N requests in memory (default 20000)
+  --max-bytes N      keep at most about N bytes in memory (default 268435456), counted
+                     as held once parsed: several times the requests' size on the wire
   -h, --help         this text
 ";
 
@@ -34,6 +36,7 @@ struct Args {
     port: u16,
     text: bool,
     max_requests: Option<usize>,
+    max_bytes: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         port: DEFAULT_PORT,
         text: false,
         max_requests: None,
+        max_bytes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,6 +68,13 @@ fn parse_args() -> Result<Args, String> {
                     value("--max-requests")?
                         .parse()
                         .map_err(|e| format!("--max-requests: {e}"))?,
+                );
+            }
+            "--max-bytes" => {
+                a.max_bytes = Some(
+                    value("--max-bytes")?
+                        .parse()
+                        .map_err(|e| format!("--max-bytes: {e}"))?,
                 );
             }
             s if s.starts_with('-') && s != "-" => return Err(format!("unknown option {s}")),
@@ -140,6 +151,9 @@ fn main() -> ExitCode {
     };
     if let Some(n) = args.max_requests {
         opts.max_requests = n.max(1);
+    }
+    if let Some(n) = args.max_bytes {
+        opts.max_bytes = n;
     }
     if !addr.ip().is_loopback() {
         eprintln!(

@@ -1,12 +1,12 @@
 //! The JSON the web page renders (`GET /api/data`): one object per
 //! interaction or event, with its span tree and signals.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{json, Map, Value};
 
-use raindrop_core::testing::{signal_line, MAX_DEPTH};
-use raindrop_core::testing::{
-    span_children as children_of, span_roots as roots_of, Recorded, RecordedEvent, RecordedSpan,
-};
+use raindrop_core::testing::{signal_line, span_tree, SpanNode};
+use raindrop_core::testing::{Recorded, RecordedEvent, RecordedSpan};
 
 /// Token counts found on an event's properties or its spans.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -15,7 +15,8 @@ pub struct Tokens {
     pub input: Option<i64>,
     /// Completion / output tokens.
     pub output: Option<i64>,
-    /// Total tokens (input + output when not given).
+    /// Total tokens (input + output when not given). Sums saturate at
+    /// `i64::MIN`/`i64::MAX`.
     pub total: Option<i64>,
 }
 
@@ -40,12 +41,18 @@ impl Tokens {
             "total_tokens" => &mut self.total,
             _ => return,
         };
-        *slot = Some(slot.unwrap_or(0) + n);
+        // Recorded numbers are input: a hostile count saturates, it does
+        // not overflow.
+        *slot = Some(slot.unwrap_or(0).saturating_add(n));
     }
 
     fn finish(mut self) -> Option<Tokens> {
         if self.total.is_none() && (self.input.is_some() || self.output.is_some()) {
-            self.total = Some(self.input.unwrap_or(0) + self.output.unwrap_or(0));
+            self.total = Some(
+                self.input
+                    .unwrap_or(0)
+                    .saturating_add(self.output.unwrap_or(0)),
+            );
         }
         (!self.is_empty()).then_some(self)
     }
@@ -86,20 +93,118 @@ pub fn to_json(rec: &Recorded) -> Value {
         .into_iter()
         .map(|e| event_json(rec, e))
         .collect();
+    let mut v = everything_but_events(rec);
+    if let Value::Object(m) = &mut v {
+        m.insert("interactions".into(), interactions.into());
+    }
+    v
+}
+
+/// Each event's JSON text as last rendered, kept until the event changes:
+/// a poll while a service sends renders what changed since the last one,
+/// not everything held.
+#[derive(Default)]
+pub(crate) struct RenderCache {
+    events: HashMap<String, String>,
+    changed: HashSet<String>,
+    bytes: usize,
+}
+
+impl RenderCache {
+    /// The event (its record, spans or signals) changed.
+    pub(crate) fn changed(&mut self, event_id: &str) {
+        if self.events.contains_key(event_id) {
+            self.changed.insert(event_id.to_owned());
+        }
+    }
+
+    /// The bytes of text kept.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// [`to_json`] as text, with `extra` fields, reusing what `cache` holds for
+/// events that did not change; returns it and how many events were
+/// rendered afresh.
+pub(crate) fn to_json_text(
+    rec: &Recorded,
+    cache: &mut RenderCache,
+    extra: Map<String, Value>,
+) -> (String, usize) {
+    let mut top = everything_but_events(rec);
+    if let Value::Object(m) = &mut top {
+        m.extend(extra);
+    }
+    let mut text = top.to_string();
+    text.pop(); // the closing brace
+    text.push_str(",\"interactions\":[");
+    let mut rendered = 0;
+    for (i, e) in rec.ordered_events().into_iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        // Events/track may repeat an id: only the first with it is cached.
+        let cacheable = rec
+            .event_by_id(&e.event_id)
+            .is_some_and(|first| std::ptr::eq(first, e));
+        if cacheable && !cache.changed.contains(&e.event_id) {
+            if let Some(json) = cache.events.get(&e.event_id) {
+                text.push_str(json);
+                continue;
+            }
+        }
+        let json = event_json(rec, e).to_string();
+        rendered += 1;
+        text.push_str(&json);
+        if cacheable {
+            cache.bytes += json.len();
+            if let Some(old) = cache.events.insert(e.event_id.clone(), json) {
+                cache.bytes -= old.len();
+            }
+        }
+    }
+    cache.changed.clear();
+    text.push_str("]}");
+    (text, rendered)
+}
+
+/// The view without its events (they are rendered one by one).
+fn everything_but_events(rec: &Recorded) -> Value {
     let orphans = rec.orphan_spans();
     let origin = orphans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-    json!({
-        "requests": rec.requests,
-        "per_path": rec.per_path,
-        "summary": rec.summary_line(),
-        "interactions": interactions,
-        "users": rec.users,
-        "orphan_spans": roots_of(&orphans)
-            .into_iter()
-            .map(|s| span_json(&orphans, s, origin, 0))
-            .collect::<Vec<_>>(),
-        "stray_signals": rec.stray_signals().into_iter().map(signal_json).collect::<Vec<_>>(),
-    })
+    object([
+        ("requests", rec.requests.into()),
+        ("per_path", json!(rec.per_path)),
+        ("summary", rec.summary_line().into()),
+        ("users", rec.users.clone().into()),
+        (
+            "orphan_spans",
+            span_tree(&orphans)
+                .iter()
+                .map(|t| span_json(t, origin))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        (
+            "stray_signals",
+            rec.stray_signals()
+                .into_iter()
+                .map(signal_json)
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+    ])
+}
+
+/// An object of these fields, built directly: `json!` would serialize
+/// every value again (a deep copy of each subtree, at each level).
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+fn text(s: &Option<String>) -> Value {
+    s.clone().map_or(Value::Null, Value::String)
 }
 
 fn event_json(rec: &Recorded, e: &RecordedEvent) -> Value {
@@ -110,13 +215,13 @@ fn event_json(rec: &Recorded, e: &RecordedEvent) -> Value {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
         _ => None,
     };
-    let roots = roots_of(&spans);
+    let trees = span_tree(&spans);
     let origin = start.unwrap_or(0);
     let error = e
         .properties
         .get("error")
         .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-        .or_else(|| roots.iter().find_map(|s| s.error.clone()));
+        .or_else(|| trees.iter().find_map(|t| t.span.error.clone()));
     let status = if error.is_some() {
         "error"
     } else if e.interaction && !e.finished {
@@ -125,37 +230,65 @@ fn event_json(rec: &Recorded, e: &RecordedEvent) -> Value {
         "ok"
     };
     let span_errors = spans.iter().filter(|s| s.error.is_some()).count();
-    let tokens = tokens_of(e, &spans)
-        .map(|t| json!({"input": t.input, "output": t.output, "total": t.total}));
+    let tokens = tokens_of(e, &spans).map_or(Value::Null, |t| {
+        object([
+            ("input", t.input.into()),
+            ("output", t.output.into()),
+            ("total", t.total.into()),
+        ])
+    });
     let mut properties = e.properties.clone();
     properties.remove("error");
-    json!({
-        "event_id": e.event_id,
-        "kind": if e.interaction { "interaction" } else { "event" },
-        "event": e.event,
-        "user_id": e.user_id,
-        "convo_id": e.convo_id,
-        "model": e.model,
-        "input": e.input,
-        "output": e.output,
-        "properties": properties,
-        "attachments": e.attachments,
-        "partials": e.partials,
-        "finished": !e.interaction || e.finished,
-        "status": status,
-        "error": error,
-        "duration_ms": duration_ms,
-        "first_timestamp": e.first_timestamp,
-        "last_timestamp": e.last_timestamp,
-        "tokens": tokens,
-        "span_count": spans.len(),
-        "span_errors": span_errors,
-        "spans": roots.into_iter().map(|s| span_json(&spans, s, origin, 0)).collect::<Vec<_>>(),
-        "signals": rec.signals_of(&e.event_id).into_iter().map(signal_json).collect::<Vec<_>>(),
-    })
+    let kind = if e.interaction {
+        "interaction"
+    } else {
+        "event"
+    };
+    object([
+        ("event_id", e.event_id.clone().into()),
+        ("kind", kind.into()),
+        ("event", text(&e.event)),
+        ("user_id", text(&e.user_id)),
+        ("convo_id", text(&e.convo_id)),
+        ("model", text(&e.model)),
+        ("input", text(&e.input)),
+        ("output", text(&e.output)),
+        ("properties", properties.into()),
+        ("attachments", e.attachments.into()),
+        ("partials", e.partials.into()),
+        ("finished", (!e.interaction || e.finished).into()),
+        ("status", status.into()),
+        ("error", text(&error)),
+        ("duration_ms", duration_ms.into()),
+        ("first_timestamp", text(&e.first_timestamp)),
+        ("last_timestamp", text(&e.last_timestamp)),
+        ("tokens", tokens),
+        ("span_count", spans.len().into()),
+        ("span_errors", span_errors.into()),
+        (
+            "spans",
+            trees
+                .iter()
+                .map(|t| span_json(t, origin))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        (
+            "signals",
+            rec.signals_of(&e.event_id)
+                .into_iter()
+                .map(signal_json)
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+    ])
 }
 
-fn span_json(all: &[&RecordedSpan], s: &RecordedSpan, origin: u128, depth: usize) -> Value {
+/// One node of a span tree, with its children: `cycle` and `duplicate_id`
+/// mark what hostile or broken parent ids made of it, `hidden` counts the
+/// spans too deep to show.
+fn span_json(node: &SpanNode<'_>, origin: u128) -> Value {
+    let s = node.span;
     let attributes: Map<String, Value> = s
         .attributes
         .iter()
@@ -169,39 +302,41 @@ fn span_json(all: &[&RecordedSpan], s: &RecordedSpan, origin: u128, depth: usize
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let children: Vec<Value> = if depth >= MAX_DEPTH {
-        Vec::new()
-    } else {
-        children_of(all, s)
-            .into_iter()
-            .map(|c| span_json(all, c, origin, depth + 1))
-            .collect()
-    };
-    json!({
-        "name": s.name,
-        "kind": s.kind.as_deref().unwrap_or("span"),
-        "span_id": s.span_id,
-        "offset_ms": s.start_ns.saturating_sub(origin) as f64 / 1e6,
-        "duration_ms": s.duration_ms(),
-        "input": s.input,
-        "output": s.output,
-        "error": s.error,
-        "attributes": attributes,
-        "children": children,
-    })
+    let children: Vec<Value> = node.children.iter().map(|c| span_json(c, origin)).collect();
+    object([
+        ("name", s.name.clone().into()),
+        ("kind", s.kind.as_deref().unwrap_or("span").into()),
+        ("span_id", s.span_id.clone().into()),
+        (
+            "offset_ms",
+            (s.start_ns.saturating_sub(origin) as f64 / 1e6).into(),
+        ),
+        ("duration_ms", s.duration_ms().into()),
+        ("input", text(&s.input)),
+        ("output", text(&s.output)),
+        ("error", text(&s.error)),
+        ("attributes", attributes.into()),
+        ("cycle", node.cycle.into()),
+        ("duplicate_id", node.duplicate_id.into()),
+        ("hidden", node.hidden.into()),
+        ("children", children.into()),
+    ])
 }
 
 fn signal_json(s: &Value) -> Value {
-    json!({
-        "event_id": s["event_id"],
-        "name": s["signal_name"],
-        "type": s["signal_type"].as_str().unwrap_or("default"),
-        "sentiment": s["sentiment"],
-        "comment": s["properties"]["comment"],
-        "after": s["properties"]["after"],
-        "timestamp": s["timestamp"],
-        "line": signal_line(s),
-    })
+    object([
+        ("event_id", s["event_id"].clone()),
+        ("name", s["signal_name"].clone()),
+        (
+            "type",
+            s["signal_type"].as_str().unwrap_or("default").into(),
+        ),
+        ("sentiment", s["sentiment"].clone()),
+        ("comment", s["properties"]["comment"].clone()),
+        ("after", s["properties"]["after"].clone()),
+        ("timestamp", s["timestamp"].clone()),
+        ("line", signal_line(s).into()),
+    ])
 }
 
 #[cfg(test)]
@@ -284,5 +419,34 @@ mod tests {
         let t = tokens_of(&e, &[]).expect("tokens");
         assert_eq!((t.input, t.output, t.total), (Some(5), Some(6), Some(11)));
         assert_eq!(tokens_of(&RecordedEvent::default(), &[]), None);
+    }
+
+    #[test]
+    fn hostile_token_counts_saturate() {
+        let e = RecordedEvent {
+            properties: json!({"usage": {"input_tokens": i64::MAX, "output_tokens": i64::MAX,
+                                         "prompt_tokens": "9223372036854775807"}})
+            .as_object()
+            .cloned()
+            .unwrap(),
+            ..Default::default()
+        };
+        let t = tokens_of(&e, &[]).expect("tokens");
+        assert_eq!(t.input, Some(i64::MAX));
+        assert_eq!(t.total, Some(i64::MAX));
+        let e = RecordedEvent {
+            properties: json!({"input_tokens": i64::MIN, "output_tokens": -1})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(tokens_of(&e, &[]).unwrap().total, Some(i64::MIN));
+        let span = RecordedSpan {
+            attributes: [("gen_ai.usage.output_tokens".to_owned(), json!(i64::MAX))].into(),
+            ..Default::default()
+        };
+        let t = tokens_of(&RecordedEvent::default(), &[&span, &span, &span]).unwrap();
+        assert_eq!((t.output, t.total), (Some(i64::MAX), Some(i64::MAX)));
     }
 }

@@ -1,7 +1,9 @@
 //! A real browser loads the page: headless Chromium renders the chat
 //! example's recording; the test asserts on the rendered DOM and takes a
-//! screenshot. Skipped, saying why, when no Chromium is installed (Debian:
-//! `apt-get install -y chromium`). `RAINDROP_VIEW_CHROMIUM` names the binary;
+//! screenshot. Skipped, printing `SKIPPED` and why, when no Chromium is
+//! installed (Debian: `apt-get install -y chromium`); fails instead when
+//! `RAINDROP_VIEW_REQUIRE_CHROMIUM` is set. Once a browser is found, every
+//! failure to start it or to render fails the test. `RAINDROP_VIEW_CHROMIUM` names the binary;
 //! `RAINDROP_VIEW_SCREENSHOT=path.png` keeps the screenshot (docs/viewer.png
 //! is made this way).
 
@@ -110,9 +112,18 @@ fn assert_rendered(dom: &str, how: &str) {
 #[test]
 fn headless_chromium_renders_the_page() {
     let Some(bin) = find_chromium() else {
-        eprintln!(
-            "SKIPPED headless_chromium_renders_the_page: no chromium on PATH \
-             (Debian: apt-get install -y chromium; or set RAINDROP_VIEW_CHROMIUM)"
+        let why = "no chromium on PATH (Debian: apt-get install -y chromium; or set \
+                   RAINDROP_VIEW_CHROMIUM)";
+        // Where a browser is expected, its absence is a failure, not a pass.
+        if std::env::var_os("RAINDROP_VIEW_REQUIRE_CHROMIUM").is_some() {
+            panic!("RAINDROP_VIEW_REQUIRE_CHROMIUM is set and there is {why}");
+        }
+        // Straight to stderr: the test harness captures `eprintln!` of a
+        // passing test, and a skip must be seen.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED headless_chromium_renders_the_page: {why}"
         );
         return;
     };

@@ -28,6 +28,8 @@
 
 mod record;
 mod text;
+mod tree;
 
 pub use record::{span_children, span_roots, Recorded, RecordedEvent, RecordedSpan};
 pub use text::{short, signal_line, MAX_DEPTH};
+pub use tree::{span_tree, SpanNode};

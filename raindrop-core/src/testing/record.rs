@@ -112,6 +112,13 @@ pub struct Recorded {
     index: HashMap<String, usize>,
     /// `events/track_partial` bodies with `is_pending: false`.
     final_updates: usize,
+    /// `event_id` → indexes in `spans` and in `signals`, kept as they are
+    /// pushed: a page that shows every event asks for each one's spans.
+    spans_by_event: HashMap<String, Vec<usize>>,
+    signals_by_event: HashMap<String, Vec<usize>>,
+    /// How many of `spans` and of `signals` the maps cover. The vectors are
+    /// public: after an edit by hand changed their length, lookups scan.
+    indexed: (usize, usize),
 }
 
 impl Recorded {
@@ -198,6 +205,31 @@ impl Recorded {
             }
             _ => {}
         }
+        self.index_new();
+    }
+
+    /// Adds the spans and signals pushed since the last call to the maps
+    /// (all of them again if the vectors were edited by hand).
+    fn index_new(&mut self) {
+        if self.indexed.0 > self.spans.len() || self.indexed.1 > self.signals.len() {
+            self.spans_by_event.clear();
+            self.signals_by_event.clear();
+            self.indexed = (0, 0);
+        }
+        for (i, s) in self.spans.iter().enumerate().skip(self.indexed.0) {
+            if let Some(id) = &s.event_id {
+                self.spans_by_event.entry(id.clone()).or_default().push(i);
+            }
+        }
+        for (i, s) in self.signals.iter().enumerate().skip(self.indexed.1) {
+            if let Some(id) = s["event_id"].as_str() {
+                self.signals_by_event
+                    .entry(id.to_owned())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        self.indexed = (self.spans.len(), self.signals.len());
     }
 
     /// The event with this name (the first one).
@@ -214,9 +246,17 @@ impl Recorded {
 
     /// Spans linked to `event_id`.
     pub fn spans_of(&self, event_id: &str) -> Vec<&RecordedSpan> {
-        self.spans
-            .iter()
-            .filter(|s| s.event_id.as_deref() == Some(event_id))
+        let linked = |s: &&RecordedSpan| s.event_id.as_deref() == Some(event_id);
+        if self.indexed.0 != self.spans.len() {
+            return self.spans.iter().filter(linked).collect();
+        }
+        let at = self
+            .spans_by_event
+            .get(event_id)
+            .map_or(&[][..], Vec::as_slice);
+        at.iter()
+            .filter_map(|&i| self.spans.get(i))
+            .filter(linked)
             .collect()
     }
 
@@ -232,9 +272,17 @@ impl Recorded {
 
     /// Signals about `event_id`.
     pub fn signals_of(&self, event_id: &str) -> Vec<&Value> {
-        self.signals
-            .iter()
-            .filter(|s| s["event_id"].as_str() == Some(event_id))
+        let about = |s: &&Value| s["event_id"].as_str() == Some(event_id);
+        if self.indexed.1 != self.signals.len() {
+            return self.signals.iter().filter(about).collect();
+        }
+        let at = self
+            .signals_by_event
+            .get(event_id)
+            .map_or(&[][..], Vec::as_slice);
+        at.iter()
+            .filter_map(|&i| self.signals.get(i))
+            .filter(about)
             .collect()
     }
 
@@ -433,7 +481,9 @@ pub fn span_roots<'a>(spans: &[&'a RecordedSpan]) -> Vec<&'a RecordedSpan> {
     roots
 }
 
-/// The children of `parent` among `all`, by start time.
+/// The children of `parent` among `all`, by start time: one level. For
+/// whole trees use [`span_tree`](super::span_tree), which places each span
+/// once whatever the parent ids say.
 pub fn span_children<'a>(all: &[&'a RecordedSpan], parent: &RecordedSpan) -> Vec<&'a RecordedSpan> {
     let mut children: Vec<&RecordedSpan> = all
         .iter()
@@ -526,6 +576,40 @@ mod tests {
         assert_eq!(tool.attr_str("traceloop.entity.name"), Some("search"));
         assert_eq!(tool.attr_str("n"), None, "not a string");
         assert_eq!(tool.attributes["n"], 3);
+    }
+
+    #[test]
+    fn lookups_by_event_id_follow_pushes_and_edits() {
+        let mut r = Recorded::default();
+        let span = |id: &str, event: &str| {
+            json!({"traceId": "t", "spanId": id, "name": id, "attributes": [
+                {"key": "traceloop.association.properties.event_id", "value": {"stringValue": event}}]})
+        };
+        r.push(
+            "traces",
+            &json!({"resourceSpans": [{"scopeSpans": [{"spans": [span("a", "e1"), span("b", "e2"), span("c", "e1")]}]}]}),
+        );
+        r.push(
+            "signals/track",
+            &json!([{"event_id": "e1", "signal_name": "x"}, {"event_id": "e2", "signal_name": "y"}]),
+        );
+        let names = |r: &Recorded, id: &str| -> Vec<String> {
+            r.spans_of(id).iter().map(|s| s.name.clone()).collect()
+        };
+        assert_eq!(names(&r, "e1"), ["a", "c"]);
+        assert_eq!(r.signals_of("e2").len(), 1);
+        assert!(r.spans_of("nope").is_empty());
+        // The vectors are public: an edit by hand is seen, before and after
+        // the next push.
+        r.spans.remove(0);
+        assert_eq!(names(&r, "e1"), ["c"]);
+        r.signals.clear();
+        assert!(r.signals_of("e2").is_empty());
+        r.push(
+            "traces",
+            &json!({"resourceSpans": [{"scopeSpans": [{"spans": [span("d", "e1")]}]}]}),
+        );
+        assert_eq!(names(&r, "e1"), ["c", "d"]);
     }
 
     #[test]

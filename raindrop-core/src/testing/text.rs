@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::record::{
-    span_children as children_of, span_roots as roots_of, Recorded, RecordedEvent, RecordedSpan,
-};
+use super::record::{Recorded, RecordedEvent, RecordedSpan};
+use super::tree::{span_tree, SpanNode};
 
-/// Deeper span trees than this are cut (a parent cycle in bad input).
+/// Span trees deeper than this are cut (the spans below are counted, not
+/// shown).
 pub const MAX_DEPTH: usize = 64;
 
 impl Recorded {
@@ -34,9 +34,9 @@ impl Recorded {
         let orphans = self.orphan_spans();
         if !orphans.is_empty() {
             out.push_str("spans not linked to any event above\n");
-            let roots = roots_of(&orphans);
-            for (i, s) in roots.iter().enumerate() {
-                render_span(&mut out, &orphans, s, "", i + 1 == roots.len(), 0);
+            let trees = span_tree(&orphans);
+            for (i, t) in trees.iter().enumerate() {
+                render_span(&mut out, t, "", i + 1 == trees.len());
             }
             out.push('\n');
         }
@@ -120,10 +120,10 @@ impl Recorded {
         }
         let spans = self.spans_of(&e.event_id);
         let signals = self.signals_of(&e.event_id);
-        let roots = roots_of(&spans);
+        let roots = span_tree(&spans);
         let total = roots.len() + signals.len();
-        for (i, s) in roots.iter().enumerate() {
-            render_span(out, &spans, s, "", i + 1 == total, 0);
+        for (i, t) in roots.iter().enumerate() {
+            render_span(out, t, "", i + 1 == total);
         }
         for (i, s) in signals.iter().enumerate() {
             let last = roots.len() + i + 1 == total;
@@ -137,23 +137,23 @@ impl Recorded {
     }
 }
 
-fn render_span(
-    out: &mut String,
-    all: &[&RecordedSpan],
-    s: &RecordedSpan,
-    indent: &str,
-    last: bool,
-    depth: usize,
-) {
+fn render_span(out: &mut String, node: &SpanNode<'_>, indent: &str, last: bool) {
+    let s = node.span;
     let branch = if last { "└─" } else { "├─" };
     let kind = s.kind.as_deref().unwrap_or("span");
     let status = match &s.error {
         Some(m) => format!("  ERROR: {}", short(m, 60)),
         None => String::new(),
     };
+    let marks = match (node.cycle, node.duplicate_id) {
+        (true, true) => "  [cycle] [duplicate id]",
+        (true, false) => "  [cycle]",
+        (false, true) => "  [duplicate id]",
+        (false, false) => "",
+    };
     let _ = writeln!(
         out,
-        "{indent}{branch} {kind} {}  {:.2} ms{status}",
+        "{indent}{branch} {kind} {}  {:.2} ms{status}{marks}",
         s.name,
         s.duration_ms()
     );
@@ -164,18 +164,15 @@ fn render_span(
     if let Some(o) = &s.output {
         let _ = writeln!(out, "{child_indent}  out: {}", short(o, 80));
     }
-    if depth >= MAX_DEPTH {
-        return;
+    for (i, c) in node.children.iter().enumerate() {
+        let last = i + 1 == node.children.len() && node.hidden == 0;
+        render_span(out, c, &child_indent, last);
     }
-    let children = children_of(all, s);
-    for (i, c) in children.iter().enumerate() {
-        render_span(
+    if node.hidden > 0 {
+        let _ = writeln!(
             out,
-            all,
-            c,
-            &child_indent,
-            i + 1 == children.len(),
-            depth + 1,
+            "{child_indent}└─ … {} deeper spans not shown",
+            node.hidden
         );
     }
 }

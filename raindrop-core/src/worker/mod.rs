@@ -316,7 +316,7 @@ struct Worker {
 }
 
 enum Wake {
-    Done(Result<(tokio::task::Id, Done), tokio::task::JoinError>),
+    Done(Box<Result<(tokio::task::Id, Done), tokio::task::JoinError>>),
     Item(Option<Queued>),
     Tick,
 }
@@ -400,13 +400,13 @@ impl Worker {
                 .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
-                Some(d) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Wake::Done(d),
+                Some(d) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Wake::Done(Box::new(d)),
                 i = self.data.recv(), if self.data_open => Wake::Item(i),
                 _ = tokio::time::sleep_until(next_wake.into()) => Wake::Tick,
             };
             let now = Instant::now();
             match wake {
-                Wake::Done(d) => self.on_joined(d),
+                Wake::Done(d) => self.on_joined(*d),
                 Wake::Item(Some(q)) => {
                     self.on_item(q.item, q.cost, now);
                     self.drain_queue(now);

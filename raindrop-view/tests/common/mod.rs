@@ -34,6 +34,60 @@ pub struct Running {
     pub banner: String,
 }
 
+impl Running {
+    /// The viewer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The viewer's peak resident memory in bytes (`VmHWM`), where the
+    /// system reports it (Linux).
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+}
+
+/// Sends `bodies` (path under `/v1/`, JSON body) as POSTs over one
+/// keep-alive connection, each answered before the next; panics unless
+/// every answer is 204.
+pub fn post_all(base: &str, bodies: &[(String, String)]) {
+    let authority = base.trim_start_matches("http://");
+    let s = TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // One write per request, sent at once: small writes wait for delayed
+    // ACKs (40 ms each) otherwise.
+    s.set_nodelay(true).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    for (path, body) in bodies {
+        let req = format!(
+            "POST /v1/{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        w.write_all(req.as_bytes()).expect("write");
+        let mut status = String::new();
+        r.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 204"), "{path}: {status}");
+        // A 204 has no body: read to the blank line.
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("header");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -84,7 +138,8 @@ pub fn start(args: &[&str]) -> Running {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns (status, headers, body).
+/// One HTTP/1.1 request with `Connection: close` and a JSON
+/// `Content-Type`; returns (status, headers, body).
 pub fn request(
     base: &str,
     method: &str,
@@ -93,16 +148,36 @@ pub fn request(
     body: Option<&str>,
 ) -> (u16, String, String) {
     let authority = base.trim_start_matches("http://");
+    let host = format!("Host: {}", host.unwrap_or(authority));
+    request_with(
+        base,
+        method,
+        path,
+        &[&host, "Content-Type: application/json"],
+        body,
+    )
+}
+
+/// One HTTP/1.1 request with `Connection: close` and exactly the header
+/// lines given (`Name: value`; give the `Host`); returns (status, headers,
+/// body).
+pub fn request_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let authority = base.trim_start_matches("http://");
     let mut s = TcpStream::connect(authority).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        host.unwrap_or(authority),
-        body.len()
-    )
-    .expect("write");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    write!(s, "{head}Content-Length: {}\r\n\r\n{body}", body.len()).expect("write");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read");
     let raw = String::from_utf8(raw).expect("utf-8");
