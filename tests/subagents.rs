@@ -52,6 +52,14 @@ async fn dropped_route() -> &'static str {
     "ok"
 }
 
+/// An interaction handler under a hand-off is the child's own event, and
+/// finishes it with its return value.
+#[raindrop::interaction("child_turn")]
+async fn interaction_route() -> String {
+    search("inside".into());
+    "answered".to_owned()
+}
+
 /// An ordinary continuation (no hand-off): joins the caller's interaction.
 async fn join_route() -> &'static str {
     raindrop::resume_interaction().set_property("served_by", "rust");
@@ -103,6 +111,7 @@ fn subagent_child() {
         .route("/run", post(run_route))
         .route("/dropped", post(dropped_route))
         .route("/join", post(join_route))
+        .route("/interaction", post(interaction_route))
         .route("/job", post(job_route))
         .layer(propagate::tower::PropagationLayer::new());
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -359,6 +368,8 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
             post_to(child.addr, "/run", &ran.to_map(), "{}");
             let dropped = raindrop::subagent("abandoner").unwrap();
             post_to(child.addr, "/dropped", &dropped.to_map(), "{}");
+            let turn = raindrop::subagent("interactive").unwrap();
+            post_to(child.addr, "/interaction", &turn.to_map(), "{}");
             let job = raindrop::subagent("job-worker").unwrap();
             let body = serde_json::json!({"carrier": job.to_map(), "fail": false});
             post_to(child.addr, "/job", &BTreeMap::new(), &body.to_string());
@@ -388,13 +399,22 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
             post_to(child.addr, "/run", &map, "{}");
 
             raindrop::resume_interaction().finish("launched");
-            let hs = [ran, dropped, job, failed, conflicting, forged, unsigned];
+            let hs = [
+                ran,
+                dropped,
+                job,
+                failed,
+                conflicting,
+                forged,
+                unsigned,
+                turn,
+            ];
             (parent_event, hs)
         })
     });
     let stats = child.stop();
     assert!(client.flush(Duration::from_secs(20)));
-    let [ran, dropped, job, failed, conflicting, forged, unsigned] = handoffs;
+    let [ran, dropped, job, failed, conflicting, forged, unsigned, turn] = handoffs;
 
     assert_eq!(stats["carriers_malformed"], 1, "{stats}");
     assert_eq!(stats["carriers_bad_signature"], 1, "{stats}");
@@ -410,8 +430,8 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
         .iter()
         .filter(|s| s["name"] == "ai.subagent.dispatch")
         .collect();
-    assert_eq!(dispatches.len(), 7, "{spans:#?}");
-    for h in [&ran, &dropped, &job, &failed] {
+    assert_eq!(dispatches.len(), 8, "{spans:#?}");
+    for h in [&ran, &dropped, &job, &failed, &turn] {
         let d = dispatches
             .iter()
             .find(|d| {
@@ -466,6 +486,25 @@ fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     let parent_finals = finals_of(&partials, &parent_event);
     assert_eq!(parent_finals.len(), 1);
     assert_eq!(parent_finals[0]["ai_data"]["output"], "launched");
+
+    // An interaction span in the child is the child's event and ends it.
+    let finals = finals_of(&partials, &turn.child_event_id);
+    assert_eq!(finals.len(), 1, "{partials:#?}");
+    assert_eq!(finals[0]["ai_data"]["output"], "answered");
+    assert!(finals[0]["properties"]
+        .get("raindrop.handoff.terminal")
+        .is_none());
+    let turn_spans = spans_of(&spans, &turn.child_event_id);
+    assert!(
+        turn_spans
+            .iter()
+            .any(|s| s["name"] == "child_turn.workflow"),
+        "{spans:#?}"
+    );
+    assert_eq!(turn_spans.len(), 2, "{spans:#?}");
+    for s in &turn_spans {
+        assert_linked(s, &turn, false);
+    }
 
     // Dropped without a finish: cancelled, as the event property.
     let finals = finals_of(&partials, &dropped.child_event_id);

@@ -57,7 +57,7 @@
 //!
 //! A hand-off names an event id and a user, so it is guarded like the
 //! signed carriers of [`propagation`](crate::propagation): this SDK signs
-//! what it writes with the same key ([`CarrierKey`]) and header format,
+//! what it writes with the same key ([`CarrierKey`](crate::propagation::CarrierKey)) and header format,
 //! over this canonical string (lines joined by `\n`, no trailing newline;
 //! values encoded as above):
 //!
