@@ -472,7 +472,18 @@ impl Handoff {
     /// handoff.fail(&client, "the job's input could not be decoded").unwrap();
     /// ```
     pub fn fail(&self, client: &Client, error: impl fmt::Display) -> Result<(), CarrierRefusal> {
-        client.resume_subagent_check(self, CarrierTrust::Signed)?;
+        self.fail_with(client, error, CarrierTrust::Signed)
+    }
+
+    /// [`fail`](Self::fail), trusting unsigned hand-offs when `trust` is
+    /// [`CarrierTrust::Unsigned`] (a Python launcher's).
+    pub fn fail_with(
+        &self,
+        client: &Client,
+        error: impl fmt::Display,
+        trust: CarrierTrust,
+    ) -> Result<(), CarrierRefusal> {
+        client.resume_subagent_check(self, trust)?;
         let link = SubagentLink::of(self);
         let now = SystemTime::now();
         let mut attributes: Vec<(Cow<'static, str>, AttributeValue)> = vec![
