@@ -84,7 +84,10 @@
 //! `carriers_stale`, and `carriers_malformed` for a carrier that does not
 //! parse) and warned. **The Python SDK does not sign**: a Rust child accepts
 //! a Python launcher's hand-off only when it trusts unsigned carriers.
-//! A Python child ignores `x-raindrop-signature`.
+//! A Python child ignores `x-raindrop-signature`. A job that waits in its
+//! queue longer than the replay window (`propagation_replay_window`, 5
+//! minutes) is refused as stale: give the worker's client a window as long
+//! as the queue's longest wait.
 //!
 //! ```
 //! use raindrop_core::{Begin, Client, ClientOptions, propagation::CarrierTrust};
@@ -921,6 +924,57 @@ mod tests {
         assert_eq!(
             Handoff::from_pairs([tp, (BAGGAGE, "raindrop.event_id=e,raindrop.event_id=f")]),
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_client_accepts_fresh_signed_handoffs_only() {
+        let client = Client::new(
+            crate::ClientOptions::default()
+                .write_key("k")
+                .endpoint("http://127.0.0.1:9")
+                .propagation_secret("s"),
+        )
+        .unwrap();
+        let now = crate::client::unix_now();
+        let sign = |h: &Handoff, secret: &[u8], ts: u64| {
+            let mut h = h.clone();
+            let key = crate::propagation::CarrierKey::from_secret(secret);
+            h.signature = Some(key.sign_with(ts, true, |k, t, f| h.canonical(k, t, f)));
+            h
+        };
+        let h = sample();
+        let run = client.resume_subagent(&sign(&h, b"s", now)).unwrap();
+        assert_eq!(run.event_id(), Some("c-1"));
+        assert_eq!(run.event_name().as_deref(), Some("re,search"));
+        assert!(!run.link().is_cancelled());
+        run.cancel();
+        assert!(run.link().is_cancelled() && run.is_finished());
+        let refused = [
+            (sign(&h, b"s", now - 1000), CarrierRefusal::Stale),
+            (sign(&h, b"other", now), CarrierRefusal::BadSignature),
+            (h.clone(), CarrierRefusal::BadSignature), // "v1;x"
+        ];
+        for (h, why) in refused {
+            assert_eq!(client.resume_subagent(&h).unwrap_err(), why);
+        }
+        let mut unsigned = h.clone();
+        unsigned.signature = None;
+        assert_eq!(
+            client.resume_subagent(&unsigned).unwrap_err(),
+            CarrierRefusal::Unsigned
+        );
+        assert!(client
+            .resume_subagent_with(&unsigned, CarrierTrust::Unsigned)
+            .is_ok());
+        let s = client.stats();
+        assert_eq!(
+            (
+                s.carriers_stale,
+                s.carriers_bad_signature,
+                s.carriers_unsigned
+            ),
+            (1, 2, 1)
         );
     }
 
