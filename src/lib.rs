@@ -169,8 +169,8 @@ use raindrop_core::__private::{current, global, set_global};
 
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::{
-    current_interaction, layer as layer_for, FilteredRaindropLayer, RaindropFilter, RaindropLayer,
-    RaindropSpanExt,
+    current_interaction, current_span_context, layer as layer_for, FilteredRaindropLayer,
+    RaindropFilter, RaindropLayer, RaindropSpanExt,
 };
 
 /// The raindrop layer for the global client (what [`init`] installs),
@@ -346,6 +346,59 @@ pub fn subagent(name: impl Into<String>) -> Option<handoff::Handoff> {
     {
         let _ = name.into();
         None
+    }
+}
+
+/// Starts a [`ManualSpan`] on the global client, for code that cannot use
+/// `tracing` spans: linked to the current interaction (if any), and a child
+/// of the current raindrop span (if any), so it lands in the same trace.
+///
+/// ```
+/// let span = raindrop::start_span(raindrop::SpanKind::Task, "rerank");
+/// span.end(None);
+/// ```
+pub fn start_span(kind: SpanKind, name: impl Into<String>) -> ManualSpan {
+    #[cfg(feature = "tracing")]
+    {
+        let span = match raindrop_tracing::current_interaction().filter(|i| !i.is_noop()) {
+            Some(i) => i.start_span(kind, name),
+            None => current().start_span(kind, name, Association::new()),
+        };
+        match raindrop_tracing::current_span_context() {
+            Some(parent) => span.with_parent(parent),
+            None => span,
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        current().start_span(kind, name, Association::new())
+    }
+}
+
+/// Records a [`ToolCall`] with the caller's timing on the global client:
+/// linked to the current interaction (if any) and a child of the current
+/// raindrop span (if any). See [`Interaction::track_tool`].
+///
+/// ```
+/// use std::time::Duration;
+/// raindrop::track_tool(raindrop::ToolCall::new("search").input("weather").duration(Duration::from_millis(120)));
+/// ```
+pub fn track_tool(call: ToolCall) {
+    #[cfg(feature = "tracing")]
+    {
+        let call = match raindrop_tracing::current_span_context() {
+            Some(parent) => call.parent(parent),
+            None => call,
+        };
+        if let Some(i) = raindrop_tracing::current_interaction().filter(|i| !i.is_noop()) {
+            i.track_tool(call);
+            return;
+        }
+        let _ = current().track_tool(Association::new(), call);
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = current().track_tool(Association::new(), call);
     }
 }
 

@@ -66,9 +66,12 @@ impl Capture {
 
     /// A capture with these options (sampling, redaction, `before_send`,
     /// ...): the sink is replaced by memory and the Workshop mirror is off;
-    /// the write key and endpoint are not used.
-    pub fn with_options(options: ClientOptions) -> Capture {
+    /// the write key and endpoint are not used. Application Git detection
+    /// is off unless the options turn it on (`AppGit::auto_detect(true)`),
+    /// so recorded properties do not depend on the checkout the tests run in.
+    pub fn with_options(mut options: ClientOptions) -> Capture {
         let sink = MemorySink::new();
+        options.app_git.auto_detect.get_or_insert(false);
         let options = options
             .local_sink(LocalSink::Memory(sink.clone()))
             .workshop(Workshop::Off)

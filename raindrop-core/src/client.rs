@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::app_git::{AppGitInfo, AppGitState};
 use crate::diag::setup_warning;
 use crate::interaction::{Interaction, InteractionCore, Joined};
 use crate::item::{Control, EventRecord, IdentifyRecord, Item};
@@ -137,6 +138,12 @@ impl Client {
         if workshop_only {
             tracing::info!(target: "raindrop", "no write key: sending only to the local Workshop");
         }
+        // A disabled client sends nothing: no lookup for it.
+        let app_git = if enabled {
+            AppGitState::start(&options.app_git)
+        } else {
+            AppGitState::none()
+        };
         let mut worker_handle = None;
         let queue = if enabled {
             if options.local_sink.is_none() && options.write_key.is_some() {
@@ -150,6 +157,7 @@ impl Client {
                 tls,
                 project_id.clone(),
                 debug_logs.clone(),
+                app_git.clone(),
             );
             match worker::spawn(config, counters.clone(), budget, data_rx) {
                 Ok(handle) => {
@@ -169,6 +177,7 @@ impl Client {
         Ok(Client::from_parts(
             options,
             project_id,
+            app_git,
             queue,
             DropReason::Disabled,
             counters,
@@ -184,6 +193,7 @@ impl Client {
         Client::from_parts(
             ClientOptions::default(),
             None,
+            AppGitState::none(),
             None,
             DropReason::NotInitialized,
             Arc::new(Counters::new()),
@@ -192,9 +202,12 @@ impl Client {
         )
     }
 
+    // A private constructor naming each part once; a struct would only repeat them.
+    #[allow(clippy::too_many_arguments)]
     fn from_parts(
         options: ClientOptions,
         project_id: Option<String>,
+        app_git: Arc<AppGitState>,
         queue: Option<Queue>,
         disabled_reason: DropReason,
         counters: Arc<Counters>,
@@ -208,6 +221,7 @@ impl Client {
                     carrier_key,
                     carrier_key_local,
                     tracing_enabled: AtomicBool::new(options.tracing_enabled),
+                    app_git,
                     options,
                     project_id,
                     queue,
@@ -260,7 +274,21 @@ impl Client {
 
     /// Whether spans are exported now.
     pub fn tracing_enabled(&self) -> bool {
-        self.inner.pipeline.tracing_enabled.load(Ordering::Relaxed)
+        self.inner.pipeline.tracing_enabled()
+    }
+
+    /// The application Git provenance added to events and spans: `None`
+    /// while the local `git` lookup runs (at most 750 ms after
+    /// [`Client::new`]), when nothing was found, or when it is off.
+    pub fn app_git(&self) -> Option<AppGitInfo> {
+        self.inner.pipeline.app_git.get().cloned()
+    }
+
+    /// Whether the local `git` lookup is still running. Not part of the
+    /// stable API (the SDK's tests bound the lookup with it).
+    #[doc(hidden)]
+    pub fn app_git_pending(&self) -> bool {
+        self.inner.pipeline.app_git.pending()
     }
 
     /// Current counters.
@@ -580,6 +608,56 @@ impl Client {
     pub fn export_span(&self, span: SpanRecord) -> Result<(), Error> {
         self.inner.pipeline.export_span(span);
         Ok(())
+    }
+
+    /// Records a tool call with the caller's own timing as a `<name>.tool`
+    /// span, linked to the event `association` names (an
+    /// [`&Interaction`](Interaction) or an [`Association`](crate::Association)
+    /// of ids); see [`ToolCall`](crate::ToolCall). A no-op with tracing off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use raindrop_core::{Association, Client, ClientOptions, ToolCall};
+    /// let client = Client::new(ClientOptions::default()).unwrap();
+    /// client.track_tool(
+    ///     Association::new().event_id("evt-1").user_id("user-1"),
+    ///     ToolCall::new("db_query").input("SELECT 1").duration(Duration::from_millis(50)),
+    /// )?;
+    /// # Ok::<(), raindrop_core::Error>(())
+    /// ```
+    pub fn track_tool(
+        &self,
+        association: impl Into<crate::Association>,
+        call: crate::ToolCall,
+    ) -> Result<(), Error> {
+        crate::manual_span::track_tool(&self.inner.pipeline, &association.into(), call)
+    }
+
+    /// Starts a span by hand, linked to the event `association` names (an
+    /// [`Association`](crate::Association) of ids, or an
+    /// [`&Interaction`](Interaction)'s ids as they are now;
+    /// [`Interaction::start_span`] reads them when the span ends instead);
+    /// see [`ManualSpan`](crate::ManualSpan).
+    ///
+    /// ```
+    /// use raindrop_core::{Association, Client, ClientOptions, SpanKind};
+    /// let client = Client::new(ClientOptions::default()).unwrap();
+    /// let span = client.start_span(SpanKind::Task, "failing", Association::new().event_id("evt-1"));
+    /// span.end(Some("boom"));
+    /// ```
+    pub fn start_span(
+        &self,
+        kind: crate::SpanKind,
+        name: impl Into<String>,
+        association: impl Into<crate::Association>,
+    ) -> crate::ManualSpan {
+        crate::ManualSpan::start(
+            self.inner.pipeline.clone(),
+            kind,
+            name.into(),
+            None,
+            association.into(),
+        )
     }
 
     /// Blocks until everything queued before this call was delivered or given

@@ -374,6 +374,36 @@ impl Interaction {
         });
     }
 
+    /// Records a tool call with the caller's own timing as a `<name>.tool`
+    /// span linked to this interaction (the Python SDK's
+    /// `Interaction.track_tool`); see [`ToolCall`](crate::ToolCall). Works
+    /// after `finish` too (a tool span may arrive late). A no-op with
+    /// tracing off or on a no-op handle; an invalid call (properties that
+    /// are not an object, an empty name) is counted and logged.
+    pub fn track_tool(&self, call: crate::ToolCall) {
+        let Some(core) = self.core.as_deref() else {
+            return;
+        };
+        let association = crate::Association::from(self);
+        let _ = crate::manual_span::track_tool(&core.pipeline, &association, call);
+    }
+
+    /// Starts a span by hand, linked to this interaction (its ids are read
+    /// when the span ends); see [`ManualSpan`](crate::ManualSpan). A no-op
+    /// handle starts a span that records nothing.
+    pub fn start_span(&self, kind: crate::SpanKind, name: impl Into<String>) -> crate::ManualSpan {
+        match self.core.as_deref() {
+            Some(core) => crate::ManualSpan::start(
+                core.pipeline.clone(),
+                kind,
+                name.into(),
+                Some(self.clone()),
+                crate::Association::default(),
+            ),
+            None => crate::ManualSpan::noop(),
+        }
+    }
+
     /// Finishes the interaction with the model's answer.
     pub fn finish(&self, output: impl Into<String>) {
         self.finish_with(Finish::new().output(output));

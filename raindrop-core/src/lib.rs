@@ -40,6 +40,7 @@
 //! # Ok::<(), raindrop_core::Error>(())
 //! ```
 
+mod app_git;
 mod client;
 mod diag;
 mod error;
@@ -48,6 +49,7 @@ pub mod handoff;
 mod ids;
 mod interaction;
 mod item;
+mod manual_span;
 mod model;
 mod options;
 mod pipeline;
@@ -62,11 +64,15 @@ mod time;
 mod validate;
 mod worker;
 
+pub use app_git::{AppGit, AppGitInfo, BRANCH_KEY, COMMIT_DIRTY_KEY, COMMIT_SHA_KEY};
 pub use client::{Client, ShutdownReport};
 pub use diag::setup_warning;
 pub use error::Error;
 pub use interaction::Interaction;
 pub use item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, Outgoing, SignalRecord};
+pub use manual_span::{
+    unix_to_system_time, Association, ManualSpan, SpanContext, SpanKind, ToolCall,
+};
 pub use model::{
     AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
     SignalType, Timestamp,

@@ -345,6 +345,11 @@ pub struct ClientOptions {
     /// How old (or how far in the future) a carrier's signature may be
     /// (default 5 minutes): the replay window and the tolerated clock skew.
     pub propagation_replay_window: Duration,
+    /// Application Git provenance (`raindrop.app.commit_sha`, `commit_dirty`,
+    /// `branch`) on events, interaction updates and spans: on by default, as
+    /// in the Python SDK; see [`AppGit`](crate::AppGit) for its sources.
+    /// `RAINDROP_APP_GIT=false` turns it off from the environment.
+    pub app_git: crate::AppGit,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -379,6 +384,7 @@ impl fmt::Debug for ClientOptions {
             .field("propagation_secret", &self.propagation_secret)
             .field("propagation_trust", &self.propagation_trust)
             .field("propagation_replay_window", &self.propagation_replay_window)
+            .field("app_git", &self.app_git)
             .finish()
     }
 }
@@ -415,6 +421,7 @@ impl Default for ClientOptions {
             propagation_secret: None,
             propagation_trust: crate::propagation::CarrierTrust::Signed,
             propagation_replay_window: crate::propagation::REPLAY_WINDOW,
+            app_git: crate::AppGit::default(),
         }
     }
 }
@@ -456,6 +463,7 @@ impl ClientOptions {
     /// | `RAINDROP_WORKSHOP`, `RAINDROP_LOCAL_DEBUGGER` | `workshop` (a URL, or on/off) |
     /// | `RAINDROP_PROPAGATION_SECRET` | `propagation_secret` |
     /// | `RAINDROP_PROPAGATION_TRUST` | `propagation_trust` (`unsigned`, or `signed`) |
+    /// | `RAINDROP_APP_GIT` | `app_git` (`0`, `false`, `no`, `off` turn it off) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
         if let Some(k) = env("RAINDROP_WRITE_KEY") {
@@ -479,6 +487,9 @@ impl ClientOptions {
         }
         o.redact_pii = env("RAINDROP_REDACT_PII").is_some_and(|v| truthy(&v));
         o.capture_content = !env("RAINDROP_CAPTURE_CONTENT").is_some_and(|v| falsy(&v));
+        if env("RAINDROP_APP_GIT").is_some_and(|v| falsy(&v)) {
+            o.app_git.enabled = false;
+        }
         if let Some(v) = env("RAINDROP_WORKSHOP").or_else(|| env("RAINDROP_LOCAL_DEBUGGER")) {
             o.workshop = Workshop::parse(&v);
         }
@@ -666,6 +677,12 @@ impl ClientOptions {
     /// Records content (inputs, outputs, arguments, message texts) or not.
     pub fn capture_content(mut self, on: bool) -> Self {
         self.capture_content = on;
+        self
+    }
+    /// Application Git provenance: `false` turns it off, an
+    /// [`AppGit`](crate::AppGit) gives explicit values or detection settings.
+    pub fn app_git(mut self, app_git: impl Into<crate::AppGit>) -> Self {
+        self.app_git = app_git.into();
         self
     }
     /// Sets the share of events and interactions kept (0.0 to 1.0).

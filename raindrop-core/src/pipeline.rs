@@ -31,8 +31,11 @@ pub(crate) struct Pipeline {
     pub(crate) carrier_key: Option<crate::propagation::CarrierKey>,
     /// The key is this process's own random one (no secret, no write key).
     pub(crate) carrier_key_local: bool,
-    /// Whether spans are exported (`Client::set_tracing_enabled`).
+    /// Span export on or off (`Client::set_tracing_enabled`); here so that
+    /// interaction handles and manual spans see the switch too.
     pub(crate) tracing_enabled: AtomicBool,
+    /// The application's Git provenance, shared with the worker.
+    pub(crate) app_git: Arc<crate::app_git::AppGitState>,
 }
 
 /// Which kind of carrier a refusal is about, for its warning.
@@ -105,24 +108,6 @@ impl Pipeline {
         result
     }
 
-    /// Queues a finished span unless tracing is off; a span linked to an
-    /// event `sample_rate` does not keep is counted and dropped (see
-    /// `Client::export_span`).
-    pub(crate) fn export_span(&self, span: crate::SpanRecord) {
-        if !self.tracing_enabled.load(Ordering::Relaxed) {
-            return;
-        }
-        let unsampled = self.options.sample_rate < 1.0
-            && span.attributes.iter().any(|(k, v)| {
-                k == "traceloop.association.properties.event_id"
-                    && matches!(v, crate::AttributeValue::String(id) if !self.sampled(id))
-            });
-        if unsampled {
-            self.sampled_out(ItemKind::Span);
-        } else {
-            self.enqueue(Item::Span(Box::new(span)));
-        }
-    }
     /// The queue, if items may be queued now; otherwise counts the refusal.
     fn open_queue(&self, lost: &dyn Fn(DropReason, &str)) -> Option<&Queue> {
         let Some(queue) = &self.queue else {
@@ -191,6 +176,29 @@ impl Pipeline {
                 }
                 false
             }
+        }
+    }
+
+    pub(crate) fn tracing_enabled(&self) -> bool {
+        self.tracing_enabled.load(Ordering::Relaxed)
+    }
+
+    /// Queues a finished span unless tracing is off (then nothing is queued
+    /// or counted); a span linked to an event `sample_rate` does not keep is
+    /// counted as sampled out.
+    pub(crate) fn export_span(&self, span: crate::SpanRecord) {
+        if !self.tracing_enabled() {
+            return;
+        }
+        let unsampled = self.options.sample_rate < 1.0
+            && span.attributes.iter().any(|(k, v)| {
+                k == "traceloop.association.properties.event_id"
+                    && matches!(v, crate::AttributeValue::String(id) if !self.sampled(id))
+            });
+        if unsampled {
+            self.sampled_out(ItemKind::Span);
+        } else {
+            self.enqueue(Item::Span(Box::new(span)));
         }
     }
 

@@ -350,7 +350,9 @@ pub(crate) fn tls(options: &crate::ClientOptions) -> Result<Tls, Error> {
 /// [`SAFE_DROP_DEPTH`] levels, measured by the same probe); only a deeper
 /// one, which the caller could not have dropped safely either, is left
 /// undropped.
-pub(crate) fn to_properties<T: serde::Serialize>(value: T) -> Result<Properties, String> {
+/// Any `Serialize` value as JSON, refused (without overflowing the stack)
+/// when deeper than [`MAX_DEPTH`].
+pub(crate) fn to_value<T: serde::Serialize>(value: T) -> Result<Value, String> {
     if let Err(e) = value.serialize(DepthProbe::new(MAX_DEPTH)) {
         let droppable = !e.too_deep || value.serialize(DepthProbe::new(SAFE_DROP_DEPTH)).is_ok();
         if droppable {
@@ -360,7 +362,11 @@ pub(crate) fn to_properties<T: serde::Serialize>(value: T) -> Result<Properties,
         }
         return Err(e.message);
     }
-    match serde_json::to_value(&value) {
+    serde_json::to_value(&value).map_err(|e| format!("cannot be serialized: {e}"))
+}
+
+pub(crate) fn to_properties<T: serde::Serialize>(value: T) -> Result<Properties, String> {
+    match to_value(value) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Null) => Ok(Properties::new()),
         Ok(other) => Err(format!(
@@ -372,7 +378,7 @@ pub(crate) fn to_properties<T: serde::Serialize>(value: T) -> Result<Properties,
                 _ => "an array",
             }
         )),
-        Err(e) => Err(format!("cannot be serialized: {e}")),
+        Err(e) => Err(e),
     }
 }
 

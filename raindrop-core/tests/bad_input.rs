@@ -16,6 +16,8 @@ fn opts(endpoint: String) -> ClientOptions {
         .endpoint(endpoint)
         .upload_interval(Duration::from_millis(30))
         .partial_idle_timeout(Duration::from_millis(100))
+        // Property counts are exact here; this checkout's commit would add keys.
+        .app_git(false)
 }
 
 fn client(cap: &Capture) -> Client {

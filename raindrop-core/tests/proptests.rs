@@ -35,7 +35,9 @@ fn sink_client(idle: Duration) -> (Client, std::path::PathBuf) {
             .local_sink(LocalSink::File(path.clone()))
             .max_text_field_chars(CAP)
             .upload_interval(Duration::from_millis(20))
-            .partial_idle_timeout(idle),
+            .partial_idle_timeout(idle)
+            // The merged properties are compared exactly; no provenance keys.
+            .app_git(false),
     )
     .unwrap();
     (c, path)

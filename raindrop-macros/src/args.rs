@@ -37,10 +37,12 @@ pub(crate) struct Args {
     pub(crate) krate: Option<syn::Path>,
     pub(crate) skip: Vec<Ident>,
     pub(crate) skip_all: bool,
+    /// `version = N`: the entity version (`traceloop.entity.version`).
+    pub(crate) version: Option<syn::LitInt>,
 }
 
 const KEYS: &str =
-    "name, skip(..), skip_all, input, output, level, crate, event, user_id, convo_id, event_id";
+    "name, skip(..), skip_all, input, output, level, crate, version, event, user_id, convo_id, event_id";
 
 /// `level = "debug"`, `level = Level::DEBUG`, `level = tracing::Level::WARN`,
 /// as the path of a `tracing::Level` constant under `private`'s re-export.
@@ -121,6 +123,16 @@ impl Parse for Args {
                     "level" => {
                         input.parse::<Token![=]>()?;
                         args.level = Some(parse_level(input)?);
+                    }
+                    "version" => {
+                        input.parse::<Token![=]>()?;
+                        let lit: syn::LitInt = input.parse().map_err(|e| {
+                            syn::Error::new(e.span(), "`version` must be an integer literal")
+                        })?;
+                        lit.base10_parse::<u32>().map_err(|_| {
+                            syn::Error::new(lit.span(), "`version` must fit in a u32")
+                        })?;
+                        args.version = Some(lit);
                     }
                     "crate" => {
                         input.parse::<Token![=]>()?;

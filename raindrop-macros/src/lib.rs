@@ -16,6 +16,8 @@
 //!   `Result`), e.g. `output = |r| r.answer.clone()`; any other expression
 //!   is the output as it stands;
 //! * `level = "debug"` (or `Level::DEBUG`; default INFO): the span's level;
+//! * `version = 2` (an integer literal): the entity version, sent as
+//!   `traceloop.entity.version` (the Python decorators' `version=`);
 //! * `crate = path`: where the SDK is (default `::raindrop`), for a renamed
 //!   dependency or a re-export, e.g. `crate = my_facade::raindrop`;
 //! * on `#[interaction]` only: `event = expr` (event name, default the name),

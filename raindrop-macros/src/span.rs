@@ -81,6 +81,14 @@ pub(crate) fn open(
     } = n;
     let kind_str = kind.as_str();
     let empty = quote!(#private::tracing::field::Empty);
+    // Not content: an ordinary span field, declared only when given.
+    let version = match &args.version {
+        Some(v) => {
+            let n: u32 = v.base10_parse().unwrap_or_default();
+            quote!(raindrop.version = #n,)
+        }
+        None => quote!(),
+    };
     let (interaction_fields, begin_init, end_init) = if kind == Kind::Interaction {
         interaction_parts(n, args, sig)
     } else {
@@ -93,6 +101,7 @@ pub(crate) fn open(
             #level,
             #name,
             raindrop.kind = #kind_str,
+            #version
             #interaction_fields
             raindrop.input = #empty,
             raindrop.output = #empty,

@@ -25,6 +25,9 @@ pub const OUTPUT: &str = "raindrop.output";
 pub const ERROR: &str = "raindrop.error";
 /// Model name of an interaction.
 pub const MODEL: &str = "raindrop.model";
+/// Entity version, an integer (`traceloop.entity.version`): what
+/// `#[raindrop::tool(version = 2)]` declares.
+pub const VERSION: &str = "raindrop.version";
 /// A JSON object of properties.
 pub const PROPERTIES: &str = "raindrop.properties";
 /// Prefix of single properties: `raindrop.properties.<key>`.
@@ -76,6 +79,7 @@ pub(crate) struct Fields {
     pub(crate) output: Option<String>,
     pub(crate) error: Option<String>,
     pub(crate) model: Option<String>,
+    pub(crate) version: Option<i64>,
     pub(crate) properties: Vec<(String, Value)>,
 }
 
@@ -111,6 +115,12 @@ impl Fields {
                 }
             }
             MODEL => self.model = Some(text()),
+            VERSION => match value.as_i64().or_else(|| text().trim().parse().ok()) {
+                Some(v) => self.version = Some(v),
+                None => {
+                    tracing::debug!(target: "raindrop", "`raindrop.version` is not an integer; ignored")
+                }
+            },
             PROPERTIES => match &value {
                 Value::String(s) => match serde_json::from_str::<Value>(s) {
                     Ok(Value::Object(m)) => self.properties.extend(m),
@@ -145,6 +155,7 @@ impl Fields {
             && self.output.is_none()
             && self.error.is_none()
             && self.model.is_none()
+            && self.version.is_none()
             && self.properties.is_empty()
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use raindrop_core::{
-    truncate_text, AttributeValue, Begin, Client, Finish, Interaction, SpanRecord, SpanStatus,
+    truncate_text, AttributeValue, Begin, Client, Finish, Interaction, SpanContext, SpanRecord,
+    SpanStatus,
 };
 use serde_json::Value;
 use tracing::span::{Attributes, Id, Record};
@@ -368,6 +369,8 @@ pub(crate) struct SpanState {
     /// interaction still finishes with its own outcome.
     event_error: Option<String>,
     properties: Vec<(String, Value)>,
+    /// `traceloop.entity.version`, when declared.
+    version: Option<i64>,
     pub(crate) link: Option<Link>,
     /// The annotated function, for spans made by the attribute macros.
     fn_name: Option<&'static str>,
@@ -407,6 +410,9 @@ impl SpanState {
         }
         if let Some(n) = f.name.take() {
             self.name = n;
+        }
+        if let Some(v) = f.version.take() {
+            self.version = Some(v);
         }
         if self.kind == Kind::Interaction {
             let link = self.link.as_ref()?;
@@ -594,6 +600,7 @@ where
             error: f.error.take(),
             event_error: None,
             properties,
+            version: f.version,
             link,
             fn_name,
             gen,
@@ -757,6 +764,9 @@ fn to_record(
     let mut push = |k: &'static str, v: AttributeValue| attrs.push((Cow::Borrowed(k), v));
     push("traceloop.span.kind", s.kind.span_kind().into());
     push("traceloop.entity.name", s.name.as_str().into());
+    if let Some(v) = s.version {
+        push("traceloop.entity.version", AttributeValue::Int(v));
+    }
     let max = s.max_chars();
     if let Some(l) = &s.link {
         push("traceloop.workflow.name", (&*l.workflow).into());
@@ -853,6 +863,36 @@ pub fn current_interaction() -> Option<Interaction> {
     tracing::dispatcher::get_default(|d| {
         let id = d.current_span().id()?.clone();
         with_registry(d, |reg| interaction_of(reg, &id))
+    })
+}
+
+/// The trace and span ids of the nearest enclosing raindrop span (walking
+/// up through ordinary spans): the parent to give a
+/// [`ManualSpan`](raindrop_core::ManualSpan) or a
+/// [`ToolCall`](raindrop_core::ToolCall) recorded inside it. `None` outside
+/// raindrop spans.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+/// tracing::subscriber::with_default(subscriber, || {
+///     assert!(raindrop_tracing::current_span_context().is_none());
+///     let span = tracing::info_span!("step", raindrop.kind = "task");
+///     let _in = span.enter();
+///     assert!(raindrop_tracing::current_span_context().is_some());
+/// });
+/// ```
+pub fn current_span_context() -> Option<SpanContext> {
+    tracing::dispatcher::get_default(|d| {
+        let id = d.current_span().id()?.clone();
+        with_registry(d, |reg| {
+            let span = reg.span(&id)?;
+            span.scope().find_map(|s| {
+                lineage(&s.extensions())
+                    .map(|(trace_id, span_id, _)| SpanContext { trace_id, span_id })
+            })
+        })
     })
 }
 

@@ -11,12 +11,16 @@
 //!   which doubles the limit each round trip (slow start);
 //! * while backlogged but round trips have grown (the server is queueing),
 //!   it adds one slot per round trip;
+//! * it never grows past twice what Little's law asks for at the measured
+//!   answer rate, and gives back half a slot per answer above that: a
+//!   route held back by the worker's CPU rather than by distance gains
+//!   nothing from more requests (or connections) in flight;
 //! * a request that failed after its retries halves the limit;
 //! * while fewer than half the allowed requests are in flight, it shrinks
 //!   by half a slot per answer, so a fast link keeps few connections open
 //!   once a burst has passed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where every route starts, and the least it shrinks to when idle.
 const INITIAL: f64 = 4.0;
@@ -29,6 +33,11 @@ pub(crate) struct Limiter {
     /// The fastest recent round trip, drifting up slowly so that a route
     /// whose latency rose for good is not judged against a stale minimum.
     min_rtt: Option<f64>,
+    /// Answers per second, smoothed over windows of at least one (fastest)
+    /// round trip.
+    rate: Option<f64>,
+    window_start: Option<Instant>,
+    window_count: u32,
 }
 
 impl Limiter {
@@ -39,6 +48,9 @@ impl Limiter {
             limit: INITIAL.min(cap),
             srtt: None,
             min_rtt: None,
+            rate: None,
+            window_start: None,
+            window_count: 0,
         }
     }
 
@@ -51,7 +63,15 @@ impl Limiter {
     /// answer (delivered or refused for good) rather than failing after its
     /// retries; `backlogged`: requests are waiting for a slot; `in_flight`:
     /// requests still in flight.
-    pub fn on_done(&mut self, rtt: Duration, answered: bool, backlogged: bool, in_flight: usize) {
+    pub fn on_done(
+        &mut self,
+        now: Instant,
+        rtt: Duration,
+        answered: bool,
+        backlogged: bool,
+        in_flight: usize,
+    ) {
+        self.count_answer(now);
         if !answered {
             self.limit = (self.limit / 2.0).max(1.0);
             return;
@@ -64,7 +84,12 @@ impl Limiter {
             _ => rtt,
         };
         self.min_rtt = Some(min);
-        if backlogged {
+        // Little's law: in flight = rate × round trip, with the fastest
+        // round trip (the distance, not time spent queued behind our own
+        // requests, which more requests would only lengthen). Twice that
+        // (plus the start) is room to find a higher rate; more does not help.
+        let needed = self.rate.map_or(f64::INFINITY, |r| 2.0 * r * min + INITIAL);
+        if backlogged && self.limit < needed {
             // Round trips within twice the fastest (plus 2 ms for loopback
             // jitter): the server keeps up, grow fast.
             let step = if srtt <= 2.0 * min + 0.002 {
@@ -72,11 +97,35 @@ impl Limiter {
             } else {
                 1.0 / self.limit
             };
-            self.limit = (self.limit + step).min(self.cap);
-        } else if (in_flight as f64 + 1.0) < self.limit / 2.0 {
+            self.limit = (self.limit + step).min(self.cap).min(needed.max(INITIAL));
+        } else if self.limit > needed || (in_flight as f64 + 1.0) < self.limit / 2.0 {
             // Half a slot per answer while under half the limit is in use:
             // the limit a burst grew falls back within a few round trips.
             self.limit = (self.limit - 0.5).max(INITIAL.min(self.cap));
+        }
+    }
+}
+
+impl Limiter {
+    /// Counts an answer towards the rate, measured over windows of at least
+    /// the fastest round trip (and 10 ms).
+    fn count_answer(&mut self, now: Instant) {
+        let start = *self.window_start.get_or_insert(now);
+        self.window_count += 1;
+        let span = now.saturating_duration_since(start).as_secs_f64();
+        // The fastest round trip, not the smoothed one: queueing behind our
+        // own requests would stretch the window and let the limit run ahead.
+        let min_span = self.min_rtt.unwrap_or(0.0).max(0.01);
+        if span >= min_span {
+            let r = f64::from(self.window_count) / span;
+            // Up at once, down slowly: a lagging estimate would hold slow
+            // start back to a few slots per round trip.
+            self.rate = Some(match self.rate {
+                Some(old) if r < old => old + (r - old) / 4.0,
+                _ => r,
+            });
+            self.window_start = Some(now);
+            self.window_count = 0;
         }
     }
 }
@@ -92,19 +141,37 @@ mod tests {
         let mut l = Limiter::new(cap);
         let rtt = Duration::from_millis(rtt_ms);
         let step = rtt.as_secs_f64();
+        let t0 = Instant::now();
         let mut t = 0.0;
         let mut backlog = 0.0f64;
         while t < secs {
-            // One round trip: `slots` requests go and come back.
+            // One round trip: `slots` requests go and come back, spread over it.
             backlog += rate * step;
             let sent = (l.slots() as f64).min(backlog);
             backlog -= sent;
-            for _ in 0..sent as usize {
-                l.on_done(rtt, true, backlog >= 1.0, l.slots().saturating_sub(1));
+            let n = sent as usize;
+            for i in 0..n {
+                let at = t0 + Duration::from_secs_f64(t + step * (i as f64 + 1.0) / n as f64);
+                l.on_done(at, rtt, true, backlog >= 1.0, l.slots().saturating_sub(1));
             }
             t += step;
         }
         l.slots()
+    }
+
+    /// A route whose answers come fast but at a rate the worker's CPU caps
+    /// (a backlog that more requests in flight would not clear) stays small.
+    #[test]
+    fn a_route_held_back_by_cpu_not_distance_does_not_grow() {
+        let mut l = Limiter::new(2048);
+        let t0 = Instant::now();
+        // 20,000 answers a second, each after 0.5 ms, always backlogged.
+        for i in 0..40_000u32 {
+            let at = t0 + Duration::from_micros(50 * u64::from(i));
+            l.on_done(at, Duration::from_micros(500), true, true, l.slots() - 1);
+        }
+        // Little's law: 20,000/s × 0.5 ms = 10 in flight.
+        assert!(l.slots() <= 32, "{}", l.slots());
     }
 
     #[test]
@@ -120,11 +187,14 @@ mod tests {
     #[test]
     fn failures_halve_and_the_cap_holds() {
         let mut l = Limiter::new(64);
-        for _ in 0..1000 {
-            l.on_done(Duration::from_millis(10), true, true, 63);
+        let t0 = Instant::now();
+        // 64 answers every 10 ms: Little's law asks for 64.
+        for i in 0..1000u64 {
+            let at = t0 + Duration::from_micros(10_000 * i / 64);
+            l.on_done(at, Duration::from_millis(10), true, true, 63);
         }
         assert_eq!(l.slots(), 64);
-        l.on_done(Duration::from_millis(10), false, true, 63);
+        l.on_done(t0, Duration::from_millis(10), false, true, 63);
         assert_eq!(l.slots(), 32);
     }
 }

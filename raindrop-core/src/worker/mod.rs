@@ -120,6 +120,7 @@ impl WorkerConfig {
         tls: crate::validate::Tls,
         project_id: Option<String>,
         debug_logs: Arc<std::sync::atomic::AtomicBool>,
+        app_git: Arc<crate::app_git::AppGitState>,
     ) -> Self {
         WorkerConfig {
             base,
@@ -136,7 +137,7 @@ impl WorkerConfig {
             max_partials_in_flight: o.max_partials_in_flight,
             max_text_field_chars: o.max_text_field_chars,
             shutdown_timeout: o.shutdown_timeout,
-            prepare: prepare::Prepare::new(o),
+            prepare: prepare::Prepare::new(o, app_git),
             workshop: o.workshop.clone(),
             debug_logs,
             tls,
@@ -761,8 +762,10 @@ impl Worker {
         let answered = done
             .as_ref()
             .is_some_and(|d| !matches!(d.outcome, Outcome::Exhausted));
+        let now = Instant::now();
         lane.limiter.on_done(
-            flight.started.elapsed(),
+            now,
+            now.saturating_duration_since(flight.started),
             answered,
             !lane.queue.is_empty(),
             lane.in_flight_count,

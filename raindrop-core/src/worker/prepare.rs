@@ -4,6 +4,9 @@
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::app_git::AppGitState;
 
 use crate::item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, Outgoing, SignalRecord};
 use crate::options::{BeforeSend, ClientOptions};
@@ -34,15 +37,20 @@ pub(crate) struct Prepare {
     redact: bool,
     redact_spans: bool,
     hook: Option<BeforeSend>,
+    /// Provenance added to events, interaction updates and spans once known
+    /// (signals and identify never get it). Added before the hook, which
+    /// may remove it.
+    app_git: Arc<AppGitState>,
 }
 
 impl Prepare {
-    pub fn new(o: &ClientOptions) -> Self {
+    pub fn new(o: &ClientOptions, app_git: Arc<AppGitState>) -> Self {
         Prepare {
             capture_content: o.capture_content,
             redact: o.redact_pii,
             redact_spans: o.redact_pii && o.redact_pii_in_spans,
             hook: o.before_send.clone(),
+            app_git,
         }
     }
 
@@ -74,6 +82,9 @@ impl Prepare {
     }
 
     pub fn event(&self, e: &mut EventRecord) -> Result<(), DropReason> {
+        if let Some(g) = self.app_git.get() {
+            g.add_to_properties(&mut e.properties);
+        }
         if let Some(ai) = e.ai.as_mut() {
             self.ai(ai, &mut e.attachments);
         } else if !self.capture_content {
@@ -83,6 +94,9 @@ impl Prepare {
     }
 
     pub fn update(&self, u: &mut InteractionUpdate) -> Result<(), DropReason> {
+        if let Some(g) = self.app_git.get() {
+            g.add_to_properties(&mut u.properties);
+        }
         self.ai(&mut u.ai, &mut u.attachments);
         self.hook(Outgoing::InteractionUpdate(u))
     }
@@ -96,6 +110,9 @@ impl Prepare {
     }
 
     pub fn span(&self, s: &mut SpanRecord) -> Result<(), DropReason> {
+        if let Some(g) = self.app_git.get() {
+            g.add_to_span(s);
+        }
         if !self.capture_content {
             s.attributes.retain(|(k, _)| !is_content_attribute(k));
         } else if self.redact_spans {
