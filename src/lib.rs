@@ -327,6 +327,28 @@ pub fn resume_interaction() -> Interaction {
     }
 }
 
+/// Launches a detached sub-agent from the current interaction: mints the
+/// child's event id, records the dispatch on a span under the current
+/// raindrop span and returns the carrier to send with the work (see
+/// [`handoff`]; `propagate::inject_handoff` puts it on a request). `None`
+/// outside any interaction (or without the `tracing` feature).
+///
+/// ```
+/// // Outside any interaction there is nothing to launch from.
+/// assert!(raindrop::subagent("researcher").is_none());
+/// ```
+pub fn subagent(name: impl Into<String>) -> Option<handoff::Handoff> {
+    #[cfg(feature = "tracing")]
+    {
+        raindrop_tracing::propagate::subagent(name)
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = name.into();
+        None
+    }
+}
+
 /// Starts a [`ManualSpan`] on the global client, for code that cannot use
 /// `tracing` spans: linked to the current interaction (if any), and a child
 /// of the current raindrop span (if any), so it lands in the same trace.

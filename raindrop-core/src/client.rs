@@ -15,13 +15,13 @@ use crate::interaction::{Interaction, InteractionCore, Joined};
 use crate::item::{Control, EventRecord, IdentifyRecord, Item};
 use crate::model::{AiEvent, Begin, Event, Signal};
 use crate::options::{valid_project_slug, ClientOptions};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{CarrierKind, Pipeline};
 use crate::propagation::{
     CarrierGrant, CarrierKey, CarrierRefusal, CarrierTrust, InteractionBaggage,
 };
 use crate::queue::Queue;
 use crate::span::SpanRecord;
-use crate::stats::{Counters, DropReason, ItemKind, Refusal, Stats};
+use crate::stats::{Counters, DropReason, ItemKind, Stats};
 use crate::time::deadline_in;
 use crate::validate;
 use crate::worker::{self, Reply, WorkerConfig};
@@ -54,11 +54,6 @@ struct Inner {
     debug_logs: Arc<AtomicBool>,
     /// Live interactions by event id, for `resume_interaction_by_id`.
     registry: Mutex<Registry>,
-    /// Signs outgoing carriers and verifies incoming ones; `None` only when
-    /// there is no secret, no write key and the system gave no randomness.
-    carrier_key: Option<CarrierKey>,
-    /// The key is this process's own random one (no secret, no write key).
-    carrier_key_local: bool,
     worker: Mutex<Option<JoinHandle<()>>>,
     report: Mutex<Option<ShutdownReport>>,
 }
@@ -222,9 +217,9 @@ impl Client {
         let (carrier_key, carrier_key_local) = carrier_key(&options);
         Client {
             inner: Arc::new(Inner {
-                carrier_key,
-                carrier_key_local,
                 pipeline: Arc::new(Pipeline {
+                    carrier_key,
+                    carrier_key_local,
                     tracing_enabled: AtomicBool::new(options.tracing_enabled),
                     app_git,
                     options,
@@ -543,7 +538,7 @@ impl Client {
         baggage: &InteractionBaggage,
         delegate_finish: bool,
     ) -> Option<String> {
-        let key = self.inner.carrier_key.as_ref()?;
+        let key = self.inner.pipeline.carrier_key.as_ref()?;
         self.warn_if_local_key();
         Some(key.sign(trace_id, baggage, delegate_finish, unix_now()))
     }
@@ -561,44 +556,23 @@ impl Client {
         baggage: &InteractionBaggage,
         trust: CarrierTrust,
     ) -> Result<CarrierGrant, CarrierRefusal> {
-        let options = &self.inner.pipeline.options;
-        if trust == CarrierTrust::Unsigned || options.propagation_trust == CarrierTrust::Unsigned {
-            return Ok(CarrierGrant {
-                delegate_finish: signature.is_some_and(CarrierKey::delegated_unverified),
-            });
-        }
-        let result = match (signature, self.inner.carrier_key.as_ref()) {
-            (None, _) => Err(CarrierRefusal::Unsigned),
-            (Some(_), None) => Err(CarrierRefusal::BadSignature),
-            (Some(h), Some(key)) => key.verify(
-                h,
-                trace_id,
-                baggage,
-                unix_now(),
-                options.propagation_replay_window,
-            ),
-        };
-        if let Err(why) = result {
-            let detail = match why {
-                CarrierRefusal::Unsigned => "an incoming request's raindrop baggage had no x-raindrop-signature: its trace continues, its interaction is not joined (sign it with raindrop's inject on the calling service, or on a closed network trust unsigned carriers: RAINDROP_PROPAGATION_TRUST=unsigned)",
-                CarrierRefusal::BadSignature => "an incoming request's x-raindrop-signature did not verify (altered, or signed with another key: give both services the same RAINDROP_PROPAGATION_SECRET or the same write key): its trace continues, its interaction is not joined",
-                _ => "an incoming request's x-raindrop-signature is outside the replay window (a replay, or clocks too far apart; ClientOptions::propagation_replay_window): its trace continues, its interaction is not joined",
-            };
-            self.inner
-                .pipeline
-                .counters
-                .refuse(Refusal::of_carrier(why), detail);
-            self.warn_if_local_key();
-        }
-        result
+        self.inner.pipeline.accept_signed(
+            signature,
+            trust,
+            CarrierKind::Interaction,
+            |key, h, now, window| key.verify(h, trace_id, baggage, now, window),
+        )
     }
 
     /// Said once, loudly: with neither secret nor write key, carriers are
     /// signed with a key only this process knows.
     fn warn_if_local_key(&self) {
-        if self.inner.carrier_key_local {
-            setup_warning("propagation-local-key", "no RAINDROP_PROPAGATION_SECRET and no write key: raindrop signs the interactions it sends to other services with a key only this process knows, so services in other processes continue its traces but do not join its interactions (and it joins none of theirs). Give every service the same RAINDROP_PROPAGATION_SECRET (any string), or, on a closed network, RAINDROP_PROPAGATION_TRUST=unsigned on the receiving ones");
-        }
+        self.inner.pipeline.warn_if_local_key();
+    }
+
+    /// The pipeline, for the hand-off code of this crate.
+    pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.inner.pipeline
     }
 
     /// The interaction begun in this process with this id, if a handle of
@@ -614,7 +588,7 @@ impl Client {
             .filter(|core| !core.is_finished())
     }
 
-    fn remember_interaction(&self, core: &Arc<InteractionCore>) {
+    pub(crate) fn remember_interaction(&self, core: &Arc<InteractionCore>) {
         self.inner
             .registry
             .lock()
@@ -860,7 +834,7 @@ fn carrier_key(options: &ClientOptions) -> (Option<CarrierKey>, bool) {
 }
 
 /// Seconds since the Unix epoch (0 for a clock before it).
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

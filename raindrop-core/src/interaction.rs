@@ -115,6 +115,11 @@ impl Interaction {
         })
     }
 
+    /// The pipeline of a live handle (for the sub-agent hand-off).
+    pub(crate) fn pipeline(&self) -> Option<&Arc<Pipeline>> {
+        self.core.as_deref().map(|c| &c.pipeline)
+    }
+
     /// A handle whose calls do nothing: what code outside any interaction gets.
     pub fn noop() -> Self {
         Interaction { core: None }

@@ -45,6 +45,7 @@ mod client;
 mod diag;
 mod error;
 mod global;
+pub mod handoff;
 mod ids;
 mod interaction;
 mod item;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::item::{update_cost, InteractionUpdate, Item, UpdateSlot};
 use crate::options::ClientOptions;
 use crate::queue::{Queue, Refused};
-use crate::stats::{Counters, DropReason, ItemKind};
+use crate::stats::{Counters, DropReason, ItemKind, Refusal};
 use crate::validate;
 use crate::worker::partial::{conflicts, merge};
 use crate::Error;
@@ -24,6 +24,13 @@ pub(crate) struct Pipeline {
     pub(crate) disabled_reason: DropReason,
     pub(crate) counters: Arc<Counters>,
     pub(crate) closed: AtomicBool,
+    /// Signs outgoing carriers and verifies incoming ones; `None` only when
+    /// there is no secret, no write key and the system gave no randomness.
+    /// Here rather than on the client so an `Interaction` can sign the
+    /// hand-off of a sub-agent it launches.
+    pub(crate) carrier_key: Option<crate::propagation::CarrierKey>,
+    /// The key is this process's own random one (no secret, no write key).
+    pub(crate) carrier_key_local: bool,
     /// Span export on or off (`Client::set_tracing_enabled`); here so that
     /// interaction handles and manual spans see the switch too.
     pub(crate) tracing_enabled: AtomicBool,
@@ -31,7 +38,76 @@ pub(crate) struct Pipeline {
     pub(crate) app_git: Arc<crate::app_git::AppGitState>,
 }
 
+/// Which kind of carrier a refusal is about, for its warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CarrierKind {
+    /// `traceparent` + `baggage` continuing an interaction.
+    Interaction,
+    /// A sub-agent hand-off (`x-raindrop-handoff`).
+    Handoff,
+}
+
 impl Pipeline {
+    /// Said once, loudly: with neither secret nor write key, carriers are
+    /// signed with a key only this process knows.
+    pub(crate) fn warn_if_local_key(&self) {
+        if self.carrier_key_local {
+            crate::diag::setup_warning("propagation-local-key", "no RAINDROP_PROPAGATION_SECRET and no write key: raindrop signs the interactions it sends to other services with a key only this process knows, so services in other processes continue its traces but do not join its interactions (and it joins none of theirs). Give every service the same RAINDROP_PROPAGATION_SECRET (any string), or, on a closed network, RAINDROP_PROPAGATION_TRUST=unsigned on the receiving ones");
+        }
+    }
+
+    /// Decides whether an incoming carrier is accepted: `verify` must pass
+    /// with this client's key within the replay window, unless unsigned
+    /// carriers are trusted (`trust`, or the `propagation_trust` option). A
+    /// refusal is counted and warned.
+    pub(crate) fn accept_signed(
+        &self,
+        signature: Option<&str>,
+        trust: crate::propagation::CarrierTrust,
+        kind: CarrierKind,
+        verify: impl FnOnce(
+            &crate::propagation::CarrierKey,
+            &str,
+            u64,
+            std::time::Duration,
+        ) -> Result<
+            crate::propagation::CarrierGrant,
+            crate::propagation::CarrierRefusal,
+        >,
+    ) -> Result<crate::propagation::CarrierGrant, crate::propagation::CarrierRefusal> {
+        use crate::propagation::{CarrierGrant, CarrierKey, CarrierRefusal, CarrierTrust};
+        if trust == CarrierTrust::Unsigned
+            || self.options.propagation_trust == CarrierTrust::Unsigned
+        {
+            return Ok(CarrierGrant {
+                delegate_finish: signature.is_some_and(CarrierKey::delegated_unverified),
+            });
+        }
+        let result = match (signature, self.carrier_key.as_ref()) {
+            (None, _) => Err(CarrierRefusal::Unsigned),
+            (Some(_), None) => Err(CarrierRefusal::BadSignature),
+            (Some(h), Some(key)) => verify(
+                key,
+                h,
+                crate::client::unix_now(),
+                self.options.propagation_replay_window,
+            ),
+        };
+        if let Err(why) = result {
+            let detail = match (kind, why) {
+                (CarrierKind::Interaction, CarrierRefusal::Unsigned) => "an incoming request's raindrop baggage had no x-raindrop-signature: its trace continues, its interaction is not joined (sign it with raindrop's inject on the calling service, or on a closed network trust unsigned carriers: RAINDROP_PROPAGATION_TRUST=unsigned)",
+                (CarrierKind::Interaction, CarrierRefusal::BadSignature) => "an incoming request's x-raindrop-signature did not verify (altered, or signed with another key: give both services the same RAINDROP_PROPAGATION_SECRET or the same write key): its trace continues, its interaction is not joined",
+                (CarrierKind::Interaction, _) => "an incoming request's x-raindrop-signature is outside the replay window (a replay, or clocks too far apart; ClientOptions::propagation_replay_window): its trace continues, its interaction is not joined",
+                (CarrierKind::Handoff, CarrierRefusal::Unsigned) => "a sub-agent hand-off had no x-raindrop-signature (the Python SDK does not sign): it was refused, no sub-agent event is recorded from it (sign it with raindrop's subagent() on the launching service, or on a closed network trust unsigned carriers: RAINDROP_PROPAGATION_TRUST=unsigned)",
+                (CarrierKind::Handoff, CarrierRefusal::BadSignature) => "a sub-agent hand-off's x-raindrop-signature did not verify (altered, or signed with another key: give both services the same RAINDROP_PROPAGATION_SECRET or the same write key): it was refused",
+                (CarrierKind::Handoff, _) => "a sub-agent hand-off's x-raindrop-signature is outside the replay window (a replay, a job that waited longer than ClientOptions::propagation_replay_window, or clocks too far apart): it was refused",
+            };
+            self.counters.refuse(Refusal::of_carrier(why), detail);
+            self.warn_if_local_key();
+        }
+        result
+    }
+
     /// The queue, if items may be queued now; otherwise counts the refusal.
     fn open_queue(&self, lost: &dyn Fn(DropReason, &str)) -> Option<&Queue> {
         let Some(queue) = &self.queue else {

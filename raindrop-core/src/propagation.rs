@@ -135,11 +135,14 @@ const KEYS: [&str; 4] = [
 ];
 
 impl InteractionBaggage {
+    /// The field a baggage key sets: this SDK's spelling (`raindrop.event_id`)
+    /// or the Python SDK's (`raindrop-event-id`), so a Python service's
+    /// carrier is read too.
     fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
         match key {
-            "raindrop.event_id" => Some(&mut self.event_id),
-            "raindrop.user_id" => Some(&mut self.user_id),
-            "raindrop.convo_id" => Some(&mut self.convo_id),
+            "raindrop.event_id" | "raindrop-event-id" => Some(&mut self.event_id),
+            "raindrop.user_id" | "raindrop-user-id" => Some(&mut self.user_id),
+            "raindrop.convo_id" | "raindrop-convo-id" => Some(&mut self.convo_id),
             "raindrop.event" => Some(&mut self.event),
             _ => None,
         }
@@ -159,8 +162,12 @@ impl InteractionBaggage {
         self.values().iter().all(|(_, v)| v.is_none())
     }
 
-    /// Reads the `raindrop.*` members of a `baggage` header; every other
-    /// member is ignored. An oversized header is ignored whole.
+    /// Reads the `raindrop.*` members of a `baggage` header (and the Python
+    /// SDK's spelling of the same fields: `raindrop-event-id`,
+    /// `raindrop-user-id`, `raindrop-convo-id`); every other member is
+    /// ignored. An oversized header is ignored whole, and so is one naming
+    /// a field twice with different values (in either spelling): which one
+    /// was meant cannot be known.
     ///
     /// ```
     /// use raindrop_core::propagation::InteractionBaggage;
@@ -183,6 +190,13 @@ impl InteractionBaggage {
                 continue;
             };
             match percent_decode(v.trim()) {
+                Some(v) if slot.as_ref().is_some_and(|old| *old != v) => {
+                    reject::<()>(
+                        "baggage",
+                        "a raindrop field is named twice with different values",
+                    );
+                    return InteractionBaggage::default();
+                }
                 Some(v) if !v.is_empty() && v.chars().count() <= MAX_VALUE_CHARS => *slot = Some(v),
                 _ => {
                     reject::<()>(
@@ -211,7 +225,9 @@ impl InteractionBaggage {
             .split(',')
             .filter(|m| {
                 let key = m.split(['=', ';']).next().unwrap_or("").trim();
-                !m.trim().is_empty() && !KEYS.contains(&key)
+                !m.trim().is_empty()
+                    && !KEYS.contains(&key)
+                    && InteractionBaggage::default().slot(key).is_none()
             })
             .map(|m| m.trim().to_owned())
             .collect();
@@ -226,7 +242,7 @@ impl InteractionBaggage {
 }
 
 /// Percent-encodes everything outside the baggage value's safe set.
-fn percent_encode(v: &str) -> String {
+pub(crate) fn percent_encode(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for b in v.bytes() {
         let safe = b.is_ascii_alphanumeric() || b"!#$&'()*+-./:<>?@[]^_`{|}~".contains(&b);
@@ -240,7 +256,7 @@ fn percent_encode(v: &str) -> String {
 }
 
 /// Decodes `%XX` escapes; `None` for a broken escape or invalid UTF-8.
-fn percent_decode(v: &str) -> Option<String> {
+pub(crate) fn percent_decode(v: &str) -> Option<String> {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -420,8 +436,22 @@ impl CarrierKey {
         delegate_finish: bool,
         unix_secs: u64,
     ) -> String {
-        let fin = u8::from(delegate_finish);
-        let msg = canonical(&self.id, unix_secs, fin, trace_id, baggage);
+        self.sign_with(unix_secs, delegate_finish, |kid, ts, fin| {
+            canonical(kid, ts, fin, trace_id, baggage)
+        })
+    }
+
+    /// A `v1;kid=..;ts=..;fin=..;sig=..` header over the canonical string
+    /// `canonical(kid, ts, fin)` makes: shared by the carriers of this
+    /// module and the hand-offs of [`handoff`](crate::handoff).
+    pub(crate) fn sign_with(
+        &self,
+        unix_secs: u64,
+        fin: bool,
+        canonical: impl FnOnce(&str, u64, u8) -> String,
+    ) -> String {
+        let fin = u8::from(fin);
+        let msg = canonical(&self.id, unix_secs, fin);
         let mut out = format!("v1;kid={};ts={unix_secs};fin={fin};sig=", self.id);
         for b in hmac::sign(&self.key, msg.as_bytes()).as_ref() {
             let _ = write!(out, "{b:02x}");
@@ -441,11 +471,25 @@ impl CarrierKey {
         now_unix: u64,
         window: Duration,
     ) -> Result<CarrierGrant, CarrierRefusal> {
+        self.verify_with(header, now_unix, window, |kid, ts, fin| {
+            canonical(kid, ts, fin, trace_id, baggage)
+        })
+    }
+
+    /// Checks a header made by [`sign_with`](Self::sign_with) against the
+    /// canonical string `canonical(kid, ts, fin)` makes.
+    pub(crate) fn verify_with(
+        &self,
+        header: &str,
+        now_unix: u64,
+        window: Duration,
+        canonical: impl FnOnce(&str, u64, u8) -> String,
+    ) -> Result<CarrierGrant, CarrierRefusal> {
         let parsed = ParsedSignature::parse(header).ok_or(CarrierRefusal::BadSignature)?;
         if parsed.kid != self.id {
             return Err(CarrierRefusal::BadSignature);
         }
-        let msg = canonical(parsed.kid, parsed.ts, parsed.fin, trace_id, baggage);
+        let msg = canonical(parsed.kid, parsed.ts, parsed.fin);
         hmac::verify(&self.key, msg.as_bytes(), &parsed.sig)
             .map_err(|_| CarrierRefusal::BadSignature)?;
         if now_unix.abs_diff(parsed.ts) > window.as_secs() {
@@ -594,6 +638,34 @@ mod tests {
             "raindrop.properties=x,raindrop.event_id=%zz,raindrop.user_id=%ff",
         );
         assert!(b.is_empty(), "{b:?}");
+    }
+
+    #[test]
+    fn the_python_spelling_is_read_and_a_field_named_twice_differently_is_refused() {
+        let b = InteractionBaggage::extract(
+            "raindrop-event-id=e-1,raindrop-user-id=ada%40example.com,raindrop-convo-id=c%2F1",
+        );
+        assert_eq!(b.event_id.as_deref(), Some("e-1"));
+        assert_eq!(b.user_id.as_deref(), Some("ada@example.com"));
+        assert_eq!(b.convo_id.as_deref(), Some("c/1"));
+        // The same value in both spellings is one value.
+        let same = InteractionBaggage::extract("raindrop.event_id=e-1,raindrop-event-id=e-1");
+        assert_eq!(same.event_id.as_deref(), Some("e-1"));
+        for twice in [
+            "raindrop.event_id=e-1,raindrop-event-id=e-2",
+            "raindrop.user_id=a,raindrop.user_id=b",
+        ] {
+            assert!(InteractionBaggage::extract(twice).is_empty(), "{twice}");
+        }
+        // Writing replaces members in either spelling with ours.
+        let ours = InteractionBaggage {
+            event_id: Some("e-3".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ours.inject(Some("raindrop-event-id=e-1,team=ai")).unwrap(),
+            "team=ai,raindrop.event_id=e-3"
+        );
     }
 
     fn sample() -> (CarrierKey, [u8; 16], InteractionBaggage) {

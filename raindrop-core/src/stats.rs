@@ -177,6 +177,9 @@ pub struct Stats {
     /// Incoming carriers refused because their signature was older (or
     /// newer) than the replay window.
     pub carriers_stale: u64,
+    /// Incoming sub-agent hand-offs refused because they were malformed:
+    /// a field named twice with different values, a missing or bad id.
+    pub carriers_malformed: u64,
     /// User id changes refused on an interaction joined from another
     /// service (the service that began it owns its user).
     pub joined_user_changes_refused: u64,
@@ -260,12 +263,13 @@ pub(crate) enum Refusal {
     CarrierUnsigned,
     CarrierBadSignature,
     CarrierStale,
+    CarrierMalformed,
     JoinedUserChange,
     JoinedFinish,
     FinishIgnored,
 }
 
-const REFUSALS: usize = 6;
+const REFUSALS: usize = 7;
 
 impl Refusal {
     pub(crate) fn of_carrier(r: crate::propagation::CarrierRefusal) -> Refusal {
@@ -421,6 +425,7 @@ impl Counters {
             carriers_unsigned: self.refused(Refusal::CarrierUnsigned),
             carriers_bad_signature: self.refused(Refusal::CarrierBadSignature),
             carriers_stale: self.refused(Refusal::CarrierStale),
+            carriers_malformed: self.refused(Refusal::CarrierMalformed),
             joined_user_changes_refused: self.refused(Refusal::JoinedUserChange),
             joined_finishes_refused: self.refused(Refusal::JoinedFinish),
             finishes_ignored: self.refused(Refusal::FinishIgnored),

@@ -325,6 +325,9 @@ pub(crate) struct Link {
     pub(crate) remote: bool,
     /// The interaction's model calls, to fill it when it ends.
     pub(crate) calls: Arc<genai::Calls>,
+    /// The interaction is a detached sub-agent's run: its spans carry the
+    /// link to the launcher (`raindrop.handoff.*`).
+    pub(crate) subagent: Option<Arc<raindrop_core::handoff::SubagentLink>>,
 }
 
 /// What stays of a marked span in the registry once the macro's function
@@ -522,7 +525,7 @@ where
         let mut properties = Vec::new();
         let link = if let Some(remote) = parent_link
             .as_ref()
-            .filter(|l| kind == Kind::Interaction && l.remote)
+            .filter(|l| kind == Kind::Interaction && (l.remote || l.subagent.is_some()))
         {
             // Inside a request continuing another service's interaction:
             // join it (same event) instead of beginning a new one.
@@ -540,11 +543,14 @@ where
             for (k, v) in f.properties.drain(..) {
                 joined.set_property(k, v);
             }
+            // A sub-agent's run is its own event: the interaction span
+            // finishes it when it ends (`remote` stays false).
             Some(Link {
                 interaction: joined,
                 workflow: name.as_str().into(),
-                remote: true,
+                remote: remote.remote,
                 calls: genai::Calls::new(),
+                subagent: remote.subagent.clone(),
             })
         } else if kind == Kind::Interaction {
             let event = f.event.take().unwrap_or_else(|| name.clone());
@@ -574,6 +580,7 @@ where
                 workflow: name.as_str().into(),
                 remote: false,
                 calls: genai::Calls::new(),
+                subagent: None,
             })
         } else {
             properties = std::mem::take(&mut f.properties);
@@ -797,6 +804,9 @@ fn to_record(
         }
         if let Some(e) = i.event_name() {
             push("traceloop.association.properties.event", e.into());
+        }
+        if let Some(sub) = &l.subagent {
+            attrs.extend(sub.attributes());
         }
     }
     const RESERVED: [&str; 4] = ["event_id", "user_id", "convo_id", "event"];

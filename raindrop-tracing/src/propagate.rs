@@ -70,6 +70,27 @@
 //! services in two processes continue traces only until they share a
 //! `RAINDROP_PROPAGATION_SECRET`.
 //!
+//! ## Detached sub-agents
+//!
+//! [`subagent`] launches work that runs elsewhere and reports as its own
+//! event, linked to the current interaction; [`inject_handoff`] puts its
+//! carrier on a request, and `tower::PropagationLayer` starts the child's
+//! run (its spans carry the `raindrop.handoff.*` link) when a request
+//! carries a hand-off. The carrier is the Python SDK's, signed; see
+//! [`raindrop_core::handoff`] for the format, the trust rules and the API
+//! for job workers ([`resume_subagent`], [`Handoff::fail`]).
+//!
+//! ## Cross-language carriers
+//!
+//! [`inject`] writes this SDK's spelling (`raindrop.event_id`,
+//! `raindrop.user_id`, `raindrop.convo_id`, `raindrop.event`); [`extract`]
+//! reads it and the Python SDK's (`raindrop-event-id`, `raindrop-user-id`,
+//! `raindrop-convo-id`). Hand-offs are written in the Python spelling (the
+//! only one Python reads) and read in both. The Python SDK does not sign:
+//! a Rust service joins a Python caller's interaction, or runs a Python
+//! launcher's sub-agent, only when it trusts unsigned carriers
+//! (`PropagationLayer::trust_unsigned()`, `RAINDROP_PROPAGATION_TRUST=unsigned`).
+//!
 //! A remote carrier never hands out the handle of an interaction live in
 //! the receiving process, even one with the same event id: the request gets
 //! a handle of its own that merges into the event by id.
@@ -463,6 +484,7 @@ impl RemoteContext {
                         interaction,
                         remote: true,
                         calls: crate::layer::genai::Calls::new(),
+                        subagent: None,
                     });
                 let mut ext = s.extensions_mut();
                 if ext.get_mut::<SpanState>().is_some() || ext.get_mut::<Ended>().is_some() {
@@ -482,6 +504,11 @@ impl RemoteContext {
         took
     }
 }
+
+mod subagent;
+pub use raindrop_core::handoff::{Handoff, HandoffError, Subagent, SubagentLink};
+pub(crate) use subagent::handoff_span;
+pub use subagent::{extract_handoff, inject_handoff, resume_subagent, subagent, subagent_span};
 
 #[cfg(feature = "tower")]
 pub mod tower;

@@ -16,6 +16,13 @@ use super::CarrierTrust;
 /// (valid) headers runs as before. Works for any `Service<http::Request<B>>`:
 /// axum, tonic, hyper.
 ///
+/// A request carrying a sub-agent hand-off (`x-raindrop-handoff`, see
+/// [`raindrop_core::handoff`]) runs as the sub-agent's own run instead
+/// ([`super::subagent_span`]): its spans are the child's, linked to the
+/// launcher, and if the request ends without finishing the child's event,
+/// the run is cancelled. A refused hand-off (unsigned, forged, stale,
+/// malformed: counted and warned) continues the launcher's trace only.
+///
 /// With axum: `Router::new().route(..).layer(PropagationLayer)` (or
 /// `PropagationLayer::new()`). Behind a network no outsider reaches (a
 /// mesh with mTLS), `PropagationLayer::trust_unsigned()` joins unsigned
@@ -110,9 +117,14 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let span = match super::extract_with(req.headers(), self.trust) {
-            Some(remote) => remote.span(),
-            None => tracing::Span::none(),
+        // A sub-agent hand-off first: the request is the child's own run,
+        // not a join of the launcher's interaction.
+        let span = match super::handoff_span(req.headers(), self.trust) {
+            Some(span) => span,
+            None => match super::extract_with(req.headers(), self.trust) {
+                Some(remote) => remote.span(),
+                None => tracing::Span::none(),
+            },
         };
         let fut = span.in_scope(|| self.inner.call(req));
         fut.instrument(span)
