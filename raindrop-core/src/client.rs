@@ -630,7 +630,7 @@ impl Client {
         association: impl Into<crate::Association>,
         call: crate::ToolCall,
     ) -> Result<(), Error> {
-        crate::manual_span::track_tool(&self.inner.pipeline, &association.into(), call)
+        crate::manual_span::track_tool(&self.inner.pipeline, &association.into(), call, Vec::new())
     }
 
     /// Starts a span by hand, linked to the event `association` names (an

@@ -796,10 +796,12 @@ impl Client {
             self.pipeline().sampled_out(crate::ItemKind::Interaction);
         }
         self.remember_interaction(&core);
+        let link = Arc::new(SubagentLink::of(handoff));
+        let _ = core.subagent.set(link.clone());
         Ok(Subagent {
             run: Arc::new(Run {
                 interaction: Interaction::from_core(core),
-                link: Arc::new(SubagentLink::of(handoff)),
+                link,
             }),
         })
     }

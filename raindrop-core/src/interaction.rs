@@ -34,6 +34,10 @@ pub(crate) struct InteractionCore {
     /// (from a carrier): it may not change the user, and may finish only
     /// when the owner delegated it.
     pub(crate) joined: Option<Joined>,
+    /// Set when this interaction is a detached sub-agent's own event: the
+    /// link every span it records carries (manual spans and tool calls
+    /// here; the tracing layer stamps its spans itself).
+    pub(crate) subagent: std::sync::OnceLock<Arc<crate::handoff::SubagentLink>>,
 }
 
 /// What a handle joined from another service may do.
@@ -112,6 +116,7 @@ impl Interaction {
                 event: event.map(Into::into),
             }),
             joined,
+            subagent: std::sync::OnceLock::new(),
         })
     }
 
@@ -385,7 +390,24 @@ impl Interaction {
             return;
         };
         let association = crate::Association::from(self);
-        let _ = crate::manual_span::track_tool(&core.pipeline, &association, call);
+        let _ = crate::manual_span::track_tool(
+            &core.pipeline,
+            &association,
+            call,
+            self.subagent_attributes(),
+        );
+    }
+
+    /// The sub-agent link attributes of this interaction's spans (none
+    /// unless it is a detached sub-agent's own event).
+    pub(crate) fn subagent_attributes(
+        &self,
+    ) -> Vec<(std::borrow::Cow<'static, str>, crate::AttributeValue)> {
+        self.core
+            .as_deref()
+            .and_then(|c| c.subagent.get())
+            .map(|l| l.attributes())
+            .unwrap_or_default()
     }
 
     /// Starts a span by hand, linked to this interaction (its ids are read

@@ -469,14 +469,16 @@ pub(crate) fn track_tool(
     pipeline: &Pipeline,
     association: &Association,
     call: ToolCall,
+    link: Vec<(Cow<'static, str>, AttributeValue)>,
 ) -> Result<(), Error> {
     if !pipeline.tracing_enabled() {
         return Ok(());
     }
     let max = pipeline.options.max_text_field_chars;
-    let record = call
+    let mut record = call
         .into_record(association, max)
         .map_err(|e| pipeline.reject(ItemKind::Span, e))?;
+    record.attributes.extend(link);
     pipeline.export_span(record);
     Ok(())
 }
@@ -694,9 +696,9 @@ impl ManualSpan {
             return;
         };
         let max = o.pipeline.options.max_text_field_chars;
-        let association = match &o.link {
-            Link::Interaction(i) => Association::from(i),
-            Link::Fixed(a) => a.clone(),
+        let (association, link) = match &o.link {
+            Link::Interaction(i) => (Association::from(i), i.subagent_attributes()),
+            Link::Fixed(a) => (a.clone(), Vec::new()),
         };
         let mut at = Attributes::new(o.kind, &o.name, o.version);
         let Open {
@@ -724,6 +726,7 @@ impl ManualSpan {
         at.association(&association);
         at.properties(properties.iter().map(|(k, v)| (k, v)), max);
         at.rust_keys(kind, &association);
+        at.attrs.extend(link);
         let end = start
             .checked_add(started.elapsed())
             .unwrap_or_else(SystemTime::now);

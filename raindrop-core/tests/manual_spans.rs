@@ -259,3 +259,42 @@ fn invalid_tool_calls_are_refused_and_counted() {
     assert!(c.flush(Duration::from_secs(5)));
     assert!(cap.spans().is_empty());
 }
+
+/// A detached sub-agent's manual spans and tool calls carry the link to the
+/// launching turn, like its tracing spans.
+#[test]
+fn a_subagents_manual_spans_and_tool_calls_carry_the_link() {
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let launcher = c
+        .begin(Begin::new("u", "chat").event_id("parent-1").input("q"))
+        .unwrap();
+    let handoff = launcher.subagent("researcher").expect("a hand-off");
+    let child = c.resume_subagent(&handoff).expect("signed with our key");
+    child.set_input("research this");
+    child.track_tool(ToolCall::new("search").input("q").output("r"));
+    child.start_span(SpanKind::Task, "plan").end(None);
+    child.finish("done");
+    launcher.finish("a");
+    assert!(c.flush(Duration::from_secs(5)));
+    let spans = cap.spans();
+    for name in ["search.tool", "plan.task"] {
+        let s = span(&spans, name);
+        assert_eq!(
+            attr(s, "raindrop.handoff.parentEventId"),
+            Some(&json!({"stringValue": "parent-1"})),
+            "{name}: {s}"
+        );
+        assert_eq!(
+            attr(s, "raindrop.handoff.name"),
+            Some(&json!({"stringValue": "researcher"})),
+            "{name}"
+        );
+        assert_eq!(
+            attr(s, "raindrop.agent.role"),
+            Some(&json!({"stringValue": "subagent"})),
+            "{name}"
+        );
+        assert!(attr(s, "raindrop.handoff.parentSpanId").is_some(), "{name}");
+    }
+}
