@@ -31,6 +31,23 @@ fn sse(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| format!("data: {e}\n\n")).collect()
 }
 
+/// The request as the server got it, sent back in a header: the client
+/// compares it between the runs with and without the middleware.
+fn echo(headers: &HeaderMap, body: &str) -> String {
+    let auth = headers
+        .get("authorization")
+        .or(headers.get("x-api-key"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    format!("{auth} {body}")
+}
+
+fn with_echo(mut r: Response, echo: String) -> Response {
+    r.headers_mut()
+        .insert("x-echo", echo.parse().expect("ASCII JSON"));
+    r
+}
+
 fn stream_response(chunks: Vec<String>, cut: bool) -> Response {
     use futures::StreamExt;
     let items: Vec<Result<Bytes, std::io::Error>> =
@@ -72,14 +89,20 @@ async fn openai(headers: HeaderMap, body: String) -> Response {
         Some(format!("Bearer {API_KEY}").as_str())
     );
     let req: Value = serde_json::from_str(&body).unwrap();
+    let echo = echo(&headers, &body);
     if req["stream"] == true {
-        return stream_response(openai_chunks(), false);
+        let mut chunks = openai_chunks();
+        if req["stream_options"]["include_usage"] != true {
+            // Like OpenAI: usage only when asked for.
+            chunks.remove(3);
+        }
+        return with_echo(stream_response(chunks, false), echo);
     }
-    json_response(json!({
+    with_echo(json_response(json!({
         "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-mock-2024",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
-    }))
+    })), echo)
 }
 
 async fn openai_tools(_body: String) -> Response {
@@ -106,6 +129,7 @@ async fn anthropic(headers: HeaderMap, body: String) -> Response {
         Some(API_KEY)
     );
     let req: Value = serde_json::from_str(&body).unwrap();
+    let echo = echo(&headers, &body);
     if req["stream"] == true {
         let events = [
             ("message_start", json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-mock-1","content":[],"stop_reason":null,"usage":{"input_tokens":13,"output_tokens":1}}})),
@@ -120,14 +144,14 @@ async fn anthropic(headers: HeaderMap, body: String) -> Response {
             .iter()
             .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
             .collect();
-        return stream_response(chunks, false);
+        return with_echo(stream_response(chunks, false), echo);
     }
-    json_response(json!({
+    with_echo(json_response(json!({
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-mock-1",
         "content": [{"type": "text", "text": ANSWER}],
         "stop_reason": "end_turn",
         "usage": {"input_tokens": 13, "output_tokens": 6}
-    }))
+    })), echo)
 }
 
 async fn status(code: u16) -> Response {
@@ -144,6 +168,32 @@ async fn cut(_body: String) -> Result<Response, Infallible> {
     Ok(stream_response(chunks, true))
 }
 
+/// Set by the client when it has the first chunk of `/slow`.
+static FIRST_CHUNK_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A stream whose rest is sent only once the client has its first chunk
+/// (or after 5 s): a middleware that buffered would wait those 5 s.
+async fn slow(_body: String) -> Response {
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    let mut chunks = openai_chunks();
+    let first = chunks.remove(0);
+    let rest = async move {
+        for _ in 0..500 {
+            if FIRST_CHUNK_SEEN.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok::<_, std::io::Error>(Bytes::from(chunks.concat()))
+    };
+    let stream = futures::stream::iter([Ok(Bytes::from(first))]).chain(futures::stream::once(rest));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
 /// The mock model server on 127.0.0.1, its runtime on its own thread.
 fn start_mock() -> SocketAddr {
     let app = Router::new()
@@ -153,7 +203,8 @@ fn start_mock() -> SocketAddr {
         .route("/v1/messages", post(anthropic))
         .route("/e429/v1/chat/completions", post(|| status(429)))
         .route("/e500/v1/messages", post(|| status(500)))
-        .route("/cut/v1/chat/completions", post(cut));
+        .route("/cut/v1/chat/completions", post(cut))
+        .route("/slow/v1/chat/completions", post(slow));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -220,12 +271,18 @@ fn llm_spans(cap: &Capture) -> Vec<Value> {
 #[derive(Debug, PartialEq)]
 struct Seen {
     status: u16,
+    /// The request the server got (`x-echo`).
+    echo: Option<String>,
     chunks: Vec<u8>,
     body_error: Option<(bool, bool)>,
 }
 
 async fn read(resp: reqwest::Response) -> Seen {
     let status = resp.status().as_u16();
+    let echo = resp
+        .headers()
+        .get("x-echo")
+        .map(|v| v.to_str().unwrap().to_owned());
     let mut resp = resp;
     let mut chunks = Vec::new();
     let mut body_error = None;
@@ -241,6 +298,7 @@ async fn read(resp: reqwest::Response) -> Seen {
     }
     Seen {
         status,
+        echo,
         chunks,
         body_error,
     }
@@ -254,9 +312,18 @@ enum Provider {
 
 fn request_body(p: Provider, stream: bool) -> Value {
     match p {
+        Provider::OpenAi if stream => json!({
+            "model": "gpt-mock",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": PROMPT}
+            ]
+        }),
         Provider::OpenAi => json!({
             "model": "gpt-mock",
-            "stream": stream,
+            "stream": false,
             "messages": [
                 {"role": "system", "content": SYSTEM},
                 {"role": "user", "content": PROMPT}
@@ -275,6 +342,17 @@ fn request_body(p: Provider, stream: bool) -> Value {
 /// Sends one call with and without the middleware (the latter inside the
 /// interaction span too) and returns what the client saw each time.
 fn run(c: &Client, url: &str, p: Provider, body: &Value, in_interaction: bool) -> (Seen, Seen) {
+    run_with(c, url, p, body, in_interaction, LlmCaptureMiddleware::new())
+}
+
+fn run_with(
+    c: &Client,
+    url: &str,
+    p: Provider,
+    body: &Value,
+    in_interaction: bool,
+    mw: LlmCaptureMiddleware,
+) -> (Seen, Seen) {
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -283,7 +361,7 @@ fn run(c: &Client, url: &str, p: Provider, body: &Value, in_interaction: bool) -
         .unwrap();
     let plain = reqwest::Client::new();
     let with = ClientBuilder::new(reqwest::Client::new())
-        .with(LlmCaptureMiddleware::new())
+        .with(mw)
         .build();
     let key = |rb: reqwest_middleware::RequestBuilder| match p {
         Provider::OpenAi => rb.bearer_auth(API_KEY),
@@ -371,6 +449,7 @@ fn case(p: Provider, stream: bool) {
     let (without, with) = run(&c, &url, p, &request_body(p, stream), true);
     assert_eq!(with, without, "the client sees the server's bytes");
     assert_eq!(with.status, 200);
+    assert!(with.echo.is_some(), "the mock echoes the request");
     assert!(with.body_error.is_none());
     flush(&c);
     let s = check_recorded(&cap, model, input, output);
@@ -382,6 +461,7 @@ fn case(p: Provider, stream: bool) {
         attr_str(&s, "gen_ai.response.finish_reasons").as_deref(),
         Some(finish)
     );
+    assert_ne!(s["status"]["code"], 2, "not an error: {s:#?}");
     let ttfc = attr(&s, "gen_ai.response.time_to_first_chunk");
     assert_eq!(ttfc.is_some(), stream, "time to first chunk for streams only");
 }
@@ -474,7 +554,7 @@ fn error_statuses_and_a_cut_stream_end_the_span_with_the_error() {
     assert_eq!(seen.status, 429);
     let seen = error_case("e500/v1/messages", Provider::Anthropic, false, "500");
     assert_eq!(seen.status, 500);
-    let seen = error_case("cut/v1/chat/completions", Provider::OpenAi, true, "");
+    let seen = error_case("cut/v1/chat/completions", Provider::OpenAi, true, "body");
     assert!(seen.body_error.is_some(), "the stream was cut: {seen:?}");
 }
 
@@ -528,4 +608,83 @@ fn with_capture_content_off_no_prompt_or_completion_leaves() {
             }
         }
     }
+}
+
+#[test]
+fn stream_usage_is_asked_for_only_when_opted_in() {
+    let _serial = serial();
+    let mock = start_mock();
+    let url = format!("http://{mock}/v1/chat/completions");
+    let body = json!({"model": "gpt-mock", "stream": true,
+        "messages": [{"role": "user", "content": PROMPT}]});
+
+    // Not opted in: the request goes out as given, no usage comes back.
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let (without, with) = run(&c, &url, Provider::OpenAi, &body, true);
+    assert_eq!(with, without);
+    flush(&c);
+    let rec = recorded(&cap);
+    let ev = rec.interactions()[0];
+    assert_eq!(ev.output.as_deref(), Some(ANSWER));
+    assert!(ev.properties.get("input_tokens").is_none(), "{ev:?}");
+
+    // Opted in: `stream_options.include_usage` is added, usage recorded.
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let mw = LlmCaptureMiddleware::new().include_stream_usage(true);
+    let (without, with) = run_with(&c, &url, Provider::OpenAi, &body, true, mw);
+    assert_ne!(with.echo, without.echo, "the body was changed");
+    assert!(with.echo.as_deref().unwrap().contains("include_usage"));
+    flush(&c);
+    let rec = recorded(&cap);
+    let ev = rec.interactions()[0];
+    assert_eq!(ev.properties["input_tokens"], 11);
+    assert_eq!(ev.properties["output_tokens"], 5);
+}
+
+#[test]
+fn a_stream_reaches_the_client_chunk_by_chunk() {
+    use std::sync::atomic::Ordering;
+    let _serial = serial();
+    let mock = start_mock();
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
+    let _default = tracing::subscriber::set_default(sub);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = ClientBuilder::new(reqwest::Client::new())
+        .with(LlmCaptureMiddleware::new())
+        .build();
+    let url = format!("http://{mock}/slow/v1/chat/completions");
+    let span = tracing::info_span!("ask", raindrop.kind = "interaction", raindrop.user_id = "u");
+    let first_after = rt.block_on(
+        async {
+            let started = std::time::Instant::now();
+            let mut resp = http
+                .post(&url)
+                .body(request_body(Provider::OpenAi, true).to_string())
+                .send()
+                .await
+                .unwrap();
+            let first = resp.chunk().await.unwrap().expect("a first chunk");
+            let first_after = started.elapsed();
+            assert!(String::from_utf8_lossy(&first).contains("Paris is "));
+            FIRST_CHUNK_SEEN.store(true, Ordering::SeqCst);
+            while resp.chunk().await.unwrap().is_some() {}
+            first_after
+        }
+        .instrument(span),
+    );
+    assert!(
+        first_after < Duration::from_secs(3),
+        "the first chunk waited for the whole stream: {first_after:?}"
+    );
+    drop(_default);
+    flush(&c);
+    let rec = recorded(&cap);
+    assert_eq!(rec.interactions()[0].output.as_deref(), Some(ANSWER));
 }
