@@ -774,6 +774,7 @@ fn readme_code_is_the_compiled_code() {
         "readme_axum",
         "readme_testing",
         "readme_propagation",
+        "readme_llm_http",
     ] {
         let start = format!("mod {name} {{\n");
         let end = format!("}} // end {name}");
