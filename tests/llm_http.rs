@@ -53,11 +53,11 @@ fn stream_response(chunks: Vec<String>, cut: bool) -> Response {
     let items: Vec<Result<Bytes, std::io::Error>> =
         chunks.into_iter().map(|c| Ok(Bytes::from(c))).collect();
     // The cut comes after the headers and the first chunk went out.
-    let tail = futures::stream::iter(cut.then(|| async {
+    let cut_after_a_while = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         Err(std::io::Error::other("cut"))
-    }))
-    .then(|f| f);
+    };
+    let tail = futures::stream::iter(cut.then_some(cut_after_a_while)).then(|f| f);
     let stream = futures::stream::iter(items).chain(tail);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -98,11 +98,14 @@ async fn openai(headers: HeaderMap, body: String) -> Response {
         }
         return with_echo(stream_response(chunks, false), echo);
     }
-    with_echo(json_response(json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-mock-2024",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
-    })), echo)
+    with_echo(
+        json_response(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-mock-2024",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+        })),
+        echo,
+    )
 }
 
 async fn openai_tools(_body: String) -> Response {
@@ -132,12 +135,30 @@ async fn anthropic(headers: HeaderMap, body: String) -> Response {
     let echo = echo(&headers, &body);
     if req["stream"] == true {
         let events = [
-            ("message_start", json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-mock-1","content":[],"stop_reason":null,"usage":{"input_tokens":13,"output_tokens":1}}})),
-            ("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Paris is "}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"the capital."}})),
-            ("content_block_stop", json!({"type":"content_block_stop","index":0})),
-            ("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":6}})),
+            (
+                "message_start",
+                json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-mock-1","content":[],"stop_reason":null,"usage":{"input_tokens":13,"output_tokens":1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Paris is "}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"the capital."}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":0}),
+            ),
+            (
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":6}}),
+            ),
             ("message_stop", json!({"type":"message_stop"})),
         ];
         let chunks = events
@@ -146,12 +167,15 @@ async fn anthropic(headers: HeaderMap, body: String) -> Response {
             .collect();
         return with_echo(stream_response(chunks, false), echo);
     }
-    with_echo(json_response(json!({
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-mock-1",
-        "content": [{"type": "text", "text": ANSWER}],
-        "stop_reason": "end_turn",
-        "usage": {"input_tokens": 13, "output_tokens": 6}
-    })), echo)
+    with_echo(
+        json_response(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-mock-1",
+            "content": [{"type": "text", "text": ANSWER}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 13, "output_tokens": 6}
+        })),
+        echo,
+    )
 }
 
 async fn status(code: u16) -> Response {
@@ -360,9 +384,7 @@ fn run_with(
         .build()
         .unwrap();
     let plain = reqwest::Client::new();
-    let with = ClientBuilder::new(reqwest::Client::new())
-        .with(mw)
-        .build();
+    let with = ClientBuilder::new(reqwest::Client::new()).with(mw).build();
     let key = |rb: reqwest_middleware::RequestBuilder| match p {
         Provider::OpenAi => rb.bearer_auth(API_KEY),
         Provider::Anthropic => rb.header("x-api-key", API_KEY),
@@ -422,13 +444,34 @@ fn check_recorded(cap: &Capture, model: &str, input_tokens: i64, output_tokens: 
         attr_str(&s, "traceloop.association.properties.event_id").as_deref(),
         Some(ev.event_id.as_str())
     );
-    assert_eq!(attr_str(&s, "gen_ai.response.model").as_deref(), Some(model));
-    assert_eq!(attr_str(&s, "gen_ai.prompt.0.role").as_deref(), Some("system"));
-    assert_eq!(attr_str(&s, "gen_ai.prompt.0.content").as_deref(), Some(SYSTEM));
-    assert_eq!(attr_str(&s, "gen_ai.prompt.1.content").as_deref(), Some(PROMPT));
-    assert_eq!(attr_str(&s, "gen_ai.completion.0.content").as_deref(), Some(ANSWER));
-    assert_eq!(attr_int(&s, "gen_ai.usage.input_tokens"), Some(input_tokens));
-    assert_eq!(attr_int(&s, "gen_ai.usage.output_tokens"), Some(output_tokens));
+    assert_eq!(
+        attr_str(&s, "gen_ai.response.model").as_deref(),
+        Some(model)
+    );
+    assert_eq!(
+        attr_str(&s, "gen_ai.prompt.0.role").as_deref(),
+        Some("system")
+    );
+    assert_eq!(
+        attr_str(&s, "gen_ai.prompt.0.content").as_deref(),
+        Some(SYSTEM)
+    );
+    assert_eq!(
+        attr_str(&s, "gen_ai.prompt.1.content").as_deref(),
+        Some(PROMPT)
+    );
+    assert_eq!(
+        attr_str(&s, "gen_ai.completion.0.content").as_deref(),
+        Some(ANSWER)
+    );
+    assert_eq!(
+        attr_int(&s, "gen_ai.usage.input_tokens"),
+        Some(input_tokens)
+    );
+    assert_eq!(
+        attr_int(&s, "gen_ai.usage.output_tokens"),
+        Some(output_tokens)
+    );
     // The API key is never recorded.
     for r in cap.requests() {
         assert!(!r.body.to_string().contains(API_KEY), "{}", r.body);
@@ -463,7 +506,11 @@ fn case(p: Provider, stream: bool) {
     );
     assert_ne!(s["status"]["code"], 2, "not an error: {s:#?}");
     let ttfc = attr(&s, "gen_ai.response.time_to_first_chunk");
-    assert_eq!(ttfc.is_some(), stream, "time to first chunk for streams only");
+    assert_eq!(
+        ttfc.is_some(),
+        stream,
+        "time to first chunk for streams only"
+    );
 }
 
 #[test]

@@ -137,7 +137,6 @@ impl Api {
             Api::Responses => body.contains_key("input"),
         }
     }
-
 }
 
 fn open_span(api: Api) -> Span {
@@ -468,7 +467,12 @@ impl Reply {
         self.model = s(body.get("model"));
         match api {
             Api::ChatCompletions => {
-                for c in body.get("choices").and_then(Value::as_array).into_iter().flatten() {
+                for c in body
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let m = &c["message"];
                     if let Some(t) = m["content"].as_str() {
                         self.text.push_str(t);
@@ -476,7 +480,10 @@ impl Reply {
                     for t in m["tool_calls"].as_array().into_iter().flatten() {
                         self.tool_calls.push(ToolCall {
                             id: t["id"].as_str().unwrap_or_default().to_owned(),
-                            name: t["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                            name: t["function"]["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
                             arguments: t["function"]["arguments"]
                                 .as_str()
                                 .unwrap_or_default()
@@ -491,7 +498,12 @@ impl Reply {
             }
             Api::Responses => self.responses_object(body),
             Api::AnthropicMessages => {
-                for b in body.get("content").and_then(Value::as_array).into_iter().flatten() {
+                for b in body
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     self.anthropic_block(b);
                 }
                 if let Some(f) = s(body.get("stop_reason")) {
@@ -507,7 +519,12 @@ impl Reply {
         self.model = s(body.get("model")).or(self.model.take());
         let mut text = String::new();
         let mut calls = Vec::new();
-        for item in body.get("output").and_then(Value::as_array).into_iter().flatten() {
+        for item in body
+            .get("output")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             match item["type"].as_str() {
                 Some("message") => {
                     for part in item["content"].as_array().into_iter().flatten() {
@@ -600,7 +617,12 @@ impl Reply {
                 if let Some(m) = s(ev.get("model")) {
                     self.model = Some(m);
                 }
-                for c in ev.get("choices").and_then(Value::as_array).into_iter().flatten() {
+                for c in ev
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let d = &c["delta"];
                     if let Some(t) = d["content"].as_str() {
                         self.text.push_str(t);
@@ -782,7 +804,12 @@ fn request_fields(api: Api, body: &Map<String, Value>) -> Vec<(&'static str, Val
     let mut messages = Vec::new();
     match api {
         Api::ChatCompletions => {
-            for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+            for m in body
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let role = m["role"].as_str().unwrap_or("user");
                 let role = if role == "developer" { "system" } else { role };
                 if let Some(calls) = m.get("tool_calls").filter(|c| c.is_array()) {
@@ -819,7 +846,12 @@ fn request_fields(api: Api, body: &Map<String, Value>) -> Vec<(&'static str, Val
                     messages.push(json!({"role": "system", "content": t}));
                 }
             }
-            for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+            for m in body
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 messages.push(message(m["role"].as_str().unwrap_or("user"), &m["content"]));
             }
         }
