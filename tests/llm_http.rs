@@ -297,6 +297,9 @@ struct Seen {
     status: u16,
     /// The request the server got (`x-echo`).
     echo: Option<String>,
+    url: String,
+    content_length: Option<u64>,
+    content_type: Option<String>,
     chunks: Vec<u8>,
     body_error: Option<(bool, bool)>,
 }
@@ -306,6 +309,12 @@ async fn read(resp: reqwest::Response) -> Seen {
     let echo = resp
         .headers()
         .get("x-echo")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let url = resp.url().to_string();
+    let content_length = resp.content_length();
+    let content_type = resp
+        .headers()
+        .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned());
     let mut resp = resp;
     let mut chunks = Vec::new();
@@ -323,6 +332,9 @@ async fn read(resp: reqwest::Response) -> Seen {
     Seen {
         status,
         echo,
+        url,
+        content_length,
+        content_type,
         chunks,
         body_error,
     }
@@ -505,6 +517,10 @@ fn case(p: Provider, stream: bool) {
         Some(finish)
     );
     assert_ne!(s["status"]["code"], 2, "not an error: {s:#?}");
+    assert_eq!(
+        attr_int(&s, "traceloop.association.properties.http.status_code"),
+        Some(200)
+    );
     let ttfc = attr(&s, "gen_ai.response.time_to_first_chunk");
     assert_eq!(
         ttfc.is_some(),
@@ -589,6 +605,10 @@ fn error_case(path: &str, p: Provider, stream: bool, want: &str) -> Seen {
     assert_eq!(llm.len(), 1, "{:#?}", cap.spans());
     let s = &llm[0];
     assert_eq!(s["status"]["code"], 2, "error status: {s:#?}");
+    assert_eq!(
+        attr_int(s, "traceloop.association.properties.http.status_code"),
+        Some(i64::from(with.status))
+    );
     let msg = s["status"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains(want), "{msg} should contain {want}");
     with

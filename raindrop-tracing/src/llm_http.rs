@@ -213,6 +213,13 @@ impl Middleware for LlmCaptureMiddleware {
             }
         };
         let status = resp.status();
+        apply_to_span(
+            &span,
+            Fields {
+                properties: vec![("http.status_code".to_owned(), status.as_u16().into())],
+                ..Fields::default()
+            },
+        );
         if !status.is_success() {
             // The body is the caller's to read (an error message); the
             // status is the error.
