@@ -192,6 +192,47 @@ async fn cut(_body: String) -> Result<Response, Infallible> {
     Ok(stream_response(chunks, true))
 }
 
+/// Streamed tool calls, each API its own way.
+async fn tools_stream(uri: axum::http::Uri, _body: String) -> Response {
+    let chunks = if uri.path().ends_with("/chat/completions") {
+        let mut c = sse(&[
+            json!({"id":"chatcmpl-3","model":"gpt-mock-2024","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"weather","arguments":""}}]}}]}),
+            json!({"id":"chatcmpl-3","model":"gpt-mock-2024","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}),
+            json!({"id":"chatcmpl-3","model":"gpt-mock-2024","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}),
+            json!({"id":"chatcmpl-3","model":"gpt-mock-2024","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}),
+        ]);
+        c.push("data: [DONE]\n\n".to_owned());
+        c
+    } else if uri.path().ends_with("/messages") {
+        [
+            json!({"type":"message_start","message":{"id":"msg_2","model":"claude-mock-1","content":[],"usage":{"input_tokens":20,"output_tokens":1}}}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"weather","input":{}}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}),
+            json!({"type":"content_block_stop","index":0}),
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}),
+            json!({"type":"message_stop"}),
+        ]
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect()
+    } else {
+        // Responses: a text answer, streamed.
+        [
+            json!({"type":"response.created","response":{"id":"resp_2","model":"gpt-mock-2024","status":"in_progress","output":[]}}),
+            json!({"type":"response.output_text.delta","delta":"Paris is "}),
+            json!({"type":"response.output_text.delta","delta":"the capital."}),
+            json!({"type":"response.completed","response":{"id":"resp_2","model":"gpt-mock-2024","status":"completed",
+                "output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":ANSWER}]}],
+                "usage":{"input_tokens":9,"output_tokens":4}}}),
+        ]
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect()
+    };
+    stream_response(chunks, false)
+}
+
 /// Set by the client when it has the first chunk of `/slow`.
 static FIRST_CHUNK_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -228,7 +269,10 @@ fn start_mock() -> SocketAddr {
         .route("/e429/v1/chat/completions", post(|| status(429)))
         .route("/e500/v1/messages", post(|| status(500)))
         .route("/cut/v1/chat/completions", post(cut))
-        .route("/slow/v1/chat/completions", post(slow));
+        .route("/slow/v1/chat/completions", post(slow))
+        .route("/stream/v1/chat/completions", post(tools_stream))
+        .route("/stream/v1/messages", post(tools_stream))
+        .route("/stream/v1/responses", post(tools_stream));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -754,4 +798,69 @@ fn a_stream_reaches_the_client_chunk_by_chunk() {
     flush(&c);
     let rec = recorded(&cap);
     assert_eq!(rec.interactions()[0].output.as_deref(), Some(ANSWER));
+}
+
+#[test]
+fn streamed_tool_calls_and_a_streamed_responses_answer() {
+    let _serial = serial();
+    let mock = start_mock();
+    for (p, path) in [
+        (Provider::OpenAi, "v1/chat/completions"),
+        (Provider::Anthropic, "v1/messages"),
+    ] {
+        let cap = Capture::start(vec![]);
+        let c = client_with(&cap, |o| o);
+        let url = format!("http://{mock}/stream/{path}");
+        let (without, with) = run(&c, &url, p, &request_body(p, true), true);
+        assert_eq!(with, without);
+        flush(&c);
+        let llm = llm_spans(&cap);
+        assert_eq!(llm.len(), 1);
+        let out = attr_str(&llm[0], "gen_ai.completion.0.content").expect("tool call recorded");
+        let calls: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(calls[0]["name"], "weather", "{out}");
+        assert_eq!(calls[0]["arguments"], r#"{"city":"Paris"}"#, "{out}");
+        // A tool call is not the interaction's answer.
+        assert_eq!(recorded(&cap).interactions()[0].output, None);
+    }
+
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let body = json!({"model": "gpt-mock", "stream": true, "instructions": SYSTEM,
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": PROMPT}]}]});
+    let url = format!("http://{mock}/stream/v1/responses");
+    let (without, with) = run(&c, &url, Provider::OpenAi, &body, true);
+    assert_eq!(with, without);
+    flush(&c);
+    check_recorded(&cap, "gpt-mock-2024", 9, 4);
+}
+
+#[test]
+fn past_the_capture_bound_the_bytes_still_flow() {
+    let _serial = serial();
+    let mock = start_mock();
+    for stream in [false, true] {
+        let cap = Capture::start(vec![]);
+        let c = client_with(&cap, |o| o);
+        let url = format!("http://{mock}/v1/chat/completions");
+        let body = request_body(Provider::OpenAi, stream);
+        // Room for the request, not for the response.
+        let bound = body.to_string().len() + 10;
+        let mw = LlmCaptureMiddleware::new().max_capture_bytes(bound);
+        let (without, with) = run_with(&c, &url, Provider::OpenAi, &body, true, mw);
+        assert_eq!(with, without, "the whole response reaches the client");
+        assert!(with.chunks.len() > bound, "{}", with.chunks.len());
+        flush(&c);
+        let llm = llm_spans(&cap);
+        assert_eq!(llm.len(), 1, "the call is recorded");
+        assert_eq!(
+            attr_str(&llm[0], "gen_ai.prompt.1.content").as_deref(),
+            Some(PROMPT)
+        );
+        // Not the whole answer: capture stopped at the bound.
+        assert_ne!(
+            attr_str(&llm[0], "gen_ai.completion.0.content").as_deref(),
+            Some(ANSWER)
+        );
+    }
 }
