@@ -857,6 +857,13 @@ fn past_the_capture_bound_the_bytes_still_flow() {
             attr_str(&llm[0], "gen_ai.prompt.1.content").as_deref(),
             Some(PROMPT)
         );
+        assert_eq!(
+            attr(
+                &llm[0],
+                "traceloop.association.properties.capture_truncated"
+            ),
+            Some(json!({"boolValue": true}))
+        );
         // Not the whole answer: capture stopped at the bound.
         assert_ne!(
             attr_str(&llm[0], "gen_ai.completion.0.content").as_deref(),

@@ -40,6 +40,7 @@
 //! ```
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -169,14 +170,24 @@ impl Middleware for LlmCaptureMiddleware {
         let Some(api) = Api::of(&req) else {
             return next.run(req, extensions).await;
         };
+        // Outside an interaction: nothing to record, nothing to parse.
+        if crate::current_interaction().is_none() {
+            return next.run(req, extensions).await;
+        }
         // A streaming body has no bytes to read; a body over the bound is
         // not parsed.
-        let body = req
-            .body()
-            .and_then(reqwest::Body::as_bytes)
-            .filter(|b| b.len() <= self.max_capture_bytes)
-            .and_then(|b| serde_json::from_slice::<Value>(b).ok());
-        let Some(Value::Object(body)) = body else {
+        let bytes = req.body().and_then(reqwest::Body::as_bytes);
+        let Some(bytes) = bytes.filter(|b| b.len() <= self.max_capture_bytes) else {
+            if req.body().is_some() {
+                warn_once(
+                    &NOT_READ,
+                    "a model call's request body is streamed or over max_capture_bytes: \
+                     the call is passed through and not recorded",
+                );
+            }
+            return next.run(req, extensions).await;
+        };
+        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
             return next.run(req, extensions).await;
         };
         if !api.fits(&body) {
@@ -245,6 +256,16 @@ impl Middleware for LlmCaptureMiddleware {
             done: false,
         };
         Ok(tee(resp, capture))
+    }
+}
+
+static NOT_READ: AtomicBool = AtomicBool::new(false);
+static TRUNCATED: AtomicBool = AtomicBool::new(false);
+
+/// Says once per process that a call was not (wholly) captured.
+fn warn_once(said: &AtomicBool, message: &str) {
+    if !said.swap(true, Ordering::Relaxed) {
+        tracing::warn!(target: "raindrop", "{message}");
     }
 }
 
@@ -360,6 +381,19 @@ impl Capture {
         if self.kept > self.max {
             self.full = true;
             self.buf = Vec::new();
+            warn_once(
+                &TRUNCATED,
+                "a model call's response is over max_capture_bytes: its capture \
+                 stopped there (the span says capture_truncated), the response \
+                 still reaches the caller whole",
+            );
+            apply_to_span(
+                &self.span,
+                Fields {
+                    properties: vec![("capture_truncated".to_owned(), true.into())],
+                    ..Fields::default()
+                },
+            );
             return;
         }
         if !self.sse {
