@@ -496,6 +496,23 @@ fn check_recorded(cap: &Capture, model: &str, input_tokens: i64, output_tokens: 
     let llm = llm_spans(cap);
     assert_eq!(llm.len(), 1, "one LLM span: {:#?}", cap.spans());
     let s = llm[0].clone();
+    assert!(
+        [
+            "openai.chat_completions.llm",
+            "openai.responses.llm",
+            "anthropic.messages.llm"
+        ]
+        .contains(&s["name"].as_str().unwrap()),
+        "{}",
+        s["name"]
+    );
+    assert_eq!(
+        s["traceId"],
+        cap.spans()
+            .iter()
+            .find(|x| x["name"] == "ask.workflow")
+            .expect("interaction span")["traceId"]
+    );
     assert_eq!(
         attr_str(&s, "traceloop.association.properties.event_id").as_deref(),
         Some(ev.event_id.as_str())

@@ -5,7 +5,9 @@
 //!
 //! Inside an interaction span, a `POST` to a path ending in
 //! `/chat/completions`, `/responses` or `/v1/messages` whose JSON body has
-//! the API's shape opens an LLM span (the same GenAI fields rig writes, so
+//! the API's shape opens an LLM span (`openai.chat_completions.llm`,
+//! `openai.responses.llm`, `anthropic.messages.llm`, with the GenAI fields
+//! rig writes, so
 //! the interaction is filled from it like from rig's calls: model, input,
 //! output, token totals). The span gets the model, the messages, the output
 //! text and tool calls, usage, finish reason, response id, time to first
@@ -153,9 +155,9 @@ fn open_span(api: Api) -> Span {
         };
     }
     match api {
-        Api::ChatCompletions => llm_span!("chat_completions", "openai"),
-        Api::Responses => llm_span!("responses", "openai"),
-        Api::AnthropicMessages => llm_span!("messages", "anthropic"),
+        Api::ChatCompletions => llm_span!("openai.chat_completions", "openai"),
+        Api::Responses => llm_span!("openai.responses", "openai"),
+        Api::AnthropicMessages => llm_span!("anthropic.messages", "anthropic"),
     }
 }
 
