@@ -6,13 +6,17 @@
 //! Inside an interaction span, a `POST` to a path ending in
 //! `/chat/completions`, `/responses` or `/v1/messages` whose JSON body has
 //! the API's shape opens an LLM span (`openai.chat_completions.llm`,
-//! `openai.responses.llm`, `anthropic.messages.llm`, with the GenAI fields
-//! rig writes, so
-//! the interaction is filled from it like from rig's calls: model, input,
-//! output, token totals). The span gets the model, the messages, the output
-//! text and tool calls, usage, finish reason, response id, time to first
-//! chunk for streams, and ends with the error on a failed status (429, 500,
-//! ...), a transport error or a stream cut short.
+//! `openai.responses.llm`, `anthropic.messages.llm`) with the GenAI fields
+//! rig writes, so the interaction is filled from it as from rig's calls
+//! (model, input, output, token totals; what you set yourself wins). The
+//! span gets the model, the messages, the output text and tool calls,
+//! usage, finish reason, response id, the HTTP status, the time to the
+//! first chunk for streams, and ends with the error on a failed status
+//! (429, 500, ...), a transport error or a stream cut short (`cancelled`
+//! when the caller drops the response before its end).
+//!
+//! Each pass through the middleware is one call: placed after a retry
+//! middleware, every attempt is its own LLM span.
 //!
 //! What the middleware never does:
 //! * change the request: headers and body bytes go out as given (unless you
