@@ -911,3 +911,86 @@ fn request_fields(api: Api, body: &Map<String, Value>) -> Vec<(&'static str, Val
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(api: Api, sse: bool, max: usize) -> Capture {
+        Capture {
+            span: Span::none(),
+            api,
+            started: Instant::now(),
+            sse,
+            max,
+            kept: 0,
+            full: false,
+            buf: Vec::new(),
+            reply: Reply::default(),
+            first: None,
+            done: false,
+        }
+    }
+
+    #[test]
+    fn sse_events_split_anywhere_and_crlf_lines_are_read() {
+        let stream = concat!(
+            "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"Hé\"}}]}\r\n\r\n",
+            ": a comment\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"llo\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        // One byte at a time: lines and UTF-8 characters cut anywhere.
+        let mut c = capture(Api::ChatCompletions, true, 1 << 20);
+        for b in stream.as_bytes() {
+            c.data(std::slice::from_ref(b));
+        }
+        assert_eq!(c.reply.text, "Héllo");
+        assert_eq!(c.reply.id.as_deref(), Some("c1"));
+        assert_eq!(c.reply.finish, ["stop"]);
+        assert_eq!(
+            (c.reply.input_tokens, c.reply.output_tokens),
+            (Some(3), Some(2))
+        );
+        assert!(c.first.is_some());
+    }
+
+    #[test]
+    fn an_error_event_in_a_stream_is_the_calls_error() {
+        let mut c = capture(Api::AnthropicMessages, true, 1 << 20);
+        c.data(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+        assert_eq!(c.reply.error.as_deref(), Some("Overloaded"));
+    }
+
+    #[test]
+    fn past_the_bound_nothing_more_is_kept() {
+        let mut c = capture(Api::ChatCompletions, true, 10);
+        c.data(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
+        assert!(c.full);
+        assert!(c.buf.is_empty() && c.reply.text.is_empty());
+    }
+
+    #[test]
+    fn request_messages_keep_text_and_mark_the_rest() {
+        let body = json!({
+            "model": "claude",
+            "system": [{"type": "text", "text": "be brief"}],
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "42"}]}
+            ]
+        });
+        let Value::Object(body) = body else {
+            unreachable!()
+        };
+        let f = request_fields(Api::AnthropicMessages, &body);
+        assert_eq!(f[0], ("gen_ai.request.model", json!("claude")));
+        let msgs: Value = serde_json::from_str(f[1].1.as_str().unwrap()).unwrap();
+        assert_eq!(msgs[0], json!({"role": "system", "content": "be brief"}));
+        assert_eq!(msgs[1], json!({"role": "user", "content": "hi"}));
+        // Not text: kept as JSON, never taken as what the user said.
+        assert!(msgs[3]["content"].is_array());
+    }
+}
