@@ -291,25 +291,16 @@ fn end_with_error(span: &Span, message: String) {
 fn tee(resp: Response, capture: Capture) -> Response {
     let url = resp.url().clone();
     let (parts, body) = http::Response::<reqwest::Body>::from(resp).into_parts();
-    let mut builder = http::Response::builder()
-        .status(parts.status)
-        .version(parts.version)
-        .url(url);
-    if let Some(h) = builder.headers_mut() {
-        *h = parts.headers;
-    }
-    if let Some(e) = builder.extensions_mut() {
-        e.extend(parts.extensions);
-    }
     let body = reqwest::Body::wrap(TeeBody {
         inner: body,
         capture,
     });
-    match builder.body(body) {
-        Ok(r) => Response::from(r),
-        // Unreachable: every part came from a valid response.
-        Err(_) => unreachable!("a valid response's parts make a valid response"),
+    let mut r = http::Response::from_parts(parts, body);
+    // reqwest keeps the URL in an extension only its builder can set.
+    if let Ok(holder) = http::Response::builder().url(url).body(()) {
+        r.extensions_mut().extend(holder.into_parts().0.extensions);
     }
+    Response::from(r)
 }
 
 /// The response body, passed through frame by frame, a copy parsed.
