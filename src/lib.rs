@@ -6,8 +6,10 @@
 //! adds the process-wide client ([`init`] and the free functions), the
 //! tracing layer ([`layer`], [`resume_interaction`]) and the attributes
 //! [`interaction`](macro@interaction), [`task`](macro@task) and
-//! [`tool`](macro@tool). The repository's README is the guided tour; its
-//! `examples/` run offline (`cargo run --example chat`).
+//! [`tool`](macro@tool). The repository's README is the guided tour and its
+//! `docs/` directory holds the guides (setup, attributes, testing, across
+//! services, privacy, delivery, configuration); its `examples/` run offline
+//! (`cargo run --example chat`).
 //!
 //! Tracking calls never block and never fail because of the network: they
 //! validate, queue and return, and a background thread batches, delivers and
@@ -91,22 +93,17 @@
 //! # Setup: the subscriber you already have
 //!
 //! The raindrop layer only sees spans the subscriber lets through, and a
-//! process has one global subscriber.
-//!
-//! | your setup | instead |
-//! | --- | --- |
-//! | none yet, or `tracing_subscriber::fmt::init()` | [`tracing_init(&client)`](tracing_init): fmt logs filtered by `RUST_LOG` (INFO when unset) per layer, plus the raindrop layer |
-//! | `fmt().with_env_filter(f).init()` | `registry().with(fmt::layer().with_filter(f)).with(raindrop::layer_for(&client)).init()` |
-//! | `fmt().with_env_filter(f).finish()` kept | `.with(raindrop::RaindropLayer::new(&client))` ([`layer`]'s per-layer filter needs `registry()`); `f` is global and must allow INFO |
-//! | `registry().with(EnvFilter::new("warn"))` (global) | move the filter onto the log layer, or `EnvFilter::new("warn,[{raindrop.kind}]=info")` |
-//! | `EnvFilter::from_default_env()` with `RUST_LOG` unset (ERROR only) | per layer, or `EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy()` |
+//! process has one global subscriber. With none yet (or
+//! `tracing_subscriber::fmt::init()`), [`tracing_init`] installs fmt logs
+//! filtered by `RUST_LOG` per layer plus the raindrop layer. For every other
+//! setup (an `fmt()` builder with a filter, a `registry()` stack with a
+//! global `EnvFilter`, `RUST_LOG` unset), the repository's `docs/setup.md`
+//! has a full snippet, each run by `tests/setup.rs`.
 //!
 //! Mistakes are loud: the first interaction no raindrop layer sees logs one
 //! WARN naming the cause (no subscriber, no raindrop layer in it, a global
 //! filter) and the fix, on stderr when your subscriber would not show it.
-//! An interaction that finishes without a user id warns once. The
-//! repository's README has each setup as a full snippet, and
-//! `tests/setup.rs` runs each one.
+//! An interaction that finishes without a user id warns once.
 //!
 //! ```
 //! use raindrop::{ClientOptions, LocalSink};
@@ -131,7 +128,8 @@
 //! In a server, shut down on SIGTERM and Ctrl-C with [`shutdown_signal`]
 //! (axum: `axum::serve(..).with_graceful_shutdown(raindrop::shutdown_signal())`),
 //! then drop the guard: requests in flight finish, their interactions close,
-//! and what is queued is delivered before the process exits.
+//! and what is queued is delivered before the process exits. Delivery
+//! guarantees, [`Client::stats`] and shutdown: `docs/delivery.md`.
 //!
 //! # Seeing what is sent
 //!

@@ -744,7 +744,8 @@ fn printer_merges_partials_and_nests_spans() {
     assert!(tree.contains("in:  {\"q\":1}"), "{tree}");
 }
 
-// The README's code is compiled in `tests/readme/mod.rs`.
+// The code of the README and of the guides in `docs/` is compiled in
+// `tests/readme/mod.rs`.
 #[path = "readme/mod.rs"]
 mod readme;
 
@@ -756,60 +757,118 @@ fn rust_blocks(md: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The README and every guide, by path, with the modules of
+/// `tests/readme/mod.rs` that hold their blocks.
+const DOCS: &[(&str, &str, &[&str])] = &[
+    (
+        "README.md",
+        include_str!("../README.md"),
+        &["readme_plain", "readme_tracing", "readme_llm_http"],
+    ),
+    (
+        "docs/setup.md",
+        include_str!("../docs/setup.md"),
+        &[
+            "readme_setup_new",
+            "readme_setup_fmt",
+            "readme_setup_fmt_builder",
+            "readme_setup_registry",
+            "readme_setup_rust_log",
+            "readme_axum",
+        ],
+    ),
+    (
+        "docs/attributes.md",
+        include_str!("../docs/attributes.md"),
+        &[],
+    ),
+    (
+        "docs/testing.md",
+        include_str!("../docs/testing.md"),
+        &["readme_testing"],
+    ),
+    (
+        "docs/cross-service.md",
+        include_str!("../docs/cross-service.md"),
+        &["readme_propagation"],
+    ),
+    ("docs/privacy.md", include_str!("../docs/privacy.md"), &[]),
+    (
+        "docs/delivery.md",
+        include_str!("../docs/delivery.md"),
+        &["readme_stats"],
+    ),
+    (
+        "docs/configuration.md",
+        include_str!("../docs/configuration.md"),
+        &[],
+    ),
+    ("docs/python.md", include_str!("../docs/python.md"), &[]),
+    (
+        "docs/limitations.md",
+        include_str!("../docs/limitations.md"),
+        &[],
+    ),
+    ("docs/viewer.md", include_str!("../docs/viewer.md"), &[]),
+];
+
 #[test]
 fn readme_code_is_the_compiled_code() {
-    let readme = include_str!("../README.md");
     let this = include_str!("readme/mod.rs");
-    let blocks = rust_blocks(readme);
-    let mut compiled = Vec::new();
-    for name in [
-        "readme_plain",
-        "readme_tracing",
-        "readme_stats",
-        "readme_setup_new",
-        "readme_setup_fmt",
-        "readme_setup_fmt_builder",
-        "readme_setup_registry",
-        "readme_setup_rust_log",
-        "readme_axum",
-        "readme_testing",
-        "readme_propagation",
-        "readme_llm_http",
-    ] {
-        let start = format!("mod {name} {{\n");
-        let end = format!("}} // end {name}");
-        let body = this
-            .split(start.as_str())
-            .nth(1)
-            .and_then(|rest| rest.split(end.as_str()).next())
-            .unwrap_or_else(|| panic!("module {name} not found"));
-        assert!(
-            blocks.contains(&body),
-            "the README has no block equal to `mod {name}` of tests/readme/mod.rs:\n{body}"
-        );
-        compiled.push(body);
+    // Every guide is checked: a new file in docs/ must be added to DOCS.
+    let docs_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs");
+    for entry in std::fs::read_dir(docs_dir).expect("docs/") {
+        let name = entry.expect("entry").file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".md") {
+            let path = format!("docs/{name}");
+            assert!(
+                DOCS.iter().any(|(p, _, _)| *p == path),
+                "{path} is not in DOCS of tests/examples.rs"
+            );
+        }
     }
     // The one block not compiled here is an excerpt of examples/chat.rs.
     let chat = include_str!("../examples/chat.rs");
-    for block in blocks.iter().filter(|b| !compiled.contains(b)) {
-        let first = block.lines().next().unwrap_or_default();
-        assert!(
-            chat.contains(first),
-            "README block not compiled anywhere:\n{block}"
-        );
+    for (path, text, modules) in DOCS {
+        let blocks = rust_blocks(text);
+        let mut compiled = Vec::new();
+        for name in *modules {
+            let start = format!("mod {name} {{\n");
+            let end = format!("}} // end {name}");
+            let body = this
+                .split(start.as_str())
+                .nth(1)
+                .and_then(|rest| rest.split(end.as_str()).next())
+                .unwrap_or_else(|| panic!("module {name} not found"));
+            assert!(
+                blocks.contains(&body),
+                "{path} has no block equal to `mod {name}` of tests/readme/mod.rs:\n{body}"
+            );
+            compiled.push(body);
+        }
+        for block in blocks.iter().filter(|b| !compiled.contains(b)) {
+            let first = block.lines().next().unwrap_or_default();
+            assert!(
+                chat.contains(first),
+                "{path}: block not compiled anywhere:\n{block}"
+            );
+        }
+        // Every example named exists.
+        for name in text.split("cargo run --example ").skip(1) {
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let example = format!("{}/examples/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+            assert!(
+                std::path::Path::new(&example).exists(),
+                "{path} names a missing example: {name}"
+            );
+        }
     }
-    // The two commands, and every example the README names exists.
+    // The two commands, exactly as a newcomer types them.
+    let readme = DOCS[0].1;
     assert!(readme.contains("cargo run --example chat"));
     assert!(readme.contains("cargo test --workspace --all-features"));
-    for name in readme.split("cargo run --example ").skip(1) {
-        let name: String = name
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        let path = format!("{}/examples/{name}.rs", env!("CARGO_MANIFEST_DIR"));
-        assert!(
-            std::path::Path::new(&path).exists(),
-            "README names a missing example: {name}"
-        );
-    }
 }

@@ -159,7 +159,8 @@ pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 /// `tracing_subscriber::registry()`. `tracing_subscriber::fmt()...finish()`
 /// has none: adding this layer to it panics at once, with a message naming
 /// the fix. For such a subscriber use the bare [`RaindropLayer::new`], which
-/// needs no per-layer filter (see "Setup" in the crate docs).
+/// needs no per-layer filter (see [Filters](crate#filters) in the crate docs,
+/// and the repository's `docs/setup.md` for each common setup).
 ///
 /// ```
 /// use tracing_subscriber::prelude::*;

@@ -23,7 +23,10 @@
 //!
 //! Most code uses this through the `raindrop` facade: `raindrop::layer_for(&client)`,
 //! `raindrop::resume_interaction()` and the `#[raindrop::interaction]`,
-//! `#[raindrop::task]` and `#[raindrop::tool]` attributes.
+//! `#[raindrop::task]` and `#[raindrop::tool]` attributes. The repository's
+//! README and its `docs/` guides (setup, attributes, across services,
+//! privacy, delivery) are the tour; this page is the reference for the
+//! span fields, the wire attributes and model calls.
 //!
 //! ```
 //! use std::time::Duration;
@@ -215,28 +218,9 @@
 //! INFO spans the raindrop macros create, so nothing is tracked (the macros
 //! then warn once, naming the cause; so does [`resume_interaction`] when the
 //! subscriber has no raindrop layer at all). Filter your log output **per
-//! layer** instead, so the raindrop layer still sees INFO spans:
-//!
-//! ```
-//! use tracing_subscriber::{prelude::*, EnvFilter};
-//! # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
-//! let subscriber = tracing_subscriber::registry()
-//!     .with(raindrop_tracing::layer(&client))
-//!     .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::new("warn")));
-//! # drop(subscriber);
-//! ```
-//!
-//! Or keep the global filter and add a directive that enables every span
-//! declaring `raindrop.kind` (it also enables INFO events inside them):
-//!
-//! ```
-//! use tracing_subscriber::{prelude::*, EnvFilter};
-//! # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
-//! let subscriber = tracing_subscriber::registry()
-//!     .with(EnvFilter::new("warn,[{raindrop.kind}]=info"))
-//!     .with(raindrop_tracing::layer(&client));
-//! # drop(subscriber);
-//! ```
+//! layer** instead (`fmt::layer().with_filter(EnvFilter::..)`), or add the
+//! directive `[{raindrop.kind}]=info` to the global filter. The repository's
+//! `docs/setup.md` has a full snippet for each common setup.
 //!
 //! [`layer`]'s per-layer filter needs a subscriber built with
 //! `tracing_subscriber::registry()`. A `tracing_subscriber::fmt()...finish()`

@@ -322,10 +322,12 @@ fn listen_mode_receives_a_real_sdk_client() {
     assert_eq!(data(&v.base)["requests"], d["requests"]);
 }
 
-/// The README's `raindrop-view` commands name options the binary has.
+/// The `raindrop-view` commands of the README and of its guide name options
+/// the binary has.
 #[test]
 fn readme_commands_use_real_options() {
     let readme = include_str!("../../README.md");
+    let guide = include_str!("../../docs/viewer.md");
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_raindrop-view"))
         .arg("--help")
         .output()
@@ -333,7 +335,11 @@ fn readme_commands_use_real_options() {
     assert!(help.status.success());
     let help = String::from_utf8(help.stdout).unwrap();
     let mut commands = 0;
-    for rest in readme.split("cargo run -p raindrop-view -- ").skip(1) {
+    let all = [readme, guide];
+    for rest in all
+        .iter()
+        .flat_map(|text| text.split("cargo run -p raindrop-view -- ").skip(1))
+    {
         commands += 1;
         let line = rest.lines().next().unwrap_or_default();
         let args = line.split('#').next().unwrap_or_default();

@@ -1,6 +1,8 @@
-//! The README's code, compiled here (included by `tests/examples.rs`, which
-//! checks that each module below is, verbatim, a ```rust block of the README,
-//! and by `tests/setup.rs`, which runs the setup snippets). Edit both together.
+//! The code of the README and of the guides in `docs/`, compiled here
+//! (included by `tests/examples.rs`, which checks that each module below is,
+//! verbatim, a ```rust block of the file its `DOCS` table names, and by
+//! `tests/setup.rs`, which runs the setup snippets of `docs/setup.md`). Edit
+//! both together.
 #![allow(dead_code, unused_imports)]
 
 #[rustfmt::skip]
