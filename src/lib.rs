@@ -154,6 +154,9 @@
 //! * `reqwest-middleware`: `propagate::reqwest_middleware::InjectMiddleware`
 //!   (reqwest-middleware 0.4, reqwest 0.12), sending the current context on
 //!   every request.
+//! * `llm-http`: `llm_http::LlmCaptureMiddleware` (reqwest-middleware 0.4),
+//!   recording OpenAI Chat Completions / Responses and Anthropic Messages
+//!   calls, streamed or not, as LLM spans of the current interaction.
 //! * `opentelemetry`: with `tracing-opentelemetry` 0.34 (`opentelemetry`
 //!   0.33) in the same subscriber, raindrop spans use its spans' trace and
 //!   span ids.
@@ -204,6 +207,11 @@ pub mod testing;
 /// and `baggage` (see the `raindrop-tracing` crate's `propagate` module).
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::propagate;
+
+/// Model calls of any reqwest-middleware 0.4 client recorded as LLM spans
+/// (see the `raindrop-tracing` crate's `llm_http` module).
+#[cfg(feature = "llm-http")]
+pub use raindrop_tracing::llm_http;
 
 #[cfg(feature = "macros")]
 pub use raindrop_macros::{interaction, task, tool};

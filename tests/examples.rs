@@ -763,7 +763,7 @@ const DOCS: &[(&str, &str, &[&str])] = &[
     (
         "README.md",
         include_str!("../README.md"),
-        &["readme_plain", "readme_tracing"],
+        &["readme_plain", "readme_tracing", "readme_llm_http"],
     ),
     (
         "docs/setup.md",

@@ -534,3 +534,21 @@ pub(crate) fn set_time_to_first_chunk(span: &tracing::Span, d: std::time::Durati
         })
     });
 }
+
+/// Sets GenAI convention fields on a tracked LLM span directly, without
+/// going through span fields (which every layer of the subscriber sees: a
+/// log layer would print the prompt). Names as in [`GenAi::set`].
+#[cfg(feature = "llm-http")]
+pub(crate) fn set_fields(span: &tracing::Span, fields: Vec<(&'static str, Value)>) {
+    span.with_subscriber(|(id, dispatch)| {
+        super::with_registry(dispatch, |reg| {
+            let s = tracing_subscriber::registry::LookupSpan::span(reg, id)?;
+            let mut ext = s.extensions_mut();
+            let g = ext.get_mut::<SpanState>()?.gen.as_deref_mut()?;
+            for (k, v) in fields {
+                g.set(k, v);
+            }
+            Some(())
+        })
+    });
+}

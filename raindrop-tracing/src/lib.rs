@@ -277,6 +277,8 @@
 mod diag;
 pub mod fields;
 mod layer;
+#[cfg(feature = "llm-http")]
+pub mod llm_http;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
 pub mod propagate;

@@ -298,3 +298,38 @@ fn agent_app() -> Router {
         .layer(raindrop::propagate::tower::PropagationLayer)
 }
 } // end readme_propagation
+
+#[cfg(feature = "llm-http")]
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_llm_http {
+use raindrop::llm_http::LlmCaptureMiddleware;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+
+// Once: your reqwest client, with the middleware.
+fn http_client() -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(LlmCaptureMiddleware::new())
+        .build()
+}
+
+// Each call inside the interaction becomes an LLM span; the interaction
+// gets the model, input, output and token totals from them.
+#[raindrop::interaction("chat", user_id = user, skip(http, key))]
+async fn chat(http: &ClientWithMiddleware, key: &str, user: String, question: String) -> Result<(), reqwest_middleware::Error> {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": question}],
+    });
+    http.post("https://api.openai.com/v1/chat/completions")
+        .bearer_auth(key) // never recorded
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(())
+}
+} // end readme_llm_http
