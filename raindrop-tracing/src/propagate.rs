@@ -507,6 +507,7 @@ impl RemoteContext {
 
 mod subagent;
 pub use raindrop_core::handoff::{Handoff, HandoffError, Subagent, SubagentLink};
+#[cfg(feature = "tower")]
 pub(crate) use subagent::handoff_span;
 pub use subagent::{extract_handoff, inject_handoff, resume_subagent, subagent, subagent_span};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 use raindrop_core::handoff::{Handoff, HandoffError, Subagent};
-use raindrop_core::propagation::{CarrierRefusal, CarrierTrust, TraceParent};
+use raindrop_core::propagation::{CarrierRefusal, CarrierTrust};
 use raindrop_core::Client;
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
@@ -104,7 +104,7 @@ pub fn subagent_span(run: &Subagent) -> tracing::Span {
     #[cfg(feature = "opentelemetry")]
     crate::otel::set_remote_parent(
         &span,
-        &TraceParent {
+        &raindrop_core::propagation::TraceParent {
             trace_id: link.trace_id(),
             parent_span_id: link.dispatch_span_id(),
             sampled: true,
@@ -116,6 +116,7 @@ pub fn subagent_span(run: &Subagent) -> tracing::Span {
 /// The request span for a hand-off in `headers`, if they carry one: the
 /// sub-agent's run when it is accepted, else only the trace (a refused or
 /// malformed hand-off, counted and warned). `None` without a hand-off.
+#[cfg(feature = "tower")]
 pub(crate) fn handoff_span(headers: &HeaderMap, trust: CarrierTrust) -> Option<tracing::Span> {
     let parsed = extract_handoff(headers);
     if matches!(parsed, Ok(None)) {
@@ -140,13 +141,14 @@ pub(crate) fn handoff_span(headers: &HeaderMap, trust: CarrierTrust) -> Option<t
     }
 }
 
+#[cfg(feature = "tower")]
 fn trace_only(headers: &HeaderMap, handoff: Option<Handoff>) -> tracing::Span {
     let parent = match handoff {
         Some(h) => Some(h.trace_parent()),
         None => headers
             .get(raindrop_core::propagation::TRACEPARENT)
             .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse),
+            .and_then(raindrop_core::propagation::TraceParent::parse),
     };
     match parent {
         Some(parent) => super::RemoteContext {
