@@ -464,6 +464,58 @@ fn hand_written_llm_span_and_genai_style_fields_are_normalised() {
     assert_eq!(ev.properties["reasoning_tokens"], 4);
 }
 
+/// `set_tools` on the current interaction: its GenAI model spans carry
+/// the catalog as `ai.prompt.tools`; its other spans do not.
+#[test]
+fn model_spans_carry_the_tool_catalog_set_on_the_interaction() {
+    let _serial = serial();
+    let cap = Capture::start(vec![]);
+    let c = client(&cap);
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
+    tracing::subscriber::with_default(sub, || {
+        let chat = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "u-3"
+        );
+        let _in = chat.enter();
+        raindrop::resume_interaction().set_tools([serde_json::json!({
+            "type": "function",
+            "function": {"name": "add", "description": "Adds", "parameters": {"type": "object"}}
+        })]);
+        let g = tracing::info_span!(
+            "genai.chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = "gpt-mock",
+            gen_ai.input.messages = r#"[{"role":"user","content":"1+1?"}]"#,
+        );
+        drop(g);
+        raindrop::resume_interaction().set_output("2");
+    });
+    flush(&c);
+    let spans = cap.spans();
+    let llm = spans
+        .iter()
+        .find(|s| kind(s).as_deref() == Some("llm"))
+        .expect("an llm span");
+    let tools = attr(llm, "ai.prompt.tools").expect("ai.prompt.tools");
+    let first = tools["arrayValue"]["values"][0]["stringValue"]
+        .as_str()
+        .unwrap();
+    let first: Value = serde_json::from_str(first).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"type": "function", "name": "add", "description": "Adds", "inputSchema": {"type": "object"}})
+    );
+    assert_eq!(
+        attr_str(llm, "ai.prompt.tools.source").as_deref(),
+        Some("interaction")
+    );
+    for s in spans.iter().filter(|s| kind(s).as_deref() != Some("llm")) {
+        assert!(attr(s, "ai.prompt.tools").is_none(), "{s}");
+    }
+}
+
 #[test]
 fn gen_ai_spans_outside_an_interaction_are_ignored() {
     let _serial = serial();

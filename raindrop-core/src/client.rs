@@ -413,6 +413,7 @@ impl Client {
             model,
             convo_id,
             attachments,
+            tools,
             ..
         } = begin;
         let properties = checked.properties;
@@ -430,6 +431,9 @@ impl Client {
         }
         self.remember_interaction(&core);
         let interaction = Interaction::from_core(core);
+        if let Some(tools) = tools {
+            interaction.set_tools_normalised(tools);
+        }
         interaction.send(|p| {
             p.ai.model = model;
             p.ai.input = input;

@@ -38,6 +38,8 @@ pub(crate) struct InteractionCore {
     /// link every span it records carries (manual spans and tool calls
     /// here; the tracing layer stamps its spans itself).
     pub(crate) subagent: std::sync::OnceLock<Arc<crate::handoff::SubagentLink>>,
+    /// The tools its model calls are offered (`begin(tools)`, `set_tools`).
+    tools: Mutex<Option<Arc<Vec<String>>>>,
 }
 
 /// What a handle joined from another service may do.
@@ -117,6 +119,7 @@ impl Interaction {
             }),
             joined,
             subagent: std::sync::OnceLock::new(),
+            tools: Mutex::new(None),
         })
     }
 
@@ -350,7 +353,11 @@ impl Interaction {
             properties,
             invalid_properties,
             attachments,
+            tools,
         } = begin;
+        if let Some(tools) = tools {
+            self.set_tools_normalised(tools);
+        }
         let properties = match crate::validate::properties_of(properties, invalid_properties) {
             Ok(p) => p,
             Err(e) => {
@@ -396,6 +403,41 @@ impl Interaction {
             call,
             self.subagent_attributes(),
         );
+    }
+
+    /// Sets the tools the interaction's model calls are offered (the Python
+    /// SDK's `set_tools`), replacing earlier ones: every LLM span of the
+    /// interaction recorded from now on carries them as `ai.prompt.tools`
+    /// (JSON strings `{"type":"function","name","description","inputSchema"}`,
+    /// normalised from the OpenAI, Responses or Anthropic shapes) with
+    /// `ai.prompt.tools.source = "interaction"`.
+    ///
+    /// ```
+    /// # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+    /// let i = client.begin(raindrop_core::Begin::new("u", "chat")).unwrap();
+    /// i.set_tools([serde_json::json!({"name": "search", "input_schema": {"type": "object"}})]);
+    /// assert_eq!(i.prompt_tools().unwrap().len(), 1);
+    /// ```
+    pub fn set_tools(&self, tools: impl IntoIterator<Item = Value>) {
+        if let Some(core) = self.core.as_deref() {
+            *core.tools.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Arc::new(crate::tools::catalog(tools)));
+        }
+    }
+
+    /// Sets an already normalised catalog (from `Begin::tools`).
+    pub(crate) fn set_tools_normalised(&self, tools: Vec<String>) {
+        if let Some(core) = self.core.as_deref() {
+            *core.tools.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(tools));
+        }
+    }
+
+    /// The tool catalog set with [`set_tools`](Self::set_tools) or
+    /// [`Begin::tools`](crate::Begin::tools), as the JSON strings sent.
+    pub fn prompt_tools(&self) -> Option<Arc<Vec<String>>> {
+        self.core
+            .as_deref()
+            .and_then(|c| c.tools.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
     /// The sub-agent link attributes of this interaction's spans (none

@@ -61,6 +61,7 @@ mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod tools;
 mod validate;
 mod worker;
 

@@ -696,10 +696,20 @@ impl ManualSpan {
             return;
         };
         let max = o.pipeline.options.max_text_field_chars;
-        let (association, link) = match &o.link {
+        let (association, mut link) = match &o.link {
             Link::Interaction(i) => (Association::from(i), i.subagent_attributes()),
             Link::Fixed(a) => (a.clone(), Vec::new()),
         };
+        // A model span carries the tools its interaction's calls are offered.
+        if let (SpanKind::Llm, Link::Interaction(i)) = (o.kind, &o.link) {
+            if let Some(tools) = i.prompt_tools() {
+                link.push((
+                    "ai.prompt.tools".into(),
+                    AttributeValue::StringArray(tools.as_ref().clone()),
+                ));
+                link.push(("ai.prompt.tools.source".into(), "interaction".into()));
+            }
+        }
         let mut at = Attributes::new(o.kind, &o.name, o.version);
         let Open {
             pipeline,

@@ -580,9 +580,30 @@ pub struct Begin {
     /// Why a `properties(..)` value was refused, reported by the tracking call.
     pub(crate) invalid_properties: Option<String>,
     pub(crate) attachments: Vec<Attachment>,
+    /// The tools the interaction's model calls are offered (normalised).
+    pub(crate) tools: Option<Vec<String>>,
 }
 
 impl Begin {
+    /// The tools the interaction's model calls are offered: the Python
+    /// SDK's `begin(tools=...)`. Each is a JSON tool definition in the
+    /// OpenAI (`{"type":"function","function":{..}}` or Responses), Anthropic
+    /// (`{"name","description","input_schema"}`) or Raindrop shape; every
+    /// LLM span of the interaction carries them as `ai.prompt.tools`. See
+    /// [`Interaction::set_tools`](crate::Interaction::set_tools).
+    ///
+    /// ```
+    /// use raindrop_core::Begin;
+    /// let b = Begin::new("u", "chat").tools([serde_json::json!({
+    ///     "type": "function",
+    ///     "function": {"name": "search", "description": "Web search", "parameters": {"type": "object"}}
+    /// })]);
+    /// # let _ = b;
+    /// ```
+    pub fn tools(mut self, tools: impl IntoIterator<Item = Value>) -> Self {
+        self.tools = Some(crate::tools::catalog(tools));
+        self
+    }
     /// An interaction named `event` for `user_id`. An empty `user_id` means
     /// "not known yet": set it later with [`Interaction::set_user_id`](crate::Interaction::set_user_id).
     pub fn new(user_id: impl Into<String>, event: impl Into<String>) -> Self {

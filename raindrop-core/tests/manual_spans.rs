@@ -298,3 +298,53 @@ fn a_subagents_manual_spans_and_tool_calls_carry_the_link() {
         assert!(attr(s, "raindrop.handoff.parentSpanId").is_some(), "{name}");
     }
 }
+
+/// `Begin::tools` / `set_tools`: the interaction's model spans carry the
+/// tool catalog, normalised, as `ai.prompt.tools`.
+#[test]
+fn model_spans_carry_the_interactions_tool_catalog() {
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let i = c
+        .begin(
+            Begin::new("u", "chat")
+                .event_id("tools-1")
+                .input("q")
+                .tools([json!({"type": "function", "function": {"name": "search", "description": "Web search", "parameters": {"type": "object"}}})]),
+        )
+        .unwrap();
+    i.start_span(SpanKind::Llm, "first").end(None);
+    i.set_tools([json!({"name": "lookup", "input_schema": {"type": "object"}})]);
+    i.start_span(SpanKind::Llm, "second").end(None);
+    i.start_span(SpanKind::Task, "not-a-model").end(None);
+    i.finish("a");
+    assert!(c.flush(Duration::from_secs(5)));
+    let spans = cap.spans();
+    let tools = |name: &str| -> Vec<Value> {
+        attr(span(&spans, name), "ai.prompt.tools")
+            .map(|v| {
+                v["arrayValue"]["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| serde_json::from_str(s["stringValue"].as_str().unwrap()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        tools("first.llm"),
+        vec![
+            json!({"type": "function", "name": "search", "description": "Web search", "inputSchema": {"type": "object"}})
+        ]
+    );
+    assert_eq!(
+        tools("second.llm"),
+        vec![json!({"type": "function", "name": "lookup", "inputSchema": {"type": "object"}})]
+    );
+    assert_eq!(
+        attr(span(&spans, "second.llm"), "ai.prompt.tools.source"),
+        Some(&json!({"stringValue": "interaction"}))
+    );
+    assert!(tools("not-a-model.task").is_empty(), "only model spans");
+}

@@ -381,6 +381,18 @@ fn fill_interaction(link: &Link, has_output: bool) {
 /// The attributes of an LLM span (wire contract 9.4 / 9.5), replacing the
 /// generic `traceloop.entity.*` ones.
 pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: usize) {
+    // The tools the interaction's calls are offered (`begin(tools)`, `set_tools`).
+    if let Some(tools) = state
+        .link
+        .as_ref()
+        .and_then(|l| l.interaction.prompt_tools())
+    {
+        attrs.push((
+            "ai.prompt.tools".into(),
+            AttributeValue::StringArray(tools.as_ref().clone()),
+        ));
+        push(attrs, "ai.prompt.tools.source", "interaction");
+    }
     let g = state.gen.take().unwrap_or_default();
     let cap = |s: &str| truncate_text(s, max).into_owned();
     let op = match g.operation.as_deref() {
