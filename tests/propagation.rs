@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use raindrop::propagate;
 use raindrop::{Client, ClientOptions};
-use raindrop_test_support::Capture;
+use raindrop_test_support::{Capture, ChildService};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
@@ -360,8 +360,7 @@ fn a_request_without_headers_starts_its_own_interaction() {
 // ------------------------------------------------ carriers (issue 21)
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read as _, Write as _};
 
 use raindrop::propagate::InjectOptions;
 use raindrop_core::propagation::{CarrierKey, InteractionBaggage};
@@ -416,74 +415,13 @@ fn service_b_child() {
     std::io::stdout().flush().unwrap();
 }
 
-/// Service B in its own process.
-struct ChildB {
-    child: Child,
-    addr: SocketAddr,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl ChildB {
-    /// Starts B with these environment variables (plus the capture
-    /// endpoint); nothing of this process's raindrop environment leaks in.
-    fn start(cap: &Capture, env: &[(&str, &str)]) -> ChildB {
-        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-        cmd.args([
-            "service_b_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, cap.endpoint())
-        .env_remove("RAINDROP_WRITE_KEY")
-        .env_remove("RAINDROP_PROPAGATION_SECRET")
-        .env_remove("RAINDROP_PROPAGATION_TRUST")
-        .env_remove("RAINDROP_LOCAL_SINK")
-        .env_remove("RUST_LOG")
-        .env("RAINDROP_WORKSHOP", "off")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("service B starts");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                // The test harness may print its own words before ours.
-                if let Some((_, l)) = line.split_once("RAINDROP-B ") {
-                    let _ = tx.send(l.to_owned());
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("service B printed its address");
-        let addr = first.strip_prefix("addr=").unwrap().parse().unwrap();
-        ChildB { child, addr, lines }
-    }
-
-    /// Stops B (closes its stdin) and returns its stats once it flushed.
-    fn stop(mut self) -> Value {
-        drop(self.child.stdin.take());
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(40))
-            .expect("service B printed its stats");
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "service B failed: {status:?}");
-        serde_json::from_str(line.strip_prefix("stats=").unwrap()).unwrap()
-    }
-}
-
-impl Drop for ChildB {
-    fn drop(&mut self) {
-        // Only if a test failed before `stop`: never leave B running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Service B in its own process, given these environment variables (plus
+/// the capture endpoint).
+fn start_b(cap: &Capture, env: &[(&str, &str)]) -> ChildService {
+    let endpoint = cap.endpoint();
+    let mut env = env.to_vec();
+    env.push((CHILD, &endpoint));
+    ChildService::start("service_b_child", "RAINDROP-B ", &env)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -535,7 +473,7 @@ fn span_events(spans: &[Value]) -> Vec<(String, Option<String>, String)> {
 #[test]
 fn with_a_shared_secret_fifty_concurrent_chats_join_across_two_processes() {
     let cap = Capture::start(vec![]);
-    let b = ChildB::start(
+    let b = start_b(
         &cap,
         &[
             ("RAINDROP_WRITE_KEY", "rk_test_service_b"),
@@ -643,7 +581,7 @@ fn with_a_shared_secret_fifty_concurrent_chats_join_across_two_processes() {
 /// a genuine carrier after the window is byte for byte the same).
 fn forged_carriers_write_nothing(b_env: &[(&str, &str)], b_key: CarrierKey) {
     let cap = Capture::start(vec![]);
-    let b = ChildB::start(&cap, b_env);
+    let b = start_b(&cap, b_env);
     let client_a = client_with(&cap, "rk_test_victim", None);
     let victim = client_a
         .begin(raindrop::Begin::new("victim-user", "chat").input("victim question"))
@@ -791,7 +729,7 @@ fn carrier_from(
 #[test]
 fn a_joined_service_finishes_only_when_the_owner_delegated_it() {
     let cap = Capture::start(vec![]);
-    let b = ChildB::start(
+    let b = start_b(
         &cap,
         &[
             ("RAINDROP_WRITE_KEY", "rk_test_service_b"),

@@ -6,9 +6,8 @@
 //! and the Rust launcher's carrier read the way a Python reader does.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use raindrop::handoff::Handoff;
 use raindrop::propagate;
 use raindrop::propagation::CarrierTrust;
 use raindrop::{Begin, Client, ClientOptions};
-use raindrop_test_support::Capture;
+use raindrop_test_support::{Capture, ChildService};
 use serde::Deserialize;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
@@ -154,69 +153,13 @@ fn subagent_child() {
     std::io::stdout().flush().unwrap();
 }
 
-/// The child in its own process.
-struct ChildProcess {
-    child: Child,
-    addr: SocketAddr,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl ChildProcess {
-    fn start(cap: &Capture, env: &[(&str, &str)]) -> ChildProcess {
-        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-        cmd.args([
-            "subagent_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, cap.endpoint())
-        .env_remove("RAINDROP_WRITE_KEY")
-        .env_remove("RAINDROP_PROPAGATION_SECRET")
-        .env_remove("RAINDROP_PROPAGATION_TRUST")
-        .env_remove("RAINDROP_LOCAL_SINK")
-        .env_remove("RUST_LOG")
-        .env("RAINDROP_WORKSHOP", "off")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("the child starts");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some((_, l)) = line.split_once("RAINDROP-CHILD ") {
-                    let _ = tx.send(l.to_owned());
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the child printed its address");
-        let addr = first.strip_prefix("addr=").unwrap().parse().unwrap();
-        ChildProcess { child, addr, lines }
-    }
-
-    fn stop(mut self) -> Value {
-        drop(self.child.stdin.take());
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(40))
-            .expect("the child printed its stats");
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the child failed: {status:?}");
-        serde_json::from_str(line.strip_prefix("stats=").unwrap()).unwrap()
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The child in its own process, given these environment variables (plus
+/// the capture endpoint).
+fn start_child(cap: &Capture, env: &[(&str, &str)]) -> ChildService {
+    let endpoint = cap.endpoint();
+    let mut env = env.to_vec();
+    env.push((CHILD, &endpoint));
+    ChildService::start("subagent_child", "RAINDROP-CHILD ", &env)
 }
 
 // ------------------------------------------------------------ helpers
@@ -342,7 +285,7 @@ fn assert_linked(span: &Value, h: &Handoff, cancelled: bool) {
 #[test]
 fn a_subagent_runs_in_another_process_as_its_own_linked_event() {
     let cap = Capture::start(vec![]);
-    let child = ChildProcess::start(
+    let child = start_child(
         &cap,
         &[
             ("RAINDROP_WRITE_KEY", "rk_test_child"),
@@ -661,7 +604,7 @@ fn python_carriers_are_understood_and_rust_carriers_read_as_python_reads_them() 
 
     // A carrier written exactly as Python's `to_headers()` writes it, to a
     // Rust child that trusts unsigned carriers (Python does not sign).
-    let child = ChildProcess::start(
+    let child = start_child(
         &cap,
         &[
             ("RAINDROP_WRITE_KEY", "rk_test_child"),

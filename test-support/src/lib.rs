@@ -407,3 +407,74 @@ impl Drop for RawServer {
         }
     }
 }
+
+/// A service in a process of its own: this test binary run again, with only
+/// the test `test` selected, for tests that need two processes with their
+/// own clients and subscribers. The child prints `<tag>addr=<socket>` once
+/// it listens and `<tag>stats=<json>` once its standard input closes.
+pub struct ChildService {
+    child: std::process::Child,
+    /// Where the child listens.
+    pub addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ChildService {
+    /// Starts the child with `env` set; nothing of this process's raindrop
+    /// environment leaks in, and its Workshop mirror is off.
+    pub fn start(test: &str, tag: &'static str, env: &[(&str, &str)]) -> ChildService {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+        cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env_remove("RAINDROP_WRITE_KEY")
+            .env_remove("RAINDROP_PROPAGATION_SECRET")
+            .env_remove("RAINDROP_PROPAGATION_TRUST")
+            .env_remove("RAINDROP_LOCAL_SINK")
+            .env_remove("RUST_LOG")
+            .env("RAINDROP_WORKSHOP", "off")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the child service starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                // The test harness may print its own words before ours.
+                if let Some((_, l)) = line.split_once(tag) {
+                    let _ = tx.send(l.to_owned());
+                }
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the child service printed its address");
+        let addr = first.strip_prefix("addr=").unwrap().parse().unwrap();
+        ChildService { child, addr, lines }
+    }
+
+    /// Stops the child (closes its standard input) and returns the stats
+    /// it printed once it flushed.
+    pub fn stop(mut self) -> Value {
+        drop(self.child.stdin.take());
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(40))
+            .expect("the child service printed its stats");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the child service failed: {status:?}");
+        serde_json::from_str(line.strip_prefix("stats=").unwrap()).unwrap()
+    }
+}
+
+impl Drop for ChildService {
+    fn drop(&mut self) {
+        // Only if a test failed before `stop`: never leave the child running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
