@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -54,7 +54,8 @@ enum Kind {
 /// only the requests waiting for it, never the worker's loop, its timers
 /// or its deadlines.
 struct SinkWriter {
-    lines: Mutex<std::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<bool>)>>,
+    /// `Sender` is `Sync`: delivery tasks share it without a lock.
+    lines: std::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<bool>)>,
 }
 
 impl SinkWriter {
@@ -76,18 +77,13 @@ impl SinkWriter {
                 }
             })?;
         Ok(SinkWriter {
-            lines: Mutex::new(tx),
+            lines: tx,
         })
     }
 
     async fn write(&self, line: Vec<u8>) -> bool {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let sent = self
-            .lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((line, done))
-            .is_ok();
+        let sent = self.lines.send((line, done)).is_ok();
         sent && answer.await.unwrap_or(false)
     }
 }
