@@ -171,7 +171,9 @@ impl Pipeline {
                         );
                         lost(DropReason::QueueFull, &detail)
                     }
-                    Refused::Bytes => lost(DropReason::MemoryLimit, &self.memory_detail(queue)),
+                    Refused::Bytes => {
+                        lost(DropReason::MemoryLimit, &self.memory_detail(queue, cost))
+                    }
                     Refused::Closed => lost(DropReason::AfterShutdown, "worker stopped"),
                 }
                 false
@@ -202,9 +204,10 @@ impl Pipeline {
         }
     }
 
-    fn memory_detail(&self, queue: &Queue) -> String {
+    /// Why an item of `cost` bytes was refused: the bound and what is held.
+    fn memory_detail(&self, queue: &Queue, cost: u64) -> String {
         format!(
-            "{} bytes are held for delivery (max_buffered_bytes {}); Client::ready() waits for room",
+            "an item of {cost} bytes does not fit beside the {} bytes held for delivery (max_buffered_bytes {}); Client::ready() waits for room",
             queue.budget().bytes(),
             queue.budget().max_bytes()
         )
@@ -254,7 +257,7 @@ impl Pipeline {
             if let Some(w) = state.as_mut() {
                 if !conflicts(&w.patch.properties, &patch.properties) {
                     if !queue.budget().charge_bytes(cost) {
-                        lost(DropReason::MemoryLimit, &self.memory_detail(queue));
+                        lost(DropReason::MemoryLimit, &self.memory_detail(queue, cost));
                         return;
                     }
                     counters.queued.fetch_add(1, Ordering::AcqRel);

@@ -76,9 +76,7 @@ impl SinkWriter {
                     let _ = done.send(ok);
                 }
             })?;
-        Ok(SinkWriter {
-            lines: tx,
-        })
+        Ok(SinkWriter { lines: tx })
     }
 
     async fn write(&self, line: Vec<u8>) -> bool {
