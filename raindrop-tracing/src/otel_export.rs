@@ -1,0 +1,882 @@
+//! Raindrop as an OpenTelemetry span exporter (feature `otel-exporter`).
+//!
+//! [`RaindropExporter`] is a
+//! [`SpanExporter`](opentelemetry_sdk::trace::SpanExporter) for
+//! `opentelemetry_sdk` 0.33: add it to the tracer provider beside your other
+//! exporters (an OTLP exporter to your Collector, ...) and the spans that
+//! belong to a Raindrop interaction also go to Raindrop's `traces` route, in
+//! the shape the tracing layer's spans have. It serves code instrumented with
+//! OpenTelemetry directly and pipelines of `tracing` →
+//! `tracing-opentelemetry` → the OpenTelemetry SDK alike.
+//!
+//! * **Which spans are sent.** A span is sent when it names its interaction
+//!   by an attribute: `raindrop.event_id`,
+//!   `traceloop.association.properties.event_id` (what Traceloop-instrumented
+//!   code writes) or `ai.telemetry.metadata.raindrop.eventId`. Put them on a
+//!   span with [`link_attributes`], or as a `raindrop.event_id` field of a
+//!   `tracing` span. Every other span is not sent (the backend would keep it
+//!   linked to nothing) and counted in [`ExporterStats::unlinked`]. Spans with
+//!   a `raindrop.kind` attribute are the raindrop layer's own `tracing` spans
+//!   seen through `tracing-opentelemetry`: the layer sends those, so the
+//!   exporter skips them ([`ExporterStats::layer_spans`]).
+//! * **GenAI spans.** A span with GenAI-convention attributes
+//!   (`gen_ai.operation.name`, `gen_ai.request.model`, ...) keeps them and
+//!   gains what Raindrop reads, as the layer writes it: `traceloop.span.kind`,
+//!   `ai.operationId`, `ai.model.id`, `gen_ai.response.model`, the prompt as
+//!   `ai.prompt.messages`, the answer as `ai.response.text`, token usage under
+//!   the normalised `gen_ai.usage.*` names.
+//! * **The interaction is filled** from its chat-like model calls where
+//!   nothing was set by hand, as the layer does for `tracing` spans: the
+//!   model of the last call, the input (the last user text of the first
+//!   call), the output (the assistant text of the last call that had some),
+//!   and the properties `input_tokens`, `output_tokens`, `total_tokens`,
+//!   `reasoning_tokens`, `cache_read_input_tokens` (summed) and
+//!   `llm_calls`. Only an interaction begun in this process and still open
+//!   when the span is exported is filled; a call exported after its
+//!   interaction finished (or for one begun by another process) is sent as
+//!   a span and counted in [`ExporterStats::unfilled_calls`].
+//!
+//! `export` only converts and queues on the client (the client's worker
+//! batches and sends), so it suits a simple span processor: spans then reach
+//! Raindrop as they end, before the interaction finishes. `shutdown` and
+//! `force_flush` flush the client within the provider's deadline (they do
+//! not shut the client down: it may serve other code).
+//!
+//! ```
+//! use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+//! use opentelemetry::KeyValue;
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//! use raindrop_core::{Begin, Client, ClientOptions};
+//! use raindrop_tracing::otel_export::{link_attributes, RaindropExporter};
+//!
+//! let client = Client::new(ClientOptions::default())?; // no write key: sends nothing
+//! let exporter = RaindropExporter::new(&client);
+//! let provider = SdkTracerProvider::builder()
+//!     .with_simple_exporter(exporter.clone())
+//!     // .with_batch_exporter(your_otlp_exporter)
+//!     .build();
+//! let tracer = provider.tracer("my-agent");
+//!
+//! let chat = client.begin(Begin::new("user-1", "chat").input("2+2?"))?;
+//! let mut span = tracer.start("chat gpt-4o");
+//! span.set_attributes(link_attributes(&chat));
+//! span.set_attribute(KeyValue::new("gen_ai.operation.name", "chat"));
+//! span.set_attribute(KeyValue::new("gen_ai.request.model", "gpt-4o"));
+//! span.end();
+//! tracer.start("GET /health").end(); // not linked: not sent to Raindrop
+//! chat.finish("4");
+//!
+//! provider.shutdown()?; // flushes Raindrop too
+//! assert_eq!(exporter.stats().unlinked, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use opentelemetry::trace::{SpanId, Status};
+use opentelemetry::{Array, KeyValue, Value as OtelValue};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use raindrop_core::{truncate_text, AttributeValue, Client, Interaction, SpanRecord, SpanStatus};
+
+/// The span attributes that link a span to its interaction's event id, in
+/// the order they are read: the short one, Traceloop's association
+/// property (what the backend links by), and the one Raindrop's AI SDK
+/// integrations write.
+pub const EVENT_ID_ATTRIBUTES: [&str; 3] = [
+    "raindrop.event_id",
+    "traceloop.association.properties.event_id",
+    "ai.telemetry.metadata.raindrop.eventId",
+];
+
+/// How long [`force_flush`](SpanExporter::force_flush), which has no deadline
+/// of its own, waits for the client by default.
+const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Interactions whose model calls are summed at once; past this, the oldest
+/// is forgotten (its later calls start a new sum).
+const MAX_INTERACTIONS: usize = 10_000;
+
+type Attr = (Cow<'static, str>, AttributeValue);
+
+/// The attributes that link an OpenTelemetry span to `interaction`: its
+/// event id (under the two keys the backend reads), user id, conversation id
+/// and event name, as Traceloop association properties. Empty for a no-op
+/// handle.
+///
+/// ```
+/// let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+/// let chat = client.begin(raindrop_core::Begin::new("user-1", "chat")).unwrap();
+/// let attrs = raindrop_tracing::otel_export::link_attributes(&chat);
+/// assert_eq!(attrs[0].key.as_str(), "traceloop.association.properties.event_id");
+/// ```
+pub fn link_attributes(interaction: &Interaction) -> Vec<KeyValue> {
+    let Some(id) = interaction.event_id() else {
+        return Vec::new();
+    };
+    let mut attrs = vec![
+        KeyValue::new("traceloop.association.properties.event_id", id.to_owned()),
+        KeyValue::new("ai.telemetry.metadata.raindrop.eventId", id.to_owned()),
+    ];
+    if let Some(u) = interaction.user_id() {
+        attrs.push(KeyValue::new("traceloop.association.properties.user_id", u));
+    }
+    if let Some(c) = interaction.convo_id() {
+        attrs.push(KeyValue::new(
+            "traceloop.association.properties.convo_id",
+            c,
+        ));
+    }
+    if let Some(e) = interaction.event_name() {
+        attrs.push(KeyValue::new("traceloop.association.properties.event", e));
+    }
+    attrs
+}
+
+/// What a [`RaindropExporter`] did with the spans it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExporterStats {
+    /// Spans handed to the client for the `traces` route (its own
+    /// `stats()` counts what happened to them after).
+    pub sent: u64,
+    /// Spans not sent: no interaction link (see [`EVENT_ID_ATTRIBUTES`]).
+    pub unlinked: u64,
+    /// Spans not sent: the raindrop layer's own spans (a `raindrop.kind`
+    /// attribute), which the layer sends itself.
+    pub layer_spans: u64,
+    /// Model calls sent as spans that could not fill their interaction:
+    /// it was not open in this process when the span was exported (it had
+    /// finished, or it was begun by another process).
+    pub unfilled_calls: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    unlinked: AtomicU64,
+    layer_spans: AtomicU64,
+    unfilled_calls: AtomicU64,
+}
+
+/// Sends the spans of Raindrop interactions from an `opentelemetry_sdk`
+/// tracer provider to Raindrop, and fills the interactions from their model
+/// calls. See the [module docs](self). Clones share their counters.
+#[derive(Clone)]
+pub struct RaindropExporter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client,
+    flush_timeout: Duration,
+    counters: Counters,
+    calls: Mutex<CallLog>,
+    said_unlinked: Once,
+}
+
+impl fmt::Debug for RaindropExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RaindropExporter")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RaindropExporter {
+    /// An exporter that queues spans on `client`.
+    pub fn new(client: &Client) -> Self {
+        RaindropExporter::build(client.clone(), DEFAULT_FLUSH_TIMEOUT)
+    }
+
+    fn build(client: Client, flush_timeout: Duration) -> Self {
+        RaindropExporter {
+            shared: Arc::new(Shared {
+                client,
+                flush_timeout,
+                counters: Counters::default(),
+                calls: Mutex::new(CallLog::default()),
+                said_unlinked: Once::new(),
+            }),
+        }
+    }
+
+    /// How long `force_flush` waits for the client (default 5 s);
+    /// `shutdown` uses the provider's deadline. A new exporter: set it
+    /// before cloning (counters are per exporter and its clones).
+    ///
+    /// ```
+    /// # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+    /// use std::time::Duration;
+    /// let exporter = raindrop_tracing::otel_export::RaindropExporter::new(&client)
+    ///     .flush_timeout(Duration::from_secs(2));
+    /// ```
+    pub fn flush_timeout(self, timeout: Duration) -> Self {
+        RaindropExporter::build(self.shared.client.clone(), timeout)
+    }
+
+    /// What this exporter (and its clones) did so far.
+    pub fn stats(&self) -> ExporterStats {
+        let c = &self.shared.counters;
+        ExporterStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            unlinked: c.unlinked.load(Ordering::Relaxed),
+            layer_spans: c.layer_spans.load(Ordering::Relaxed),
+            unfilled_calls: c.unfilled_calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Converts and queues one batch; never waits on the network.
+    fn hand_over(&self, batch: Vec<SpanData>) {
+        for span in batch {
+            self.hand_over_one(span);
+        }
+    }
+
+    fn hand_over_one(&self, span: SpanData) {
+        let s = &*self.shared;
+        if has_key(&span.attributes, "raindrop.kind") {
+            s.counters.layer_spans.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(event_id) = event_id_of(&span.attributes) else {
+            s.counters.unlinked.fetch_add(1, Ordering::Relaxed);
+            s.said_unlinked.call_once(|| {
+                tracing::debug!(target: "raindrop", span = %span.name,
+                    "an OpenTelemetry span with no raindrop.event_id is not sent to Raindrop (counted in RaindropExporter::stats().unlinked)");
+            });
+            return;
+        };
+        let interaction = s.client.resume_interaction_by_id(&event_id);
+        let max = s.client.options().max_text_field_chars;
+        let call = adapter::Call::read(&span.attributes);
+        if let Some(call) = call.as_ref().filter(|c| c.is_chat()) {
+            self.fill(&interaction, call, max);
+        }
+        let record = to_record(span, &event_id, &interaction, call.as_ref(), max);
+        // `export_span` validates and queues; it never blocks.
+        let _ = s.client.export_span(record);
+        s.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fills a live, open interaction from one model call (the layer's rule:
+    /// what the user set by hand wins, see `Interaction::fill_unset`).
+    fn fill(&self, interaction: &Interaction, call: &adapter::Call, max: usize) {
+        // Open in this process: a handle resumed by id for an event that
+        // finished, or was begun elsewhere, knows nothing of what was set
+        // by hand, and would override it.
+        let open = interaction.event_name().is_some() && !interaction.is_finished();
+        let Some(event_id) = interaction.event_id().filter(|_| open) else {
+            self.shared
+                .counters
+                .unfilled_calls
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let sum = self
+            .shared
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(event_id, call);
+        let cap = |t: String| truncate_text(&t, max).into_owned();
+        interaction.fill_unset(
+            call.model().map(str::to_owned),
+            sum.first_input.map(cap),
+            call.answer().map(cap),
+        );
+        adapter::set_usage_properties(interaction, &sum.usage, sum.count);
+    }
+}
+
+impl SpanExporter for RaindropExporter {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.hand_over(batch);
+        std::future::ready(Ok(()))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        flush(&self.shared.client, timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        flush(&self.shared.client, self.shared.flush_timeout)
+    }
+}
+
+/// Delivers what the client holds within `timeout` (the client keeps
+/// running: other code may use it).
+fn flush(client: &Client, timeout: Duration) -> OTelSdkResult {
+    if client.flush(timeout) {
+        Ok(())
+    } else {
+        Err(OTelSdkError::Timeout(timeout))
+    }
+}
+
+fn has_key(attrs: &[KeyValue], key: &str) -> bool {
+    attrs.iter().any(|kv| kv.key.as_str() == key)
+}
+
+fn event_id_of(attrs: &[KeyValue]) -> Option<String> {
+    EVENT_ID_ATTRIBUTES.iter().find_map(|name| {
+        attrs
+            .iter()
+            .find(|kv| kv.key.as_str() == *name)
+            .map(|kv| kv.value.as_str().trim().to_owned())
+            .filter(|id| !id.is_empty())
+    })
+}
+
+/// The span as the `traces` route takes it: its own attributes, then what
+/// Raindrop reads that it lacks (the link, the GenAI mapping).
+fn to_record(
+    span: SpanData,
+    event_id: &str,
+    interaction: &Interaction,
+    call: Option<&adapter::Call>,
+    max: usize,
+) -> SpanRecord {
+    let mut attrs: Vec<Attr> = span
+        .attributes
+        .iter()
+        .map(|kv| {
+            (
+                Cow::Owned(kv.key.as_str().to_owned()),
+                value_of(&kv.value, max),
+            )
+        })
+        .collect();
+    let mut added: Vec<Attr> = Vec::new();
+    if let Some(call) = call {
+        added.extend(call.attributes(max));
+    }
+    added.push((
+        "traceloop.association.properties.event_id".into(),
+        event_id.into(),
+    ));
+    added.push((
+        "ai.telemetry.metadata.raindrop.eventId".into(),
+        event_id.into(),
+    ));
+    for (key, value) in [
+        (
+            "traceloop.association.properties.user_id",
+            interaction.user_id(),
+        ),
+        (
+            "traceloop.association.properties.convo_id",
+            interaction.convo_id(),
+        ),
+        (
+            "traceloop.association.properties.event",
+            interaction.event_name(),
+        ),
+        ("traceloop.workflow.name", interaction.event_name()),
+    ] {
+        if let Some(v) = value {
+            added.push((key.into(), v.into()));
+        }
+    }
+    for (k, v) in added {
+        if !attrs.iter().any(|(have, _)| *have == k) {
+            attrs.push((k, v));
+        }
+    }
+    let parent = span.parent_span_id;
+    SpanRecord {
+        trace_id: span.span_context.trace_id().to_bytes(),
+        span_id: span.span_context.span_id().to_bytes(),
+        parent_span_id: (parent != SpanId::INVALID).then(|| parent.to_bytes()),
+        name: span.name.into_owned(),
+        start: span.start_time,
+        end: span.end_time,
+        status: match span.status {
+            Status::Error { description } => SpanStatus::Error(description.into_owned()),
+            _ => SpanStatus::Ok,
+        },
+        attributes: attrs,
+    }
+}
+
+/// An OpenTelemetry attribute value in the OTLP/JSON form Raindrop sends;
+/// text capped at the client's `max_text_field_chars`.
+fn value_of(v: &OtelValue, max: usize) -> AttributeValue {
+    match v {
+        OtelValue::Bool(b) => AttributeValue::Bool(*b),
+        OtelValue::I64(i) => AttributeValue::Int(*i),
+        OtelValue::F64(f) => AttributeValue::Double(*f),
+        OtelValue::String(s) => AttributeValue::String(truncate_text(s.as_str(), max).into_owned()),
+        OtelValue::Array(Array::String(items)) => AttributeValue::StringArray(
+            items
+                .iter()
+                .map(|s| truncate_text(s.as_str(), max).into_owned())
+                .collect(),
+        ),
+        other => AttributeValue::String(truncate_text(&other.as_str(), max).into_owned()),
+    }
+}
+
+/// The model calls of the interactions seen, summed per event id.
+#[derive(Default)]
+struct CallLog {
+    by_event: HashMap<String, Sum>,
+    order: VecDeque<String>,
+}
+
+#[derive(Clone, Default)]
+struct Sum {
+    count: u32,
+    first_input: Option<String>,
+    usage: adapter::Usage,
+}
+
+impl CallLog {
+    /// Adds one call to its interaction's sum; returns the sum so far.
+    fn add(&mut self, event_id: &str, call: &adapter::Call) -> Sum {
+        if !self.by_event.contains_key(event_id) {
+            if self.order.len() >= MAX_INTERACTIONS {
+                if let Some(old) = self.order.pop_front() {
+                    self.by_event.remove(&old);
+                }
+            }
+            self.order.push_back(event_id.to_owned());
+        }
+        let sum = self.by_event.entry(event_id.to_owned()).or_default();
+        sum.count += 1;
+        if sum.first_input.is_none() {
+            sum.first_input = call.user_text();
+        }
+        sum.usage.add(&call.usage);
+        sum.clone()
+    }
+}
+
+/// The GenAI mapping for OpenTelemetry attributes.
+///
+/// It follows the layer's `genai` module (the same convention names read,
+/// the same attributes written, the same rules for filling an interaction),
+/// which today works on the layer's own span state and so cannot be called
+/// from here. Once `genai` returns attributes from what a call said, the
+/// bodies below become calls into it; nothing outside this module changes.
+mod adapter {
+    use std::borrow::Cow;
+
+    use opentelemetry::KeyValue;
+    use raindrop_core::{truncate_text, AttributeValue, Interaction};
+    use serde_json::Value;
+
+    use super::Attr;
+
+    /// Token counts of one call, or summed over an interaction's calls.
+    #[derive(Debug, Default, Clone, Copy)]
+    pub(super) struct Usage {
+        input: Option<i64>,
+        output: Option<i64>,
+        reasoning: Option<i64>,
+        cache_read: Option<i64>,
+        cache_write: Option<i64>,
+    }
+
+    fn add(a: &mut Option<i64>, b: Option<i64>) {
+        if let Some(b) = b {
+            *a = Some(a.unwrap_or(0).saturating_add(b));
+        }
+    }
+
+    impl Usage {
+        pub(super) fn add(&mut self, o: &Usage) {
+            add(&mut self.input, o.input);
+            add(&mut self.output, o.output);
+            add(&mut self.reasoning, o.reasoning);
+            add(&mut self.cache_read, o.cache_read);
+            add(&mut self.cache_write, o.cache_write);
+        }
+    }
+
+    /// What one GenAI span said, by convention name.
+    #[derive(Debug, Default)]
+    pub(super) struct Call {
+        operation: Option<String>,
+        span_kind: Option<String>,
+        provider: Option<String>,
+        request_model: Option<String>,
+        response_model: Option<String>,
+        system: Option<String>,
+        input_messages: Option<String>,
+        output_messages: Option<String>,
+        /// `gen_ai.prompt.N.role` / `.content` (Traceloop's indexed form).
+        prompt: Vec<(usize, Option<String>, Option<String>)>,
+        /// `gen_ai.completion.0.content` or `ai.response.text`.
+        completion: Option<String>,
+        tool_name: Option<String>,
+        tool_arguments: Option<String>,
+        tool_result: Option<String>,
+        pub(super) usage: Usage,
+    }
+
+    fn int(v: &opentelemetry::Value) -> Option<i64> {
+        match v {
+            opentelemetry::Value::I64(i) => Some(*i),
+            opentelemetry::Value::F64(f) => Some(*f as i64),
+            other => other.as_str().trim().parse().ok(),
+        }
+    }
+
+    impl Call {
+        /// The GenAI reading of a span; `None` when it is no model, tool or
+        /// agent span of the conventions.
+        pub(super) fn read(attrs: &[KeyValue]) -> Option<Call> {
+            let mut c = Call::default();
+            let mut genai = false;
+            for kv in attrs {
+                let key = kv.key.as_str();
+                let text = || Some(kv.value.as_str().into_owned());
+                genai |= matches!(
+                    key,
+                    "gen_ai.operation.name"
+                        | "gen_ai.request.model"
+                        | "gen_ai.response.model"
+                        | "ai.model.id"
+                        | "llm.request.type"
+                );
+                match key {
+                    "gen_ai.operation.name" => c.operation = text(),
+                    "traceloop.span.kind" => c.span_kind = text(),
+                    "gen_ai.provider.name" | "gen_ai.system" | "ai.model.provider" => {
+                        c.provider = text()
+                    }
+                    "gen_ai.request.model" | "ai.model.id" => {
+                        c.request_model = c.request_model.take().or_else(text)
+                    }
+                    "gen_ai.response.model" => c.response_model = text(),
+                    "gen_ai.system_instructions" => c.system = text(),
+                    "gen_ai.input.messages" | "ai.prompt.messages" => c.input_messages = text(),
+                    "gen_ai.output.messages" => c.output_messages = text(),
+                    "gen_ai.completion.0.content" | "ai.response.text" => c.completion = text(),
+                    "gen_ai.tool.name" => c.tool_name = text(),
+                    "gen_ai.tool.call.arguments" => c.tool_arguments = text(),
+                    "gen_ai.tool.call.result" => c.tool_result = text(),
+                    "gen_ai.usage.input_tokens" | "gen_ai.usage.prompt_tokens" => {
+                        c.usage.input = int(&kv.value)
+                    }
+                    "gen_ai.usage.output_tokens" | "gen_ai.usage.completion_tokens" => {
+                        c.usage.output = int(&kv.value)
+                    }
+                    "gen_ai.usage.reasoning_tokens" | "gen_ai.usage.reasoning.output_tokens" => {
+                        c.usage.reasoning = int(&kv.value)
+                    }
+                    "gen_ai.usage.cache_read.input_tokens"
+                    | "gen_ai.usage.cache_read_input_tokens" => c.usage.cache_read = int(&kv.value),
+                    "gen_ai.usage.cache_creation.input_tokens"
+                    | "gen_ai.usage.cache_write_input_tokens" => {
+                        c.usage.cache_write = int(&kv.value)
+                    }
+                    _ => c.read_indexed_prompt(key, &kv.value),
+                }
+            }
+            let llm_kind = c.span_kind.as_deref() == Some("llm");
+            (genai || llm_kind).then_some(c)
+        }
+
+        fn read_indexed_prompt(&mut self, key: &str, value: &opentelemetry::Value) {
+            let Some(rest) = key.strip_prefix("gen_ai.prompt.") else {
+                return;
+            };
+            let Some((n, field)) = rest.split_once('.') else {
+                return;
+            };
+            let Ok(n) = n.parse::<usize>() else {
+                return;
+            };
+            let slot = match self.prompt.iter().position(|p| p.0 == n) {
+                Some(i) => &mut self.prompt[i],
+                None => {
+                    self.prompt.push((n, None, None));
+                    self.prompt.last_mut().expect("just pushed")
+                }
+            };
+            match field {
+                "role" => slot.1 = Some(value.as_str().into_owned()),
+                "content" => slot.2 = Some(value.as_str().into_owned()),
+                _ => {}
+            }
+        }
+
+        /// `tool`, `task` or `llm`, from the operation (the layer's rule).
+        fn kind(&self) -> &'static str {
+            match self.operation.as_deref().map(str::trim) {
+                Some("execute_tool") => "tool",
+                Some("invoke_agent" | "create_agent") => "task",
+                _ => "llm",
+            }
+        }
+
+        /// A call whose prompt and answer are what the user asked and the
+        /// model said (not embeddings, tools or agents).
+        pub(super) fn is_chat(&self) -> bool {
+            self.kind() == "llm"
+                && matches!(
+                    self.operation.as_deref().map(str::trim),
+                    None | Some("chat" | "generate_content" | "text_completion")
+                )
+        }
+
+        pub(super) fn model(&self) -> Option<&str> {
+            self.response_model
+                .as_deref()
+                .or(self.request_model.as_deref())
+        }
+
+        /// The prompt as `(role, content, text)`, system instructions first.
+        fn messages(&self) -> Vec<Message> {
+            let mut msgs = match &self.input_messages {
+                Some(json) => parse_messages(json),
+                None => {
+                    let mut indexed: Vec<_> = self.prompt.iter().collect();
+                    indexed.sort_by_key(|p| p.0);
+                    indexed
+                        .into_iter()
+                        .filter_map(|(_, role, content)| {
+                            let content = content.clone()?;
+                            Some(Message {
+                                role: role.clone().unwrap_or_else(|| "user".to_owned()),
+                                text: Some(content.clone()),
+                                content,
+                            })
+                        })
+                        .collect()
+                }
+            };
+            if !msgs.iter().any(|m| m.role == "system") {
+                if let Some(sys) = self.system.as_deref().map(system_text) {
+                    if !sys.is_empty() {
+                        msgs.insert(
+                            0,
+                            Message {
+                                role: "system".to_owned(),
+                                content: sys,
+                                text: None,
+                            },
+                        );
+                    }
+                }
+            }
+            msgs
+        }
+
+        /// The last user text of the prompt (tool results, which come back
+        /// as user messages without text parts, are skipped).
+        pub(super) fn user_text(&self) -> Option<String> {
+            self.messages()
+                .into_iter()
+                .rev()
+                .find(|m| m.role == "user" && m.text.is_some())
+                .and_then(|m| m.text)
+        }
+
+        /// The assistant's text of the answer.
+        pub(super) fn answer(&self) -> Option<String> {
+            if let Some(json) = &self.output_messages {
+                let texts: Vec<String> = parse_messages(json)
+                    .into_iter()
+                    .filter(|m| m.role == "assistant")
+                    .filter_map(|m| m.text)
+                    .collect();
+                if !texts.is_empty() {
+                    return Some(texts.join("\n"));
+                }
+            }
+            self.completion.clone()
+        }
+
+        /// What Raindrop reads, as the layer writes it for its LLM and tool
+        /// spans; the caller keeps the span's own value where it has one.
+        pub(super) fn attributes(&self, max: usize) -> Vec<Attr> {
+            let mut a: Vec<Attr> = Vec::new();
+            let mut push = |k: &'static str, v: AttributeValue| a.push((Cow::Borrowed(k), v));
+            let kind = self.span_kind.as_deref().unwrap_or(self.kind());
+            push("traceloop.span.kind", kind.into());
+            match kind {
+                "tool" => {
+                    push("ai.operationId", "ai.toolCall".into());
+                    if let Some(n) = &self.tool_name {
+                        push("traceloop.entity.name", n.as_str().into());
+                    }
+                    if let Some(i) = &self.tool_arguments {
+                        push("traceloop.entity.input", cap(i, max));
+                    }
+                    if let Some(o) = &self.tool_result {
+                        push("traceloop.entity.output", cap(o, max));
+                    }
+                    return a;
+                }
+                "llm" => {}
+                _ => return a,
+            }
+            let op = match self.operation.as_deref() {
+                Some("embeddings") => "ai.embed",
+                _ => "ai.generateText",
+            };
+            push("ai.operationId", op.into());
+            if let Some(m) = self.model() {
+                push("ai.model.id", m.into());
+                push(
+                    "gen_ai.request.model",
+                    self.request_model.as_deref().unwrap_or(m).into(),
+                );
+                // The backend reads per-span usage only with a response model.
+                push("gen_ai.response.model", m.into());
+            }
+            if let Some(p) = &self.provider {
+                let p = p.trim().to_ascii_lowercase();
+                push("ai.model.provider", p.as_str().into());
+                push("gen_ai.system", p.as_str().into());
+                push("gen_ai.provider.name", p.into());
+            }
+            self.content_attributes(&mut a, max);
+            let u = self.usage;
+            for (k, v) in [
+                ("gen_ai.usage.input_tokens", u.input),
+                ("gen_ai.usage.output_tokens", u.output),
+                ("gen_ai.usage.reasoning_tokens", u.reasoning),
+                ("gen_ai.usage.cache_read_input_tokens", u.cache_read),
+                ("gen_ai.usage.cache_write_input_tokens", u.cache_write),
+            ] {
+                if let Some(v) = v.filter(|v| *v > 0) {
+                    a.push((Cow::Borrowed(k), AttributeValue::Int(v)));
+                }
+            }
+            a
+        }
+
+        /// The prompt and the answer in Raindrop's forms.
+        fn content_attributes(&self, a: &mut Vec<Attr>, max: usize) {
+            let messages = self.messages();
+            if !messages.is_empty() {
+                let arr: Vec<Value> = messages
+                    .iter()
+                    .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+                    .collect();
+                a.push((
+                    "ai.prompt.messages".into(),
+                    cap(&Value::Array(arr).to_string(), max),
+                ));
+                for (n, m) in messages.iter().enumerate() {
+                    a.push((
+                        format!("gen_ai.prompt.{n}.role").into(),
+                        m.role.as_str().into(),
+                    ));
+                    a.push((
+                        format!("gen_ai.prompt.{n}.content").into(),
+                        cap(&m.content, max),
+                    ));
+                }
+            }
+            if let Some(o) = self.answer() {
+                a.push(("ai.response.text".into(), cap(&o, max)));
+                a.push(("gen_ai.completion.0.role".into(), "assistant".into()));
+                a.push(("gen_ai.completion.0.content".into(), cap(&o, max)));
+            }
+        }
+    }
+
+    fn cap(s: &str, max: usize) -> AttributeValue {
+        AttributeValue::String(truncate_text(s, max).into_owned())
+    }
+
+    /// The interaction's usage properties, from the sum of its calls.
+    pub(super) fn set_usage_properties(i: &Interaction, u: &Usage, calls: u32) {
+        for (k, v) in [
+            ("input_tokens", u.input),
+            ("output_tokens", u.output),
+            ("reasoning_tokens", u.reasoning),
+            ("cache_read_input_tokens", u.cache_read),
+        ] {
+            if let Some(v) = v {
+                i.set_property(k, v);
+            }
+        }
+        if u.input.is_some() || u.output.is_some() {
+            let total = u.input.unwrap_or(0).saturating_add(u.output.unwrap_or(0));
+            i.set_property("total_tokens", total);
+        }
+        i.set_property("llm_calls", calls);
+    }
+
+    /// One chat message in Raindrop's `{role, content}` form.
+    struct Message {
+        role: String,
+        content: String,
+        /// Text parts only (no tool calls, tool results or media).
+        text: Option<String>,
+    }
+
+    /// Reads `[{role, parts: [{type, content}]}]` (the GenAI convention) or
+    /// `[{role, content}]` (OpenAI-style, and `ai.prompt.messages`).
+    fn parse_messages(json: &str) -> Vec<Message> {
+        let Ok(Value::Array(items)) = serde_json::from_str::<Value>(json) else {
+            return Vec::new();
+        };
+        items.into_iter().filter_map(message).collect()
+    }
+
+    fn message(m: Value) -> Option<Message> {
+        let Value::Object(mut m) = m else {
+            return None;
+        };
+        let role = match m.remove("role") {
+            Some(Value::String(r)) => r,
+            _ => "user".to_owned(),
+        };
+        if let Some(Value::Array(parts)) = m.get("parts") {
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|p| p.get("content").and_then(Value::as_str))
+                .collect();
+            let text = (!texts.is_empty()).then(|| texts.join("\n"));
+            let content = text
+                .clone()
+                .unwrap_or_else(|| Value::Array(parts.clone()).to_string());
+            return Some(Message {
+                role,
+                content,
+                text,
+            });
+        }
+        match m.remove("content") {
+            Some(Value::String(s)) => Some(Message {
+                role,
+                text: Some(s.clone()),
+                content: s,
+            }),
+            Some(other) if !other.is_null() => Some(Message {
+                role,
+                content: other.to_string(),
+                text: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The system instructions as one text (a parts array, or plain text).
+    fn system_text(s: &str) -> String {
+        match serde_json::from_str::<Value>(s) {
+            Ok(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("content").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => s.to_owned(),
+        }
+    }
+}
