@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
-use opentelemetry::KeyValue;
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use raindrop::otel::{link_attributes, RaindropExporter};
+use raindrop::otel::{link_attributes, link_context, LinkProcessor, RaindropExporter};
 use raindrop::testing::Capture;
 use raindrop::{Begin, Client, ClientOptions, Finish};
 use raindrop_test_support::{Answer, Capture as Server};
@@ -295,5 +295,62 @@ fn tracing_spans_through_tracing_opentelemetry_arrive() {
     assert_eq!(event.input.as_deref(), Some("name a colour"));
     assert_eq!(event.output.as_deref(), Some("Blue."));
     assert_eq!(event.properties["total_tokens"], 11);
+    assert_eq!(raindrop.stats().unlinked, 1);
+}
+
+#[test]
+fn spans_started_in_a_linked_context_are_linked_by_the_processor() {
+    let capture = Capture::new();
+    let client = capture.client();
+    let raindrop = RaindropExporter::new(client);
+    let memory = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(raindrop.clone())
+        .with_span_processor(LinkProcessor)
+        .with_simple_exporter(memory.clone())
+        .build();
+    let tracer = provider.tracer("agent");
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc")));
+    let chat = client.begin(Begin::new("u-6", "chat")).unwrap();
+    let event_id = chat.event_id().unwrap().to_owned();
+    {
+        let _linked = link_context(&Context::current(), &chat).attach();
+        // OpenTelemetry directly: a root and a child started from its context.
+        tracer.in_span("agent", |cx| {
+            let mut child = tracer.start_with_context("lookup", &cx);
+            child.set_attribute(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+            child.set_attribute(KeyValue::new("gen_ai.tool.name", "lookup"));
+            child.end();
+        });
+        // `tracing` spans created in the linked context, and their children.
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("handle_request");
+            let _in = outer.enter();
+            tracing::info_span!("inner_step").in_scope(|| {});
+        });
+    }
+    tracer.start("after").end(); // the context is detached: not linked
+    let all = memory.get_finished_spans().unwrap();
+    provider.shutdown().unwrap();
+
+    assert_eq!(all.len(), 5);
+    let recorded = capture.recorded();
+    let mut names: Vec<&str> = recorded.spans.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["agent", "handle_request", "inner_step", "lookup"]);
+    assert!(recorded
+        .spans
+        .iter()
+        .all(|s| s.event_id.as_deref() == Some(event_id.as_str())));
+    // Linked spans keep the link in every exporter (the id only).
+    let sdk_lookup = all.iter().find(|s| s.name == "lookup").unwrap();
+    assert!(sdk_lookup
+        .attributes
+        .iter()
+        .any(|kv| kv.key.as_str() == "raindrop.event_id"));
+    let lookup = recorded.span("lookup").unwrap();
+    assert_eq!(lookup.kind.as_deref(), Some("tool"));
+    assert_eq!(lookup.attr_str("ai.operationId"), Some("ai.toolCall"));
     assert_eq!(raindrop.stats().unlinked, 1);
 }

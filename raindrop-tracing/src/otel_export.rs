@@ -12,10 +12,12 @@
 //! * **Which spans are sent.** A span is sent when it names its interaction
 //!   by an attribute: `raindrop.event_id`,
 //!   `traceloop.association.properties.event_id` (what Traceloop-instrumented
-//!   code writes) or `ai.telemetry.metadata.raindrop.eventId`. Put them on a
-//!   span with [`link_attributes`], or as a `raindrop.event_id` field of a
-//!   `tracing` span. Every other span is not sent (the backend would keep it
-//!   linked to nothing) and counted in [`ExporterStats::unlinked`]. Spans with
+//!   code writes) or `ai.telemetry.metadata.raindrop.eventId`. Link every
+//!   span started inside an interaction at once with [`link_context`] and
+//!   the [`LinkProcessor`]; or one span with [`link_attributes`], or a
+//!   `raindrop.event_id` field of a `tracing` span. Every other span is not
+//!   sent (the backend would keep it linked to nothing) and counted in
+//!   [`ExporterStats::unlinked`]. Spans with
 //!   a `raindrop.kind` attribute are the raindrop layer's own `tracing` spans
 //!   seen through `tracing-opentelemetry`: the layer sends those, so the
 //!   exporter skips them ([`ExporterStats::layer_spans`]).
@@ -79,9 +81,9 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use opentelemetry::trace::{SpanId, Status};
-use opentelemetry::{Array, KeyValue, Value as OtelValue};
+use opentelemetry::{Array, Context, KeyValue, Value as OtelValue};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 use raindrop_core::{truncate_text, AttributeValue, Client, Interaction, SpanRecord, SpanStatus};
 
 /// The span attributes that link a span to its interaction's event id, in
@@ -136,6 +138,73 @@ pub fn link_attributes(interaction: &Interaction) -> Vec<KeyValue> {
         attrs.push(KeyValue::new("traceloop.association.properties.event", e));
     }
     attrs
+}
+
+/// A copy of `cx` that links the spans started in it (and in contexts made
+/// from it: children, `tracing-opentelemetry` spans created under it) to
+/// `interaction`, for [`LinkProcessor`] to stamp. Attach it around the work
+/// of the interaction: `let _g = link_context(&Context::current(), &chat).attach();`.
+///
+/// The link is a value of this process's context, never baggage: no
+/// propagator sends it, and no caller of another service can set it (a
+/// remote caller naming an event id could otherwise fill a live
+/// interaction of this process). A no-op handle gives `cx` unchanged.
+///
+/// ```
+/// use opentelemetry::Context;
+/// # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+/// let chat = client.begin(raindrop_core::Begin::new("user-1", "chat")).unwrap();
+/// let _attached = raindrop_tracing::otel_export::link_context(&Context::current(), &chat).attach();
+/// // Spans started here carry `raindrop.event_id` (with the LinkProcessor).
+/// ```
+pub fn link_context(cx: &Context, interaction: &Interaction) -> Context {
+    match interaction.event_id() {
+        Some(id) => cx.with_value(ContextLink(id.into())),
+        None => cx.clone(),
+    }
+}
+
+/// The event id [`link_context`] puts in an OpenTelemetry context.
+#[derive(Debug, Clone)]
+struct ContextLink(Arc<str>);
+
+/// A span processor that stamps `raindrop.event_id` on every span started
+/// in a context from [`link_context`], so that the spans of an interaction
+/// (its children, the spans a library creates inside it) are linked without
+/// attributes set by hand. Add it to the tracer provider with
+/// `with_span_processor(LinkProcessor)`, in any position. It only reads the
+/// parent context when a span starts; it exports nothing.
+///
+/// ```
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+/// use raindrop_tracing::otel_export::{LinkProcessor, RaindropExporter};
+/// # let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
+/// let provider = SdkTracerProvider::builder()
+///     .with_span_processor(LinkProcessor)
+///     .with_simple_exporter(RaindropExporter::new(&client))
+///     .build();
+/// # drop(provider);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkProcessor;
+
+impl SpanProcessor for LinkProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        use opentelemetry::trace::Span as _;
+        if let Some(ContextLink(id)) = cx.get::<ContextLink>() {
+            span.set_attribute(KeyValue::new("raindrop.event_id", id.to_string()));
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
 }
 
 /// What a [`RaindropExporter`] did with the spans it was given.
