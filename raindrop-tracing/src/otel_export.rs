@@ -40,9 +40,12 @@
 //!
 //! `export` only converts and queues on the client (the client's worker
 //! batches and sends), so it suits a simple span processor: spans then reach
-//! Raindrop as they end, before the interaction finishes. `shutdown` and
-//! `force_flush` flush the client within the provider's deadline (they do
-//! not shut the client down: it may serve other code).
+//! Raindrop as they end, before the interaction finishes. `shutdown` flushes
+//! the client within the deadline the processor gives it, `force_flush`
+//! within [`RaindropExporter::flush_timeout`]; neither shuts the client down
+//! (it may serve other code). `opentelemetry_sdk` 0.33's processors do not
+//! pass a provider's `force_flush` on to exporters: use
+//! [`Client::flush`](raindrop_core::Client::flush) for that.
 //!
 //! ```
 //! use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
