@@ -1,8 +1,6 @@
 //! Raindrop as an OpenTelemetry span exporter (feature `otel-exporter`).
 //!
-//! [`RaindropExporter`] is a
-//! [`SpanExporter`](opentelemetry_sdk::trace::SpanExporter) for
-//! `opentelemetry_sdk` 0.33: add it to the tracer provider beside your other
+//! [`RaindropExporter`] is a [`SpanExporter`] for `opentelemetry_sdk` 0.33: add it to the tracer provider beside your other
 //! exporters (an OTLP exporter to your Collector, ...) and the spans that
 //! belong to a Raindrop interaction also go to Raindrop's `traces` route, in
 //! the shape the tracing layer's spans have. It serves code instrumented with
