@@ -354,3 +354,26 @@ fn spans_started_in_a_linked_context_are_linked_by_the_processor() {
     assert_eq!(lookup.attr_str("ai.operationId"), Some("ai.toolCall"));
     assert_eq!(raindrop.stats().unlinked, 1);
 }
+
+#[test]
+fn ending_spans_never_waits_on_raindrop() {
+    // Every request hangs: an export that waited on the network would hold
+    // each span's end for the request timeout.
+    let server = Server::start(vec![("traces", vec![Answer::Hang; 8])]);
+    let client = client_for(&server);
+    let raindrop = RaindropExporter::new(&client);
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(raindrop.clone())
+        .build();
+    let tracer = provider.tracer("agent");
+    let chat = client.begin(Begin::new("u-7", "chat")).unwrap();
+    let started = Instant::now();
+    for _ in 0..500 {
+        model_call(&tracer, &chat, "q", "a", (1, 1));
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "500 span ends took {took:?}");
+    assert_eq!(raindrop.stats().sent, 500);
+    let _ = provider.shutdown_with_timeout(Duration::from_millis(100));
+    client.shutdown(Duration::from_millis(100));
+}

@@ -348,7 +348,7 @@ impl RaindropExporter {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let sum = self
+        let (sum, input) = self
             .shared
             .calls
             .lock()
@@ -357,7 +357,7 @@ impl RaindropExporter {
         let cap = |t: String| truncate_text(&t, max).into_owned();
         interaction.fill_unset(
             call.model().map(str::to_owned),
-            sum.first_input.map(cap),
+            input.map(cap),
             call.answer().map(cap),
         );
         adapter::set_usage_properties(interaction, &sum.usage, sum.count);
@@ -502,16 +502,19 @@ struct CallLog {
     order: VecDeque<String>,
 }
 
-#[derive(Clone, Default)]
+/// Small on purpose: entries outlive their interactions until evicted.
+#[derive(Clone, Copy, Default)]
 struct Sum {
     count: u32,
-    first_input: Option<String>,
+    /// The input was taken from a call (the first with user text).
+    has_input: bool,
     usage: adapter::Usage,
 }
 
 impl CallLog {
-    /// Adds one call to its interaction's sum; returns the sum so far.
-    fn add(&mut self, event_id: &str, call: &adapter::Call) -> Sum {
+    /// Adds one call to its interaction's sum; returns the sum so far and,
+    /// for the first call with user text, that text (the interaction's input).
+    fn add(&mut self, event_id: &str, call: &adapter::Call) -> (Sum, Option<String>) {
         if !self.by_event.contains_key(event_id) {
             if self.order.len() >= MAX_INTERACTIONS {
                 if let Some(old) = self.order.pop_front() {
@@ -522,11 +525,14 @@ impl CallLog {
         }
         let sum = self.by_event.entry(event_id.to_owned()).or_default();
         sum.count += 1;
-        if sum.first_input.is_none() {
-            sum.first_input = call.user_text();
-        }
+        let input = if sum.has_input {
+            None
+        } else {
+            call.user_text()
+        };
+        sum.has_input |= input.is_some();
         sum.usage.add(&call.usage);
-        sum.clone()
+        (*sum, input)
     }
 }
 
