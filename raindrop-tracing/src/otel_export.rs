@@ -956,3 +956,90 @@ mod adapter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::adapter::Call;
+    use super::*;
+
+    fn attrs(pairs: &[(&'static str, &'static str)]) -> Vec<KeyValue> {
+        pairs.iter().map(|(k, v)| KeyValue::new(*k, *v)).collect()
+    }
+
+    fn find<'a>(a: &'a [Attr], key: &str) -> Option<&'a AttributeValue> {
+        a.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn traceloop_indexed_prompts_and_old_usage_names_are_read() {
+        let mut a = attrs(&[
+            ("llm.request.type", "chat"),
+            ("gen_ai.request.model", "gpt-4o-mini"),
+            ("gen_ai.prompt.1.role", "user"),
+            ("gen_ai.prompt.1.content", "second"),
+            ("gen_ai.prompt.0.role", "system"),
+            ("gen_ai.prompt.0.content", "be brief"),
+            ("gen_ai.completion.0.content", "ok"),
+        ]);
+        a.push(KeyValue::new("gen_ai.usage.prompt_tokens", 7_i64));
+        a.push(KeyValue::new("gen_ai.usage.completion_tokens", "3"));
+        let call = Call::read(&a).expect("a model call");
+        assert!(call.is_chat());
+        assert_eq!(call.user_text().as_deref(), Some("second"));
+        assert_eq!(call.answer().as_deref(), Some("ok"));
+        let out = call.attributes(1000);
+        assert_eq!(
+            find(&out, "gen_ai.usage.input_tokens"),
+            Some(&AttributeValue::Int(7))
+        );
+        assert_eq!(
+            find(&out, "gen_ai.usage.output_tokens"),
+            Some(&AttributeValue::Int(3))
+        );
+        // System first, as the layer writes the prompt.
+        let Some(AttributeValue::String(m)) = find(&out, "ai.prompt.messages") else {
+            panic!("no prompt messages");
+        };
+        assert!(
+            m.starts_with(r#"[{"content":"be brief","role":"system"}"#),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn tools_and_plain_spans_are_told_apart() {
+        let tool = Call::read(&attrs(&[
+            ("gen_ai.operation.name", "execute_tool"),
+            ("gen_ai.tool.name", "search"),
+            ("gen_ai.tool.call.arguments", r#"{"q":"x"}"#),
+        ]))
+        .expect("a GenAI span");
+        assert!(!tool.is_chat());
+        let out = tool.attributes(1000);
+        assert_eq!(
+            find(&out, "traceloop.span.kind"),
+            Some(&AttributeValue::String("tool".into()))
+        );
+        assert_eq!(
+            find(&out, "traceloop.entity.input"),
+            Some(&AttributeValue::String(r#"{"q":"x"}"#.into()))
+        );
+        assert!(Call::read(&attrs(&[("http.method", "GET")])).is_none());
+        let embed = Call::read(&attrs(&[
+            ("gen_ai.operation.name", "embeddings"),
+            ("gen_ai.request.model", "e-3"),
+        ]))
+        .expect("a GenAI span");
+        assert!(!embed.is_chat(), "embeddings do not fill the interaction");
+    }
+
+    #[test]
+    fn the_first_event_id_attribute_that_is_not_blank_links() {
+        let a = attrs(&[
+            ("raindrop.event_id", "  "),
+            ("traceloop.association.properties.event_id", "e-1"),
+        ]);
+        assert_eq!(event_id_of(&a).as_deref(), Some("e-1"));
+        assert_eq!(event_id_of(&attrs(&[("x", "y")])), None);
+    }
+}
