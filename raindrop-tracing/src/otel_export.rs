@@ -1,9 +1,10 @@
 //! Raindrop as an OpenTelemetry span exporter (feature `otel-exporter`).
 //!
-//! [`RaindropExporter`] is a [`SpanExporter`] for `opentelemetry_sdk` 0.33: add it to the tracer provider beside your other
-//! exporters (an OTLP exporter to your Collector, ...) and the spans that
-//! belong to a Raindrop interaction also go to Raindrop's `traces` route, in
-//! the shape the tracing layer's spans have. It serves code instrumented with
+//! [`RaindropExporter`] is a [`SpanExporter`] for `opentelemetry_sdk` 0.33:
+//! add it to the tracer provider beside your other exporters (an OTLP
+//! exporter to your Collector, ...) and the spans that belong to a Raindrop
+//! interaction also go to Raindrop's `traces` route, in the shape the
+//! tracing layer's spans have. It serves code instrumented with
 //! OpenTelemetry directly and pipelines of `tracing` →
 //! `tracing-opentelemetry` → the OpenTelemetry SDK alike.
 //!
@@ -15,16 +16,17 @@
 //!   the [`LinkProcessor`]; or one span with [`link_attributes`], or a
 //!   `raindrop.event_id` field of a `tracing` span. Every other span is not
 //!   sent (the backend would keep it linked to nothing) and counted in
-//!   [`ExporterStats::unlinked`]. Spans with
-//!   a `raindrop.kind` attribute are the raindrop layer's own `tracing` spans
-//!   seen through `tracing-opentelemetry`: the layer sends those, so the
-//!   exporter skips them ([`ExporterStats::layer_spans`]).
+//!   [`ExporterStats::unlinked`]. Spans with a `raindrop.kind` attribute are
+//!   the raindrop layer's own `tracing` spans seen through
+//!   `tracing-opentelemetry`: the layer sends those, so the exporter skips
+//!   them ([`ExporterStats::layer_spans`]).
 //! * **GenAI spans.** A span with GenAI-convention attributes
 //!   (`gen_ai.operation.name`, `gen_ai.request.model`, ...) keeps them and
 //!   gains what Raindrop reads, as the layer writes it: `traceloop.span.kind`,
 //!   `ai.operationId`, `ai.model.id`, `gen_ai.response.model`, the prompt as
 //!   `ai.prompt.messages`, the answer as `ai.response.text`, token usage under
-//!   the normalised `gen_ai.usage.*` names.
+//!   the normalised `gen_ai.usage.*` names. The repository's
+//!   `docs/opentelemetry.md` lists them all.
 //! * **The interaction is filled** from its chat-like model calls where
 //!   nothing was set by hand, as the layer does for `tracing` spans: the
 //!   model of the last call, the input (the last user text of the first
