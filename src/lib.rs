@@ -160,6 +160,9 @@
 //! * `opentelemetry`: with `tracing-opentelemetry` 0.34 (`opentelemetry`
 //!   0.33) in the same subscriber, raindrop spans use its spans' trace and
 //!   span ids.
+//! * `otel-exporter`: `otel::RaindropExporter`, a span exporter of
+//!   `opentelemetry_sdk` 0.33 sending the spans of Raindrop interactions to
+//!   Raindrop beside your other exporters (`docs/opentelemetry.md`).
 //!
 //! Without them the crate is the plain client: [`init`], [`track_ai`],
 //! [`track`], [`identify`], [`track_signal`], [`begin`] and [`Client`].
@@ -212,6 +215,13 @@ pub use raindrop_tracing::propagate;
 /// (see the `raindrop-tracing` crate's `llm_http` module).
 #[cfg(feature = "llm-http")]
 pub use raindrop_tracing::llm_http;
+
+/// Raindrop as an OpenTelemetry span exporter: `RaindropExporter` beside
+/// your other exporters in an `opentelemetry_sdk` 0.33 tracer provider (see
+/// the `raindrop-tracing` crate's `otel_export` module and
+/// `docs/opentelemetry.md`).
+#[cfg(feature = "otel-exporter")]
+pub use raindrop_tracing::otel_export as otel;
 
 #[cfg(feature = "macros")]
 pub use raindrop_macros::{interaction, task, tool};

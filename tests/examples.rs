@@ -810,6 +810,11 @@ const DOCS: &[(&str, &str, &[&str])] = &[
         &[],
     ),
     ("docs/viewer.md", include_str!("../docs/viewer.md"), &[]),
+    (
+        "docs/opentelemetry.md",
+        include_str!("../docs/opentelemetry.md"),
+        &["readme_otel_exporter", "readme_otel_tracing"],
+    ),
 ];
 
 #[test]

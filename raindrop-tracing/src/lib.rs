@@ -20,6 +20,8 @@
 //!   the server (features `tower` and `reqwest-middleware` add a server layer
 //!   and a client middleware). With the `opentelemetry` feature, spans take
 //!   the ids of `tracing-opentelemetry`'s spans (see `otel`).
+//! * [`otel_export`] (feature `otel-exporter`): Raindrop as a span exporter
+//!   of an `opentelemetry_sdk` tracer provider, beside your other exporters.
 //!
 //! Most code uses this through the `raindrop` facade: `raindrop::layer_for(&client)`,
 //! `raindrop::resume_interaction()` and the `#[raindrop::interaction]`,
@@ -281,6 +283,8 @@ mod layer;
 pub mod llm_http;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
+#[cfg(feature = "otel-exporter")]
+pub mod otel_export;
 pub mod propagate;
 pub mod stream;
 mod support;

@@ -333,3 +333,71 @@ async fn chat(http: &ClientWithMiddleware, key: &str, user: String, question: St
     Ok(())
 }
 } // end readme_llm_http
+
+#[cfg(feature = "otel-exporter")]
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_otel_exporter {
+use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+use opentelemetry::Context;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use raindrop::otel::{link_context, LinkProcessor, RaindropExporter};
+use raindrop::{Begin, ClientOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _guard = raindrop::init(ClientOptions::from_env());
+    let provider = SdkTracerProvider::builder()
+        // .with_batch_exporter(otlp_exporter) // your Collector, as before
+        .with_span_processor(LinkProcessor)
+        .with_simple_exporter(RaindropExporter::new(&raindrop::client()?))
+        .build();
+    let tracer = provider.tracer("support-bot");
+
+    let chat = raindrop::begin(Begin::new("user-42", "support_chat"))?;
+    {
+        // Every span started in here, at any depth, belongs to `chat`.
+        let _linked = link_context(&Context::current(), &chat).attach();
+        tracer.in_span("answer", |_cx| {
+            // Your model client's spans (GenAI conventions) start here.
+        });
+    }
+    chat.finish("It ships tomorrow.");
+
+    provider.shutdown()?; // delivers what Raindrop holds, within its deadline
+    Ok(())
+}
+} // end readme_otel_exporter
+#[cfg(feature = "otel-exporter")]
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_otel_tracing {
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use raindrop::otel::{LinkProcessor, RaindropExporter};
+use tracing_subscriber::prelude::*;
+
+/// The subscriber a service already has, with Raindrop as one more exporter.
+fn install(client: &raindrop::Client) -> SdkTracerProvider {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(LinkProcessor)
+        .with_simple_exporter(RaindropExporter::new(client))
+        .build();
+    tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc")))
+        .init();
+    provider
+}
+
+fn call_model(chat: &raindrop::Interaction) {
+    let span = tracing::info_span!(
+        "chat",
+        raindrop.event_id = chat.event_id().unwrap_or_default(),
+        gen_ai.operation.name = "chat",
+        gen_ai.request.model = "gpt-4o",
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+    );
+    let _in = span.enter();
+    // ... call the model, then:
+    span.record("gen_ai.usage.input_tokens", 42);
+}
+} // end readme_otel_tracing
