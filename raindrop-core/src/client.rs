@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::app_git::{AppGitInfo, AppGitState};
 use crate::diag::setup_warning;
+use crate::endpoint;
 use crate::interaction::{Interaction, InteractionCore, Joined};
-use crate::item::{Control, EventRecord, IdentifyRecord, Item};
+use crate::item::{Control, EventRecord, IdentifyRecord, Item, Reply};
 use crate::model::{AiEvent, Begin, Event, Signal};
 use crate::options::{valid_project_slug, ClientOptions};
 use crate::pipeline::{CarrierKind, Pipeline};
@@ -24,7 +25,7 @@ use crate::span::SpanRecord;
 use crate::stats::{Counters, DropReason, ItemKind, Stats};
 use crate::time::deadline_in;
 use crate::validate;
-use crate::worker::{self, Reply, WorkerConfig};
+use crate::worker::{self, WorkerConfig};
 use crate::Error;
 
 /// The Raindrop client. Cheap to clone: clones share one queue and worker.
@@ -114,9 +115,9 @@ impl Client {
         for note in notes {
             tracing::warn!(target: "raindrop", "{note}");
         }
-        let endpoint = validate::normalise_endpoint(&options.endpoint)?;
+        let endpoint = endpoint::normalise_endpoint(&options.endpoint)?;
         options.endpoint = endpoint.to_string();
-        let tls = validate::tls(&options)?;
+        let tls = endpoint::tls(&options)?;
 
         let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
             if p.is_empty() {
@@ -147,7 +148,7 @@ impl Client {
         let mut worker_handle = None;
         let queue = if enabled {
             if options.local_sink.is_none() && options.write_key.is_some() {
-                validate::warn_if_plain_http(&endpoint);
+                endpoint::warn_if_plain_http(&endpoint);
             }
             let (queue, budget, data_rx) =
                 Queue::new(options.max_queue_size, options.max_buffered_bytes);
@@ -374,7 +375,7 @@ impl Client {
         traits: impl Serialize,
     ) -> Result<(), Error> {
         let user_id = user_id.into();
-        let traits = validate::identify(&user_id, validate::to_properties(traits))
+        let traits = validate::identify(&user_id, crate::properties::to_properties(traits))
             .map_err(|e| self.inner.pipeline.reject(ItemKind::Identify, e))?;
         self.inner
             .pipeline
@@ -544,7 +545,7 @@ impl Client {
     ) -> Option<String> {
         let key = self.inner.pipeline.carrier_key.as_ref()?;
         self.warn_if_local_key();
-        Some(key.sign(trace_id, baggage, delegate_finish, unix_now()))
+        Some(key.sign(trace_id, baggage, delegate_finish, crate::time::unix_now()))
     }
 
     /// Decides whether an incoming carrier's interaction may be joined:
@@ -835,13 +836,6 @@ fn carrier_key(options: &ClientOptions) -> (Option<CarrierKey>, bool) {
             .map(|()| CarrierKey::from_secret(&secret))
     });
     (local.clone(), true)
-}
-
-/// Seconds since the Unix epoch (0 for a clock before it).
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

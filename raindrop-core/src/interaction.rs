@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::item::{AiData, InteractionUpdate, UpdateSlot};
-use crate::model::{Attachment, Finish, Properties};
+use crate::model::{Attachment, Finish};
 use crate::pipeline::Pipeline;
+use crate::properties::Properties;
 use crate::stats::Refusal;
 
 /// What every handle of one interaction shares.
@@ -37,7 +38,7 @@ pub(crate) struct InteractionCore {
     /// Set when this interaction is a detached sub-agent's own event: the
     /// link every span it records carries (manual spans and tool calls
     /// here; the tracing layer stamps its spans itself).
-    pub(crate) subagent: std::sync::OnceLock<Arc<crate::handoff::SubagentLink>>,
+    pub(crate) subagent: std::sync::OnceLock<Arc<crate::subagent_link::SubagentLink>>,
     /// The tools its model calls are offered (`begin(tools)`, `set_tools`).
     tools: Mutex<Option<Arc<Vec<String>>>>,
 }
@@ -316,7 +317,7 @@ impl Interaction {
         let Some(core) = self.core.as_deref() else {
             return;
         };
-        match crate::validate::to_properties(properties) {
+        match crate::properties::to_properties(properties) {
             Ok(properties) => self.send(|p| p.properties = properties),
             Err(reason) => {
                 core.pipeline.reject(
@@ -358,7 +359,7 @@ impl Interaction {
         if let Some(tools) = tools {
             self.set_tools_normalised(tools);
         }
-        let properties = match crate::validate::properties_of(properties, invalid_properties) {
+        let properties = match crate::properties::properties_of(properties, invalid_properties) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(target: "raindrop", "begin inside an interaction span: {e}; properties left out");
@@ -384,25 +385,6 @@ impl Interaction {
             p.properties = properties;
             p.attachments = attachments;
         });
-    }
-
-    /// Records a tool call with the caller's own timing as a `<name>.tool`
-    /// span linked to this interaction (the Python SDK's
-    /// `Interaction.track_tool`); see [`ToolCall`](crate::ToolCall). Works
-    /// after `finish` too (a tool span may arrive late). A no-op with
-    /// tracing off or on a no-op handle; an invalid call (properties that
-    /// are not an object, an empty name) is counted and logged.
-    pub fn track_tool(&self, call: crate::ToolCall) {
-        let Some(core) = self.core.as_deref() else {
-            return;
-        };
-        let association = crate::Association::from(self);
-        let _ = crate::manual_span::track_tool(
-            &core.pipeline,
-            &association,
-            call,
-            self.subagent_attributes(),
-        );
     }
 
     /// Sets the tools the interaction's model calls are offered (the Python
@@ -452,22 +434,6 @@ impl Interaction {
             .unwrap_or_default()
     }
 
-    /// Starts a span by hand, linked to this interaction (its ids are read
-    /// when the span ends); see [`ManualSpan`](crate::ManualSpan). A no-op
-    /// handle starts a span that records nothing.
-    pub fn start_span(&self, kind: crate::SpanKind, name: impl Into<String>) -> crate::ManualSpan {
-        match self.core.as_deref() {
-            Some(core) => crate::ManualSpan::start(
-                core.pipeline.clone(),
-                kind,
-                name.into(),
-                Some(self.clone()),
-                crate::Association::default(),
-            ),
-            None => crate::ManualSpan::noop(),
-        }
-    }
-
     /// Finishes the interaction with the model's answer.
     pub fn finish(&self, output: impl Into<String>) {
         self.finish_with(Finish::new().output(output));
@@ -511,7 +477,8 @@ impl Interaction {
             attachments,
             error,
         } = finish;
-        let mut properties = match crate::validate::properties_of(properties, invalid_properties) {
+        let mut properties = match crate::properties::properties_of(properties, invalid_properties)
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(target: "raindrop", event_id = &*core.event_id, "finish: {e}; properties left out");

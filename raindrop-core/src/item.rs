@@ -6,9 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::model::{Attachment, Properties, Sentiment, SignalType, Timestamp};
+use tokio::sync::oneshot;
+
+use crate::model::{Attachment, Sentiment, SignalType, Timestamp};
+use crate::properties::Properties;
+use crate::route::Route;
 use crate::span::{AttributeValue, SpanRecord};
-use crate::worker::{Reply, Route};
 
 pub(crate) enum Item {
     Event(Box<EventRecord>),
@@ -62,6 +65,33 @@ impl UpdateSlot {
 pub(crate) struct Control {
     pub deadline: Instant,
     pub reply: Reply,
+}
+
+/// How the worker answers a flush or shutdown.
+pub(crate) enum Reply {
+    Blocking(std::sync::mpsc::SyncSender<bool>),
+    Async(oneshot::Sender<bool>),
+}
+
+impl Reply {
+    pub fn blocking() -> (Reply, std::sync::mpsc::Receiver<bool>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        (Reply::Blocking(tx), rx)
+    }
+    pub fn asynchronous() -> (Reply, oneshot::Receiver<bool>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply::Async(tx), rx)
+    }
+    pub(crate) fn send(self, v: bool) {
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.try_send(v);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(v);
+            }
+        }
+    }
 }
 
 /// Bytes charged per item on top of its text: the boxed record, its ids

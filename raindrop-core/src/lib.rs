@@ -43,6 +43,7 @@
 mod app_git;
 mod client;
 mod diag;
+mod endpoint;
 mod error;
 mod global;
 pub mod handoff;
@@ -54,10 +55,13 @@ mod model;
 mod options;
 mod pipeline;
 pub mod propagation;
+mod properties;
 mod queue;
 mod redact;
+mod route;
 mod span;
 mod stats;
+mod subagent_link;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
@@ -75,13 +79,14 @@ pub use manual_span::{
     unix_to_system_time, Association, ManualSpan, SpanContext, SpanKind, ToolCall,
 };
 pub use model::{
-    AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
-    SignalType, Timestamp,
+    AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Role, Sentiment, Signal, SignalType,
+    Timestamp,
 };
 pub use options::{
     BeforeSend, ClientOptions, LocalSink, MemorySink, PropagationSecret, TlsRoots, Workshop,
     WriteKey, DEFAULT_ENDPOINT,
 };
+pub use properties::Properties;
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
 pub use stats::{DropReason, ItemKind, Stats};

@@ -8,18 +8,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::Error;
 
-/// Arbitrary JSON properties attached to events, signals and interactions.
-///
-/// Values may nest up to 512 levels of objects and arrays (the map itself is
-/// level 1); deeper ones are refused with [`Error::InvalidField`] naming
-/// `properties` (or `traits`). JSON has no NaN or infinity: serde_json turns
-/// such floats into `null` (`Value::from(f64::NAN)` is `Value::Null`), and
-/// that `null` is what is sent.
-pub type Properties = Map<String, Value>;
+use crate::properties::Properties;
 
 /// The kind of an [`Attachment`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -293,7 +286,7 @@ macro_rules! common_builders {
         /// struct or map. Anything that does not serialize to a JSON object
         /// makes the tracking call return [`Error::InvalidField`](crate::Error::InvalidField).
         pub fn properties(mut self, properties: impl Serialize) -> Self {
-            match crate::validate::to_properties(properties) {
+            match crate::properties::to_properties(properties) {
                 Ok(p) => self.properties.extend(p),
                 Err(reason) => self.invalid_properties = Some(reason),
             }
@@ -544,7 +537,7 @@ impl Signal {
     /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
     /// takes this value.
     pub fn properties(mut self, properties: impl Serialize) -> Self {
-        match crate::validate::to_properties(properties) {
+        match crate::properties::to_properties(properties) {
             Ok(p) => self.properties.extend(p),
             Err(reason) => self.invalid_properties = Some(reason),
         }
@@ -645,7 +638,7 @@ impl Begin {
     /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
     /// takes this value.
     pub fn properties(mut self, properties: impl Serialize) -> Self {
-        match crate::validate::to_properties(properties) {
+        match crate::properties::to_properties(properties) {
             Ok(p) => self.properties.extend(p),
             Err(reason) => self.invalid_properties = Some(reason),
         }
@@ -727,7 +720,7 @@ impl Finish {
     /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
     /// takes this value.
     pub fn properties(mut self, properties: impl Serialize) -> Self {
-        match crate::validate::to_properties(properties) {
+        match crate::properties::to_properties(properties) {
             Ok(p) => self.properties.extend(p),
             Err(reason) => self.invalid_properties = Some(reason),
         }

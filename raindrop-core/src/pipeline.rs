@@ -11,7 +11,6 @@ use crate::item::{update_cost, InteractionUpdate, Item, UpdateSlot};
 use crate::options::ClientOptions;
 use crate::queue::{Queue, Refused};
 use crate::stats::{Counters, DropReason, ItemKind, Refusal};
-use crate::validate;
 use crate::worker::partial::{conflicts, merge};
 use crate::Error;
 
@@ -89,7 +88,7 @@ impl Pipeline {
             (Some(h), Some(key)) => verify(
                 key,
                 h,
-                crate::client::unix_now(),
+                crate::time::unix_now(),
                 self.options.propagation_replay_window,
             ),
         };
@@ -237,14 +236,16 @@ impl Pipeline {
             return;
         };
         // Interaction updates come from mutators that return nothing: check them here.
-        patch.properties =
-            match validate::within_depth("properties", std::mem::take(&mut patch.properties)) {
-                Ok(props) => props,
-                Err(e) => {
-                    lost(DropReason::Invalid, &e.to_string());
-                    return;
-                }
-            };
+        patch.properties = match crate::properties::within_depth(
+            "properties",
+            std::mem::take(&mut patch.properties),
+        ) {
+            Ok(props) => props,
+            Err(e) => {
+                lost(DropReason::Invalid, &e.to_string());
+                return;
+            }
+        };
         let before = patch.attachments.len();
         patch.attachments.retain(|a| !a.value.is_empty());
         if patch.attachments.len() < before {

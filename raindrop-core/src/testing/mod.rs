@@ -31,5 +31,5 @@ mod text;
 mod tree;
 
 pub use record::{span_children, span_roots, Recorded, RecordedEvent, RecordedSpan};
-pub use text::{short, signal_line, MAX_DEPTH};
-pub use tree::{span_tree, SpanNode};
+pub use text::{short, signal_line};
+pub use tree::{span_tree, SpanNode, MAX_DEPTH};

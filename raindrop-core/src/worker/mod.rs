@@ -34,57 +34,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::item::{Control, Item};
+use crate::item::{Control, Item, Reply};
 use crate::options::{ClientOptions, LocalSink, WriteKey};
 use crate::queue::{Budget, Queued};
+use crate::route::Route;
 use crate::stats::{Counters, DropReason, ItemKind};
 use batch::{Batcher, Body};
 use partial::{Delta, PartialBuffer};
 use send::{Outcome, Transport};
-
-/// The ingestion routes, relative to the base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    Track = 0,
-    Partial = 1,
-    Signals = 2,
-    Identify = 3,
-    Traces = 4,
-}
-
-impl Route {
-    const ALL: [Route; 5] = [
-        Route::Track,
-        Route::Partial,
-        Route::Signals,
-        Route::Identify,
-        Route::Traces,
-    ];
-
-    /// What one item of this route is, for loss accounting.
-    pub fn kind(self) -> ItemKind {
-        match self {
-            Route::Track => ItemKind::Event,
-            Route::Partial => ItemKind::InteractionUpdate,
-            Route::Signals => ItemKind::Signal,
-            Route::Identify => ItemKind::Identify,
-            Route::Traces => ItemKind::Span,
-        }
-    }
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::Track => "events/track",
-            Route::Partial => "events/track_partial",
-            Route::Signals => "signals/track",
-            Route::Identify => "users/identify",
-            Route::Traces => "traces",
-        }
-    }
-}
 
 /// What the worker needs from the options.
 pub(crate) struct WorkerConfig {
@@ -112,7 +72,7 @@ pub(crate) struct WorkerConfig {
     /// Shared with the client so `set_debug_logs` works at run time.
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
     /// Root certificates and extra CAs for HTTPS.
-    pub tls: crate::validate::Tls,
+    pub tls: crate::endpoint::Tls,
 }
 
 impl WorkerConfig {
@@ -120,7 +80,7 @@ impl WorkerConfig {
     pub fn new(
         o: &ClientOptions,
         base: reqwest::Url,
-        tls: crate::validate::Tls,
+        tls: crate::endpoint::Tls,
         project_id: Option<String>,
         debug_logs: Arc<std::sync::atomic::AtomicBool>,
         app_git: Arc<crate::app_git::AppGitState>,
@@ -145,33 +105,6 @@ impl WorkerConfig {
             workshop_probe: o.debug_build.then_some(o.workshop_probe_addr),
             debug_logs,
             tls,
-        }
-    }
-}
-
-/// How the worker answers a flush or shutdown.
-pub(crate) enum Reply {
-    Blocking(std::sync::mpsc::SyncSender<bool>),
-    Async(oneshot::Sender<bool>),
-}
-
-impl Reply {
-    pub fn blocking() -> (Reply, std::sync::mpsc::Receiver<bool>) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        (Reply::Blocking(tx), rx)
-    }
-    pub fn asynchronous() -> (Reply, oneshot::Receiver<bool>) {
-        let (tx, rx) = oneshot::channel();
-        (Reply::Async(tx), rx)
-    }
-    fn send(self, v: bool) {
-        match self {
-            Reply::Blocking(tx) => {
-                let _ = tx.try_send(v);
-            }
-            Reply::Async(tx) => {
-                let _ = tx.send(v);
-            }
         }
     }
 }

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
 use super::retry::{Attempt, Decision, Policy};
-use super::{Route, WorkerConfig};
+use super::WorkerConfig;
+use crate::endpoint::Tls;
 use crate::options::{LocalSink, TlsRoots, Workshop};
+use crate::route::Route;
 use crate::stats::Counters;
-use crate::validate::Tls;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
