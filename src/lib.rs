@@ -166,7 +166,7 @@
 
 pub use raindrop_core::*;
 
-use raindrop_core::__private::{current, global, set_global};
+use raindrop_core::__private::{current, global, set_global, setup_warning};
 
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::{
@@ -204,9 +204,25 @@ pub use raindrop_tracing::stream;
 pub mod testing;
 
 /// One interaction across services: inject and extract W3C `traceparent`
-/// and `baggage` (see the `raindrop-tracing` crate's `propagate` module).
-#[cfg(feature = "tracing")]
-pub use raindrop_tracing::propagate;
+/// and `baggage`, and the signed carrier's types ([`CarrierTrust`](propagate::CarrierTrust)
+/// for [`ClientOptions::propagation_trust`], ...). Inject, extract and the
+/// `tower` / `reqwest_middleware` integrations need the `tracing` feature;
+/// the `raindrop-tracing` crate's `propagate` module is the guide.
+pub mod propagate {
+    #[doc(inline)]
+    pub use raindrop_core::propagation::*;
+    #[cfg(feature = "tracing")]
+    #[doc(inline)]
+    pub use raindrop_tracing::propagate::*;
+}
+
+/// The carrier types, now in [`propagate`] with inject and extract: one
+/// name for one concept.
+#[doc(hidden)]
+#[deprecated(note = "use raindrop::propagate")]
+pub mod propagation {
+    pub use raindrop_core::propagation::*;
+}
 
 /// Model calls of any reqwest-middleware 0.4 client recorded as LLM spans
 /// (see the `raindrop-tracing` crate's `llm_http` module).

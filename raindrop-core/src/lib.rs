@@ -16,7 +16,7 @@
 //! queue, caps text fields, serialises, batches per route (`events/track`
 //! arrays of `upload_size` events under 1 MiB, sent when full or every
 //! `upload_interval`), merges interaction updates into sparse
-//! `events/track_partial` deltas, and retries network errors, 408, 429 and
+//! `events/track_partial` updates, and retries network errors, 408, 429 and
 //! 5xx with exponential backoff and jitter, honouring `Retry-After` up to
 //! 10 s. Every item ends up delivered or dropped with a reason in
 //! [`Client::stats`].
@@ -62,7 +62,10 @@ mod route;
 mod span;
 mod stats;
 mod subagent_link;
+/// Not part of the stable API: the decoder `raindrop::testing` and
+/// `raindrop-view` share. Use `raindrop::testing` (feature `testing`).
 #[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod testing;
 mod time;
 mod tools;
@@ -71,7 +74,6 @@ mod worker;
 
 pub use app_git::{AppGit, AppGitInfo, BRANCH_KEY, COMMIT_DIRTY_KEY, COMMIT_SHA_KEY};
 pub use client::{Client, ShutdownReport};
-pub use diag::setup_warning;
 pub use error::Error;
 pub use interaction::Interaction;
 pub use item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, Outgoing, SignalRecord};
@@ -100,9 +102,18 @@ pub fn truncate_text(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> 
     worker::wire::cap(text, max_chars)
 }
 
+/// Reports a setup problem once per `cause`; not part of the stable API
+/// (the facade and the tracing layer use it).
+#[doc(hidden)]
+#[deprecated(note = "not a public API: use raindrop_core::__private::setup_warning")]
+pub fn setup_warning(cause: &str, message: &str) {
+    diag::setup_warning(cause, message)
+}
+
 /// Not part of the stable API: what the facade and the tracing layer share.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::diag::setup_warning;
     pub use crate::global::{current, global, set_global};
 
     /// Faults the SDK's own tests inject where nothing outside can cause them.
