@@ -118,6 +118,8 @@ impl Client {
         let endpoint = endpoint::normalise_endpoint(&options.endpoint)?;
         options.endpoint = endpoint.to_string();
         let tls = endpoint::tls(&options)?;
+        // One copy, shared by the client and its worker.
+        let options = Arc::new(options);
 
         let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
             if p.is_empty() {
@@ -192,7 +194,7 @@ impl Client {
     #[doc(hidden)]
     pub fn not_initialized() -> Client {
         Client::from_parts(
-            ClientOptions::default(),
+            Arc::new(ClientOptions::default()),
             None,
             AppGitState::none(),
             None,
@@ -206,7 +208,7 @@ impl Client {
     // A private constructor naming each part once; a struct would only repeat them.
     #[allow(clippy::too_many_arguments)]
     fn from_parts(
-        options: ClientOptions,
+        options: Arc<ClientOptions>,
         project_id: Option<String>,
         app_git: Arc<AppGitState>,
         queue: Option<Queue>,
@@ -407,24 +409,13 @@ impl Client {
     pub fn begin(&self, mut begin: Begin) -> Result<Interaction, Error> {
         let checked = validate::begin(&mut begin)
             .map_err(|e| self.inner.pipeline.reject(ItemKind::InteractionUpdate, e))?;
-        let Begin {
-            user_id,
-            event,
-            input,
-            model,
-            convo_id,
-            attachments,
-            tools,
-            ..
-        } = begin;
-        let properties = checked.properties;
         let event_id: Arc<str> = checked.event_id.into();
         let core = Interaction::new_core(
             self.inner.pipeline.clone(),
-            event_id.clone(),
-            user_id.filter(|u| !u.trim().is_empty()),
-            convo_id,
-            Some(event),
+            event_id,
+            None,
+            None,
+            None,
             None,
         );
         if !core.sampled {
@@ -432,15 +423,7 @@ impl Client {
         }
         self.remember_interaction(&core);
         let interaction = Interaction::from_core(core);
-        if let Some(tools) = tools {
-            interaction.set_tools_normalised(tools);
-        }
-        interaction.send(|p| {
-            p.ai.model = model;
-            p.ai.input = input;
-            p.properties = properties;
-            p.attachments = attachments;
-        });
+        interaction.begin_with(begin, checked.properties);
         Ok(interaction)
     }
 

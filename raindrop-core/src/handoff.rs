@@ -253,6 +253,35 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     (out != [0; N]).then_some(out)
 }
 
+/// The hand-off's members: from `x-raindrop-handoff` when given, else from
+/// a `baggage` that names a child event (`None`: no hand-off there).
+fn carrier_members(
+    handoff: &str,
+    baggage: &str,
+) -> Result<Option<[Option<String>; 7]>, HandoffError> {
+    let mut fields: [Option<String>; 7] = Default::default();
+    if !handoff.is_empty() {
+        if handoff.len() > MAX_HEADER {
+            return Err(HandoffError::Malformed(HANDOFF));
+        }
+        read_members(handoff, &mut fields)?;
+        return Ok(Some(fields));
+    }
+    if baggage.len() > MAX_HEADER {
+        return Ok(None);
+    }
+    let mut from_baggage: [Option<String>; 7] = Default::default();
+    if read_members(baggage, &mut from_baggage).is_err()
+        && !baggage.contains(FIELDS[CHILD].0)
+        && !baggage.contains(FIELDS[CHILD].1)
+    {
+        // A bad continuation baggage, not a hand-off.
+        return Ok(None);
+    }
+    read_members(baggage, &mut fields)?;
+    Ok(fields[CHILD].is_some().then_some(fields))
+}
+
 /// Reads the hand-off members of one header into `fields`.
 fn read_members(text: &str, fields: &mut [Option<String>; 7]) -> Result<(), HandoffError> {
     for member in text.split(',').take(180) {
@@ -385,29 +414,9 @@ impl Handoff {
             }
             into.push_str(v);
         }
-        let mut fields: [Option<String>; 7] = Default::default();
-        if !handoff.is_empty() {
-            if handoff.len() > MAX_HEADER {
-                return Err(HandoffError::Malformed(HANDOFF));
-            }
-            read_members(&handoff, &mut fields)?;
-        } else {
-            if baggage.len() > MAX_HEADER {
-                return Ok(None);
-            }
-            let mut from_baggage: [Option<String>; 7] = Default::default();
-            if read_members(&baggage, &mut from_baggage).is_err()
-                && !baggage.contains(FIELDS[CHILD].0)
-                && !baggage.contains(FIELDS[CHILD].1)
-            {
-                // A bad continuation baggage, not a hand-off.
-                return Ok(None);
-            }
-            read_members(&baggage, &mut fields)?;
-            if fields[CHILD].is_none() {
-                return Ok(None);
-            }
-        }
+        let Some(mut fields) = carrier_members(&handoff, &baggage)? else {
+            return Ok(None);
+        };
         let take = |i: usize, f: &mut [Option<String>; 7]| {
             f[i].take().ok_or(HandoffError::Missing(FIELDS[i].0))
         };

@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::item::{AiData, InteractionUpdate, UpdateSlot};
-use crate::model::{Attachment, Finish};
+use crate::model::{Attachment, Begin, Finish};
 use crate::pipeline::Pipeline;
-use crate::properties::Properties;
+use crate::properties::{properties_of, Properties};
 use crate::stats::Refusal;
 
 /// What every handle of one interaction shares.
@@ -51,7 +51,7 @@ pub(crate) struct Joined {
 }
 
 /// The identity fields, sent with every update so that any one delivered
-/// delta is a valid event, and kept so traces can carry them.
+/// update is a valid event, and kept so traces can carry them.
 #[derive(Default, Clone)]
 struct Sticky {
     user_id: Option<Arc<str>>,
@@ -63,7 +63,7 @@ struct Sticky {
 ///
 /// Every method only queues a small update and returns; the worker merges
 /// updates per event id and ships them as sparse `events/track_partial`
-/// deltas. Handles are cheap to clone and all refer to the same event.
+/// updates. Handles are cheap to clone and all refer to the same event.
 /// A handle from [`Interaction::noop`] accepts every call and does nothing.
 ///
 /// ```
@@ -195,15 +195,15 @@ impl Interaction {
             tracing::debug!(target: "raindrop", event_id = &*core.event_id, "update after finish ignored");
             return;
         }
-        let mut patch = InteractionUpdate {
+        let mut update = InteractionUpdate {
             event_id: core.event_id.clone(),
             ..Default::default()
         };
-        fill(&mut patch);
-        core.mark_set(&patch.ai.input, &patch.ai.output, &patch.ai.model);
-        core.stamp(&mut patch);
+        fill(&mut update);
+        core.mark_set(&update.ai.input, &update.ai.output, &update.ai.model);
+        core.stamp(&mut update);
         // Refusals are counted in stats; the caller of a mutator is never bothered.
-        core.pipeline.enqueue_update(&core.waiting, patch);
+        core.pipeline.enqueue_update(&core.waiting, update);
     }
 
     /// Sets model, input and output from what the interaction's model calls
@@ -228,15 +228,15 @@ impl Interaction {
         if core.finished.load(Ordering::Acquire) {
             return;
         }
-        let mut patch = InteractionUpdate {
+        let mut update = InteractionUpdate {
             event_id: core.event_id.clone(),
             ..Default::default()
         };
-        patch.ai.model = model;
-        patch.ai.input = input;
-        patch.ai.output = output;
-        core.stamp(&mut patch);
-        core.pipeline.enqueue_update(&core.waiting, patch);
+        update.ai.model = model;
+        update.ai.input = input;
+        update.ai.output = output;
+        core.stamp(&mut update);
+        core.pipeline.enqueue_update(&core.waiting, update);
     }
 
     /// Sets what the user asked.
@@ -343,31 +343,39 @@ impl Interaction {
     /// uses it inside a span that already began this interaction; not part
     /// of the stable API.
     #[doc(hidden)]
-    pub fn apply_begin(&self, begin: crate::model::Begin) {
-        let crate::model::Begin {
-            user_id,
-            event,
-            event_id: _,
-            input,
-            model,
-            convo_id,
-            properties,
-            invalid_properties,
-            attachments,
-            tools,
-        } = begin;
-        if let Some(tools) = tools {
-            self.set_tools_normalised(tools);
-        }
-        let properties = match crate::properties::properties_of(properties, invalid_properties) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(target: "raindrop", "begin inside an interaction span: {e}; properties left out");
-                Properties::new()
-            }
-        };
-        let event = Some(event).filter(|e| !e.trim().is_empty());
+    pub fn apply_begin(&self, mut begin: Begin) {
+        let properties = std::mem::take(&mut begin.properties);
+        let invalid = begin.invalid_properties.take();
+        let properties =
+            self.properties_or_warn(properties, invalid, "begin in an interaction span");
+        self.begin_with(begin, properties);
+    }
+
+    /// A builder's properties, or none (warned) when they were refused: a
+    /// call on a live interaction has no error to return.
+    fn properties_or_warn(
+        &self,
+        properties: Properties,
+        invalid: Option<String>,
+        call: &str,
+    ) -> Properties {
+        properties_of(properties, invalid).unwrap_or_else(|e| {
+            let event_id = self.event_id().unwrap_or_default();
+            tracing::warn!(target: "raindrop", event_id, "{call}: {e}; properties left out");
+            Properties::new()
+        })
+    }
+
+    /// Sets the identity sent with every update: a blank user or event name
+    /// is ignored, and so is a user change refused on a joined handle.
+    fn set_identity(
+        &self,
+        user_id: Option<String>,
+        convo_id: Option<String>,
+        event: Option<String>,
+    ) {
         let user_id = user_id.filter(|u| !u.trim().is_empty() && self.may_set_user(u));
+        let event = event.filter(|e| !e.trim().is_empty());
         self.set_sticky(|s| {
             if let Some(u) = user_id {
                 s.user_id = Some(u.into());
@@ -379,6 +387,29 @@ impl Interaction {
                 s.event = Some(e.into());
             }
         });
+    }
+
+    /// Takes `begin`'s identity (user, event name, convo id) and sends its
+    /// content as one update, with `properties` checked apart: what
+    /// [`Client::begin`](crate::Client::begin) and [`apply_begin`](Self::apply_begin)
+    /// share, so a `Begin` field is read in this one place.
+    pub(crate) fn begin_with(&self, begin: Begin, properties: Properties) {
+        let Begin {
+            user_id,
+            event,
+            event_id: _,
+            input,
+            model,
+            convo_id,
+            properties: _,
+            invalid_properties: _,
+            attachments,
+            tools,
+        } = begin;
+        if let Some(tools) = tools {
+            self.set_tools_normalised(tools);
+        }
+        self.set_identity(user_id, convo_id, Some(event));
         self.send(|p| {
             p.ai.input = input;
             p.ai.model = model;
@@ -477,14 +508,7 @@ impl Interaction {
             attachments,
             error,
         } = finish;
-        let mut properties = match crate::properties::properties_of(properties, invalid_properties)
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(target: "raindrop", event_id = &*core.event_id, "finish: {e}; properties left out");
-                Properties::new()
-            }
-        };
+        let mut properties = self.properties_or_warn(properties, invalid_properties, "finish");
         if let Some(e) = error {
             properties.insert("error".to_owned(), Value::String(e));
         }
@@ -496,19 +520,8 @@ impl Interaction {
             }
             None => None,
         };
-        let user_id = user_id.filter(|u| !u.trim().is_empty() && self.may_set_user(u));
-        self.set_sticky(|s| {
-            if let Some(u) = user_id {
-                s.user_id = Some(u.into());
-            }
-            if let Some(c) = convo_id {
-                s.convo_id = Some(c.into());
-            }
-            if let Some(e) = event.filter(|e| !e.trim().is_empty()) {
-                s.event = Some(e.into());
-            }
-        });
-        let mut patch = InteractionUpdate {
+        self.set_identity(user_id, convo_id, event);
+        let mut update = InteractionUpdate {
             event_id: core.event_id.clone(),
             ai: AiData {
                 model,
@@ -522,9 +535,9 @@ impl Interaction {
             is_final: true,
             ..Default::default()
         };
-        core.stamp(&mut patch);
+        core.stamp(&mut update);
         if core.sampled {
-            core.pipeline.enqueue_update(&core.waiting, patch);
+            core.pipeline.enqueue_update(&core.waiting, update);
         }
     }
 }
@@ -551,17 +564,17 @@ impl InteractionCore {
     }
 
     /// Fills in the identity and the content flag of an update.
-    fn stamp(&self, patch: &mut InteractionUpdate) {
-        let content = patch.ai.has_content() || !patch.attachments.is_empty();
-        patch.had_content = if content {
+    fn stamp(&self, update: &mut InteractionUpdate) {
+        let content = update.ai.has_content() || !update.attachments.is_empty();
+        update.had_content = if content {
             self.had_content.store(true, Ordering::Release);
             true
         } else {
             self.had_content.load(Ordering::Acquire)
         };
         let s = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
-        patch.user_id.clone_from(&s.user_id);
-        patch.event.clone_from(&s.event);
-        patch.ai.convo_id.clone_from(&s.convo_id);
+        update.user_id.clone_from(&s.user_id);
+        update.event.clone_from(&s.event);
+        update.ai.convo_id.clone_from(&s.convo_id);
     }
 }

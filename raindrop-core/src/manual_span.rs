@@ -91,25 +91,11 @@ impl Association {
     pub fn new() -> Self {
         Association::default()
     }
-    /// Sets the event id.
-    pub fn event_id(mut self, v: impl Into<String>) -> Self {
-        self.event_id = Some(v.into());
-        self
-    }
-    /// Sets the user id.
-    pub fn user_id(mut self, v: impl Into<String>) -> Self {
-        self.user_id = Some(v.into());
-        self
-    }
-    /// Sets the event name.
-    pub fn event(mut self, v: impl Into<String>) -> Self {
-        self.event = Some(v.into());
-        self
-    }
-    /// Sets the conversation id.
-    pub fn convo_id(mut self, v: impl Into<String>) -> Self {
-        self.convo_id = Some(v.into());
-        self
+    crate::model::setters! {
+        text event_id: "Sets the event id.";
+        text user_id: "Sets the user id.";
+        text event: "Sets the event name.";
+        text convo_id: "Sets the conversation id.";
     }
 }
 

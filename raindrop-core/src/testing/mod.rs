@@ -2,7 +2,7 @@
 //!
 //! [`Recorded`] decodes local-sink lines (`{"path": ..., "body": ...}`, what
 //! [`LocalSink`](crate::LocalSink) writes instead of sending) the way the
-//! backend reads them: `events/track_partial` deltas merged into one
+//! backend reads them: `events/track_partial` updates merged into one
 //! interaction per `event_id`, spans from the OTLP/JSON `traces` bodies,
 //! signals and identifies as sent. It is the one decoder the test kit, the
 //! examples and `raindrop-view` share.
