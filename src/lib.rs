@@ -166,7 +166,7 @@
 
 pub use raindrop_core::*;
 
-use raindrop_core::__private::{current, global, set_global, setup_warning};
+use raindrop_core::__private::{current, global, set_global};
 
 #[cfg(feature = "tracing")]
 pub use raindrop_tracing::{
@@ -217,11 +217,32 @@ pub mod propagate {
 }
 
 /// The carrier types, now in [`propagate`] with inject and extract: one
-/// name for one concept.
+/// name for one concept. Each item here is a deprecated alias (a
+/// deprecated module or re-export is not reported by the compiler).
 #[doc(hidden)]
-#[deprecated(note = "use raindrop::propagate")]
 pub mod propagation {
-    pub use raindrop_core::propagation::*;
+    use raindrop_core::propagation as core;
+
+    #[deprecated(note = "use raindrop::propagate::TRACEPARENT")]
+    pub const TRACEPARENT: &str = core::TRACEPARENT;
+    #[deprecated(note = "use raindrop::propagate::BAGGAGE")]
+    pub const BAGGAGE: &str = core::BAGGAGE;
+    #[deprecated(note = "use raindrop::propagate::SIGNATURE")]
+    pub const SIGNATURE: &str = core::SIGNATURE;
+    #[deprecated(note = "use raindrop::propagate::REPLAY_WINDOW")]
+    pub const REPLAY_WINDOW: std::time::Duration = core::REPLAY_WINDOW;
+    #[deprecated(note = "use raindrop::propagate::TraceParent")]
+    pub type TraceParent = core::TraceParent;
+    #[deprecated(note = "use raindrop::propagate::InteractionBaggage")]
+    pub type InteractionBaggage = core::InteractionBaggage;
+    #[deprecated(note = "use raindrop::propagate::CarrierTrust")]
+    pub type CarrierTrust = core::CarrierTrust;
+    #[deprecated(note = "use raindrop::propagate::CarrierRefusal")]
+    pub type CarrierRefusal = core::CarrierRefusal;
+    #[deprecated(note = "use raindrop::propagate::CarrierGrant")]
+    pub type CarrierGrant = core::CarrierGrant;
+    #[deprecated(note = "use raindrop::propagate::CarrierKey")]
+    pub type CarrierKey = core::CarrierKey;
 }
 
 /// Model calls of any reqwest-middleware 0.4 client recorded as LLM spans
@@ -269,7 +290,7 @@ pub fn init(options: ClientOptions) -> Guard {
     match try_init(options) {
         Ok(g) => g,
         Err(e) => {
-            setup_warning(
+            raindrop_core::__private::setup_warning(
                 "init",
                 &format!("raindrop::init: {e}; raindrop is disabled and records nothing (raindrop::try_init returns this error)"),
             );
