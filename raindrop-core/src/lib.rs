@@ -62,8 +62,7 @@ mod route;
 mod span;
 mod stats;
 mod subagent_link;
-/// Not part of the stable API: the decoder `raindrop::testing` and
-/// `raindrop-view` share. Use `raindrop::testing` (feature `testing`).
+// Hidden: not part of the stable API (see the module docs).
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;

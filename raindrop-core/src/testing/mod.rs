@@ -1,5 +1,8 @@
 //! Reading back what the SDK sent (feature `testing`).
 //!
+//! Not part of the stable API: the decoder `raindrop::testing` and
+//! `raindrop-view` share. Use `raindrop::testing`.
+//!
 //! [`Recorded`] decodes local-sink lines (`{"path": ..., "body": ...}`, what
 //! [`LocalSink`](crate::LocalSink) writes instead of sending) the way the
 //! backend reads them: `events/track_partial` updates merged into one
