@@ -345,7 +345,7 @@ pub fn begin(begin: Begin) -> Result<Interaction, Error> {
     if let Some(i) =
         raindrop_tracing::current_interaction().filter(|i| !i.is_noop() && !i.is_finished())
     {
-        i.apply_begin(begin);
+        raindrop_core::__private::apply_begin(&i, begin);
         return Ok(i);
     }
     current().begin(begin)

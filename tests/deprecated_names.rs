@@ -37,3 +37,13 @@ fn setup_warning_is_still_callable_at_its_old_paths() {
     raindrop::setup_warning("deprecated-names-test", "said once");
     raindrop_core::setup_warning("deprecated-names-test", "not said again: same cause");
 }
+
+#[test]
+fn the_hidden_interaction_helpers_still_compile_as_methods() {
+    let i = raindrop::Interaction::noop();
+    i.fill_unset(Some("m".into()), None, None);
+    i.apply_begin(raindrop::Begin::new("u", "e"));
+    raindrop_core::__private::fill_unset(&i, None, None, None);
+    raindrop_core::__private::apply_begin(&i, raindrop::Begin::new("u", "e"));
+    assert!(i.is_noop());
+}

@@ -206,12 +206,23 @@ impl Interaction {
         core.pipeline.enqueue_update(&core.waiting, update);
     }
 
+    /// Not a public API: the tracing layer's GenAI capture uses
+    /// `raindrop_core::__private::fill_unset`.
+    #[doc(hidden)]
+    #[deprecated(note = "not a public API: use raindrop_core::__private::fill_unset")]
+    pub fn fill_unset(&self, model: Option<String>, input: Option<String>, output: Option<String>) {
+        self.fill_from_model_calls(model, input, output)
+    }
+
     /// Sets model, input and output from what the interaction's model calls
     /// said, each only when no mutator (or begin) has set it: what the user
-    /// sets by hand always wins. Used by the tracing layer's GenAI capture;
-    /// not a public API.
-    #[doc(hidden)]
-    pub fn fill_unset(&self, model: Option<String>, input: Option<String>, output: Option<String>) {
+    /// sets by hand always wins.
+    pub(crate) fn fill_from_model_calls(
+        &self,
+        model: Option<String>,
+        input: Option<String>,
+        output: Option<String>,
+    ) {
         let Some(core) = self.core.as_deref() else {
             return;
         };
@@ -337,13 +348,18 @@ impl Interaction {
         self.send(|p| p.attachments = attachments);
     }
 
+    /// Not a public API: the facade uses `raindrop_core::__private::apply_begin`.
+    #[doc(hidden)]
+    #[deprecated(note = "not a public API: use raindrop_core::__private::apply_begin")]
+    pub fn apply_begin(&self, begin: Begin) {
+        self.apply_begin_in_span(begin)
+    }
+
     /// Applies the fields of `begin` (user, event name, input, model, convo id,
     /// properties, attachments) to this interaction as one update. `begin`'s
     /// event id is ignored: the handle keeps its own. The facade's `begin`
-    /// uses it inside a span that already began this interaction; not part
-    /// of the stable API.
-    #[doc(hidden)]
-    pub fn apply_begin(&self, mut begin: Begin) {
+    /// uses it inside a span that already began this interaction.
+    pub(crate) fn apply_begin_in_span(&self, mut begin: Begin) {
         let properties = std::mem::take(&mut begin.properties);
         let invalid = begin.invalid_properties.take();
         let properties =
@@ -391,7 +407,7 @@ impl Interaction {
 
     /// Takes `begin`'s identity (user, event name, convo id) and sends its
     /// content as one update, with `properties` checked apart: what
-    /// [`Client::begin`](crate::Client::begin) and [`apply_begin`](Self::apply_begin)
+    /// [`Client::begin`](crate::Client::begin) and [`apply_begin_in_span`](Self::apply_begin_in_span)
     /// share, so a `Begin` field is read in this one place.
     pub(crate) fn begin_with(&self, begin: Begin, properties: Properties) {
         let Begin {

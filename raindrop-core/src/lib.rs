@@ -115,6 +115,24 @@ pub mod __private {
     pub use crate::diag::setup_warning;
     pub use crate::global::{current, global, set_global};
 
+    /// Sets model, input and output of `interaction` from what its model
+    /// calls said, each only where no mutator (or begin) set it: the
+    /// tracing layer's GenAI capture.
+    pub fn fill_unset(
+        interaction: &crate::Interaction,
+        model: Option<String>,
+        input: Option<String>,
+        output: Option<String>,
+    ) {
+        interaction.fill_from_model_calls(model, input, output)
+    }
+
+    /// Applies `begin` to an interaction a span already began (its event id
+    /// is ignored): the facade's `begin` inside an interaction span.
+    pub fn apply_begin(interaction: &crate::Interaction, begin: crate::Begin) {
+        interaction.apply_begin_in_span(begin)
+    }
+
     /// Faults the SDK's own tests inject where nothing outside can cause them.
     pub mod faults {
         use std::sync::atomic::Ordering;
