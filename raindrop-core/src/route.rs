@@ -44,3 +44,17 @@ impl Route {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    /// The worker's route table and the per-route counters are indexed by
+    /// `route as usize`: `ALL` must list every route at its own index.
+    #[test]
+    fn all_lists_each_route_at_its_index() {
+        for (i, route) in Route::ALL.into_iter().enumerate() {
+            assert_eq!(route as usize, i, "{route:?}");
+        }
+    }
+}
