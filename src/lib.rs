@@ -207,9 +207,46 @@ pub use raindrop_tracing::stream;
 pub mod testing;
 
 /// One interaction across services: inject and extract W3C `traceparent`
-/// and `baggage` (see the `raindrop-tracing` crate's `propagate` module).
-#[cfg(feature = "tracing")]
-pub use raindrop_tracing::propagate;
+/// and `baggage`, and the signed carrier's types ([`CarrierTrust`](propagate::CarrierTrust)
+/// for [`ClientOptions::propagation_trust`], ...). Inject, extract and the
+/// `tower` / `reqwest_middleware` integrations need the `tracing` feature;
+/// the `raindrop-tracing` crate's `propagate` module is the guide.
+pub mod propagate {
+    #[doc(inline)]
+    pub use raindrop_core::propagation::*;
+    #[cfg(feature = "tracing")]
+    #[doc(inline)]
+    pub use raindrop_tracing::propagate::*;
+}
+
+/// The carrier types, now in [`propagate`] with inject and extract: one
+/// name for one concept. Each item here is a deprecated alias (a
+/// deprecated module or re-export is not reported by the compiler).
+#[doc(hidden)]
+pub mod propagation {
+    use raindrop_core::propagation as core;
+
+    #[deprecated(note = "use raindrop::propagate::TRACEPARENT")]
+    pub const TRACEPARENT: &str = core::TRACEPARENT;
+    #[deprecated(note = "use raindrop::propagate::BAGGAGE")]
+    pub const BAGGAGE: &str = core::BAGGAGE;
+    #[deprecated(note = "use raindrop::propagate::SIGNATURE")]
+    pub const SIGNATURE: &str = core::SIGNATURE;
+    #[deprecated(note = "use raindrop::propagate::REPLAY_WINDOW")]
+    pub const REPLAY_WINDOW: std::time::Duration = core::REPLAY_WINDOW;
+    #[deprecated(note = "use raindrop::propagate::TraceParent")]
+    pub type TraceParent = core::TraceParent;
+    #[deprecated(note = "use raindrop::propagate::InteractionBaggage")]
+    pub type InteractionBaggage = core::InteractionBaggage;
+    #[deprecated(note = "use raindrop::propagate::CarrierTrust")]
+    pub type CarrierTrust = core::CarrierTrust;
+    #[deprecated(note = "use raindrop::propagate::CarrierRefusal")]
+    pub type CarrierRefusal = core::CarrierRefusal;
+    #[deprecated(note = "use raindrop::propagate::CarrierGrant")]
+    pub type CarrierGrant = core::CarrierGrant;
+    #[deprecated(note = "use raindrop::propagate::CarrierKey")]
+    pub type CarrierKey = core::CarrierKey;
+}
 
 /// Model calls of any reqwest-middleware 0.4 client recorded as LLM spans
 /// (see the `raindrop-tracing` crate's `llm_http` module).
@@ -263,7 +300,7 @@ pub fn init(options: ClientOptions) -> Guard {
     match try_init(options) {
         Ok(g) => g,
         Err(e) => {
-            setup_warning(
+            raindrop_core::__private::setup_warning(
                 "init",
                 &format!("raindrop::init: {e}; raindrop is disabled and records nothing (raindrop::try_init returns this error)"),
             );
@@ -318,7 +355,7 @@ pub fn begin(begin: Begin) -> Result<Interaction, Error> {
     if let Some(i) =
         raindrop_tracing::current_interaction().filter(|i| !i.is_noop() && !i.is_finished())
     {
-        i.apply_begin(begin);
+        raindrop_core::__private::apply_begin(&i, begin);
         return Ok(i);
     }
     current().begin(begin)

@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use raindrop::handoff::Handoff;
 use raindrop::propagate;
-use raindrop::propagation::CarrierTrust;
+use raindrop::propagate::CarrierTrust;
 use raindrop::{Begin, Client, ClientOptions};
 use raindrop_test_support::{Capture, ChildService};
 use serde::Deserialize;

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::app_git::{AppGitInfo, AppGitState};
 use crate::diag::setup_warning;
+use crate::endpoint;
 use crate::interaction::{Interaction, InteractionCore, Joined};
-use crate::item::{Control, EventRecord, IdentifyRecord, Item};
+use crate::item::{Control, EventRecord, IdentifyRecord, Item, Reply};
 use crate::model::{AiEvent, Begin, Event, Signal};
 use crate::options::{valid_project_slug, ClientOptions};
 use crate::pipeline::{CarrierKind, Pipeline};
@@ -24,7 +25,7 @@ use crate::span::SpanRecord;
 use crate::stats::{Counters, DropReason, ItemKind, Stats};
 use crate::time::deadline_in;
 use crate::validate;
-use crate::worker::{self, Reply, WorkerConfig};
+use crate::worker::{self, WorkerConfig};
 use crate::Error;
 
 /// The Raindrop client. Cheap to clone: clones share one queue and worker.
@@ -114,9 +115,11 @@ impl Client {
         for note in notes {
             tracing::warn!(target: "raindrop", "{note}");
         }
-        let endpoint = validate::normalise_endpoint(&options.endpoint)?;
+        let endpoint = endpoint::normalise_endpoint(&options.endpoint)?;
         options.endpoint = endpoint.to_string();
-        let tls = validate::tls(&options)?;
+        let tls = endpoint::tls(&options)?;
+        // One copy, shared by the client and its worker.
+        let options = Arc::new(options);
 
         let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
             if p.is_empty() {
@@ -147,7 +150,7 @@ impl Client {
         let mut worker_handle = None;
         let queue = if enabled {
             if options.local_sink.is_none() && options.write_key.is_some() {
-                validate::warn_if_plain_http(&endpoint);
+                endpoint::warn_if_plain_http(&endpoint);
             }
             let (queue, budget, data_rx) =
                 Queue::new(options.max_queue_size, options.max_buffered_bytes);
@@ -191,7 +194,7 @@ impl Client {
     #[doc(hidden)]
     pub fn not_initialized() -> Client {
         Client::from_parts(
-            ClientOptions::default(),
+            Arc::new(ClientOptions::default()),
             None,
             AppGitState::none(),
             None,
@@ -205,7 +208,7 @@ impl Client {
     // A private constructor naming each part once; a struct would only repeat them.
     #[allow(clippy::too_many_arguments)]
     fn from_parts(
-        options: ClientOptions,
+        options: Arc<ClientOptions>,
         project_id: Option<String>,
         app_git: Arc<AppGitState>,
         queue: Option<Queue>,
@@ -374,7 +377,7 @@ impl Client {
         traits: impl Serialize,
     ) -> Result<(), Error> {
         let user_id = user_id.into();
-        let traits = validate::identify(&user_id, validate::to_properties(traits))
+        let traits = validate::identify(&user_id, crate::properties::to_properties(traits))
             .map_err(|e| self.inner.pipeline.reject(ItemKind::Identify, e))?;
         self.inner
             .pipeline
@@ -406,24 +409,13 @@ impl Client {
     pub fn begin(&self, mut begin: Begin) -> Result<Interaction, Error> {
         let checked = validate::begin(&mut begin)
             .map_err(|e| self.inner.pipeline.reject(ItemKind::InteractionUpdate, e))?;
-        let Begin {
-            user_id,
-            event,
-            input,
-            model,
-            convo_id,
-            attachments,
-            tools,
-            ..
-        } = begin;
-        let properties = checked.properties;
         let event_id: Arc<str> = checked.event_id.into();
         let core = Interaction::new_core(
             self.inner.pipeline.clone(),
-            event_id.clone(),
-            user_id.filter(|u| !u.trim().is_empty()),
-            convo_id,
-            Some(event),
+            event_id,
+            None,
+            None,
+            None,
             None,
         );
         if !core.sampled {
@@ -431,15 +423,7 @@ impl Client {
         }
         self.remember_interaction(&core);
         let interaction = Interaction::from_core(core);
-        if let Some(tools) = tools {
-            interaction.set_tools_normalised(tools);
-        }
-        interaction.send(|p| {
-            p.ai.model = model;
-            p.ai.input = input;
-            p.properties = properties;
-            p.attachments = attachments;
-        });
+        interaction.begin_with(begin, checked.properties);
         Ok(interaction)
     }
 
@@ -544,7 +528,7 @@ impl Client {
     ) -> Option<String> {
         let key = self.inner.pipeline.carrier_key.as_ref()?;
         self.warn_if_local_key();
-        Some(key.sign(trace_id, baggage, delegate_finish, unix_now()))
+        Some(key.sign(trace_id, baggage, delegate_finish, crate::time::unix_now()))
     }
 
     /// Decides whether an incoming carrier's interaction may be joined:
@@ -835,13 +819,6 @@ fn carrier_key(options: &ClientOptions) -> (Option<CarrierKey>, bool) {
             .map(|()| CarrierKey::from_secret(&secret))
     });
     (local.clone(), true)
-}
-
-/// Seconds since the Unix epoch (0 for a clock before it).
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

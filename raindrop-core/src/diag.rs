@@ -15,8 +15,8 @@ const MAX_CAUSES: usize = 256;
 /// setup itself (no subscriber yet, or a filter that hides `raindrop`).
 ///
 /// ```
-/// raindrop_core::setup_warning("doc-example", "shown once");
-/// raindrop_core::setup_warning("doc-example", "not shown: same cause");
+/// raindrop_core::__private::setup_warning("doc-example", "shown once");
+/// raindrop_core::__private::setup_warning("doc-example", "not shown: same cause");
 /// ```
 pub fn setup_warning(cause: &str, message: &str) {
     static SAID: Mutex<Option<HashSet<String>>> = Mutex::new(None);

@@ -29,7 +29,7 @@ pub fn current() -> Client {
     STAND_IN
         .get_or_init(|| {
             // Said once, when the stand-in is made; later calls take no lock here.
-            crate::setup_warning(
+            crate::diag::setup_warning(
                 "not_initialized",
                 "a raindrop tracking call ran before raindrop::init: nothing is recorded. Call `let _guard = raindrop::init(raindrop::ClientOptions::from_env());` at start-up and keep the guard",
             );

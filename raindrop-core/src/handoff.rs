@@ -119,7 +119,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -131,15 +130,12 @@ use crate::propagation::{
 };
 use crate::span::{AttributeValue, SpanRecord, SpanStatus};
 use crate::stats::Refusal;
+pub use crate::subagent_link::{SubagentLink, TERMINAL};
 use crate::Client;
 
 /// The header (and job-payload key) holding the hand-off's members; read
 /// before `baggage`.
 pub const HANDOFF: &str = "x-raindrop-handoff";
-
-/// The event property and span attribute a cancelled child ends with
-/// (value `cancelled`).
-pub const TERMINAL: &str = "raindrop.handoff.terminal";
 
 /// The name of the span recording a dispatch on the launcher's side.
 pub const DISPATCH_SPAN: &str = "ai.subagent.dispatch";
@@ -255,6 +251,35 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
         *o = u8::from_str_radix(pair, 16).ok()?;
     }
     (out != [0; N]).then_some(out)
+}
+
+/// The hand-off's members: from `x-raindrop-handoff` when given, else from
+/// a `baggage` that names a child event (`None`: no hand-off there).
+fn carrier_members(
+    handoff: &str,
+    baggage: &str,
+) -> Result<Option<[Option<String>; 7]>, HandoffError> {
+    let mut fields: [Option<String>; 7] = Default::default();
+    if !handoff.is_empty() {
+        if handoff.len() > MAX_HEADER {
+            return Err(HandoffError::Malformed(HANDOFF));
+        }
+        read_members(handoff, &mut fields)?;
+        return Ok(Some(fields));
+    }
+    if baggage.len() > MAX_HEADER {
+        return Ok(None);
+    }
+    let mut from_baggage: [Option<String>; 7] = Default::default();
+    if read_members(baggage, &mut from_baggage).is_err()
+        && !baggage.contains(FIELDS[CHILD].0)
+        && !baggage.contains(FIELDS[CHILD].1)
+    {
+        // A bad continuation baggage, not a hand-off.
+        return Ok(None);
+    }
+    read_members(baggage, &mut fields)?;
+    Ok(fields[CHILD].is_some().then_some(fields))
 }
 
 /// Reads the hand-off members of one header into `fields`.
@@ -389,29 +414,9 @@ impl Handoff {
             }
             into.push_str(v);
         }
-        let mut fields: [Option<String>; 7] = Default::default();
-        if !handoff.is_empty() {
-            if handoff.len() > MAX_HEADER {
-                return Err(HandoffError::Malformed(HANDOFF));
-            }
-            read_members(&handoff, &mut fields)?;
-        } else {
-            if baggage.len() > MAX_HEADER {
-                return Ok(None);
-            }
-            let mut from_baggage: [Option<String>; 7] = Default::default();
-            if read_members(&baggage, &mut from_baggage).is_err()
-                && !baggage.contains(FIELDS[CHILD].0)
-                && !baggage.contains(FIELDS[CHILD].1)
-            {
-                // A bad continuation baggage, not a hand-off.
-                return Ok(None);
-            }
-            read_members(&baggage, &mut fields)?;
-            if fields[CHILD].is_none() {
-                return Ok(None);
-            }
-        }
+        let Some(mut fields) = carrier_members(&handoff, &baggage)? else {
+            return Ok(None);
+        };
         let take = |i: usize, f: &mut [Option<String>; 7]| {
             f[i].take().ok_or(HandoffError::Missing(FIELDS[i].0))
         };
@@ -487,7 +492,7 @@ impl Handoff {
         trust: CarrierTrust,
     ) -> Result<(), CarrierRefusal> {
         client.resume_subagent_check(self, trust)?;
-        let link = SubagentLink::of(self);
+        let link = link_of(self);
         let now = SystemTime::now();
         let mut attributes: Vec<(Cow<'static, str>, AttributeValue)> = vec![
             ("ai.operationId".into(), FAILED_SPAN.into()),
@@ -521,80 +526,6 @@ impl Handoff {
     }
 }
 
-/// What links a child's spans to its launcher: the values of the
-/// `raindrop.handoff.*` attributes, and whether the child was cancelled.
-#[derive(Debug)]
-pub struct SubagentLink {
-    parent_event_id: String,
-    parent_span_id: String,
-    name: String,
-    trace_id: [u8; 16],
-    dispatch_span_id: [u8; 8],
-    cancelled: AtomicBool,
-}
-
-impl SubagentLink {
-    fn of(h: &Handoff) -> SubagentLink {
-        SubagentLink {
-            parent_event_id: h.parent_event_id.clone(),
-            parent_span_id: hex(&h.dispatch_span_id),
-            name: h.name.clone(),
-            trace_id: h.trace_id,
-            dispatch_span_id: h.dispatch_span_id,
-            cancelled: AtomicBool::new(false),
-        }
-    }
-
-    /// The launching interaction's event id.
-    pub fn parent_event_id(&self) -> &str {
-        &self.parent_event_id
-    }
-
-    /// The sub-agent's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The launcher's trace id.
-    pub fn trace_id(&self) -> [u8; 16] {
-        self.trace_id
-    }
-
-    /// The launcher's dispatch span, the parent of the child's root spans.
-    pub fn dispatch_span_id(&self) -> [u8; 8] {
-        self.dispatch_span_id
-    }
-
-    /// Whether the child was cancelled (spans ending from now on say so).
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
-    }
-
-    /// The attributes every span of the child carries:
-    /// `raindrop.handoff.parentEventId`, `raindrop.handoff.parentSpanId`
-    /// (the dispatch span, 16 hex digits), `raindrop.handoff.name`,
-    /// `raindrop.agent.role=subagent`, and once cancelled
-    /// `raindrop.handoff.terminal=cancelled`.
-    pub fn attributes(&self) -> Vec<(Cow<'static, str>, AttributeValue)> {
-        let mut a: Vec<(Cow<'static, str>, AttributeValue)> = vec![
-            (
-                "raindrop.handoff.parentEventId".into(),
-                self.parent_event_id.as_str().into(),
-            ),
-            (
-                "raindrop.handoff.parentSpanId".into(),
-                self.parent_span_id.as_str().into(),
-            ),
-            ("raindrop.handoff.name".into(), self.name.as_str().into()),
-            ("raindrop.agent.role".into(), "subagent".into()),
-        ];
-        if self.is_cancelled() {
-            a.push((TERMINAL.into(), "cancelled".into()));
-        }
-        a
-    }
-}
-
 /// A sub-agent's run: its own interaction (the child event id the launcher
 /// minted), linked to the launcher. Dereferences to [`Interaction`]: set
 /// input, properties, and [`finish`](Interaction::finish) it. Clones share
@@ -616,11 +547,22 @@ impl Drop for Run {
     }
 }
 
+/// The link the hand-off `h` describes.
+fn link_of(h: &Handoff) -> SubagentLink {
+    SubagentLink::new(
+        h.parent_event_id.clone(),
+        hex(&h.dispatch_span_id),
+        h.name.clone(),
+        h.trace_id,
+        h.dispatch_span_id,
+    )
+}
+
 fn cancel(i: &Interaction, link: &SubagentLink) {
     if i.is_noop() || i.is_finished() {
         return;
     }
-    link.cancelled.store(true, Ordering::Release);
+    link.mark_cancelled();
     i.finish_with(Finish::new().property(TERMINAL, "cancelled"));
 }
 
@@ -628,7 +570,7 @@ impl fmt::Debug for Subagent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subagent")
             .field("interaction", &self.run.interaction)
-            .field("name", &self.run.link.name)
+            .field("name", &self.run.link.name())
             .finish_non_exhaustive()
     }
 }
@@ -702,7 +644,7 @@ impl Interaction {
         };
         if let Some(key) = pipeline.carrier_key.as_ref() {
             pipeline.warn_if_local_key();
-            let now = crate::client::unix_now();
+            let now = crate::time::unix_now();
             h.signature = Some(key.sign_with(now, true, |kid, ts, fin| h.canonical(kid, ts, fin)));
         }
         let now = SystemTime::now();
@@ -796,7 +738,7 @@ impl Client {
             self.pipeline().sampled_out(crate::ItemKind::Interaction);
         }
         self.remember_interaction(&core);
-        let link = Arc::new(SubagentLink::of(handoff));
+        let link = Arc::new(link_of(handoff));
         let _ = core.subagent.set(link.clone());
         Ok(Subagent {
             run: Arc::new(Run {
@@ -938,7 +880,7 @@ mod tests {
                 .propagation_secret("s"),
         )
         .unwrap();
-        let now = crate::client::unix_now();
+        let now = crate::time::unix_now();
         let sign = |h: &Handoff, secret: &[u8], ts: u64| {
             let mut h = h.clone();
             let key = crate::propagation::CarrierKey::from_secret(secret);

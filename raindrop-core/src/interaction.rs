@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::item::{AiData, InteractionUpdate, UpdateSlot};
-use crate::model::{Attachment, Finish, Properties};
+use crate::model::{Attachment, Begin, Finish};
 use crate::pipeline::Pipeline;
+use crate::properties::{properties_of, Properties};
 use crate::stats::Refusal;
 
 /// What every handle of one interaction shares.
@@ -37,7 +38,7 @@ pub(crate) struct InteractionCore {
     /// Set when this interaction is a detached sub-agent's own event: the
     /// link every span it records carries (manual spans and tool calls
     /// here; the tracing layer stamps its spans itself).
-    pub(crate) subagent: std::sync::OnceLock<Arc<crate::handoff::SubagentLink>>,
+    pub(crate) subagent: std::sync::OnceLock<Arc<crate::subagent_link::SubagentLink>>,
     /// The tools its model calls are offered (`begin(tools)`, `set_tools`).
     tools: Mutex<Option<Arc<Vec<String>>>>,
 }
@@ -50,7 +51,7 @@ pub(crate) struct Joined {
 }
 
 /// The identity fields, sent with every update so that any one delivered
-/// delta is a valid event, and kept so traces can carry them.
+/// update is a valid event, and kept so traces can carry them.
 #[derive(Default, Clone)]
 struct Sticky {
     user_id: Option<Arc<str>>,
@@ -62,7 +63,7 @@ struct Sticky {
 ///
 /// Every method only queues a small update and returns; the worker merges
 /// updates per event id and ships them as sparse `events/track_partial`
-/// deltas. Handles are cheap to clone and all refer to the same event.
+/// updates. Handles are cheap to clone and all refer to the same event.
 /// A handle from [`Interaction::noop`] accepts every call and does nothing.
 ///
 /// ```
@@ -194,23 +195,34 @@ impl Interaction {
             tracing::debug!(target: "raindrop", event_id = &*core.event_id, "update after finish ignored");
             return;
         }
-        let mut patch = InteractionUpdate {
+        let mut update = InteractionUpdate {
             event_id: core.event_id.clone(),
             ..Default::default()
         };
-        fill(&mut patch);
-        core.mark_set(&patch.ai.input, &patch.ai.output, &patch.ai.model);
-        core.stamp(&mut patch);
+        fill(&mut update);
+        core.mark_set(&update.ai.input, &update.ai.output, &update.ai.model);
+        core.stamp(&mut update);
         // Refusals are counted in stats; the caller of a mutator is never bothered.
-        core.pipeline.enqueue_update(&core.waiting, patch);
+        core.pipeline.enqueue_update(&core.waiting, update);
+    }
+
+    /// Not a public API: the tracing layer's GenAI capture uses
+    /// `raindrop_core::__private::fill_unset`.
+    #[doc(hidden)]
+    #[deprecated(note = "not a public API: use raindrop_core::__private::fill_unset")]
+    pub fn fill_unset(&self, model: Option<String>, input: Option<String>, output: Option<String>) {
+        self.fill_from_model_calls(model, input, output)
     }
 
     /// Sets model, input and output from what the interaction's model calls
     /// said, each only when no mutator (or begin) has set it: what the user
-    /// sets by hand always wins. Used by the tracing layer's GenAI capture;
-    /// not a public API.
-    #[doc(hidden)]
-    pub fn fill_unset(&self, model: Option<String>, input: Option<String>, output: Option<String>) {
+    /// sets by hand always wins.
+    pub(crate) fn fill_from_model_calls(
+        &self,
+        model: Option<String>,
+        input: Option<String>,
+        output: Option<String>,
+    ) {
         let Some(core) = self.core.as_deref() else {
             return;
         };
@@ -227,15 +239,15 @@ impl Interaction {
         if core.finished.load(Ordering::Acquire) {
             return;
         }
-        let mut patch = InteractionUpdate {
+        let mut update = InteractionUpdate {
             event_id: core.event_id.clone(),
             ..Default::default()
         };
-        patch.ai.model = model;
-        patch.ai.input = input;
-        patch.ai.output = output;
-        core.stamp(&mut patch);
-        core.pipeline.enqueue_update(&core.waiting, patch);
+        update.ai.model = model;
+        update.ai.input = input;
+        update.ai.output = output;
+        core.stamp(&mut update);
+        core.pipeline.enqueue_update(&core.waiting, update);
     }
 
     /// Sets what the user asked.
@@ -316,7 +328,7 @@ impl Interaction {
         let Some(core) = self.core.as_deref() else {
             return;
         };
-        match crate::validate::to_properties(properties) {
+        match crate::properties::to_properties(properties) {
             Ok(properties) => self.send(|p| p.properties = properties),
             Err(reason) => {
                 core.pipeline.reject(
@@ -336,37 +348,50 @@ impl Interaction {
         self.send(|p| p.attachments = attachments);
     }
 
+    /// Not a public API: the facade uses `raindrop_core::__private::apply_begin`.
+    #[doc(hidden)]
+    #[deprecated(note = "not a public API: use raindrop_core::__private::apply_begin")]
+    pub fn apply_begin(&self, begin: Begin) {
+        self.apply_begin_in_span(begin)
+    }
+
     /// Applies the fields of `begin` (user, event name, input, model, convo id,
     /// properties, attachments) to this interaction as one update. `begin`'s
     /// event id is ignored: the handle keeps its own. The facade's `begin`
-    /// uses it inside a span that already began this interaction; not part
-    /// of the stable API.
-    #[doc(hidden)]
-    pub fn apply_begin(&self, begin: crate::model::Begin) {
-        let crate::model::Begin {
-            user_id,
-            event,
-            event_id: _,
-            input,
-            model,
-            convo_id,
-            properties,
-            invalid_properties,
-            attachments,
-            tools,
-        } = begin;
-        if let Some(tools) = tools {
-            self.set_tools_normalised(tools);
-        }
-        let properties = match crate::validate::properties_of(properties, invalid_properties) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(target: "raindrop", "begin inside an interaction span: {e}; properties left out");
-                Properties::new()
-            }
-        };
-        let event = Some(event).filter(|e| !e.trim().is_empty());
+    /// uses it inside a span that already began this interaction.
+    pub(crate) fn apply_begin_in_span(&self, mut begin: Begin) {
+        let properties = std::mem::take(&mut begin.properties);
+        let invalid = begin.invalid_properties.take();
+        let properties =
+            self.properties_or_warn(properties, invalid, "begin in an interaction span");
+        self.begin_with(begin, properties);
+    }
+
+    /// A builder's properties, or none (warned) when they were refused: a
+    /// call on a live interaction has no error to return.
+    fn properties_or_warn(
+        &self,
+        properties: Properties,
+        invalid: Option<String>,
+        call: &str,
+    ) -> Properties {
+        properties_of(properties, invalid).unwrap_or_else(|e| {
+            let event_id = self.event_id().unwrap_or_default();
+            tracing::warn!(target: "raindrop", event_id, "{call}: {e}; properties left out");
+            Properties::new()
+        })
+    }
+
+    /// Sets the identity sent with every update: a blank user or event name
+    /// is ignored, and so is a user change refused on a joined handle.
+    fn set_identity(
+        &self,
+        user_id: Option<String>,
+        convo_id: Option<String>,
+        event: Option<String>,
+    ) {
         let user_id = user_id.filter(|u| !u.trim().is_empty() && self.may_set_user(u));
+        let event = event.filter(|e| !e.trim().is_empty());
         self.set_sticky(|s| {
             if let Some(u) = user_id {
                 s.user_id = Some(u.into());
@@ -378,31 +403,35 @@ impl Interaction {
                 s.event = Some(e.into());
             }
         });
+    }
+
+    /// Takes `begin`'s identity (user, event name, convo id) and sends its
+    /// content as one update, with `properties` checked apart: what
+    /// [`Client::begin`](crate::Client::begin) and [`apply_begin_in_span`](Self::apply_begin_in_span)
+    /// share, so a `Begin` field is read in this one place.
+    pub(crate) fn begin_with(&self, begin: Begin, properties: Properties) {
+        let Begin {
+            user_id,
+            event,
+            event_id: _,
+            input,
+            model,
+            convo_id,
+            properties: _,
+            invalid_properties: _,
+            attachments,
+            tools,
+        } = begin;
+        if let Some(tools) = tools {
+            self.set_tools_normalised(tools);
+        }
+        self.set_identity(user_id, convo_id, Some(event));
         self.send(|p| {
             p.ai.input = input;
             p.ai.model = model;
             p.properties = properties;
             p.attachments = attachments;
         });
-    }
-
-    /// Records a tool call with the caller's own timing as a `<name>.tool`
-    /// span linked to this interaction (the Python SDK's
-    /// `Interaction.track_tool`); see [`ToolCall`](crate::ToolCall). Works
-    /// after `finish` too (a tool span may arrive late). A no-op with
-    /// tracing off or on a no-op handle; an invalid call (properties that
-    /// are not an object, an empty name) is counted and logged.
-    pub fn track_tool(&self, call: crate::ToolCall) {
-        let Some(core) = self.core.as_deref() else {
-            return;
-        };
-        let association = crate::Association::from(self);
-        let _ = crate::manual_span::track_tool(
-            &core.pipeline,
-            &association,
-            call,
-            self.subagent_attributes(),
-        );
     }
 
     /// Sets the tools the interaction's model calls are offered (the Python
@@ -452,22 +481,6 @@ impl Interaction {
             .unwrap_or_default()
     }
 
-    /// Starts a span by hand, linked to this interaction (its ids are read
-    /// when the span ends); see [`ManualSpan`](crate::ManualSpan). A no-op
-    /// handle starts a span that records nothing.
-    pub fn start_span(&self, kind: crate::SpanKind, name: impl Into<String>) -> crate::ManualSpan {
-        match self.core.as_deref() {
-            Some(core) => crate::ManualSpan::start(
-                core.pipeline.clone(),
-                kind,
-                name.into(),
-                Some(self.clone()),
-                crate::Association::default(),
-            ),
-            None => crate::ManualSpan::noop(),
-        }
-    }
-
     /// Finishes the interaction with the model's answer.
     pub fn finish(&self, output: impl Into<String>) {
         self.finish_with(Finish::new().output(output));
@@ -511,13 +524,7 @@ impl Interaction {
             attachments,
             error,
         } = finish;
-        let mut properties = match crate::validate::properties_of(properties, invalid_properties) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(target: "raindrop", event_id = &*core.event_id, "finish: {e}; properties left out");
-                Properties::new()
-            }
-        };
+        let mut properties = self.properties_or_warn(properties, invalid_properties, "finish");
         if let Some(e) = error {
             properties.insert("error".to_owned(), Value::String(e));
         }
@@ -529,19 +536,8 @@ impl Interaction {
             }
             None => None,
         };
-        let user_id = user_id.filter(|u| !u.trim().is_empty() && self.may_set_user(u));
-        self.set_sticky(|s| {
-            if let Some(u) = user_id {
-                s.user_id = Some(u.into());
-            }
-            if let Some(c) = convo_id {
-                s.convo_id = Some(c.into());
-            }
-            if let Some(e) = event.filter(|e| !e.trim().is_empty()) {
-                s.event = Some(e.into());
-            }
-        });
-        let mut patch = InteractionUpdate {
+        self.set_identity(user_id, convo_id, event);
+        let mut update = InteractionUpdate {
             event_id: core.event_id.clone(),
             ai: AiData {
                 model,
@@ -555,9 +551,9 @@ impl Interaction {
             is_final: true,
             ..Default::default()
         };
-        core.stamp(&mut patch);
+        core.stamp(&mut update);
         if core.sampled {
-            core.pipeline.enqueue_update(&core.waiting, patch);
+            core.pipeline.enqueue_update(&core.waiting, update);
         }
     }
 }
@@ -584,17 +580,17 @@ impl InteractionCore {
     }
 
     /// Fills in the identity and the content flag of an update.
-    fn stamp(&self, patch: &mut InteractionUpdate) {
-        let content = patch.ai.has_content() || !patch.attachments.is_empty();
-        patch.had_content = if content {
+    fn stamp(&self, update: &mut InteractionUpdate) {
+        let content = update.ai.has_content() || !update.attachments.is_empty();
+        update.had_content = if content {
             self.had_content.store(true, Ordering::Release);
             true
         } else {
             self.had_content.load(Ordering::Acquire)
         };
         let s = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
-        patch.user_id.clone_from(&s.user_id);
-        patch.event.clone_from(&s.event);
-        patch.ai.convo_id.clone_from(&s.convo_id);
+        update.user_id.clone_from(&s.user_id);
+        update.event.clone_from(&s.event);
+        update.ai.convo_id.clone_from(&s.convo_id);
     }
 }

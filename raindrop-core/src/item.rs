@@ -6,9 +6,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::model::{Attachment, Properties, Sentiment, SignalType, Timestamp};
+use tokio::sync::oneshot;
+
+use crate::model::{Attachment, Sentiment, SignalType, Timestamp};
+use crate::properties::Properties;
+use crate::route::Route;
 use crate::span::{AttributeValue, SpanRecord};
-use crate::worker::{Reply, Route};
 
 pub(crate) enum Item {
     Event(Box<EventRecord>),
@@ -17,7 +20,7 @@ pub(crate) enum Item {
     /// An interaction's updates waiting in the queue: later updates of the
     /// same interaction merge into it until the worker takes it, so an open
     /// interaction holds one queue slot, not one per update.
-    Partial(Arc<UpdateSlot>),
+    Update(Arc<UpdateSlot>),
     Span(Box<SpanRecord>),
     /// Answered once every item queued before it has settled. It travels in
     /// the same FIFO queue as the data, so "before" is exact.
@@ -34,7 +37,7 @@ pub(crate) struct UpdateSlot {
 
 /// What an [`UpdateSlot`] holds.
 pub(crate) struct Waiting {
-    pub patch: InteractionUpdate,
+    pub update: InteractionUpdate,
     /// Updates merged in, each counted `queued`.
     pub updates: u64,
     /// Bytes charged for them.
@@ -42,10 +45,10 @@ pub(crate) struct Waiting {
 }
 
 impl UpdateSlot {
-    pub fn new(patch: InteractionUpdate, cost: u64) -> Self {
+    pub fn new(update: InteractionUpdate, cost: u64) -> Self {
         UpdateSlot {
             state: std::sync::Mutex::new(Some(Waiting {
-                patch,
+                update,
                 updates: 1,
                 cost,
             })),
@@ -62,6 +65,33 @@ impl UpdateSlot {
 pub(crate) struct Control {
     pub deadline: Instant,
     pub reply: Reply,
+}
+
+/// How the worker answers a flush or shutdown.
+pub(crate) enum Reply {
+    Blocking(std::sync::mpsc::SyncSender<bool>),
+    Async(oneshot::Sender<bool>),
+}
+
+impl Reply {
+    pub fn blocking() -> (Reply, std::sync::mpsc::Receiver<bool>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        (Reply::Blocking(tx), rx)
+    }
+    pub fn asynchronous() -> (Reply, oneshot::Receiver<bool>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply::Async(tx), rx)
+    }
+    pub(crate) fn send(self, v: bool) {
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.try_send(v);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(v);
+            }
+        }
+    }
 }
 
 /// Bytes charged per item on top of its text: the boxed record, its ids
@@ -142,7 +172,7 @@ impl Item {
                         + opt_len(&s.attachment_id)
                 }
                 Item::Identify(i) => i.user_id.len() as u64 + value_bytes(&i.traits),
-                Item::Partial(slot) => {
+                Item::Update(slot) => {
                     let state = slot.state.lock().unwrap_or_else(|e| e.into_inner());
                     return state.as_ref().map_or(0, |w| w.cost);
                 }
@@ -172,7 +202,7 @@ impl Item {
             Item::Event(_) => Route::Track,
             Item::Signal(_) => Route::Signals,
             Item::Identify(_) => Route::Identify,
-            Item::Partial(_) => Route::Partial,
+            Item::Update(_) => Route::Partial,
             Item::Span(_) => Route::Traces,
             Item::Flush(_) | Item::Shutdown(_) => return None,
         })
@@ -268,11 +298,11 @@ pub struct IdentifyRecord {
 ///
 /// The caller's [`Interaction`](crate::Interaction) fills in the identity it
 /// knows (`user_id`, `event`, `ai.convo_id`) on every update, so any one
-/// delivered delta is a valid event, and says whether the interaction has had
+/// delivered update is a valid event, and says whether the interaction has had
 /// content so far (`had_content`), so the worker needs no memory of earlier
-/// deltas.
+/// updates.
 ///
-/// The before-send hook sees the merged delta that is about to be sent.
+/// The before-send hook sees the merged update that is about to be sent.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct InteractionUpdate {
@@ -282,11 +312,11 @@ pub struct InteractionUpdate {
     pub user_id: Option<Arc<str>>,
     /// The event name, if known.
     pub event: Option<Arc<str>>,
-    /// The AI fields changed by this delta (and the conversation id).
+    /// The AI fields changed by this update (and the conversation id).
     pub ai: AiData,
-    /// Properties changed by this delta.
+    /// Properties changed by this update.
     pub properties: Properties,
-    /// Attachments added by this delta.
+    /// Attachments added by this update.
     pub attachments: Vec<Attachment>,
     /// A timestamp set at finish.
     pub timestamp: Option<Timestamp>,
@@ -308,7 +338,7 @@ pub struct InteractionUpdate {
 pub enum Outgoing<'a> {
     /// An `events/track` event.
     Event(&'a mut EventRecord),
-    /// A merged delta of an interaction (`events/track_partial`).
+    /// A merged update of an interaction (`events/track_partial`).
     InteractionUpdate(&'a mut InteractionUpdate),
     /// A signal.
     Signal(&'a mut SignalRecord),

@@ -16,7 +16,7 @@
 //! queue, caps text fields, serialises, batches per route (`events/track`
 //! arrays of `upload_size` events under 1 MiB, sent when full or every
 //! `upload_interval`), merges interaction updates into sparse
-//! `events/track_partial` deltas, and retries network errors, 408, 429 and
+//! `events/track_partial` updates, and retries network errors, 408, 429 and
 //! 5xx with exponential backoff and jitter, honouring `Retry-After` up to
 //! 10 s. Every item ends up delivered or dropped with a reason in
 //! [`Client::stats`].
@@ -43,6 +43,7 @@
 mod app_git;
 mod client;
 mod diag;
+mod endpoint;
 mod error;
 mod global;
 pub mod handoff;
@@ -54,11 +55,16 @@ mod model;
 mod options;
 mod pipeline;
 pub mod propagation;
+mod properties;
 mod queue;
 mod redact;
+mod route;
 mod span;
 mod stats;
+mod subagent_link;
+// Hidden: not part of the stable API (see the module docs).
 #[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod testing;
 mod time;
 mod tools;
@@ -67,7 +73,6 @@ mod worker;
 
 pub use app_git::{AppGit, AppGitInfo, BRANCH_KEY, COMMIT_DIRTY_KEY, COMMIT_SHA_KEY};
 pub use client::{Client, ShutdownReport};
-pub use diag::setup_warning;
 pub use error::Error;
 pub use interaction::Interaction;
 pub use item::{AiData, EventRecord, IdentifyRecord, InteractionUpdate, Outgoing, SignalRecord};
@@ -75,13 +80,14 @@ pub use manual_span::{
     unix_to_system_time, Association, ManualSpan, SpanContext, SpanKind, ToolCall,
 };
 pub use model::{
-    AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Properties, Role, Sentiment, Signal,
-    SignalType, Timestamp,
+    AiEvent, Attachment, AttachmentType, Begin, Event, Finish, Role, Sentiment, Signal, SignalType,
+    Timestamp,
 };
 pub use options::{
     BeforeSend, ClientOptions, LocalSink, MemorySink, PropagationSecret, TlsRoots, Workshop,
     WriteKey, DEFAULT_ENDPOINT,
 };
+pub use properties::Properties;
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
 pub use stats::{DropReason, ItemKind, Stats};
@@ -95,10 +101,37 @@ pub fn truncate_text(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> 
     worker::wire::cap(text, max_chars)
 }
 
+/// Reports a setup problem once per `cause`; not part of the stable API
+/// (the facade and the tracing layer use it).
+#[doc(hidden)]
+#[deprecated(note = "not a public API: use raindrop_core::__private::setup_warning")]
+pub fn setup_warning(cause: &str, message: &str) {
+    diag::setup_warning(cause, message)
+}
+
 /// Not part of the stable API: what the facade and the tracing layer share.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::diag::setup_warning;
     pub use crate::global::{current, global, set_global};
+
+    /// Sets model, input and output of `interaction` from what its model
+    /// calls said, each only where no mutator (or begin) set it: the
+    /// tracing layer's GenAI capture.
+    pub fn fill_unset(
+        interaction: &crate::Interaction,
+        model: Option<String>,
+        input: Option<String>,
+        output: Option<String>,
+    ) {
+        interaction.fill_from_model_calls(model, input, output)
+    }
+
+    /// Applies `begin` to an interaction a span already began (its event id
+    /// is ignored): the facade's `begin` inside an interaction span.
+    pub fn apply_begin(interaction: &crate::Interaction, begin: crate::Begin) {
+        interaction.apply_begin_in_span(begin)
+    }
 
     /// Faults the SDK's own tests inject where nothing outside can cause them.
     pub mod faults {

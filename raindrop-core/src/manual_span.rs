@@ -91,25 +91,11 @@ impl Association {
     pub fn new() -> Self {
         Association::default()
     }
-    /// Sets the event id.
-    pub fn event_id(mut self, v: impl Into<String>) -> Self {
-        self.event_id = Some(v.into());
-        self
-    }
-    /// Sets the user id.
-    pub fn user_id(mut self, v: impl Into<String>) -> Self {
-        self.user_id = Some(v.into());
-        self
-    }
-    /// Sets the event name.
-    pub fn event(mut self, v: impl Into<String>) -> Self {
-        self.event = Some(v.into());
-        self
-    }
-    /// Sets the conversation id.
-    pub fn convo_id(mut self, v: impl Into<String>) -> Self {
-        self.convo_id = Some(v.into());
-        self
+    crate::model::setters! {
+        text event_id: "Sets the event id.";
+        text user_id: "Sets the user id.";
+        text event: "Sets the event name.";
+        text convo_id: "Sets the conversation id.";
     }
 }
 
@@ -331,13 +317,13 @@ impl ToolCall {
     /// What the tool was called with: any `Serialize` value, sent as
     /// `{"args": [input]}`.
     pub fn input(mut self, input: impl Serialize) -> Self {
-        self.input = Some(crate::validate::to_value(input));
+        self.input = Some(crate::properties::to_value(input));
         self
     }
     /// What the tool returned: any `Serialize` value, sent as JSON (a string
     /// is sent quoted, as the Python SDK does).
     pub fn output(mut self, output: impl Serialize) -> Self {
-        self.output = Some(crate::validate::to_value(output));
+        self.output = Some(crate::properties::to_value(output));
         self
     }
     /// How long the call took.
@@ -380,7 +366,7 @@ impl ToolCall {
     /// [`property`](Self::property)). Anything but a JSON object makes the
     /// call invalid: it is refused and counted.
     pub fn properties(mut self, properties: impl Serialize) -> Self {
-        match crate::validate::to_properties(properties) {
+        match crate::properties::to_properties(properties) {
             Ok(map) => self.properties.extend(map),
             Err(e) => self.invalid = Some(e),
         }
@@ -632,7 +618,7 @@ impl ManualSpan {
         let Some(o) = self.open.as_deref_mut() else {
             return;
         };
-        match crate::validate::to_value(input) {
+        match crate::properties::to_value(input) {
             Ok(v) => {
                 let text = python_json(&serde_json::json!({ "args": [v] }));
                 o.input = Some(crate::truncate_text(&text, max).into_owned());
@@ -649,7 +635,7 @@ impl ManualSpan {
         let Some(o) = self.open.as_deref_mut() else {
             return;
         };
-        match crate::validate::to_value(output) {
+        match crate::properties::to_value(output) {
             Ok(v) => o.output = Some(crate::truncate_text(&python_json(&v), max).into_owned()),
             Err(e) => {
                 tracing::warn!(target: "raindrop", span = %o.name, "span output left out: {e}")
@@ -671,7 +657,7 @@ impl ManualSpan {
         let Some(o) = self.open.as_deref_mut() else {
             return;
         };
-        match crate::validate::to_properties(properties) {
+        match crate::properties::to_properties(properties) {
             Ok(map) => o.properties.extend(map),
             Err(e) => {
                 tracing::warn!(target: "raindrop", span = %o.name, "span properties left out: {e}")
@@ -765,6 +751,40 @@ impl Drop for ManualSpan {
                 "cancelled"
             };
             self.finish(Some(why.to_owned()));
+        }
+    }
+}
+
+/// The manual spans of an interaction: defined here so the interaction
+/// needs nothing of this module, which reads the interaction's ids.
+impl Interaction {
+    /// Records a tool call with the caller's own timing as a `<name>.tool`
+    /// span linked to this interaction (the Python SDK's
+    /// `Interaction.track_tool`); see [`ToolCall`]. Works
+    /// after `finish` too (a tool span may arrive late). A no-op with
+    /// tracing off or on a no-op handle; an invalid call (properties that
+    /// are not an object, an empty name) is counted and logged.
+    pub fn track_tool(&self, call: ToolCall) {
+        let Some(pipeline) = self.pipeline() else {
+            return;
+        };
+        let association = Association::from(self);
+        let _ = track_tool(pipeline, &association, call, self.subagent_attributes());
+    }
+
+    /// Starts a span by hand, linked to this interaction (its ids are read
+    /// when the span ends); see [`ManualSpan`]. A no-op
+    /// handle starts a span that records nothing.
+    pub fn start_span(&self, kind: SpanKind, name: impl Into<String>) -> ManualSpan {
+        match self.pipeline() {
+            Some(pipeline) => ManualSpan::start(
+                pipeline.clone(),
+                kind,
+                name.into(),
+                Some(self.clone()),
+                Association::default(),
+            ),
+            None => ManualSpan::noop(),
         }
     }
 }

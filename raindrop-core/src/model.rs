@@ -8,18 +8,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::Error;
 
-/// Arbitrary JSON properties attached to events, signals and interactions.
-///
-/// Values may nest up to 512 levels of objects and arrays (the map itself is
-/// level 1); deeper ones are refused with [`Error::InvalidField`] naming
-/// `properties` (or `traits`). JSON has no NaN or infinity: serde_json turns
-/// such floats into `null` (`Value::from(f64::NAN)` is `Value::Null`), and
-/// that `null` is what is sent.
-pub type Properties = Map<String, Value>;
+use crate::properties::Properties;
 
 /// The kind of an [`Attachment`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -276,13 +269,33 @@ impl From<std::time::SystemTime> for Timestamp {
     }
 }
 
-macro_rules! common_builders {
-    () => {
-        /// Sets the event id (a UUID v4 is generated when unset).
-        pub fn event_id(mut self, event_id: impl Into<String>) -> Self {
-            self.event_id = Some(event_id.into());
+/// The builders' setters, one line per field, so that a field is added to
+/// a builder in one place (the struct keeps the field, the list its setter):
+///
+/// * `text name: "doc"` sets an `Option<String>` field from `impl Into<String>`;
+/// * `timestamp: "doc"` sets `timestamp` from `impl Into<Timestamp>`;
+/// * `properties` adds `property` and `properties` (a refused value is kept
+///   in `invalid_properties` and reported by the call that takes the builder);
+/// * `attachments` adds `attachment` and `attachments`.
+macro_rules! setters {
+    ($($kind:ident $($name:ident)? $(: $doc:literal)?;)*) => {
+        $($crate::model::setters!(@$kind $($name)? $(: $doc)?);)*
+    };
+    (@text $name:ident: $doc:literal) => {
+        #[doc = $doc]
+        pub fn $name(mut self, $name: impl Into<String>) -> Self {
+            self.$name = Some($name.into());
             self
         }
+    };
+    (@timestamp: $doc:literal) => {
+        #[doc = $doc]
+        pub fn timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
+            self.timestamp = Some(timestamp.into());
+            self
+        }
+    };
+    (@properties) => {
         /// Adds one property.
         pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
             self.properties.insert(key.into(), value.into());
@@ -291,19 +304,17 @@ macro_rules! common_builders {
         /// Adds every property of `properties` (later keys win): a
         /// `serde_json` map or `json!({..})` object, or any `Serialize`
         /// struct or map. Anything that does not serialize to a JSON object
-        /// makes the tracking call return [`Error::InvalidField`](crate::Error::InvalidField).
+        /// is reported as [`Error::InvalidField`](crate::Error::InvalidField)
+        /// by the call that takes this value.
         pub fn properties(mut self, properties: impl Serialize) -> Self {
-            match crate::validate::to_properties(properties) {
+            match crate::properties::to_properties(properties) {
                 Ok(p) => self.properties.extend(p),
                 Err(reason) => self.invalid_properties = Some(reason),
             }
             self
         }
-        /// Sets when the event happened (defaults to now).
-        pub fn timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
-            self.timestamp = Some(timestamp.into());
-            self
-        }
+    };
+    (@attachments) => {
         /// Adds one attachment.
         pub fn attachment(mut self, attachment: Attachment) -> Self {
             self.attachments.push(attachment);
@@ -316,6 +327,8 @@ macro_rules! common_builders {
         }
     };
 }
+
+pub(crate) use setters;
 
 /// An AI event: one question and answer, sent to `events/track`.
 ///
@@ -353,27 +366,16 @@ impl AiEvent {
             ..Default::default()
         }
     }
-    /// Sets the model name.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
-        self
+    setters! {
+        text model: "Sets the model name.";
+        text input: "Sets what the user asked.";
+        text output: "Sets what the model answered.";
+        text convo_id: "Sets the conversation id.";
+        text event_id: "Sets the event id (a UUID v4 is generated when unset).";
+        properties;
+        timestamp: "Sets when the event happened (defaults to now).";
+        attachments;
     }
-    /// Sets what the user asked.
-    pub fn input(mut self, input: impl Into<String>) -> Self {
-        self.input = Some(input.into());
-        self
-    }
-    /// Sets what the model answered.
-    pub fn output(mut self, output: impl Into<String>) -> Self {
-        self.output = Some(output.into());
-        self
-    }
-    /// Sets the conversation id.
-    pub fn convo_id(mut self, convo_id: impl Into<String>) -> Self {
-        self.convo_id = Some(convo_id.into());
-        self
-    }
-    common_builders!();
 }
 
 /// A plain (non-AI) event, sent to `events/track`.
@@ -403,7 +405,12 @@ impl Event {
             ..Default::default()
         }
     }
-    common_builders!();
+    setters! {
+        text event_id: "Sets the event id (a UUID v4 is generated when unset).";
+        properties;
+        timestamp: "Sets when the event happened (defaults to now).";
+        attachments;
+    }
 }
 
 /// The kind of a [`Signal`].
@@ -523,42 +530,12 @@ impl Signal {
         self.sentiment = Some(sentiment);
         self
     }
-    /// The feedback comment (required for [`SignalType::Feedback`]); sent as `properties.comment`.
-    pub fn comment(mut self, comment: impl Into<String>) -> Self {
-        self.comment = Some(comment.into());
-        self
-    }
-    /// The corrected text (required for [`SignalType::Edit`]); sent as `properties.after`.
-    pub fn after(mut self, after: impl Into<String>) -> Self {
-        self.after = Some(after.into());
-        self
-    }
-    /// Adds one property.
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.properties.insert(key.into(), value.into());
-        self
-    }
-    /// Adds every property of `properties`: a `serde_json` map or
-    /// `json!({..})` object, or any `Serialize` struct or map. Anything that
-    /// does not serialize to a JSON object is reported as
-    /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
-    /// takes this value.
-    pub fn properties(mut self, properties: impl Serialize) -> Self {
-        match crate::validate::to_properties(properties) {
-            Ok(p) => self.properties.extend(p),
-            Err(reason) => self.invalid_properties = Some(reason),
-        }
-        self
-    }
-    /// Sets when the signal happened (defaults to now).
-    pub fn timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
-        self.timestamp = Some(timestamp.into());
-        self
-    }
-    /// Points the signal at one attachment of the event.
-    pub fn attachment_id(mut self, attachment_id: impl Into<String>) -> Self {
-        self.attachment_id = Some(attachment_id.into());
-        self
+    setters! {
+        text comment: "The feedback comment (required for [`SignalType::Feedback`]); sent as `properties.comment`.";
+        text after: "The corrected text (required for [`SignalType::Edit`]); sent as `properties.after`.";
+        properties;
+        timestamp: "Sets when the signal happened (defaults to now).";
+        text attachment_id: "Points the signal at one attachment of the event.";
     }
 }
 
@@ -614,47 +591,13 @@ impl Begin {
             ..Default::default()
         }
     }
-    /// Sets the event id (a UUID v4 is generated when unset).
-    pub fn event_id(mut self, event_id: impl Into<String>) -> Self {
-        self.event_id = Some(event_id.into());
-        self
-    }
-    /// Sets what the user asked.
-    pub fn input(mut self, input: impl Into<String>) -> Self {
-        self.input = Some(input.into());
-        self
-    }
-    /// Sets the model name.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
-        self
-    }
-    /// Sets the conversation id.
-    pub fn convo_id(mut self, convo_id: impl Into<String>) -> Self {
-        self.convo_id = Some(convo_id.into());
-        self
-    }
-    /// Adds one property.
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.properties.insert(key.into(), value.into());
-        self
-    }
-    /// Adds every property of `properties`: a `serde_json` map or
-    /// `json!({..})` object, or any `Serialize` struct or map. Anything that
-    /// does not serialize to a JSON object is reported as
-    /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
-    /// takes this value.
-    pub fn properties(mut self, properties: impl Serialize) -> Self {
-        match crate::validate::to_properties(properties) {
-            Ok(p) => self.properties.extend(p),
-            Err(reason) => self.invalid_properties = Some(reason),
-        }
-        self
-    }
-    /// Adds attachments.
-    pub fn attachments(mut self, attachments: impl IntoIterator<Item = Attachment>) -> Self {
-        self.attachments.extend(attachments);
-        self
+    setters! {
+        text event_id: "Sets the event id (a UUID v4 is generated when unset).";
+        text input: "Sets what the user asked.";
+        text model: "Sets the model name.";
+        text convo_id: "Sets the conversation id.";
+        properties;
+        attachments;
     }
 }
 
@@ -681,62 +624,16 @@ impl Finish {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Sets what the model answered.
-    pub fn output(mut self, output: impl Into<String>) -> Self {
-        self.output = Some(output.into());
-        self
-    }
-    /// Replaces the input.
-    pub fn input(mut self, input: impl Into<String>) -> Self {
-        self.input = Some(input.into());
-        self
-    }
-    /// Sets the model name.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
-        self
-    }
-    /// Sets the conversation id.
-    pub fn convo_id(mut self, convo_id: impl Into<String>) -> Self {
-        self.convo_id = Some(convo_id.into());
-        self
-    }
-    /// Sets the user id.
-    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
-        self.user_id = Some(user_id.into());
-        self
-    }
-    /// Renames the event.
-    pub fn event(mut self, event: impl Into<String>) -> Self {
-        self.event = Some(event.into());
-        self
-    }
-    /// Sets the event's timestamp.
-    pub fn timestamp(mut self, timestamp: impl Into<Timestamp>) -> Self {
-        self.timestamp = Some(timestamp.into());
-        self
-    }
-    /// Adds one property.
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.properties.insert(key.into(), value.into());
-        self
-    }
-    /// Adds every property of `properties`: a `serde_json` map or
-    /// `json!({..})` object, or any `Serialize` struct or map. Anything that
-    /// does not serialize to a JSON object is reported as
-    /// [`Error::InvalidField`](crate::Error::InvalidField) by the call that
-    /// takes this value.
-    pub fn properties(mut self, properties: impl Serialize) -> Self {
-        match crate::validate::to_properties(properties) {
-            Ok(p) => self.properties.extend(p),
-            Err(reason) => self.invalid_properties = Some(reason),
-        }
-        self
-    }
-    /// Adds attachments.
-    pub fn attachments(mut self, attachments: impl IntoIterator<Item = Attachment>) -> Self {
-        self.attachments.extend(attachments);
-        self
+    setters! {
+        text output: "Sets what the model answered.";
+        text input: "Replaces the input.";
+        text model: "Sets the model name.";
+        text convo_id: "Sets the conversation id.";
+        text user_id: "Sets the user id.";
+        text event: "Renames the event.";
+        timestamp: "Sets the event's timestamp.";
+        properties;
+        attachments;
     }
     /// Marks the interaction as failed; the message is sent as `properties.error`.
     pub fn error(mut self, message: impl fmt::Display) -> Self {

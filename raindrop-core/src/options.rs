@@ -532,7 +532,7 @@ impl ClientOptions {
         if let Some(v) = env("RAINDROP_TLS_ROOTS") {
             match TlsRoots::parse(&v) {
                 Some(r) => o.tls_roots = r,
-                None => crate::setup_warning(
+                None => crate::diag::setup_warning(
                     "tls_roots",
                     &format!("RAINDROP_TLS_ROOTS={v:?} is not bundled, native or both; the bundled roots are used"),
                 ),
@@ -549,7 +549,7 @@ impl ClientOptions {
         if let Some(v) = env("RAINDROP_MAX_BUFFERED_BYTES") {
             match v.trim().parse::<usize>() {
                 Ok(n) => o.max_buffered_bytes = n,
-                Err(_) => crate::setup_warning(
+                Err(_) => crate::diag::setup_warning(
                     "max_buffered_bytes_env",
                     &format!("RAINDROP_MAX_BUFFERED_BYTES=`{v}` is not a number of bytes; using the default"),
                 ),
@@ -558,7 +558,7 @@ impl ClientOptions {
         if let Some(v) = env("RAINDROP_SAMPLE_RATE") {
             match v.trim().parse::<f64>() {
                 Ok(r) => o.sample_rate = r,
-                Err(_) => crate::setup_warning(
+                Err(_) => crate::diag::setup_warning(
                     "sample_rate_env",
                     &format!("RAINDROP_SAMPLE_RATE=`{v}` is not a number; keeping every event"),
                 ),
@@ -571,7 +571,7 @@ impl ClientOptions {
             match v.trim().to_ascii_lowercase().as_str() {
                 "unsigned" => o.propagation_trust = crate::propagation::CarrierTrust::Unsigned,
                 "signed" => {}
-                _ => crate::setup_warning(
+                _ => crate::diag::setup_warning(
                     "propagation-trust",
                     &format!("RAINDROP_PROPAGATION_TRUST={v:?} is not `unsigned` or `signed`; only signed carriers join interactions"),
                 ),

@@ -11,12 +11,11 @@ use crate::item::{update_cost, InteractionUpdate, Item, UpdateSlot};
 use crate::options::ClientOptions;
 use crate::queue::{Queue, Refused};
 use crate::stats::{Counters, DropReason, ItemKind, Refusal};
-use crate::validate;
 use crate::worker::partial::{conflicts, merge};
 use crate::Error;
 
 pub(crate) struct Pipeline {
-    pub(crate) options: ClientOptions,
+    pub(crate) options: Arc<ClientOptions>,
     pub(crate) project_id: Option<String>,
     /// `None` when the client is disabled.
     pub(crate) queue: Option<Queue>,
@@ -89,7 +88,7 @@ impl Pipeline {
             (Some(h), Some(key)) => verify(
                 key,
                 h,
-                crate::client::unix_now(),
+                crate::time::unix_now(),
                 self.options.propagation_replay_window,
             ),
         };
@@ -223,9 +222,9 @@ impl Pipeline {
     pub(crate) fn enqueue_update(
         &self,
         waiting: &Mutex<Option<Arc<UpdateSlot>>>,
-        mut patch: InteractionUpdate,
+        mut update: InteractionUpdate,
     ) {
-        let is_final = patch.is_final;
+        let is_final = update.is_final;
         let counters = &self.counters;
         let lost = |reason: DropReason, detail: &str| {
             counters.drop_unqueued(ItemKind::InteractionUpdate, reason, 1, detail);
@@ -237,39 +236,41 @@ impl Pipeline {
             return;
         };
         // Interaction updates come from mutators that return nothing: check them here.
-        patch.properties =
-            match validate::within_depth("properties", std::mem::take(&mut patch.properties)) {
-                Ok(props) => props,
-                Err(e) => {
-                    lost(DropReason::Invalid, &e.to_string());
-                    return;
-                }
-            };
-        let before = patch.attachments.len();
-        patch.attachments.retain(|a| !a.value.is_empty());
-        if patch.attachments.len() < before {
-            tracing::warn!(target: "raindrop", event_id = &*patch.event_id, "attachments with an empty value were left out of an interaction update");
+        update.properties = match crate::properties::within_depth(
+            "properties",
+            std::mem::take(&mut update.properties),
+        ) {
+            Ok(props) => props,
+            Err(e) => {
+                lost(DropReason::Invalid, &e.to_string());
+                return;
+            }
+        };
+        let before = update.attachments.len();
+        update.attachments.retain(|a| !a.value.is_empty());
+        if update.attachments.len() < before {
+            tracing::warn!(target: "raindrop", event_id = &*update.event_id, "attachments with an empty value were left out of an interaction update");
         }
-        let cost = update_cost(&patch);
+        let cost = update_cost(&update);
         let mut slot = waiting.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = slot.as_ref() {
             let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(w) = state.as_mut() {
-                if !conflicts(&w.patch.properties, &patch.properties) {
+                if !conflicts(&w.update.properties, &update.properties) {
                     if !queue.budget().charge_bytes(cost) {
                         lost(DropReason::MemoryLimit, &self.memory_detail(queue, cost));
                         return;
                     }
                     counters.queued.fetch_add(1, Ordering::AcqRel);
-                    merge(&mut w.patch, patch);
+                    merge(&mut w.update, update);
                     w.updates += 1;
                     w.cost += cost;
                     return;
                 }
             }
         }
-        let new = Arc::new(UpdateSlot::new(patch, cost));
-        if self.push(queue, Item::Partial(new.clone()), cost, &lost) {
+        let new = Arc::new(UpdateSlot::new(update, cost));
+        if self.push(queue, Item::Update(new.clone()), cost, &lost) {
             *slot = Some(new);
         }
     }

@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 use crate::item::Item;
+use crate::route::Route;
 use crate::time::deadline_in;
-use crate::worker::Route;
 
 /// Why [`Queue::push`] refused an item.
 pub(crate) enum Refused {

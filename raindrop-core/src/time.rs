@@ -97,6 +97,13 @@ pub(crate) async fn answer_by<T>(rx: oneshot::Receiver<T>, deadline: Instant) ->
     }
 }
 
+/// Seconds since the Unix epoch (0 for a clock before it).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,7 +359,7 @@ fn fill_interaction(link: &Link, has_output: bool) {
     }
     let i: &Interaction = &link.interaction;
     let output = if has_output { None } else { s.last_output };
-    i.fill_unset(s.model, s.first_input, output);
+    raindrop_core::__private::fill_unset(i, s.model, s.first_input, output);
     let u = s.usage;
     for (k, v) in [
         ("input_tokens", u.input),

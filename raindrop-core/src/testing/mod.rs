@@ -1,8 +1,11 @@
 //! Reading back what the SDK sent (feature `testing`).
 //!
+//! Not part of the stable API: the decoder `raindrop::testing` and
+//! `raindrop-view` share. Use `raindrop::testing`.
+//!
 //! [`Recorded`] decodes local-sink lines (`{"path": ..., "body": ...}`, what
 //! [`LocalSink`](crate::LocalSink) writes instead of sending) the way the
-//! backend reads them: `events/track_partial` deltas merged into one
+//! backend reads them: `events/track_partial` updates merged into one
 //! interaction per `event_id`, spans from the OTLP/JSON `traces` bodies,
 //! signals and identifies as sent. It is the one decoder the test kit, the
 //! examples and `raindrop-view` share.
@@ -31,5 +34,5 @@ mod text;
 mod tree;
 
 pub use record::{span_children, span_roots, Recorded, RecordedEvent, RecordedSpan};
-pub use text::{short, signal_line, MAX_DEPTH};
-pub use tree::{span_tree, SpanNode};
+pub use text::{short, signal_line};
+pub use tree::{span_tree, SpanNode, MAX_DEPTH};

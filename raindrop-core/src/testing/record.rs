@@ -4,7 +4,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 /// One event as the backend would see it: `events/track` bodies as they are,
-/// `events/track_partial` deltas merged by `event_id` (properties
+/// `events/track_partial` updates merged by `event_id` (properties
 /// deep-merged, the newest scalar wins, attachments appended, the update with
 /// `is_pending: false` finishes it).
 #[derive(Debug, Clone, Default)]

@@ -8,10 +8,6 @@ use serde_json::Value;
 use super::record::{Recorded, RecordedEvent, RecordedSpan};
 use super::tree::{span_tree, SpanNode};
 
-/// Span trees deeper than this are cut (the spans below are counted, not
-/// shown).
-pub const MAX_DEPTH: usize = 64;
-
 impl Recorded {
     /// A readable tree of everything recorded.
     pub fn render(&self) -> String {

@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 
 use super::record::RecordedSpan;
-use super::text::MAX_DEPTH;
+
+/// Span trees deeper than this are cut (the spans below are counted, not
+/// shown).
+pub const MAX_DEPTH: usize = 64;
 
 /// One span in a tree built by [`span_tree`], with its children.
 #[derive(Debug, Clone)]

@@ -217,7 +217,7 @@ pub(crate) fn span(s: &mut SpanRecord, max_chars: usize) -> Result<Vec<u8>, usiz
     )
 }
 
-/// An interaction delta's text cut to fit a request (attachments beyond
+/// An interaction update's text cut to fit a request (attachments beyond
 /// what fits are split off before this, see [`split_attachments`]).
 pub(crate) fn update(u: &mut InteractionUpdate, max_chars: usize) -> Result<Vec<u8>, usize> {
     fitted(

@@ -6,7 +6,7 @@
 //!
 //! Every item gets a sequence number as it leaves the queue, and every unit
 //! of unsettled work (a batch being filled, a request waiting or in flight,
-//! an interaction delta) knows the oldest sequence number in it. A flush
+//! an interaction update) knows the oldest sequence number in it. A flush
 //! marker, travelling in the same FIFO queue, is answered once nothing older
 //! than it is unsettled: later items never make it wait, and never make it
 //! return early.
@@ -17,7 +17,7 @@
 //! four), until it settles as `delivered` or dropped with a reason
 //! ([`Counters::drop_queued`]). So `queued == delivered + dropped + pending`
 //! at any moment. While a flush or shutdown waits (`draining`), partial
-//! batches are sealed and due deltas ship at once instead of at the tick.
+//! batches are sealed and due updates ship at once instead of at the tick.
 
 mod batch;
 mod fit;
@@ -34,144 +34,55 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::item::{Control, Item};
-use crate::options::{ClientOptions, LocalSink, WriteKey};
+use crate::item::{Control, Item, Reply};
+use crate::options::ClientOptions;
 use crate::queue::{Budget, Queued};
+use crate::route::Route;
 use crate::stats::{Counters, DropReason, ItemKind};
 use batch::{Batcher, Body};
-use partial::{Delta, PartialBuffer};
+use partial::{MergedUpdate, PartialBuffer};
 use send::{Outcome, Transport};
 
-/// The ingestion routes, relative to the base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    Track = 0,
-    Partial = 1,
-    Signals = 2,
-    Identify = 3,
-    Traces = 4,
-}
-
-impl Route {
-    const ALL: [Route; 5] = [
-        Route::Track,
-        Route::Partial,
-        Route::Signals,
-        Route::Identify,
-        Route::Traces,
-    ];
-
-    /// What one item of this route is, for loss accounting.
-    pub fn kind(self) -> ItemKind {
-        match self {
-            Route::Track => ItemKind::Event,
-            Route::Partial => ItemKind::InteractionUpdate,
-            Route::Signals => ItemKind::Signal,
-            Route::Identify => ItemKind::Identify,
-            Route::Traces => ItemKind::Span,
-        }
-    }
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::Track => "events/track",
-            Route::Partial => "events/track_partial",
-            Route::Signals => "signals/track",
-            Route::Identify => "users/identify",
-            Route::Traces => "traces",
-        }
-    }
-}
-
-/// What the worker needs from the options.
+/// What the worker needs: the client's options (clamped to sane ranges),
+/// shared rather than copied, and what the client derived from them.
 pub(crate) struct WorkerConfig {
+    pub options: Arc<ClientOptions>,
+    /// The endpoint, normalised.
     pub base: reqwest::Url,
-    pub write_key: Option<WriteKey>,
+    /// The `project_id` option, if it is a valid slug.
     pub project_id: Option<String>,
-    pub local_sink: Option<LocalSink>,
-    pub upload_size: usize,
-    pub upload_interval: Duration,
-    pub partial_idle_timeout: Duration,
-    pub request_timeout: Duration,
-    pub max_attempts: u32,
-    pub max_retry_after: Duration,
-    pub max_in_flight: usize,
-    pub max_partials_in_flight: usize,
-    pub max_text_field_chars: usize,
-    pub shutdown_timeout: Duration,
     /// Content switch, redaction and the before-send hook.
     pub prepare: prepare::Prepare,
-    /// Where to mirror requests for local debugging.
-    pub workshop: crate::options::Workshop,
     /// What `Workshop::Auto` probes: `None` in a release build, which never
     /// mirrors unless told to.
     pub workshop_probe: Option<std::net::SocketAddr>,
     /// Shared with the client so `set_debug_logs` works at run time.
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
     /// Root certificates and extra CAs for HTTPS.
-    pub tls: crate::validate::Tls,
+    pub tls: crate::endpoint::Tls,
 }
 
 impl WorkerConfig {
-    /// `o` has been clamped to sane ranges by the client.
+    /// `options` has been clamped to sane ranges by the client.
     pub fn new(
-        o: &ClientOptions,
+        options: &Arc<ClientOptions>,
         base: reqwest::Url,
-        tls: crate::validate::Tls,
+        tls: crate::endpoint::Tls,
         project_id: Option<String>,
         debug_logs: Arc<std::sync::atomic::AtomicBool>,
         app_git: Arc<crate::app_git::AppGitState>,
     ) -> Self {
         WorkerConfig {
+            prepare: prepare::Prepare::new(options, app_git),
+            workshop_probe: options.debug_build.then_some(options.workshop_probe_addr),
+            options: options.clone(),
             base,
-            write_key: o.write_key.clone(),
             project_id,
-            local_sink: o.local_sink.clone(),
-            upload_size: o.upload_size,
-            upload_interval: o.upload_interval,
-            partial_idle_timeout: o.partial_idle_timeout,
-            request_timeout: o.request_timeout,
-            max_attempts: o.max_attempts,
-            max_retry_after: o.max_retry_after,
-            max_in_flight: o.max_in_flight,
-            max_partials_in_flight: o.max_partials_in_flight,
-            max_text_field_chars: o.max_text_field_chars,
-            shutdown_timeout: o.shutdown_timeout,
-            prepare: prepare::Prepare::new(o, app_git),
-            workshop: o.workshop.clone(),
-            workshop_probe: o.debug_build.then_some(o.workshop_probe_addr),
             debug_logs,
             tls,
-        }
-    }
-}
-
-/// How the worker answers a flush or shutdown.
-pub(crate) enum Reply {
-    Blocking(std::sync::mpsc::SyncSender<bool>),
-    Async(oneshot::Sender<bool>),
-}
-
-impl Reply {
-    pub fn blocking() -> (Reply, std::sync::mpsc::Receiver<bool>) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        (Reply::Blocking(tx), rx)
-    }
-    pub fn asynchronous() -> (Reply, oneshot::Receiver<bool>) {
-        let (tx, rx) = oneshot::channel();
-        (Reply::Async(tx), rx)
-    }
-    fn send(self, v: bool) {
-        match self {
-            Reply::Blocking(tx) => {
-                let _ = tx.try_send(v);
-            }
-            Reply::Async(tx) => {
-                let _ = tx.send(v);
-            }
         }
     }
 }
@@ -226,13 +137,24 @@ pub(crate) fn spawn(
     }
 }
 
-/// One request: a body, and for an interaction delta the delta itself, kept
+/// One request: a body, and for an interaction update the update itself, kept
 /// to merge it back if delivery fails.
 struct Request {
     body: Body,
     /// Items of it still holding a place in the route's queue budget.
     held: u64,
-    delta: Option<Delta>,
+    update: Option<MergedUpdate>,
+}
+
+impl Request {
+    /// A batch of serialised items: each holds its place in the queue budget.
+    fn batch(body: Body) -> Request {
+        Request {
+            held: body.items,
+            body,
+            update: None,
+        }
+    }
 }
 
 /// Requests of one route waiting for a free slot, and those in flight.
@@ -272,9 +194,50 @@ impl Lane {
     }
 }
 
+/// One route's state on the worker: the batch being filled and the lane of
+/// requests. The interaction-update route's batcher stays empty: updates go
+/// one per request, from the partial buffer ([`Worker::ship_partial`]).
+struct RouteState {
+    batcher: Batcher,
+    lane: Lane,
+}
+
+/// Every route's state, one entry per [`Route`], in [`Route::ALL`] order.
+struct Routes([RouteState; Route::ALL.len()]);
+
+impl Routes {
+    fn new(cfg: &WorkerConfig) -> Routes {
+        let o = &cfg.options;
+        Routes(Route::ALL.map(|route| RouteState {
+            batcher: match route {
+                Route::Traces => Batcher::new(wire::traces_prefix(), wire::TRACES_SUFFIX, 50),
+                _ => Batcher::array(o.upload_size),
+            },
+            // Partials go one object per request, many at once; updates of
+            // one event still go one at a time (the partial buffer sees to it).
+            lane: Lane::new(match route {
+                Route::Partial => o.max_partials_in_flight,
+                _ => o.max_in_flight,
+            }),
+        }))
+    }
+
+    fn get(&self, route: Route) -> &RouteState {
+        &self.0[route as usize]
+    }
+
+    fn get_mut(&mut self, route: Route) -> &mut RouteState {
+        &mut self.0[route as usize]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &RouteState> {
+        self.0.iter()
+    }
+}
+
 /// What a delivery task hands back.
 struct Done {
-    delta: Option<Delta>,
+    update: Option<MergedUpdate>,
     outcome: Outcome,
 }
 
@@ -288,7 +251,7 @@ struct Flight {
     /// Bytes charged for it, released when it settles.
     cost: u64,
     started: Instant,
-    /// For an interaction delta: its event (the ledger's key) and whether it
+    /// For an interaction update: its event (the ledger's key) and whether it
     /// carried the final update.
     event: Option<(Arc<str>, bool)>,
 }
@@ -309,15 +272,14 @@ struct Worker {
     data_open: bool,
     /// Sequence number of the next data item.
     received: u64,
-    batchers: [Batcher; 4],
+    routes: Routes,
     partials: PartialBuffer,
-    lanes: [Lane; 5],
     tasks: JoinSet<Done>,
     flights: HashMap<tokio::task::Id, Flight>,
     flushes: Vec<Waiter>,
     shutdown: Option<Waiter>,
     ready: Vec<Body>,
-    deltas: Vec<Delta>,
+    updates: Vec<MergedUpdate>,
 }
 
 enum Wake {
@@ -348,25 +310,9 @@ impl Worker {
         budget: Arc<Budget>,
         data: mpsc::UnboundedReceiver<Queued>,
     ) -> Self {
-        let n = cfg.upload_size;
-        let m = cfg.max_in_flight;
         Worker {
-            batchers: [
-                Batcher::array(n),
-                Batcher::array(n),
-                Batcher::array(n),
-                Batcher::new(wire::traces_prefix(), wire::TRACES_SUFFIX, 50),
-            ],
+            routes: Routes::new(&cfg),
             partials: PartialBuffer::new(),
-            // Partials go one object per request, many at once; deltas of one
-            // event still go one at a time (the partial buffer sees to it).
-            lanes: [
-                Lane::new(m),
-                Lane::new(cfg.max_partials_in_flight),
-                Lane::new(m),
-                Lane::new(m),
-                Lane::new(m),
-            ],
             cfg,
             counters,
             transport,
@@ -379,21 +325,21 @@ impl Worker {
             flushes: Vec::new(),
             shutdown: None,
             ready: Vec::new(),
-            deltas: Vec::new(),
+            updates: Vec::new(),
         }
     }
 
     /// The oldest sequence number of any unsettled item, if any.
     fn oldest_unsettled(&self) -> Option<u64> {
-        let batched = self.batchers.iter().filter_map(Batcher::min_seq);
-        let lanes = self.lanes.iter().filter_map(Lane::min_seq);
-        batched.chain(lanes).chain(self.partials.min_seq()).min()
+        let routes = self.routes.iter();
+        let open = routes.flat_map(|r| [r.batcher.min_seq(), r.lane.min_seq()]);
+        open.flatten().chain(self.partials.min_seq()).min()
     }
 
     async fn run(mut self) {
         // Items queue up meanwhile; the probe is bounded to 100 ms.
         self.transport.resolve_workshop(&self.cfg).await;
-        let interval = self.cfg.upload_interval;
+        let interval = self.cfg.options.upload_interval;
         let mut next_tick = Instant::now() + interval;
         loop {
             let next_wake = self
@@ -423,7 +369,7 @@ impl Worker {
             if now >= next_tick {
                 self.seal();
                 self.partials
-                    .scan_due(now, self.cfg.partial_idle_timeout, false);
+                    .scan_due(now, self.cfg.options.partial_idle_timeout, false);
                 next_tick = now + interval;
             }
             if self.shutdown.is_some() {
@@ -449,7 +395,7 @@ impl Worker {
     fn pause_ends(&self) -> impl Iterator<Item = Instant> + '_ {
         let now = Instant::now();
         Route::ALL.into_iter().filter_map(move |r| {
-            let waiting = !self.lanes[r as usize].queue.is_empty();
+            let waiting = !self.routes.get(r).lane.queue.is_empty();
             waiting
                 .then(|| self.transport.paused_until(r))
                 .flatten()
@@ -464,7 +410,7 @@ impl Worker {
             let (reply, _) = Reply::blocking();
             self.shutdown = Some(Waiter {
                 target: self.received,
-                deadline: crate::time::deadline_in(self.cfg.shutdown_timeout),
+                deadline: crate::time::deadline_in(self.cfg.options.shutdown_timeout),
                 reply,
             });
         }
@@ -485,15 +431,15 @@ impl Worker {
     }
 
     /// Makes everything buffered due now: open batches and every interaction
-    /// delta (a flush or shutdown is waiting for them).
+    /// update (a flush or shutdown is waiting for them).
     fn drain_all(&mut self, now: Instant) {
         self.seal();
         self.partials
-            .scan_due(now, self.cfg.partial_idle_timeout, true);
+            .scan_due(now, self.cfg.options.partial_idle_timeout, true);
     }
 
     fn on_item(&mut self, item: Item, cost: u64, now: Instant) {
-        let max = self.cfg.max_text_field_chars;
+        let max = self.cfg.options.max_text_field_chars;
         let p = &self.cfg.prepare;
         let (route, bytes) = match item {
             Item::Event(mut e) => (
@@ -512,10 +458,10 @@ impl Worker {
                 Route::Traces,
                 p.span(&mut s).map(|()| fit::span(&mut s, max)),
             ),
-            Item::Partial(slot) => {
+            Item::Update(slot) => {
                 if let Some(w) = slot.take() {
                     let seq = self.next_seq();
-                    self.partials.add(w.patch, seq, w.updates, w.cost, now);
+                    self.partials.add(w.update, seq, w.updates, w.cost, now);
                 }
                 return;
             }
@@ -566,17 +512,6 @@ impl Worker {
         s
     }
 
-    fn batcher(&mut self, route: Route) -> &mut Batcher {
-        let i = match route {
-            Route::Track => 0,
-            Route::Signals => 1,
-            Route::Identify => 2,
-            Route::Traces => 3,
-            Route::Partial => unreachable!("partials are not batched"),
-        };
-        &mut self.batchers[i]
-    }
-
     /// Drops queued items that never reached a request, releasing their budget.
     fn drop_unsent(&self, route: Route, reason: DropReason, n: u64, cost: u64, detail: &str) {
         self.budget.release(route, n);
@@ -585,7 +520,7 @@ impl Worker {
     }
 
     fn add_serialised(&mut self, route: Route, bytes: Vec<u8>, seq: u64, cost: u64) {
-        if bytes.is_empty() || !self.batcher(route).fits_alone(bytes.len()) {
+        if bytes.is_empty() || !self.routes.get(route).batcher.fits_alone(bytes.len()) {
             self.drop_unsent(
                 route,
                 DropReason::Oversize,
@@ -600,42 +535,35 @@ impl Worker {
             return;
         }
         let mut out = std::mem::take(&mut self.ready);
-        self.batcher(route).push(&bytes, seq, cost, &mut out);
+        let state = self.routes.get_mut(route);
+        state.batcher.push(&bytes, seq, cost, &mut out);
         for body in out.drain(..) {
-            self.lanes[route as usize].queue.push_back(Request {
-                held: body.items,
-                body,
-                delta: None,
-            });
+            state.lane.queue.push_back(Request::batch(body));
         }
         self.ready = out;
     }
 
     /// Moves open batches into their lanes.
     fn seal(&mut self) {
-        for route in [Route::Track, Route::Signals, Route::Identify, Route::Traces] {
-            if let Some(body) = self.batcher(route).take() {
-                self.lanes[route as usize].queue.push_back(Request {
-                    held: body.items,
-                    body,
-                    delta: None,
-                });
+        for state in &mut self.routes.0 {
+            if let Some(body) = state.batcher.take() {
+                state.lane.queue.push_back(Request::batch(body));
             }
         }
     }
 
-    /// Serialises the interaction deltas that may leave now into the partial lane.
+    /// Serialises the interaction updates that may leave now into the partial lane.
     fn ship_partials(&mut self) {
-        let mut deltas = std::mem::take(&mut self.deltas);
-        self.partials.take_ready(&mut deltas);
-        for d in deltas.drain(..) {
+        let mut updates = std::mem::take(&mut self.updates);
+        self.partials.take_ready(&mut updates);
+        for d in updates.drain(..) {
             self.ship_partial(d);
         }
-        self.deltas = deltas;
+        self.updates = updates;
     }
 
-    fn ship_partial(&mut self, mut d: Delta) {
-        let refuse = if d.patch.is_final && !d.patch.had_content {
+    fn ship_partial(&mut self, mut d: MergedUpdate) {
+        let refuse = if d.update.is_final && !d.update.had_content {
             Some((
                 DropReason::EmptyInteraction,
                 "interaction finished with no input, output or attachment".to_owned(),
@@ -643,53 +571,55 @@ impl Worker {
         } else {
             self.cfg
                 .prepare
-                .update(&mut d.patch)
+                .update(&mut d.update)
                 .err()
                 .map(|r| (r, hook_detail(r).to_owned()))
         };
         if let Some((reason, detail)) = refuse {
-            self.drop_delta(d, reason, &detail);
+            self.drop_update(d, reason, &detail);
             return;
         }
-        let max = self.cfg.max_text_field_chars;
-        // Attachments beyond one request go in the next delta of the event.
-        let rest = fit::split_attachments(&mut d.patch, max);
+        let max = self.cfg.options.max_text_field_chars;
+        // Attachments beyond one request go in the next update of the event.
+        let rest = fit::split_attachments(&mut d.update, max);
         if !rest.is_empty() {
             let tail = d.split_tail(rest);
             self.partials.push_front(tail);
         }
-        let bytes = match fit::update(&mut d.patch, max) {
+        let bytes = match fit::update(&mut d.update, max) {
             Ok(bytes) => bytes,
             Err(len) => {
                 let detail = format!(
                     "interaction update of {len} bytes does not fit the 1 MiB request limit even with its text cut"
                 );
-                self.drop_delta(d, DropReason::Oversize, &detail);
+                self.drop_update(d, DropReason::Oversize, &detail);
                 return;
             }
         };
-        self.lanes[Route::Partial as usize]
+        self.routes
+            .get_mut(Route::Partial)
+            .lane
             .queue
             .push_back(Request {
                 body: Body {
                     bytes,
-                    items: d.patches,
+                    items: d.updates,
                     min_seq: d.min_seq,
                     cost: d.cost,
                 },
                 held: d.held,
-                delta: Some(d),
+                update: Some(d),
             });
     }
 
-    /// Drops one interaction delta for good, and counts the interaction lost
+    /// Drops one interaction update for good, and counts the interaction lost
     /// if it carried the final update.
-    fn drop_delta(&mut self, d: Delta, reason: DropReason, detail: &str) {
+    fn drop_update(&mut self, d: MergedUpdate, reason: DropReason, detail: &str) {
         self.budget.release(Route::Partial, d.held);
         self.budget.release_bytes(d.cost);
         self.counters
-            .drop_queued(ItemKind::InteractionUpdate, reason, d.patches, detail);
-        if d.patch.is_final {
+            .drop_queued(ItemKind::InteractionUpdate, reason, d.updates, detail);
+        if d.update.is_final {
             self.counters.interaction_lost(reason, detail);
         }
         self.partials.settle(&d.key, None, self.draining());
@@ -710,7 +640,7 @@ impl Worker {
             {
                 continue;
             }
-            let lane = &mut self.lanes[route as usize];
+            let lane = &mut self.routes.get_mut(route).lane;
             while lane.in_flight_count < lane.limiter.slots() {
                 let Some(mut req) = lane.queue.pop_front() else {
                     break;
@@ -718,7 +648,7 @@ impl Worker {
                 // In flight: its place in the queue budget is free again
                 // (its bytes stay charged until it settles).
                 self.budget.release(route, req.held);
-                if let Some(d) = req.delta.as_mut() {
+                if let Some(d) = req.update.as_mut() {
                     d.held = 0;
                 }
                 lane.in_flight_count += 1;
@@ -730,14 +660,14 @@ impl Worker {
                     cost: req.body.cost,
                     started: now,
                     event: req
-                        .delta
+                        .update
                         .as_ref()
-                        .map(|d| (d.key.clone(), d.patch.is_final)),
+                        .map(|d| (d.key.clone(), d.update.is_final)),
                 };
                 let transport = self.transport.clone();
                 let counters = self.counters.clone();
                 let bytes = req.body.bytes;
-                let delta = req.delta;
+                let update = req.update;
                 let task = self.tasks.spawn(async move {
                     if PANIC_NEXT_DELIVERY.swap(false, Ordering::AcqRel) {
                         panic!("injected delivery fault (test)");
@@ -745,7 +675,7 @@ impl Worker {
                     let outcome = transport
                         .deliver(route, bytes::Bytes::from(bytes), &counters)
                         .await;
-                    Done { delta, outcome }
+                    Done { update, outcome }
                 });
                 self.flights.insert(task.id(), flight);
             }
@@ -761,7 +691,7 @@ impl Worker {
         let Some(flight) = self.flights.remove(&id) else {
             return;
         };
-        let lane = &mut self.lanes[flight.route as usize];
+        let lane = &mut self.routes.get_mut(flight.route).lane;
         lane.landed(flight.min_seq);
         let answered = done
             .as_ref()
@@ -802,33 +732,33 @@ impl Worker {
     fn on_done(&mut self, f: Flight, d: Done) {
         let kind = f.route.kind();
         let draining = self.draining();
-        match (d.outcome, d.delta) {
-            (Outcome::Delivered, delta) => {
+        match (d.outcome, d.update) {
+            (Outcome::Delivered, update) => {
                 self.budget.release_bytes(f.cost);
                 self.counters.delivered.fetch_add(f.items, Ordering::AcqRel);
-                if let Some(delta) = delta {
-                    self.partials.settle(&delta.key, None, draining);
+                if let Some(update) = update {
+                    self.partials.settle(&update.key, None, draining);
                 }
             }
-            (Outcome::Rejected(status), Some(delta)) => {
+            (Outcome::Rejected(status), Some(update)) => {
                 // A permanent refusal is not merged back: the same content
                 // would be refused again and hold up the event's later
                 // updates. Identity travels in every update, so those still
                 // make a valid event.
                 let detail = format!("{} answered HTTP {status} (permanent)", f.route.path());
-                self.drop_delta(delta, DropReason::Rejected, &detail);
+                self.drop_update(update, DropReason::Rejected, &detail);
             }
-            (Outcome::Exhausted, Some(mut delta)) => {
-                if delta.failures == 0 {
+            (Outcome::Exhausted, Some(mut update)) => {
+                if update.failures == 0 {
                     // Merged back in front of the event's newer updates and
                     // sent again with them, never skipped while they ship.
                     // Its bytes stay charged.
-                    delta.failures += 1;
-                    let key = delta.key.clone();
-                    self.partials.settle(&key, Some(delta), draining);
+                    update.failures += 1;
+                    let key = update.key.clone();
+                    self.partials.settle(&key, Some(update), draining);
                 } else {
                     let detail = format!("{}: retries exhausted", f.route.path());
-                    self.drop_delta(delta, DropReason::RetriesExhausted, &detail);
+                    self.drop_update(update, DropReason::RetriesExhausted, &detail);
                 }
             }
             (Outcome::Rejected(status), None) => {
@@ -897,25 +827,28 @@ impl Worker {
         }
         self.tasks.abort_all();
         for (_, flight) in std::mem::take(&mut self.flights) {
-            self.lanes[flight.route as usize].landed(flight.min_seq);
+            self.routes
+                .get_mut(flight.route)
+                .lane
+                .landed(flight.min_seq);
             self.settle_lost(flight, reason, WHY);
         }
         for route in Route::ALL {
-            let waiting: Vec<Request> = self.lanes[route as usize].queue.drain(..).collect();
+            let state = self.routes.get_mut(route);
+            let waiting: Vec<Request> = state.lane.queue.drain(..).collect();
+            let open = state.batcher.take();
             for req in waiting {
-                match req.delta {
-                    Some(d) => self.drop_delta(d, reason, WHY),
+                match req.update {
+                    Some(d) => self.drop_update(d, reason, WHY),
                     None => self.drop_unsent(route, reason, req.body.items, req.body.cost, WHY),
                 }
             }
-        }
-        for route in [Route::Track, Route::Signals, Route::Identify, Route::Traces] {
-            if let Some(body) = self.batcher(route).take() {
+            if let Some(body) = open {
                 self.drop_unsent(route, reason, body.items, body.cost, WHY);
             }
         }
         for d in self.partials.take_all() {
-            self.drop_delta(d, reason, WHY);
+            self.drop_update(d, reason, WHY);
         }
         self.drop_queued_items(reason, WHY);
     }
@@ -926,14 +859,14 @@ impl Worker {
             let Some(route) = q.item.route() else {
                 continue;
             };
-            if let Item::Partial(slot) = &q.item {
+            if let Item::Update(slot) = &q.item {
                 // Its updates are counted one by one; it held one queue slot.
                 self.budget.release(route, 1);
                 if let Some(w) = slot.take() {
                     self.budget.release_bytes(w.cost);
                     self.counters
                         .drop_queued(route.kind(), reason, w.updates, why);
-                    if w.patch.is_final {
+                    if w.update.is_final {
                         self.counters.interaction_lost(reason, why);
                     }
                 }

@@ -5,20 +5,20 @@
 //! ```text
 //!            add                      take_ready                 settle(ok), nothing buffered
 //!  absent ───────▶ buffered ────────────────────▶ in flight ──────────────────────────────▶ absent
-//!                     ▲   (due: final, idle,        │  add: merged into the buffered delta
+//!                     ▲   (due: final, idle,        │  add: merged into the buffered update
 //!                     │    split, aged, flush)      │  (the event stays in flight)
 //!                     └─────────────────────────────┘
 //!                       settle(ok or failed), something buffered
 //! ```
 //!
-//! * buffered: one delta per event, updates merged into it ([`merge`]);
+//! * buffered: one update per event, updates merged into it ([`merge`]);
 //!   two only when an update cannot merge without changing what the
 //!   receiver ends up with ([`conflicts`]), and the first must ship first.
-//! * in flight (`busy`): exactly one delta of the event has left; later
-//!   updates wait merged, so deltas of one event arrive in order.
-//! * settle: a delivered or permanently refused delta is done; a delta that
+//! * in flight (`busy`): exactly one update of the event has left; later
+//!   updates wait merged, so updates of one event arrive in order.
+//! * settle: a delivered or permanently refused update is done; an update that
 //!   exhausted its retries is merged back in front of what is buffered, once
-//!   ([`Delta::failures`]), and goes again at once.
+//!   ([`MergedUpdate::failures`]), and goes again at once.
 //!
 //! Nothing is remembered once an event is absent: every update carries the
 //! identity and the content flag (stamped by the caller's handle).
@@ -44,12 +44,12 @@ pub(crate) fn deep_merge(dst: &mut Map<String, Value>, newer: Map<String, Value>
     }
 }
 
-/// Whether deep-merging `newer` into the pending delta `dst` would change what
+/// Whether deep-merging `newer` into the pending update `dst` would change what
 /// a receiver ends up with: `newer` sets an object where `dst` holds a
 /// non-object. Applied one after the other, the non-object first replaces the
-/// receiver's value and the object then starts afresh; merged into one delta,
+/// receiver's value and the object then starts afresh; merged into one update,
 /// the object would be deep-merged into the receiver's older value instead.
-/// Such a delta must ship before `newer` is merged.
+/// Such an update must ship before `newer` is merged.
 pub(crate) fn conflicts(dst: &Map<String, Value>, newer: &Map<String, Value>) -> bool {
     newer.iter().any(|(k, n)| match (dst.get(k), n) {
         (Some(Value::Object(d)), Value::Object(n)) => conflicts(d, n),
@@ -76,14 +76,14 @@ pub(crate) fn merge(dst: &mut InteractionUpdate, newer: InteractionUpdate) {
     dst.had_content |= newer.had_content;
 }
 
-/// Updates of one event merged into one delta.
-pub(crate) struct Delta {
+/// Updates of one event merged into one update.
+pub(crate) struct MergedUpdate {
     /// The event id the updates were queued under: the buffer's key. The
-    /// before-send hook may change `patch.event_id`; the ledger never reads it.
+    /// before-send hook may change `update.event_id`; the ledger never reads it.
     pub key: Arc<str>,
-    pub patch: InteractionUpdate,
+    pub update: InteractionUpdate,
     /// Updates merged in (what the accounting counts).
-    pub patches: u64,
+    pub updates: u64,
     /// Of those, how many still hold a place in the route's queue budget.
     pub held: u64,
     /// The worker sequence number of the oldest update in it.
@@ -94,17 +94,17 @@ pub(crate) struct Delta {
     pub failures: u32,
     /// Bytes charged for its updates against `max_buffered_bytes`.
     pub cost: u64,
-    /// The later part of a delta too large for one request: it goes as soon
+    /// The later part of an update too large for one request: it goes as soon
     /// as the part before it has settled.
     split: bool,
 }
 
-impl Delta {
-    fn new(patch: InteractionUpdate, seq: u64, updates: u64, cost: u64, now: Instant) -> Self {
-        Delta {
-            key: patch.event_id.clone(),
-            patch,
-            patches: updates,
+impl MergedUpdate {
+    fn new(update: InteractionUpdate, seq: u64, updates: u64, cost: u64, now: Instant) -> Self {
+        MergedUpdate {
+            key: update.event_id.clone(),
+            update,
+            updates,
             held: 1,
             min_seq: seq,
             first: now,
@@ -114,13 +114,13 @@ impl Delta {
         }
     }
 
-    /// Splits `attachments` (taken from this delta) off into the delta that
+    /// Splits `attachments` (taken from this update) off into the update that
     /// follows it. The later part carries the event's identity, the final
     /// flag and the accounting, so the interaction counts as delivered, and
     /// ends, only when its last part has arrived.
-    pub fn split_tail(&mut self, attachments: Vec<Attachment>) -> Delta {
-        let p = &mut self.patch;
-        let patch = InteractionUpdate {
+    pub fn split_tail(&mut self, attachments: Vec<Attachment>) -> MergedUpdate {
+        let p = &mut self.update;
+        let update = InteractionUpdate {
             event_id: p.event_id.clone(),
             user_id: p.user_id.clone(),
             event: p.event.clone(),
@@ -134,10 +134,10 @@ impl Delta {
             had_content: p.had_content,
             ..InteractionUpdate::default()
         };
-        Delta {
+        MergedUpdate {
             key: self.key.clone(),
-            patch,
-            patches: std::mem::take(&mut self.patches),
+            update,
+            updates: std::mem::take(&mut self.updates),
             held: 0,
             min_seq: self.min_seq,
             first: self.first,
@@ -148,9 +148,9 @@ impl Delta {
     }
 
     /// Folds `newer` (later updates of the same event) into `self`.
-    fn absorb(&mut self, newer: Delta) {
-        merge(&mut self.patch, newer.patch);
-        self.patches += newer.patches;
+    fn absorb(&mut self, newer: MergedUpdate) {
+        merge(&mut self.update, newer.update);
+        self.updates += newer.updates;
         self.held += newer.held;
         self.cost += newer.cost;
         self.min_seq = self.min_seq.min(newer.min_seq);
@@ -158,24 +158,24 @@ impl Delta {
     }
 }
 
-/// One event's unsent deltas, oldest first (more than one only when an update
+/// One event's unsent updates, oldest first (more than one only when an update
 /// could not be merged without changing its meaning, see [`conflicts`]).
 struct Entry {
-    deltas: VecDeque<Delta>,
-    /// A delta of this event has left the buffer and not settled: the next
-    /// one waits, so deltas of one event arrive in order.
+    unsent: VecDeque<MergedUpdate>,
+    /// An update of this event has left the buffer and not settled: the next
+    /// one waits, so updates of one event arrive in order.
     busy: bool,
     last_update: Instant,
 }
 
 /// Open interactions' unsent updates, keyed by event id.
 ///
-/// An entry lives while it has a delta to send or one in flight; identity and
+/// An entry lives while it has an update to send or one in flight; identity and
 /// the content flag travel in every update, so nothing is remembered after.
 /// Its size is bounded by the partial route's queue budget.
 pub(crate) struct PartialBuffer {
     entries: HashMap<Arc<str>, Entry>,
-    /// Events that may have a delta to ship now.
+    /// Events that may have an update to ship now.
     ready: Vec<Arc<str>>,
 }
 
@@ -187,38 +187,38 @@ impl PartialBuffer {
         }
     }
 
-    /// Merges `updates` updates (already merged into `patch` while they
+    /// Merges `updates` updates (already merged into `update` while they
     /// waited in the queue; they hold one queue slot). A final update makes
     /// the event ready at once.
     pub fn add(
         &mut self,
-        patch: InteractionUpdate,
+        update: InteractionUpdate,
         seq: u64,
         updates: u64,
         cost: u64,
         now: Instant,
     ) {
-        let is_final = patch.is_final;
-        let id = patch.event_id.clone();
-        let delta = Delta::new(patch, seq, updates, cost, now);
+        let is_final = update.is_final;
+        let id = update.event_id.clone();
+        let merged = MergedUpdate::new(update, seq, updates, cost, now);
         let e = self.entries.entry(id.clone()).or_insert_with(|| Entry {
-            deltas: VecDeque::new(),
+            unsent: VecDeque::new(),
             busy: false,
             last_update: now,
         });
         e.last_update = now;
-        match e.deltas.back_mut() {
-            Some(last) if !conflicts(&last.patch.properties, &delta.patch.properties) => {
-                last.absorb(delta)
+        match e.unsent.back_mut() {
+            Some(last) if !conflicts(&last.update.properties, &merged.update.properties) => {
+                last.absorb(merged)
             }
-            _ => e.deltas.push_back(delta),
+            _ => e.unsent.push_back(merged),
         }
-        if is_final || e.deltas.len() > 1 {
+        if is_final || e.unsent.len() > 1 {
             self.ready.push(id);
         }
     }
 
-    /// Marks every event whose oldest delta is due: finished, split by a
+    /// Marks every event whose oldest update is due: finished, split by a
     /// conflict, idle for `idle`, pending for five times `idle` (so a
     /// never-pausing interaction still ships snapshots), or all when `force`.
     pub fn scan_due(&mut self, now: Instant, idle: Duration, force: bool) {
@@ -227,12 +227,12 @@ impl PartialBuffer {
             if e.busy {
                 continue;
             }
-            let Some(front) = e.deltas.front() else {
+            let Some(front) = e.unsent.front() else {
                 continue;
             };
             if force
-                || front.patch.is_final
-                || e.deltas.len() > 1
+                || front.update.is_final
+                || e.unsent.len() > 1
                 || now.saturating_duration_since(e.last_update) >= idle
                 || now.saturating_duration_since(front.first) >= max_age
             {
@@ -241,9 +241,9 @@ impl PartialBuffer {
         }
     }
 
-    /// Takes the deltas that can leave now: one per ready event that has
+    /// Takes the updates that can leave now: one per ready event that has
     /// nothing in flight. The event stays busy until [`settle`](Self::settle).
-    pub fn take_ready(&mut self, out: &mut Vec<Delta>) {
+    pub fn take_ready(&mut self, out: &mut Vec<MergedUpdate>) {
         for id in self.ready.drain(..) {
             let Some(e) = self.entries.get_mut(&id) else {
                 continue;
@@ -251,45 +251,49 @@ impl PartialBuffer {
             if e.busy {
                 continue;
             }
-            if let Some(d) = e.deltas.pop_front() {
+            if let Some(d) = e.unsent.pop_front() {
                 e.busy = true;
                 out.push(d);
             }
         }
     }
 
-    /// The delta of `id` that left the buffer has settled. `failed` is given
+    /// The update of `id` that left the buffer has settled. `failed` is given
     /// back when it failed with retryable errors: it is merged in front of
     /// what is pending and goes again with it. The event becomes ready if it
     /// has more to send (at once when `force`: a flush is waiting); it is
     /// forgotten when it has nothing.
-    pub fn settle(&mut self, id: &Arc<str>, failed: Option<Delta>, force: bool) {
+    pub fn settle(&mut self, id: &Arc<str>, failed: Option<MergedUpdate>, force: bool) {
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
         e.busy = false;
         if let Some(mut f) = failed {
             f.held = 0;
-            match e.deltas.pop_front() {
-                Some(next) if !conflicts(&f.patch.properties, &next.patch.properties) => {
+            match e.unsent.pop_front() {
+                Some(next) if !conflicts(&f.update.properties, &next.update.properties) => {
                     f.absorb(next);
-                    e.deltas.push_front(f);
+                    e.unsent.push_front(f);
                 }
                 Some(next) => {
-                    e.deltas.push_front(next);
-                    e.deltas.push_front(f);
+                    e.unsent.push_front(next);
+                    e.unsent.push_front(f);
                 }
-                None => e.deltas.push_front(f),
+                None => e.unsent.push_front(f),
             }
         }
-        match e.deltas.front() {
+        match e.unsent.front() {
             None => {
                 self.entries.remove(id);
             }
-            // A retried delta or a finished one goes at once; an open one
+            // A retried update or a finished one goes at once; an open one
             // waits for its idle timer as usual.
             Some(d)
-                if force || d.split || d.failures > 0 || d.patch.is_final || e.deltas.len() > 1 =>
+                if force
+                    || d.split
+                    || d.failures > 0
+                    || d.update.is_final
+                    || e.unsent.len() > 1 =>
             {
                 self.ready.push(id.clone())
             }
@@ -297,43 +301,43 @@ impl PartialBuffer {
         }
     }
 
-    /// Puts the later part of a split delta in front of the event's unsent
-    /// deltas; the event is in flight with the earlier part.
-    pub fn push_front(&mut self, tail: Delta) {
+    /// Puts the later part of a split update in front of the event's unsent
+    /// updates; the event is in flight with the earlier part.
+    pub fn push_front(&mut self, tail: MergedUpdate) {
         let e = self
             .entries
             .entry(tail.key.clone())
             .or_insert_with(|| Entry {
-                deltas: VecDeque::new(),
+                unsent: VecDeque::new(),
                 busy: true,
                 last_update: tail.first,
             });
-        e.deltas.push_front(tail);
+        e.unsent.push_front(tail);
     }
 
-    /// The oldest sequence number among unsent deltas.
+    /// The oldest sequence number among unsent updates.
     pub fn min_seq(&self) -> Option<u64> {
         self.entries
             .values()
-            .flat_map(|e| e.deltas.iter().map(|d| d.min_seq))
+            .flat_map(|e| e.unsent.iter().map(|d| d.min_seq))
             .min()
     }
 
     /// Updates waiting to be sent (not in flight).
     #[cfg(test)]
-    pub fn pending_patches(&self) -> u64 {
+    pub fn pending_updates(&self) -> u64 {
         self.entries
             .values()
-            .flat_map(|e| e.deltas.iter().map(|d| d.patches))
+            .flat_map(|e| e.unsent.iter().map(|d| d.updates))
             .sum()
     }
 
-    /// Takes every unsent delta (at the shutdown deadline).
-    pub fn take_all(&mut self) -> Vec<Delta> {
+    /// Takes every unsent update (at the shutdown deadline).
+    pub fn take_all(&mut self) -> Vec<MergedUpdate> {
         self.ready.clear();
         self.entries
             .drain()
-            .flat_map(|(_, e)| e.deltas.into_iter())
+            .flat_map(|(_, e)| e.unsent.into_iter())
             .collect()
     }
 }
@@ -343,14 +347,14 @@ mod tests {
     use super::*;
     use crate::item::AiData;
 
-    fn patch(id: &str) -> InteractionUpdate {
+    fn update(id: &str) -> InteractionUpdate {
         InteractionUpdate {
             event_id: id.into(),
             ..Default::default()
         }
     }
 
-    fn taken(b: &mut PartialBuffer) -> Vec<Delta> {
+    fn taken(b: &mut PartialBuffer) -> Vec<MergedUpdate> {
         let mut out = Vec::new();
         b.take_ready(&mut out);
         out
@@ -360,17 +364,17 @@ mod tests {
     fn merges_until_final_which_is_ready_at_once() {
         let mut b = PartialBuffer::new();
         let t = Instant::now();
-        let mut p1 = patch("e");
+        let mut p1 = update("e");
         p1.ai.input = Some("q".into());
         p1.properties
             .insert("a".into(), serde_json::json!({"x": 1}));
         b.add(p1, 0, 1, 0, t);
-        let mut p2 = patch("e");
+        let mut p2 = update("e");
         p2.properties
             .insert("a".into(), serde_json::json!({"y": 2}));
         b.add(p2, 1, 1, 0, t);
         assert!(taken(&mut b).is_empty(), "open and not idle: not due");
-        let mut p3 = patch("e");
+        let mut p3 = update("e");
         p3.ai = AiData {
             output: Some("a".into()),
             ..Default::default()
@@ -379,13 +383,13 @@ mod tests {
         b.add(p3, 2, 1, 0, t);
         let due = taken(&mut b);
         assert_eq!(due.len(), 1, "a final is ready without a tick");
-        assert_eq!(due[0].patches, 3);
+        assert_eq!(due[0].updates, 3);
         assert_eq!(due[0].min_seq, 0);
         assert_eq!(
-            due[0].patch.properties["a"],
+            due[0].update.properties["a"],
             serde_json::json!({"x": 1, "y": 2})
         );
-        assert_eq!(b.pending_patches(), 0);
+        assert_eq!(b.pending_updates(), 0);
         b.settle(&"e".into(), None, false);
         assert!(b.entries.is_empty(), "settled and empty: forgotten");
     }
@@ -394,11 +398,11 @@ mod tests {
     fn one_delta_per_event_in_flight() {
         let mut b = PartialBuffer::new();
         let t = Instant::now();
-        b.add(patch("e"), 0, 1, 0, t);
+        b.add(update("e"), 0, 1, 0, t);
         b.scan_due(t, Duration::ZERO, false);
         let first = taken(&mut b);
         assert_eq!(first.len(), 1);
-        let mut fin = patch("e");
+        let mut fin = update("e");
         fin.is_final = true;
         b.add(fin, 1, 1, 0, t);
         assert!(
@@ -409,20 +413,20 @@ mod tests {
         b.settle(&"e".into(), None, false);
         let second = taken(&mut b);
         assert_eq!(second.len(), 1);
-        assert!(second[0].patch.is_final);
+        assert!(second[0].update.is_final);
     }
 
     #[test]
     fn a_failed_delta_is_merged_back_before_newer_updates() {
         let mut b = PartialBuffer::new();
         let t = Instant::now();
-        let mut p1 = patch("e");
+        let mut p1 = update("e");
         p1.ai.input = Some("q".into());
         p1.user_id = Some("u".into());
         b.add(p1, 0, 1, 0, t);
         b.scan_due(t, Duration::ZERO, false);
         let mut sent = taken(&mut b);
-        let mut fin = patch("e");
+        let mut fin = update("e");
         fin.ai.output = Some("a".into());
         fin.is_final = true;
         b.add(fin, 1, 1, 0, t);
@@ -432,11 +436,11 @@ mod tests {
         let again = taken(&mut b);
         assert_eq!(again.len(), 1);
         let d = &again[0];
-        assert_eq!(d.patches, 2);
+        assert_eq!(d.updates, 2);
         assert_eq!(d.held, 1, "the retried part no longer holds queue budget");
-        assert_eq!(d.patch.ai.input.as_deref(), Some("q"));
-        assert_eq!(d.patch.ai.output.as_deref(), Some("a"));
-        assert!(d.patch.is_final);
+        assert_eq!(d.update.ai.input.as_deref(), Some("q"));
+        assert_eq!(d.update.ai.output.as_deref(), Some("a"));
+        assert!(d.update.is_final);
         assert_eq!(d.min_seq, 0);
     }
 
@@ -448,7 +452,7 @@ mod tests {
         let mut shipped = 0;
         for step in 0..60u64 {
             let now = t0 + Duration::from_millis(500 * step);
-            let mut p = patch("busy");
+            let mut p = update("busy");
             p.ai.input = Some(format!("{step}"));
             b.add(p, step, 1, 0, now);
             b.scan_due(now, idle, false);
@@ -466,12 +470,12 @@ mod tests {
     fn a_conflicting_update_splits_the_delta() {
         let mut b = PartialBuffer::new();
         let t = Instant::now();
-        let mut p1 = patch("e");
+        let mut p1 = update("e");
         p1.properties.insert("a".into(), serde_json::json!(5));
         p1.properties
             .insert("n".into(), serde_json::json!({"x": null}));
         b.add(p1, 0, 1, 0, t);
-        let mut p2 = patch("e");
+        let mut p2 = update("e");
         p2.properties
             .insert("n".into(), serde_json::json!({"x": 1, "y": 2}));
         b.add(p2, 1, 1, 0, t);
@@ -479,31 +483,31 @@ mod tests {
             taken(&mut b).is_empty(),
             "objects merge into objects; scalars replace: no conflict"
         );
-        let mut p3 = patch("e");
+        let mut p3 = update("e");
         p3.properties
             .insert("a".into(), serde_json::json!({"z": 1}));
         b.add(p3, 2, 1, 0, t);
         let out = taken(&mut b);
         assert_eq!(out.len(), 1, "an object over a pending scalar splits");
-        assert_eq!(out[0].patches, 2);
-        assert_eq!(out[0].patch.properties["a"], serde_json::json!(5));
-        assert_eq!(b.pending_patches(), 1);
-        let mut p4 = patch("e");
+        assert_eq!(out[0].updates, 2);
+        assert_eq!(out[0].update.properties["a"], serde_json::json!(5));
+        assert_eq!(b.pending_updates(), 1);
+        let mut p4 = update("e");
         p4.properties.insert(
             "n".into(),
             serde_json::json!({"x": {"deep": {"deeper": 1}}}),
         );
         b.add(p4, 3, 1, 0, t);
-        let mut p5 = patch("e");
+        let mut p5 = update("e");
         p5.properties
             .insert("n".into(), serde_json::json!({"x": {"deep": 2}}));
         b.add(p5, 4, 1, 0, t);
-        let mut p6 = patch("e");
+        let mut p6 = update("e");
         p6.properties
             .insert("n".into(), serde_json::json!({"x": {"deep": {"again": 1}}}));
         b.add(p6, 5, 1, 0, t);
         assert_eq!(
-            b.entries["e"].deltas.len(),
+            b.entries["e"].unsent.len(),
             2,
             "an object over a nested pending scalar splits too"
         );

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
 use super::retry::{Attempt, Decision, Policy};
-use super::{Route, WorkerConfig};
+use super::WorkerConfig;
+use crate::endpoint::Tls;
 use crate::options::{LocalSink, TlsRoots, Workshop};
+use crate::route::Route;
 use crate::stats::Counters;
-use crate::validate::Tls;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,12 +171,14 @@ impl Mirror {
 
 impl Transport {
     pub fn new(cfg: &WorkerConfig) -> std::io::Result<Transport> {
-        let primary = cfg.write_key.is_some() || cfg.local_sink.is_some();
+        let primary = cfg.options.write_key.is_some() || cfg.options.local_sink.is_some();
         Ok(Transport {
             kind: if primary { Some(Kind::new(cfg)?) } else { None },
             mirror: OnceLock::new(),
             mirroring: Arc::new(AtomicUsize::new(0)),
-            mirror_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight.max(1))),
+            mirror_permits: Arc::new(tokio::sync::Semaphore::new(
+                cfg.options.max_in_flight.max(1),
+            )),
             paused: Default::default(),
             start: Instant::now(),
         })
@@ -185,11 +188,11 @@ impl Transport {
     /// explicit URL, or in a debug build with a write key a 100 ms TCP probe
     /// of the default address. Never runs on a caller's thread.
     pub async fn resolve_workshop(&self, cfg: &WorkerConfig) {
-        let url = match &cfg.workshop {
+        let url = match &cfg.options.workshop {
             Workshop::Off => return,
             Workshop::At(url) => url.clone(),
             Workshop::Auto => {
-                if cfg.write_key.is_none() {
+                if cfg.options.write_key.is_none() {
                     return;
                 }
                 // A release build never hands content to whatever listens
@@ -209,7 +212,7 @@ impl Transport {
                 tracing::info!(target: "raindrop", "mirroring every request to the local Workshop at {url}");
                 let _ = self.mirror.set(m);
             }
-            None => crate::setup_warning(
+            None => crate::diag::setup_warning(
                 "workshop_url",
                 &format!("the Workshop URL `{url}` is not a usable URL; not mirroring"),
             ),
@@ -274,18 +277,7 @@ impl Transport {
     ) -> Outcome {
         self.mirror(route, &body, counters);
         let Some(kind) = &self.kind else {
-            // No key: the Workshop alone receives, one attempt each.
-            counters.requests.fetch_add(1, Relaxed);
-            return match self.mirror.get() {
-                Some(m) if m.post(route, body).await => {
-                    counters.workshop_sent.fetch_add(1, Relaxed);
-                    Outcome::Delivered
-                }
-                _ => {
-                    counters.workshop_failures.fetch_add(1, Relaxed);
-                    Outcome::Exhausted
-                }
-            };
+            return self.workshop_only(route, body, counters).await;
         };
         match kind {
             Kind::Sink(out) => Self::write_line(out, route, &body, counters).await,
@@ -355,6 +347,26 @@ impl Transport {
         }
     }
 
+    /// No key: the Workshop alone receives, one attempt each.
+    async fn workshop_only(
+        &self,
+        route: Route,
+        body: bytes::Bytes,
+        counters: &Counters,
+    ) -> Outcome {
+        counters.requests.fetch_add(1, Relaxed);
+        match self.mirror.get() {
+            Some(m) if m.post(route, body).await => {
+                counters.workshop_sent.fetch_add(1, Relaxed);
+                Outcome::Delivered
+            }
+            _ => {
+                counters.workshop_failures.fetch_add(1, Relaxed);
+                Outcome::Exhausted
+            }
+        }
+    }
+
     async fn write_line(
         out: &SinkWriter,
         route: Route,
@@ -378,7 +390,7 @@ impl Transport {
 
 impl Kind {
     fn new(cfg: &WorkerConfig) -> std::io::Result<Kind> {
-        if let Some(sink) = &cfg.local_sink {
+        if let Some(sink) = &cfg.options.local_sink {
             let out: Box<dyn Write + Send> = match sink {
                 LocalSink::Stdout => Box::new(std::io::stdout()),
                 LocalSink::Stderr => Box::new(std::io::stderr()),
@@ -393,7 +405,7 @@ impl Kind {
             return Ok(Kind::Sink(SinkWriter::start(out)?));
         }
         let mut headers = common_headers(cfg.project_id.as_deref());
-        if let Some(key) = &cfg.write_key {
+        if let Some(key) = &cfg.options.write_key {
             if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
                 v.set_sensitive(true);
                 headers.insert(AUTHORIZATION, v);
@@ -407,8 +419,8 @@ impl Kind {
             // A redirect could carry the write key elsewhere; a 3xx is a
             // permanent failure, counted as rejected.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.request_timeout)
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)))
+            .timeout(cfg.options.request_timeout)
+            .connect_timeout(cfg.options.request_timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(std::io::Error::other)?;
@@ -416,10 +428,10 @@ impl Kind {
             client,
             urls: Box::new(Route::ALL.map(|r| cfg.base.join(r.path()).ok())),
             policy: Policy {
-                max_attempts: cfg.max_attempts,
+                max_attempts: cfg.options.max_attempts,
                 base: Duration::from_millis(500),
                 max_backoff: Duration::from_secs(8),
-                max_retry_after: cfg.max_retry_after,
+                max_retry_after: cfg.options.max_retry_after,
             },
             debug: cfg.debug_logs.clone(),
         })
