@@ -341,7 +341,7 @@ impl RaindropExporter {
     }
 
     /// Fills a live, open interaction from one model call (the layer's rule:
-    /// what the user set by hand wins, see `Interaction::fill_unset`).
+    /// what the user set by hand wins, see `raindrop_core::__private::fill_unset`).
     fn fill(&self, interaction: &Interaction, call: &adapter::Call, max: usize) {
         // Open in this process: a handle resumed by id for an event that
         // finished, or was begun elsewhere, knows nothing of what was set
@@ -361,7 +361,8 @@ impl RaindropExporter {
             .unwrap_or_else(|e| e.into_inner())
             .add(event_id, call);
         let cap = |t: String| truncate_text(&t, max).into_owned();
-        interaction.fill_unset(
+        raindrop_core::__private::fill_unset(
+            interaction,
             call.model().map(str::to_owned),
             input.map(cap),
             call.answer().map(cap),
