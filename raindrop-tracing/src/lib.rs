@@ -277,6 +277,7 @@
 mod diag;
 pub mod fields;
 mod layer;
+mod llm_attrs;
 #[cfg(feature = "llm-http")]
 pub mod llm_http;
 #[cfg(feature = "opentelemetry")]
