@@ -114,7 +114,9 @@ fn chat_request() -> ChatRequest {
         .with_system(SYSTEM)
         .with_tools(vec![Tool::new("weather")
             .with_description("The weather in a city")
-            .with_schema(json!({"type": "object", "properties": {"city": {"type": "string"}}}))])
+            .with_schema(
+                json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+            )])
 }
 
 fn client(cap: &Capture) -> Client {
@@ -176,7 +178,11 @@ where
         .enable_all()
         .build()
         .unwrap();
-    let span = tracing::info_span!("ask", raindrop.kind = "interaction", raindrop.user_id = "u-1");
+    let span = tracing::info_span!(
+        "ask",
+        raindrop.kind = "interaction",
+        raindrop.user_id = "u-1"
+    );
     let out = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), call.instrument(span))
             .await
@@ -203,11 +209,23 @@ fn check(cap: &Capture, model: &str) -> Value {
     assert_eq!(llm.len(), 1, "{:#?}", cap.spans());
     let s = llm[0].clone();
     assert_eq!(s["status"]["code"], 1, "{s:#}");
-    assert_eq!(attr_str(&s, "gen_ai.provider.name").as_deref(), Some("openai"));
+    assert_eq!(
+        attr_str(&s, "gen_ai.provider.name").as_deref(),
+        Some("openai")
+    );
     assert_eq!(attr_str(&s, "gen_ai.request.model").as_deref(), Some(MODEL));
-    assert_eq!(attr_str(&s, "gen_ai.response.model").as_deref(), Some(model));
-    assert_eq!(attr_str(&s, "gen_ai.prompt.0.content").as_deref(), Some(SYSTEM));
-    assert_eq!(attr_str(&s, "gen_ai.prompt.1.content").as_deref(), Some(PROMPT));
+    assert_eq!(
+        attr_str(&s, "gen_ai.response.model").as_deref(),
+        Some(model)
+    );
+    assert_eq!(
+        attr_str(&s, "gen_ai.prompt.0.content").as_deref(),
+        Some(SYSTEM)
+    );
+    assert_eq!(
+        attr_str(&s, "gen_ai.prompt.1.content").as_deref(),
+        Some(PROMPT)
+    );
     assert_eq!(
         attr_str(&s, "gen_ai.completion.0.content").as_deref(),
         Some(ANSWER)

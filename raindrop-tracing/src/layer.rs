@@ -234,18 +234,25 @@ fn is_error_event(meta: &Metadata<'_>) -> bool {
         && !meta.target().starts_with("raindrop")
 }
 
-/// The text of an event's `message` field.
+/// The text of an event's `message` field, else of its `error` field (what
+/// `#[instrument(err)]` writes, as swiftide's model calls do).
 #[derive(Default)]
 struct Message(Option<String>);
 
+impl Message {
+    fn takes(&self, field: &tracing::field::Field) -> bool {
+        field.name() == "message" || (field.name() == "error" && self.0.is_none())
+    }
+}
+
 impl tracing::field::Visit for Message {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" {
+        if self.takes(field) {
             self.0 = Some(value.to_owned());
         }
     }
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
+        if self.takes(field) {
             self.0 = Some(format!("{value:?}"));
         }
     }
