@@ -9,8 +9,11 @@
 //! `openai.responses.llm`, `anthropic.messages.llm`) with the GenAI fields
 //! rig writes, so the interaction is filled from it as from rig's calls
 //! (model, input, output, token totals; what you set yourself wins). The
-//! span gets the model, the messages, the output text and tool calls,
-//! usage, finish reason, response id, the HTTP status, the time to the
+//! span gets the model, the messages, the tools offered (`ai.prompt.tools`,
+//! normalised; the interaction's `set_tools` wins), the output text and
+//! tool calls, usage (and the cost OpenRouter reports in `usage.cost`, as
+//! `gen_ai.usage.provider_reported_cost`), finish reason, response id, the
+//! HTTP status, the time to the
 //! first chunk for streams, and ends with the error on a failed status
 //! (429, 500, ...), a transport error or a stream cut short (`cancelled`
 //! when the caller drops the response before its end).
@@ -25,7 +28,10 @@
 //! * change the response: the client reads the server's bytes, chunk by
 //!   chunk as they arrive; only a copy of at most
 //!   [`LlmCaptureMiddleware::max_capture_bytes`] is parsed, past that capture
-//!   stops and the bytes still flow;
+//!   stops and the bytes still flow (a call captured in part, or not at
+//!   all because its body was over the bound or did not parse, or whose
+//!   stream was cut, is counted in the client's
+//!   `stats().llm_captures_incomplete`, with a warning at most every 30 s);
 //! * record headers: the API key (`Authorization`, `x-api-key`) stays in the
 //!   request;
 //! * record anything outside an interaction.
