@@ -108,6 +108,7 @@ impl BodyUsage {
     }
 
     /// `self` with the numbers `later` has (a stream reports usage in parts).
+    #[cfg_attr(not(feature = "llm-http"), allow(dead_code))]
     pub(crate) fn merge(self, later: BodyUsage) -> BodyUsage {
         BodyUsage {
             input: later.input.or(self.input),
@@ -224,6 +225,7 @@ pub(crate) fn tools_of_definitions(v: &Value) -> Option<Vec<String>> {
 /// The tools of an OpenAI (Chat Completions, Responses) or Anthropic
 /// request body, as given (an absent `tools` is an empty list: the whole
 /// request was seen).
+#[cfg_attr(not(feature = "llm-http"), allow(dead_code))]
 pub(crate) fn request_tools(body: &Map<String, Value>) -> Value {
     match body.get("tools") {
         Some(Value::Array(t)) => Value::Array(t.clone()),
