@@ -17,6 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::Response;
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use axum::Router;
 use raindrop_core::{Client, ClientOptions, LocalSink};
 use raindrop_tracing::llm_http::LlmCaptureMiddleware;
@@ -76,7 +77,13 @@ fn start_mock() -> SocketAddr {
             .build()
             .unwrap();
         rt.block_on(async {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            // No Nagle: each SSE event leaves when written, as from a model
+            // server (with it, a 200-event stream waits on delayed ACKs).
+            let l = tokio::net::TcpListener::from_std(listener)
+                .unwrap()
+                .tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
             axum::serve(l, app).await.unwrap();
         });
     });
@@ -165,8 +172,15 @@ fn main() {
     let mock = start_mock();
     let url = format!("http://{mock}/v1/chat/completions");
     let sink = std::env::temp_dir().join(format!("raindrop-bench-llm-http-{}", std::process::id()));
-    let client = Client::new(ClientOptions::default().local_sink(LocalSink::File(sink.clone())))
-        .expect("a client");
+    // `RAINDROP_BENCH_SINK=none`: a disabled client (spans are built and
+    // counted as dropped, nothing serialised): the caller's side alone.
+    let disabled = std::env::var("RAINDROP_BENCH_SINK").is_ok_and(|v| v == "none");
+    let options = if disabled {
+        ClientOptions::default()
+    } else {
+        ClientOptions::default().local_sink(LocalSink::File(sink.clone()))
+    };
+    let client = Client::new(options).expect("a client");
     let sub = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
     let _default = tracing::subscriber::set_default(sub);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -177,7 +191,14 @@ fn main() {
     let with = ClientBuilder::new(reqwest::Client::new())
         .with(LlmCaptureMiddleware::new())
         .build();
-    println!("llm_http: {calls} interleaved pairs per row, loopback mock, one interaction");
+    println!(
+        "llm_http: {calls} interleaved pairs per row, loopback mock, one interaction, sink: {}",
+        if disabled {
+            "none (disabled client)"
+        } else {
+            "local file"
+        }
+    );
     println!(
         "{:<28} {:>14} {:>14} {:>16} {:>14}",
         "call", "plain med µs", "captured med", "overhead med µs", "overhead mean"
@@ -219,6 +240,11 @@ fn main() {
     let per_event = (overhead[2] - overhead[1]) / (MANY - FEW) as f64;
     println!("per SSE event (from the two streams' median overheads): {per_event:.2} µs");
     assert!(client.flush(Duration::from_secs(30)), "flush");
-    println!("delivered to the local sink: {}", client.stats().delivered);
+    let st = client.stats();
+    println!(
+        "spans delivered to the local sink: {}, dropped: {}",
+        st.delivered,
+        st.dropped_total()
+    );
     let _ = std::fs::remove_file(sink);
 }
