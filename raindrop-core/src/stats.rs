@@ -474,6 +474,14 @@ mod tests {
     }
 
     #[test]
+    fn incomplete_captures_are_counted() {
+        let c = Counters::new();
+        c.incomplete_capture("x");
+        c.incomplete_capture("x");
+        assert_eq!(c.snapshot(0, 1, 0, 0).llm_captures_incomplete, 2);
+    }
+
+    #[test]
     fn interactions_are_not_counted_twice_as_items() {
         let c = Counters::new();
         c.drop_queued(ItemKind::InteractionUpdate, DropReason::Rejected, 3, "x");

@@ -172,22 +172,22 @@ impl Visit for GenAi {
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if crate::llm_attrs::is_model_field(field.name()) {
+        if field.name().starts_with("gen_ai.") {
             self.set(field.name(), Value::from(value));
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if crate::llm_attrs::is_model_field(field.name()) {
+        if field.name().starts_with("gen_ai.") {
             self.set(field.name(), Value::from(value));
         }
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if crate::llm_attrs::is_model_field(field.name()) {
+        if field.name().starts_with("gen_ai.") {
             self.set(field.name(), Value::from(value));
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if crate::llm_attrs::is_model_field(field.name()) {
+        if field.name().starts_with("gen_ai.") {
             self.set(field.name(), Value::Bool(value));
         }
     }
