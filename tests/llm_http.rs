@@ -285,6 +285,10 @@ fn start_mock() -> SocketAddr {
         .route("/cut/v1/chat/completions", post(cut))
         .route("/cut/v1/messages", post(cut))
         .route("/openrouter/v1/chat/completions", post(openrouter))
+        .route(
+            "/garbage/v1/chat/completions",
+            post(|| async { "<html>a proxy's error page</html>" }),
+        )
         .route("/slow/v1/chat/completions", post(slow))
         .route("/stream/v1/chat/completions", post(tools_stream))
         .route("/stream/v1/messages", post(tools_stream))
@@ -1004,4 +1008,25 @@ fn request_tools_usage_and_the_provider_reported_cost() {
             .is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))),
         "{lists:?}"
     );
+}
+
+/// A 200 answer that is not the API's JSON (a proxy's page): the client
+/// reads it as sent, the call is recorded without output and counted as
+/// captured in part.
+#[test]
+fn an_unparseable_answer_is_passed_through_and_counted() {
+    let _serial = serial();
+    let mock = start_mock();
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let url = format!("http://{mock}/garbage/v1/chat/completions");
+    let body = request_body(Provider::OpenAi, false);
+    let (without, with) = run(&c, &url, Provider::OpenAi, &body, true);
+    assert_eq!(with, without);
+    assert!(String::from_utf8_lossy(&with.chunks).contains("proxy"));
+    flush(&c);
+    let llm = llm_spans(&cap);
+    assert_eq!(llm.len(), 1);
+    assert!(attr(&llm[0], "gen_ai.completion.0.content").is_none());
+    assert_eq!(c.stats().llm_captures_incomplete, 1);
 }

@@ -194,7 +194,7 @@ pub struct Stats {
     pub workshop_skipped: u64,
     /// Model calls seen by an HTTP-level capture (`llm_http`) that could not
     /// be recorded whole: a request or response over the capture bound, a
-    /// body that did not parse, a stream cut short. The call itself went
+    /// response body that did not parse, a stream cut short. The call went
     /// through untouched; its span lacks what was not read.
     pub llm_captures_incomplete: u64,
     dropped: [[u64; REASONS]; KINDS],

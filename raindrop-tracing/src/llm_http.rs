@@ -29,8 +29,8 @@
 //!   chunk as they arrive; only a copy of at most
 //!   [`LlmCaptureMiddleware::max_capture_bytes`] is parsed, past that capture
 //!   stops and the bytes still flow (a call captured in part, or not at
-//!   all because its body was over the bound or did not parse, or whose
-//!   stream was cut, is counted in the client's
+//!   all because its request body was over the bound, or whose response
+//!   did not parse or whose stream was cut, is counted in the client's
 //!   `stats().llm_captures_incomplete`, with a warning at most every 30 s);
 //! * record headers: the API key (`Authorization`, `x-api-key`) stays in the
 //!   request;
@@ -201,12 +201,9 @@ impl Middleware for LlmCaptureMiddleware {
             }
             return next.run(req, extensions).await;
         };
+        // Not JSON: not one of these APIs (a path like `/responses` is
+        // common), so not counted as a capture that failed.
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
-            incomplete(
-                &interaction,
-                "a model call's request body is not a JSON object: \
-                 the call was passed through and not recorded",
-            );
             return next.run(req, extensions).await;
         };
         if !api.fits(&body) {
