@@ -118,6 +118,18 @@ async fn openai_tools(_body: String) -> Response {
     }))
 }
 
+/// An OpenRouter-style answer: usage with the cost it charged.
+async fn openrouter(_body: String) -> Response {
+    json_response(json!({
+        "id": "gen-1", "model": "mock/gpt-mock-2024",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16,
+                  "prompt_tokens_details": {"cached_tokens": 4},
+                  "completion_tokens_details": {"reasoning_tokens": 2},
+                  "cost": 0.000123}
+    }))
+}
+
 async fn responses(_body: String) -> Response {
     json_response(json!({
         "id": "resp_1", "object": "response", "model": "gpt-mock-2024", "status": "completed",
@@ -267,8 +279,16 @@ fn start_mock() -> SocketAddr {
         .route("/v1/responses", post(responses))
         .route("/v1/messages", post(anthropic))
         .route("/e429/v1/chat/completions", post(|| status(429)))
+        .route("/e429/v1/messages", post(|| status(429)))
         .route("/e500/v1/messages", post(|| status(500)))
+        .route("/e500/v1/chat/completions", post(|| status(500)))
         .route("/cut/v1/chat/completions", post(cut))
+        .route("/cut/v1/messages", post(cut))
+        .route("/openrouter/v1/chat/completions", post(openrouter))
+        .route(
+            "/garbage/v1/chat/completions",
+            post(|| async { "<html>a proxy's error page</html>" }),
+        )
         .route("/slow/v1/chat/completions", post(slow))
         .route("/stream/v1/chat/completions", post(tools_stream))
         .route("/stream/v1/messages", post(tools_stream))
@@ -649,7 +669,8 @@ fn openai_responses_and_tool_calls() {
     );
 }
 
-fn error_case(path: &str, p: Provider, stream: bool, want: &str) -> Seen {
+/// `incomplete`: the captures the client counts as incomplete.
+fn error_case(path: &str, p: Provider, stream: bool, want: &str, incomplete: u64) -> Seen {
     let mock = start_mock();
     let cap = Capture::start(vec![]);
     let c = client_with(&cap, |o| o);
@@ -672,18 +693,30 @@ fn error_case(path: &str, p: Provider, stream: bool, want: &str) -> Seen {
     );
     let msg = s["status"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains(want), "{msg} should contain {want}");
+    assert_eq!(c.stats().llm_captures_incomplete, incomplete, "{path}");
     with
 }
 
 #[test]
 fn error_statuses_and_a_cut_stream_end_the_span_with_the_error() {
     let _serial = serial();
-    let seen = error_case("e429/v1/chat/completions", Provider::OpenAi, false, "429");
-    assert_eq!(seen.status, 429);
-    let seen = error_case("e500/v1/messages", Provider::Anthropic, false, "500");
-    assert_eq!(seen.status, 500);
-    let seen = error_case("cut/v1/chat/completions", Provider::OpenAi, true, "body");
-    assert!(seen.body_error.is_some(), "the stream was cut: {seen:?}");
+    for (p, path) in [
+        (Provider::OpenAi, "v1/chat/completions"),
+        (Provider::Anthropic, "v1/messages"),
+    ] {
+        for stream in [false, true] {
+            let seen = error_case(&format!("e429/{path}"), p, stream, "429", 0);
+            assert_eq!(seen.status, 429);
+            let seen = error_case(&format!("e500/{path}"), p, stream, "500", 0);
+            assert_eq!(seen.status, 500);
+            // The error body reaches the caller as the server sent it.
+            assert!(String::from_utf8_lossy(&seen.chunks).contains("slow down"));
+        }
+        // A stream cut in the middle: the caller gets the body error it
+        // gets without the SDK; the capture is counted as incomplete.
+        let seen = error_case(&format!("cut/{path}"), p, true, "body", 1);
+        assert!(seen.body_error.is_some(), "the stream was cut: {seen:?}");
+    }
 }
 
 #[test]
@@ -716,13 +749,10 @@ fn with_capture_content_off_no_prompt_or_completion_leaves() {
         for stream in [false, true] {
             let cap = Capture::start(vec![]);
             let c = client_with(&cap, |o| o.capture_content(false));
-            let (without, with) = run(
-                &c,
-                &format!("http://{mock}/{path}"),
-                p,
-                &request_body(p, stream),
-                true,
-            );
+            let mut body = request_body(p, stream);
+            body["tools"] = json!([{"name": "secret_tool", "description": "SECRET TOOL TEXT",
+                "input_schema": {"type": "object"}}]);
+            let (without, with) = run(&c, &format!("http://{mock}/{path}"), p, &body, true);
             assert_eq!(with, without);
             flush(&c);
             assert_eq!(llm_spans(&cap).len(), 1, "the call is still recorded");
@@ -730,7 +760,15 @@ fn with_capture_content_off_no_prompt_or_completion_leaves() {
             assert_eq!(rec.interactions().len(), 1);
             for r in cap.requests() {
                 let body = r.body.to_string();
-                for text in [PROMPT, SYSTEM, ANSWER, "Paris is ", "the capital."] {
+                for text in [
+                    PROMPT,
+                    SYSTEM,
+                    ANSWER,
+                    "Paris is ",
+                    "the capital.",
+                    "secret_tool",
+                    "SECRET TOOL TEXT",
+                ] {
                     assert!(!body.contains(text), "{text:?} sent: {body}");
                 }
             }
@@ -881,10 +919,114 @@ fn past_the_capture_bound_the_bytes_still_flow() {
             ),
             Some(json!({"boolValue": true}))
         );
+        assert_eq!(c.stats().llm_captures_incomplete, 1);
         // Not the whole answer: capture stopped at the bound.
         assert_ne!(
             attr_str(&llm[0], "gen_ai.completion.0.content").as_deref(),
             Some(ANSWER)
         );
     }
+}
+
+/// The tools a request offers become the span's `ai.prompt.tools` (each
+/// API's shape normalised); usage is read by the contract's names, with the
+/// cost OpenRouter reports.
+#[test]
+fn request_tools_usage_and_the_provider_reported_cost() {
+    let _serial = serial();
+    let mock = start_mock();
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let mut body = request_body(Provider::OpenAi, false);
+    body["tools"] = json!([
+        {"type": "function", "function": {"name": "weather", "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        {"type": "web_search_preview"}
+    ]);
+    let url = format!("http://{mock}/openrouter/v1/chat/completions");
+    let (without, with) = run(&c, &url, Provider::OpenAi, &body, true);
+    assert_eq!(with, without);
+    flush(&c);
+    let llm = llm_spans(&cap);
+    assert_eq!(llm.len(), 1);
+    let s = &llm[0];
+    let tools: Vec<Value> = attr(s, "ai.prompt.tools").expect("ai.prompt.tools")["arrayValue"]
+        ["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| serde_json::from_str(v["stringValue"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            json!({"type": "function", "name": "weather", "description": "Weather in a city",
+                "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}}}),
+            json!({"type": "provider-defined", "id": "web_search_preview", "name": "web_search_preview"}),
+        ]
+    );
+    assert!(attr(s, "ai.prompt.tools.source").is_none(), "exact capture");
+    assert_eq!(
+        attr(s, "gen_ai.usage.provider_reported_cost"),
+        Some(json!({"doubleValue": 0.000123}))
+    );
+    assert_eq!(attr_int(s, "gen_ai.usage.cache_read_input_tokens"), Some(4));
+    assert_eq!(attr_int(s, "gen_ai.usage.reasoning_tokens"), Some(2));
+    assert_eq!(attr_int(s, "gen_ai.usage.input_tokens"), Some(11));
+    assert_eq!(c.stats().llm_captures_incomplete, 0);
+
+    // Anthropic's shape; a request with no tools says so with an empty list.
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let mut body = request_body(Provider::Anthropic, false);
+    body["tools"] = json!([{"name": "weather", "input_schema": {"type": "object"}}]);
+    let url = format!("http://{mock}/v1/messages");
+    run(&c, &url, Provider::Anthropic, &body, true);
+    run(
+        &c,
+        &url,
+        Provider::Anthropic,
+        &request_body(Provider::Anthropic, false),
+        true,
+    );
+    flush(&c);
+    let llm = llm_spans(&cap);
+    assert_eq!(llm.len(), 2);
+    let lists: Vec<Value> = llm
+        .iter()
+        .map(|s| attr(s, "ai.prompt.tools").expect("ai.prompt.tools")["arrayValue"].clone())
+        .collect();
+    assert!(
+        lists.iter().any(|l| l["values"][0]["stringValue"]
+            .as_str()
+            .is_some_and(|t| t.contains(r#""inputSchema":{"type":"object"}"#))),
+        "{lists:?}"
+    );
+    assert!(
+        lists.iter().any(|l| l
+            .get("values")
+            .is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))),
+        "{lists:?}"
+    );
+}
+
+/// A 200 answer that is not the API's JSON (a proxy's page): the client
+/// reads it as sent, the call is recorded without output and counted as
+/// captured in part.
+#[test]
+fn an_unparseable_answer_is_passed_through_and_counted() {
+    let _serial = serial();
+    let mock = start_mock();
+    let cap = Capture::start(vec![]);
+    let c = client_with(&cap, |o| o);
+    let url = format!("http://{mock}/garbage/v1/chat/completions");
+    let body = request_body(Provider::OpenAi, false);
+    let (without, with) = run(&c, &url, Provider::OpenAi, &body, true);
+    assert_eq!(with, without);
+    assert!(String::from_utf8_lossy(&with.chunks).contains("proxy"));
+    flush(&c);
+    let llm = llm_spans(&cap);
+    assert_eq!(llm.len(), 1);
+    assert!(attr(&llm[0], "gen_ai.completion.0.content").is_none());
+    assert_eq!(c.stats().llm_captures_incomplete, 1);
 }

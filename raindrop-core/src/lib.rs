@@ -133,6 +133,19 @@ pub mod __private {
         interaction.apply_begin_in_span(begin)
     }
 
+    /// Tool definitions of any shape normalised for `ai.prompt.tools`.
+    pub fn tool_catalog(tools: impl IntoIterator<Item = serde_json::Value>) -> Vec<String> {
+        crate::tools::catalog(tools)
+    }
+
+    /// Counts, on the interaction's client, a model call captured in part
+    /// (`Stats::llm_captures_incomplete`, with a rate-limited warning).
+    pub fn incomplete_capture(interaction: &crate::Interaction, detail: &str) {
+        if let Some(p) = interaction.pipeline() {
+            p.counters.incomplete_capture(detail);
+        }
+    }
+
     /// Faults the SDK's own tests inject where nothing outside can cause them.
     pub mod faults {
         use std::sync::atomic::Ordering;

@@ -345,7 +345,8 @@ pub struct ClientOptions {
     ///   `gen_ai.system_instructions`, `gen_ai.tool.call.arguments` /
     ///   `result`, `raindrop.input` / `output`, `input.value` /
     ///   `output.value`, `llm.prompts.*`, `llm.completions.*`,
-    ///   `llm.input_messages.*`, `llm.output_messages.*`.
+    ///   `llm.input_messages.*`, `llm.output_messages.*`, and the tool
+    ///   catalog (`ai.prompt.tools`, `gen_ai.tool.definitions`).
     ///
     /// What remains: names, ids, user ids, models, token counts, timings,
     /// sizes, error messages, identify traits and the properties you set

@@ -192,6 +192,11 @@ pub struct Stats {
     /// requests were already under way (delivery to the API never waits
     /// for the mirror).
     pub workshop_skipped: u64,
+    /// Model calls seen by an HTTP-level capture (`llm_http`) that could not
+    /// be recorded whole: a request or response over the capture bound, a
+    /// response body that did not parse, a stream cut short. The call went
+    /// through untouched; its span lacks what was not read.
+    pub llm_captures_incomplete: u64,
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
@@ -300,6 +305,8 @@ pub(crate) struct Counters {
     /// Per reason: when it was last logged, in ms since [`epoch`] plus one (0: never).
     last_log: [AtomicU64; REASONS],
     high_water_log: AtomicU64,
+    llm_captures_incomplete: AtomicU64,
+    incomplete_capture_log: AtomicU64,
 }
 
 const LOG_EVERY: Duration = Duration::from_secs(30);
@@ -338,6 +345,8 @@ impl Counters {
             in_flight_limit: Default::default(),
             last_log: Default::default(),
             high_water_log: AtomicU64::new(0),
+            llm_captures_incomplete: AtomicU64::new(0),
+            incomplete_capture_log: AtomicU64::new(0),
         }
     }
 
@@ -400,6 +409,15 @@ impl Counters {
         tracing::warn!(target: "raindrop", route, capacity, "raindrop queue for {route} is over 80% full; items will be dropped if the backend stays slower than the producer");
     }
 
+    /// Counts a model call captured in part; the first warns, later ones at
+    /// most every 30 s, with the total.
+    pub fn incomplete_capture(&self, detail: &str) {
+        let total = self.llm_captures_incomplete.fetch_add(1, Relaxed) + 1;
+        if claim_log(&self.incomplete_capture_log) {
+            tracing::warn!(target: "raindrop", total, "raindrop recorded a model call in part: {detail} ({total} so far); see Client::stats()");
+        }
+    }
+
     fn refused(&self, r: Refusal) -> u64 {
         self.refusals[r as usize].load(Relaxed)
     }
@@ -430,6 +448,7 @@ impl Counters {
             joined_finishes_refused: self.refused(Refusal::JoinedFinish),
             finishes_ignored: self.refused(Refusal::FinishIgnored),
             workshop_skipped: self.workshop_skipped.load(Relaxed),
+            llm_captures_incomplete: self.llm_captures_incomplete.load(Relaxed),
             dropped: [[0; REASONS]; KINDS],
             worker_dropped: self.worker_dropped.load(Relaxed),
             in_flight_limits: std::array::from_fn(|i| self.in_flight_limit[i].load(Relaxed)),
@@ -452,6 +471,14 @@ mod tests {
         let slot = AtomicU64::new(0);
         assert!(claim_log(&slot));
         assert!(!claim_log(&slot));
+    }
+
+    #[test]
+    fn incomplete_captures_are_counted() {
+        let c = Counters::new();
+        c.incomplete_capture("x");
+        c.incomplete_capture("x");
+        assert_eq!(c.snapshot(0, 1, 0, 0).llm_captures_incomplete, 2);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(crate) fn is_genai(meta: &tracing::Metadata<'_>) -> bool {
     let fields = meta.fields();
     fields.field("gen_ai.operation.name").is_some()
         || fields.field("gen_ai.request.model").is_some()
+        || crate::llm_attrs::is_langfuse_span(meta)
 }
 
 /// Whether the layer looks at spans of this callsite at all.
@@ -89,6 +90,8 @@ pub(crate) struct GenAi {
     tool_arguments: Option<String>,
     tool_result: Option<String>,
     tool_error: Option<String>,
+    /// Tools offered, provider-reported cost, a client's `error.type`.
+    extra: crate::llm_attrs::CallExtras,
 }
 
 impl GenAi {
@@ -102,6 +105,16 @@ impl GenAi {
     }
 
     fn set(&mut self, name: &str, value: Value) {
+        if name.starts_with("langfuse.") {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            for (k, v) in crate::llm_attrs::from_langfuse(name, &text) {
+                self.set(k, v);
+            }
+            return;
+        }
+        let name = crate::llm_attrs::usage_alias(name).unwrap_or(name);
         let text = || match &value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -139,7 +152,9 @@ impl GenAi {
             "gen_ai.output.messages" => self.output_messages = Some(text()),
             "gen_ai.tool.call.arguments" => self.tool_arguments = Some(text()),
             "gen_ai.tool.call.result" => self.tool_result = Some(text()),
-            _ => {}
+            _ => {
+                self.extra.set(name, &value);
+            }
         }
     }
 
@@ -152,7 +167,7 @@ impl GenAi {
 
 impl Visit for GenAi {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name().starts_with("gen_ai.") {
+        if crate::llm_attrs::is_model_field(field.name()) {
             self.set(field.name(), Value::String(value.to_owned()));
         }
     }
@@ -178,7 +193,7 @@ impl Visit for GenAi {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // rig records the tool call id with `display(..)`, which arrives here.
-        if field.name().starts_with("gen_ai.") {
+        if crate::llm_attrs::is_model_field(field.name()) {
             self.set(field.name(), Value::String(format!("{value:?}")));
         }
     }
@@ -309,6 +324,9 @@ pub(crate) fn on_complete(state: &mut SpanState) {
     if state.kind != Kind::Llm {
         return;
     }
+    if state.error.is_none() {
+        state.error = g.extra.take_error();
+    }
     let Some(link) = &state.link else {
         return;
     };
@@ -381,19 +399,13 @@ fn fill_interaction(link: &Link, has_output: bool) {
 /// The attributes of an LLM span (wire contract 9.4 / 9.5), replacing the
 /// generic `traceloop.entity.*` ones.
 pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: usize) {
-    // The tools the interaction's calls are offered (`begin(tools)`, `set_tools`).
-    if let Some(tools) = state
+    let mut g = state.gen.take().unwrap_or_default();
+    // The tools offered (`begin(tools)` / `set_tools` win over the call's) and the cost.
+    let user_tools = state
         .link
         .as_ref()
-        .and_then(|l| l.interaction.prompt_tools())
-    {
-        attrs.push((
-            "ai.prompt.tools".into(),
-            AttributeValue::StringArray(tools.as_ref().clone()),
-        ));
-        push(attrs, "ai.prompt.tools.source", "interaction");
-    }
-    let g = state.gen.take().unwrap_or_default();
+        .and_then(|l| l.interaction.prompt_tools());
+    attrs.extend(g.extra.attributes(user_tools));
     let cap = |s: &str| truncate_text(s, max).into_owned();
     let op = match g.operation.as_deref() {
         Some("embeddings") => "ai.embed",

@@ -234,18 +234,25 @@ fn is_error_event(meta: &Metadata<'_>) -> bool {
         && !meta.target().starts_with("raindrop")
 }
 
-/// The text of an event's `message` field.
+/// The text of an event's `message` field, else of its `error` field (what
+/// `#[instrument(err)]` writes, as swiftide's model calls do).
 #[derive(Default)]
 struct Message(Option<String>);
 
+impl Message {
+    fn takes(&self, field: &tracing::field::Field) -> bool {
+        field.name() == "message" || (field.name() == "error" && self.0.is_none())
+    }
+}
+
 impl tracing::field::Visit for Message {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" {
+        if self.takes(field) {
             self.0 = Some(value.to_owned());
         }
     }
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
+        if self.takes(field) {
             self.0 = Some(format!("{value:?}"));
         }
     }
@@ -260,11 +267,11 @@ pub struct RaindropFilter;
 
 impl<S> Filter<S> for RaindropFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        is_tracked(meta) || is_error_event(meta)
+        is_tracked(meta) || is_error_event(meta) || crate::llm_attrs::is_langfuse_event(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if is_tracked(meta) || is_error_event(meta) {
+        if is_tracked(meta) || is_error_event(meta) || crate::llm_attrs::is_langfuse_event(meta) {
             Interest::always()
         } else {
             Interest::never()
@@ -612,6 +619,18 @@ where
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if crate::llm_attrs::is_langfuse_event(event.metadata()) {
+            // swiftide's model, input, output and usage, onto its model span.
+            if let Some(span) = ctx.event_span(event) {
+                let mut ext = span.extensions_mut();
+                if let Some(g) = ext
+                    .get_mut::<SpanState>()
+                    .and_then(|s| s.gen.as_deref_mut())
+                {
+                    event.record(g);
+                }
+            }
+        }
         if !is_error_event(event.metadata()) {
             return;
         }

@@ -153,12 +153,30 @@
 //!   `gen_ai.completion.0.role/content`, token usage under the normalised
 //!   names `gen_ai.usage.{input,output,reasoning}_tokens`,
 //!   `gen_ai.usage.cache_read_input_tokens`, `cache_write_input_tokens`
-//!   (rig's and genai's differing names both read), and the interaction's
-//!   association attributes, like a tool span;
+//!   (rig's, genai's and other conventions' differing names all read), the
+//!   cost the provider reported as `gen_ai.usage.provider_reported_cost`
+//!   (OpenRouter's `usage.cost`), the tools the call was offered as
+//!   `ai.prompt.tools` (JSON strings `{"type":"function","name",
+//!   "description","inputSchema"}`, rebuilt from `gen_ai.tool.definitions`
+//!   or the request's `tools`; the catalog set on the interaction with
+//!   `Begin::tools` / `set_tools` wins, marked `ai.prompt.tools.source =
+//!   "interaction"`), the failure a client recorded as `error.type` (genai)
+//!   as the span's error, and the interaction's association attributes,
+//!   like a tool span;
 //! * a **tool span** for `execute_tool`, named after `gen_ai.tool.name`,
 //!   with the arguments and result as `traceloop.entity.input` / `output`
 //!   and `gen_ai.tool.call.id`;
 //! * a task span for `invoke_agent`.
+//!
+//! swiftide (feature `langfuse`) describes its model calls with Langfuse's
+//! names instead: a span declaring `langfuse.type = "GENERATION"` and, in
+//! it, a DEBUG event with `langfuse.model`, `langfuse.input` (the provider
+//! request), `langfuse.output` and `langfuse.usage`. Both are read as the
+//! GenAI fields above (the per-layer filter takes those DEBUG events even
+//! when your log filter is at INFO; a global filter or a `max_level_*`
+//! feature of `tracing` that drops DEBUG events leaves the span without
+//! them). swiftide's agent tool spans carry no such marker and are not
+//! recorded.
 //!
 //! When the interaction ends, what its chat-like model calls (`chat`,
 //! `generate_content`, `text_completion`; not embeddings) said fills it where
@@ -279,6 +297,7 @@
 mod diag;
 pub mod fields;
 mod layer;
+mod llm_attrs;
 #[cfg(feature = "llm-http")]
 pub mod llm_http;
 #[cfg(feature = "opentelemetry")]

@@ -9,8 +9,11 @@
 //! `openai.responses.llm`, `anthropic.messages.llm`) with the GenAI fields
 //! rig writes, so the interaction is filled from it as from rig's calls
 //! (model, input, output, token totals; what you set yourself wins). The
-//! span gets the model, the messages, the output text and tool calls,
-//! usage, finish reason, response id, the HTTP status, the time to the
+//! span gets the model, the messages, the tools offered (`ai.prompt.tools`,
+//! normalised; the interaction's `set_tools` wins), the output text and
+//! tool calls, usage (and the cost OpenRouter reports in `usage.cost`, as
+//! `gen_ai.usage.provider_reported_cost`), finish reason, response id, the
+//! HTTP status, the time to the
 //! first chunk for streams, and ends with the error on a failed status
 //! (429, 500, ...), a transport error or a stream cut short (`cancelled`
 //! when the caller drops the response before its end).
@@ -25,7 +28,10 @@
 //! * change the response: the client reads the server's bytes, chunk by
 //!   chunk as they arrive; only a copy of at most
 //!   [`LlmCaptureMiddleware::max_capture_bytes`] is parsed, past that capture
-//!   stops and the bytes still flow;
+//!   stops and the bytes still flow (a call captured in part, or not at
+//!   all because its request body was over the bound, or whose response
+//!   did not parse or whose stream was cut, is counted in the client's
+//!   `stats().llm_captures_incomplete`, with a warning at most every 30 s);
 //! * record headers: the API key (`Authorization`, `x-api-key`) stays in the
 //!   request;
 //! * record anything outside an interaction.
@@ -46,7 +52,6 @@
 //! ```
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -58,8 +63,11 @@ use serde_json::{json, Map, Value};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
+use raindrop_core::Interaction;
+
 use crate::fields::Fields;
 use crate::layer::{apply_to_span, complete_span, genai, tracked_cap};
+use crate::llm_attrs::{self, message, text_of, BodyUsage};
 
 /// The default bound on the bytes of one call kept for parsing (request
 /// body, response body or stream).
@@ -177,22 +185,24 @@ impl Middleware for LlmCaptureMiddleware {
             return next.run(req, extensions).await;
         };
         // Outside an interaction: nothing to record, nothing to parse.
-        if crate::current_interaction().is_none() {
+        let Some(interaction) = crate::current_interaction() else {
             return next.run(req, extensions).await;
-        }
+        };
         // A streaming body has no bytes to read; a body over the bound is
         // not parsed.
         let bytes = req.body().and_then(reqwest::Body::as_bytes);
         let Some(bytes) = bytes.filter(|b| b.len() <= self.max_capture_bytes) else {
             if req.body().is_some() {
-                warn_once(
-                    &NOT_READ,
+                incomplete(
+                    &interaction,
                     "a model call's request body is streamed or over max_capture_bytes: \
-                     the call is passed through and not recorded",
+                     the call was passed through and not recorded",
                 );
             }
             return next.run(req, extensions).await;
         };
+        // Not JSON: not one of these APIs (a path like `/responses` is
+        // common), so not counted as a capture that failed.
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
             return next.run(req, extensions).await;
         };
@@ -250,6 +260,7 @@ impl Middleware for LlmCaptureMiddleware {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let capture = Capture {
             span,
+            interaction,
             api,
             started,
             sse,
@@ -265,14 +276,10 @@ impl Middleware for LlmCaptureMiddleware {
     }
 }
 
-static NOT_READ: AtomicBool = AtomicBool::new(false);
-static TRUNCATED: AtomicBool = AtomicBool::new(false);
-
-/// Says once per process that a call was not (wholly) captured.
-fn warn_once(said: &AtomicBool, message: &str) {
-    if !said.swap(true, Ordering::Relaxed) {
-        tracing::warn!(target: "raindrop", "{message}");
-    }
+/// Counts a call not (wholly) captured in the client's `stats()`, with a
+/// rate-limited warning.
+fn incomplete(interaction: &Interaction, detail: &str) {
+    raindrop_core::__private::incomplete_capture(interaction, detail);
 }
 
 fn end_with_error(span: &Span, message: String) {
@@ -325,7 +332,16 @@ impl HttpBody for TeeBody {
                     this.capture.data(data);
                 }
             }
-            Poll::Ready(Some(Err(e))) => this.capture.end(Some(e.to_string())),
+            Poll::Ready(Some(Err(e))) => {
+                if !this.capture.done {
+                    incomplete(
+                        &this.capture.interaction,
+                        "a model call's response stream was cut short: \
+                         its span ends with the error and what came before",
+                    );
+                }
+                this.capture.end(Some(e.to_string()))
+            }
             Poll::Ready(None) => this.capture.end(None),
             Poll::Pending => {}
         }
@@ -351,6 +367,8 @@ impl Drop for TeeBody {
 /// The parsing side of one response.
 struct Capture {
     span: Span,
+    /// Where an incomplete capture is counted.
+    interaction: Interaction,
     api: Api,
     started: Instant,
     sse: bool,
@@ -378,8 +396,8 @@ impl Capture {
         if self.kept > self.max {
             self.full = true;
             self.buf = Vec::new();
-            warn_once(
-                &TRUNCATED,
+            incomplete(
+                &self.interaction,
                 "a model call's response is over max_capture_bytes: its capture \
                  stopped there (the span says capture_truncated), the response \
                  still reaches the caller whole",
@@ -429,8 +447,13 @@ impl Capture {
             return;
         }
         if !self.sse && !self.full && error.is_none() {
-            if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&self.buf) {
-                self.reply.whole(self.api, &body);
+            match serde_json::from_slice::<Value>(&self.buf) {
+                Ok(Value::Object(body)) => self.reply.whole(self.api, &body),
+                _ => incomplete(
+                    &self.interaction,
+                    "a model call's response body is not a JSON object: \
+                     its span has no output or usage",
+                ),
             }
         } else if self.sse && !self.full && !self.buf.is_empty() {
             let line = std::mem::take(&mut self.buf);
@@ -482,20 +505,12 @@ struct Reply {
     text: String,
     tool_calls: Vec<ToolCall>,
     finish: Vec<String>,
-    input_tokens: Option<i64>,
-    output_tokens: Option<i64>,
-    reasoning_tokens: Option<i64>,
-    cache_read: Option<i64>,
-    cache_write: Option<i64>,
+    usage: BodyUsage,
     error: Option<String>,
 }
 
 fn s(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(str::to_owned)
-}
-
-fn n(v: Option<&Value>) -> Option<i64> {
-    v.and_then(Value::as_i64)
 }
 
 impl Reply {
@@ -532,7 +547,7 @@ impl Reply {
                         self.finish.push(f.to_owned());
                     }
                 }
-                self.openai_usage(body.get("usage"));
+                self.usage(body.get("usage"));
             }
             Api::Responses => self.responses_object(body),
             Api::AnthropicMessages => {
@@ -547,7 +562,7 @@ impl Reply {
                 if let Some(f) = s(body.get("stop_reason")) {
                     self.finish.push(f);
                 }
-                self.anthropic_usage(body.get("usage"));
+                self.usage(body.get("usage"));
             }
         }
     }
@@ -593,38 +608,14 @@ impl Reply {
             self.error = m.as_str().map(str::to_owned);
         }
         if let Some(u) = body.get("usage") {
-            self.input_tokens = n(u.get("input_tokens"));
-            self.output_tokens = n(u.get("output_tokens"));
-            self.reasoning_tokens = n(u.pointer("/output_tokens_details/reasoning_tokens"));
-            self.cache_read = n(u.pointer("/input_tokens_details/cached_tokens"));
+            self.usage = BodyUsage::of(u);
         }
     }
 
-    fn openai_usage(&mut self, u: Option<&Value>) {
-        let Some(u) = u.filter(|u| u.is_object()) else {
-            return;
-        };
-        self.input_tokens = n(u.get("prompt_tokens"));
-        self.output_tokens = n(u.get("completion_tokens"));
-        self.reasoning_tokens = n(u.pointer("/completion_tokens_details/reasoning_tokens"));
-        self.cache_read = n(u.pointer("/prompt_tokens_details/cached_tokens"));
-    }
-
-    fn anthropic_usage(&mut self, u: Option<&Value>) {
-        let Some(u) = u.filter(|u| u.is_object()) else {
-            return;
-        };
-        if let Some(v) = n(u.get("input_tokens")) {
-            self.input_tokens = Some(v);
-        }
-        if let Some(v) = n(u.get("output_tokens")) {
-            self.output_tokens = Some(v);
-        }
-        if let Some(v) = n(u.get("cache_read_input_tokens")) {
-            self.cache_read = Some(v);
-        }
-        if let Some(v) = n(u.get("cache_creation_input_tokens")) {
-            self.cache_write = Some(v);
+    /// A usage object; a stream's later parts add to the earlier ones.
+    fn usage(&mut self, u: Option<&Value>) {
+        if let Some(u) = u.filter(|u| u.is_object()) {
+            self.usage = self.usage.merge(BodyUsage::of(u));
         }
     }
 
@@ -686,7 +677,7 @@ impl Reply {
                         self.finish.push(f.to_owned());
                     }
                 }
-                self.openai_usage(ev.get("usage"));
+                self.usage(ev.get("usage"));
                 if let Some(m) = ev.get("error").and_then(|e| e.get("message")) {
                     self.error = m.as_str().map(str::to_owned);
                 }
@@ -716,7 +707,7 @@ impl Reply {
                     let m = &ev["message"];
                     self.id = s(m.get("id"));
                     self.model = s(m.get("model"));
-                    self.anthropic_usage(m.get("usage"));
+                    self.usage(m.get("usage"));
                 }
                 Some("content_block_start") => self.anthropic_block(&ev["content_block"]),
                 Some("content_block_delta") => {
@@ -738,7 +729,7 @@ impl Reply {
                     if let Some(f) = ev["delta"]["stop_reason"].as_str() {
                         self.finish.push(f.to_owned());
                     }
-                    self.anthropic_usage(ev.get("usage"));
+                    self.usage(ev.get("usage"));
                 }
                 Some("error") => {
                     self.error = ev["error"]["message"]
@@ -787,49 +778,8 @@ impl Reply {
                 Value::String(Value::Array(messages).to_string()),
             ));
         }
-        for (k, v) in [
-            ("gen_ai.usage.input_tokens", self.input_tokens),
-            ("gen_ai.usage.output_tokens", self.output_tokens),
-            ("gen_ai.usage.reasoning_tokens", self.reasoning_tokens),
-            ("gen_ai.usage.cache_read.input_tokens", self.cache_read),
-            ("gen_ai.usage.cache_creation.input_tokens", self.cache_write),
-        ] {
-            if let Some(v) = v {
-                f.push((k, Value::from(v)));
-            }
-        }
+        f.extend(self.usage.fields());
         f
-    }
-}
-
-/// The text of a content value: a string, or the text parts of an array.
-fn text_of(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .filter(|p| {
-                    matches!(
-                        p["type"].as_str(),
-                        Some("text" | "input_text" | "output_text")
-                    )
-                })
-                .filter_map(|p| p["text"].as_str())
-                .collect();
-            (!texts.is_empty()).then(|| texts.join("\n"))
-        }
-        _ => None,
-    }
-}
-
-/// One message as `{role, content}`: content is the text when there is
-/// some, otherwise the original value (tool calls, tool results, media),
-/// which the layer shows but never takes as the user's input.
-fn message(role: &str, content: &Value) -> Value {
-    match text_of(content) {
-        Some(t) => json!({"role": role, "content": t}),
-        None => json!({"role": role, "content": content}),
     }
 }
 
@@ -900,6 +850,7 @@ fn request_fields(api: Api, body: &Map<String, Value>) -> Vec<(&'static str, Val
             Value::String(Value::Array(messages).to_string()),
         ));
     }
+    f.push((llm_attrs::TOOL_DEFINITIONS, llm_attrs::request_tools(body)));
     f
 }
 
@@ -910,6 +861,7 @@ mod tests {
     fn capture(api: Api, sse: bool, max: usize) -> Capture {
         Capture {
             span: Span::none(),
+            interaction: Interaction::noop(),
             api,
             started: Instant::now(),
             sse,
@@ -941,7 +893,7 @@ mod tests {
         assert_eq!(c.reply.id.as_deref(), Some("c1"));
         assert_eq!(c.reply.finish, ["stop"]);
         assert_eq!(
-            (c.reply.input_tokens, c.reply.output_tokens),
+            (c.reply.usage.input, c.reply.usage.output),
             (Some(3), Some(2))
         );
         assert!(c.first.is_some());

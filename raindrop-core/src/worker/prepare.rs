@@ -18,7 +18,8 @@ use crate::stats::DropReason;
 /// texts): every one the tracing layer and its GenAI mapping write, the
 /// `raindrop.*` fields they are read from, and the usual names of other
 /// conventions (OpenLLMetry, the Vercel AI SDK, OpenInference) for spans
-/// exported by hand. Kept in step with `ClientOptions::capture_content`.
+/// exported by hand; tool definitions too (the wire contract counts them as
+/// content). Kept in step with `ClientOptions::capture_content`.
 fn is_content_attribute(key: &str) -> bool {
     matches!(
         key,
@@ -31,6 +32,9 @@ fn is_content_attribute(key: &str) -> bool {
             | "gen_ai.system_instructions"
             | "gen_ai.tool.call.arguments"
             | "gen_ai.tool.call.result"
+            | "gen_ai.tool.definitions"
+            | "ai.prompt.tools"
+            | "ai.prompt.tools.source"
             | "ai.prompt"
             | "ai.prompt.messages"
             | "ai.response.text"
