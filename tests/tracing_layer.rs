@@ -658,3 +658,102 @@ fn error_events_mark_the_enclosing_raindrop_span_failed() {
         assert!(f.properties.get("error").is_none(), "{f:?}");
     }
 }
+
+/// A subscriber that is not `tracing_subscriber::Registry` but implements
+/// `LookupSpan` (a thin wrapper forwarding to one): the layer keeps and
+/// finds its state through it.
+mod wrapped {
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+    use tracing_subscriber::registry::{LookupSpan, Registry};
+
+    #[derive(Default)]
+    pub struct Wrapper(Registry);
+
+    impl Subscriber for Wrapper {
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            self.0.enabled(m)
+        }
+        fn new_span(&self, a: &Attributes<'_>) -> Id {
+            self.0.new_span(a)
+        }
+        fn record(&self, id: &Id, r: &Record<'_>) {
+            self.0.record(id, r)
+        }
+        fn record_follows_from(&self, id: &Id, follows: &Id) {
+            self.0.record_follows_from(id, follows)
+        }
+        fn event(&self, e: &Event<'_>) {
+            self.0.event(e)
+        }
+        fn enter(&self, id: &Id) {
+            self.0.enter(id)
+        }
+        fn exit(&self, id: &Id) {
+            self.0.exit(id)
+        }
+        fn clone_span(&self, id: &Id) -> Id {
+            self.0.clone_span(id)
+        }
+        fn try_close(&self, id: Id) -> bool {
+            self.0.try_close(id)
+        }
+        fn current_span(&self) -> tracing::span::Current {
+            self.0.current_span()
+        }
+    }
+
+    impl<'a> LookupSpan<'a> for Wrapper {
+        type Data = <Registry as LookupSpan<'a>>::Data;
+        fn span_data(&'a self, id: &Id) -> Option<Self::Data> {
+            self.0.span_data(id)
+        }
+    }
+}
+
+#[test]
+fn a_lookup_span_subscriber_that_is_not_registry_records_interactions() {
+    use raindrop::RaindropSpanExt as _;
+    let capture = Capture::new();
+    let subscriber = wrapped::Wrapper::default().with(raindrop::layer_for(capture.client()));
+    let mut event_id = None;
+    tracing::subscriber::with_default(subscriber, || {
+        let chat = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "u-wrapped",
+            raindrop.output = Empty,
+        );
+        let _in = chat.enter();
+        let resumed = raindrop::resume_interaction();
+        assert!(!resumed.is_noop(), "resume_interaction() inside the span");
+        resumed.set_property("stage", "wrapped");
+        event_id = resumed.event_id().map(str::to_owned);
+        let tool = tracing::info_span!("lookup", raindrop.kind = "tool");
+        tool.in_scope(|| {
+            assert_eq!(
+                raindrop::resume_interaction().event_id(),
+                event_id.as_deref()
+            );
+            tool.set_input("q");
+            tool.set_output("a");
+        });
+        drop(tool);
+        chat.record("raindrop.output", "done");
+    });
+    let r = capture.recorded();
+    let finished = r.finished_interactions();
+    assert_eq!(finished.len(), 1, "{}", r.render());
+    let p = finished[0];
+    assert_eq!(Some(p.event_id.as_str()), event_id.as_deref());
+    assert_eq!(p.user_id.as_deref(), Some("u-wrapped"));
+    assert_eq!(p.output.as_deref(), Some("done"));
+    assert_eq!(p.properties["stage"], "wrapped");
+    let tool = r.span("lookup.tool").expect("the tool span");
+    assert_eq!(tool.attr_str("traceloop.entity.input"), Some("q"));
+    assert_eq!(tool.attr_str("traceloop.entity.output"), Some("a"));
+    assert_eq!(
+        tool.attr_str("traceloop.association.properties.event_id"),
+        event_id.as_deref()
+    );
+}

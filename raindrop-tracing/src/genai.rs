@@ -22,7 +22,6 @@ use raindrop_core::{truncate_text, AttributeValue, Interaction};
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 
-use super::{Link, SpanState};
 use crate::fields::{is_marked, Kind};
 
 /// Whether a span callsite declares a GenAI field the layer keys on.
@@ -278,38 +277,36 @@ fn push(attrs: &mut Vec<Attr>, k: &'static str, v: impl Into<AttributeValue>) {
     attrs.push((k.into(), v.into()));
 }
 
-/// Prepares a span for export and feeds its call into the interaction's
-/// summary; on an interaction span, fills the interaction from its calls.
-/// Runs once, when the span completes.
-pub(crate) fn on_complete(state: &mut SpanState) {
-    if state.kind == Kind::Interaction {
-        if let Some(link) = &state.link {
-            fill_interaction(link, state.output.is_some());
-        }
-        return;
+/// What a GenAI tool span (`execute_tool`) says of itself: the span's name,
+/// input, output and error where none was set by hand.
+#[derive(Default)]
+pub(crate) struct ToolDefaults {
+    pub(crate) name: Option<String>,
+    pub(crate) input: Option<String>,
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+}
+
+/// Takes what a GenAI tool span recorded about its call out of `g`.
+pub(crate) fn tool_defaults(g: &mut GenAi) -> ToolDefaults {
+    ToolDefaults {
+        name: g.tool_name.take(),
+        input: g.tool_arguments.take(),
+        output: g.tool_result.take(),
+        error: g.tool_error.take(),
     }
-    let Some(g) = state.gen.as_deref_mut() else {
-        return;
-    };
-    if state.kind == Kind::Tool {
-        if let Some(n) = g.tool_name.take() {
-            state.name = n;
-        }
-        if state.input.is_none() {
-            state.input = g.tool_arguments.take();
-        }
-        if state.output.is_none() {
-            state.output = g.tool_result.take();
-        }
-        if state.error.is_none() {
-            state.error = g.tool_error.take();
-        }
-        return;
-    }
-    if state.kind != Kind::Llm {
-        return;
-    }
-    let Some(link) = &state.link else {
+}
+
+/// Feeds a finished model call into its interaction's summary (what fills
+/// the interaction when it ends): chat-like LLM spans only.
+pub(crate) fn record_call(
+    calls: &Calls,
+    kind: Kind,
+    g: Option<&GenAi>,
+    input: Option<&str>,
+    output: Option<&str>,
+) {
+    let Some(g) = g.filter(|_| kind == Kind::Llm) else {
         return;
     };
     // Embeddings, reranking, speech, images: exported, but they are not
@@ -320,14 +317,14 @@ pub(crate) fn on_complete(state: &mut SpanState) {
     ) {
         return;
     }
-    let mut s = link.calls.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = calls.0.lock().unwrap_or_else(|e| e.into_inner());
     s.count += 1;
     if let Some(m) = g.model() {
         s.model = Some(m.to_owned());
     }
     s.usage.add(&g.usage);
     if s.first_input.is_none() {
-        s.first_input = state.input.clone().or_else(|| {
+        s.first_input = input.map(str::to_owned).or_else(|| {
             let msgs = parse_messages(g.input_messages.as_deref()?);
             // Tool results come back as `user` messages with only a
             // `tool_call_response` part: not what the user said.
@@ -337,7 +334,7 @@ pub(crate) fn on_complete(state: &mut SpanState) {
                 .and_then(|m| m.text)
         });
     }
-    let out = state.output.clone().or_else(|| {
+    let out = output.map(str::to_owned).or_else(|| {
         let msgs = parse_messages(g.output_messages.as_deref()?);
         let texts: Vec<String> = msgs
             .into_iter()
@@ -351,13 +348,13 @@ pub(crate) fn on_complete(state: &mut SpanState) {
     }
 }
 
-/// Fills the interaction from its model calls: what the user set wins.
-fn fill_interaction(link: &Link, has_output: bool) {
-    let s = std::mem::take(&mut *link.calls.0.lock().unwrap_or_else(|e| e.into_inner()));
+/// Fills the interaction from its model calls, when it ends: what the user
+/// set wins.
+pub(crate) fn fill_interaction(calls: &Calls, i: &Interaction, has_output: bool) {
+    let s = std::mem::take(&mut *calls.0.lock().unwrap_or_else(|e| e.into_inner()));
     if s.count == 0 {
         return;
     }
-    let i: &Interaction = &link.interaction;
     let output = if has_output { None } else { s.last_output };
     i.fill_unset(s.model, s.first_input, output);
     let u = s.usage;
@@ -379,21 +376,25 @@ fn fill_interaction(link: &Link, has_output: bool) {
 }
 
 /// The attributes of an LLM span (wire contract 9.4 / 9.5), replacing the
-/// generic `traceloop.entity.*` ones.
-pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: usize) {
-    // The tools the interaction's calls are offered (`begin(tools)`, `set_tools`).
-    if let Some(tools) = state
-        .link
-        .as_ref()
-        .and_then(|l| l.interaction.prompt_tools())
-    {
+/// generic `traceloop.entity.*` ones: from its GenAI fields, its `input` and
+/// `output` as set by hand, and the `tools` its interaction's calls are
+/// offered (`begin(tools)`, `set_tools`).
+pub(crate) fn llm_attributes(
+    g: GenAi,
+    input: Option<String>,
+    output: Option<String>,
+    tools: Option<Arc<Vec<String>>>,
+    max: usize,
+) -> Vec<Attr> {
+    let mut attrs = Vec::with_capacity(24);
+    let attrs = &mut attrs;
+    if let Some(tools) = tools {
         attrs.push((
             "ai.prompt.tools".into(),
             AttributeValue::StringArray(tools.as_ref().clone()),
         ));
         push(attrs, "ai.prompt.tools.source", "interaction");
     }
-    let g = state.gen.take().unwrap_or_default();
     let cap = |s: &str| truncate_text(s, max).into_owned();
     let op = match g.operation.as_deref() {
         Some("embeddings") => "ai.embed",
@@ -442,7 +443,7 @@ pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: 
             }
         }
     }
-    if let Some(i) = state.input.take() {
+    if let Some(i) = input {
         if messages.is_empty() {
             push(attrs, "ai.prompt", cap(&i));
         }
@@ -469,7 +470,7 @@ pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: 
             ));
         }
     }
-    let output = state.output.take().or_else(|| {
+    let output = output.or_else(|| {
         let msgs = parse_messages(g.output_messages.as_deref()?);
         let parts: Vec<String> = msgs.into_iter().map(|m| m.content).collect();
         (!parts.is_empty()).then(|| parts.join("\n"))
@@ -499,18 +500,19 @@ pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: 
             AttributeValue::Double(t),
         );
     }
+    std::mem::take(attrs)
 }
 
-/// The GenAI attributes of a tool span made from `execute_tool`.
-pub(crate) fn tool_attributes(state: &SpanState, attrs: &mut Vec<Attr>) {
-    let Some(g) = state.gen.as_deref() else {
-        return;
-    };
-    push(attrs, "gen_ai.operation.name", "execute_tool");
-    push(attrs, "gen_ai.tool.name", state.name.as_str());
+/// The GenAI attributes of a tool span made from `execute_tool` (`name`:
+/// the span's name as exported).
+pub(crate) fn tool_attributes(g: &GenAi, name: &str) -> Vec<Attr> {
+    let mut attrs = Vec::with_capacity(3);
+    push(&mut attrs, "gen_ai.operation.name", "execute_tool");
+    push(&mut attrs, "gen_ai.tool.name", name);
     if let Some(id) = &g.tool_call_id {
-        push(attrs, "gen_ai.tool.call.id", id.as_str());
+        push(&mut attrs, "gen_ai.tool.call.id", id.as_str());
     }
+    attrs
 }
 
 /// The GenAI state of a new span: for hand-written LLM spans and unmarked
@@ -536,14 +538,10 @@ pub(crate) fn new_span(
 /// Records the time to the first chunk on a tracked LLM span (seconds, as
 /// genai's `gen_ai.response.time_to_first_chunk`), unless it has one.
 pub(crate) fn set_time_to_first_chunk(span: &tracing::Span, d: std::time::Duration) {
-    span.with_subscriber(|(id, dispatch)| {
-        super::with_registry(dispatch, |reg| {
-            let s = tracing_subscriber::registry::LookupSpan::span(reg, id)?;
-            let mut ext = s.extensions_mut();
-            let g = ext.get_mut::<SpanState>()?.gen.as_deref_mut()?;
-            g.time_to_first_chunk.get_or_insert(d.as_secs_f64());
-            Some(())
-        })
+    crate::access::with_state(span, |s| {
+        let g = s.gen_mut()?;
+        g.time_to_first_chunk.get_or_insert(d.as_secs_f64());
+        Some(())
     });
 }
 
@@ -552,15 +550,11 @@ pub(crate) fn set_time_to_first_chunk(span: &tracing::Span, d: std::time::Durati
 /// log layer would print the prompt). Names as in [`GenAi::set`].
 #[cfg(feature = "llm-http")]
 pub(crate) fn set_fields(span: &tracing::Span, fields: Vec<(&'static str, Value)>) {
-    span.with_subscriber(|(id, dispatch)| {
-        super::with_registry(dispatch, |reg| {
-            let s = tracing_subscriber::registry::LookupSpan::span(reg, id)?;
-            let mut ext = s.extensions_mut();
-            let g = ext.get_mut::<SpanState>()?.gen.as_deref_mut()?;
-            for (k, v) in fields {
-                g.set(k, v);
-            }
-            Some(())
-        })
+    crate::access::with_state(span, |s| {
+        let g = s.gen_mut()?;
+        for (k, v) in fields {
+            g.set(k, v);
+        }
+        Some(())
     });
 }

@@ -59,7 +59,8 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
 use crate::fields::Fields;
-use crate::layer::{apply_to_span, complete_span, genai, tracked_cap};
+use crate::access::{apply_to_span, complete_span, tracked_cap};
+use crate::genai;
 
 /// The default bound on the bytes of one call kept for parsing (request
 /// body, response body or stream).
@@ -177,7 +178,7 @@ impl Middleware for LlmCaptureMiddleware {
             return next.run(req, extensions).await;
         };
         // Outside an interaction: nothing to record, nothing to parse.
-        if crate::current_interaction().is_none() {
+        if crate::access::interaction_in_scope().is_none() {
             return next.run(req, extensions).await;
         }
         // A streaming body has no bytes to read; a body over the bound is
