@@ -660,53 +660,102 @@ fn error_events_mark_the_enclosing_raindrop_span_failed() {
 }
 
 /// A subscriber that is not `tracing_subscriber::Registry` but implements
-/// `LookupSpan` (a thin wrapper forwarding to one): the layer keeps and
-/// finds its state through it.
+/// `LookupSpan`: a wrapper keeping its spans in a registry it does not
+/// expose (no downcast to `Registry` reaches it), which counts handles
+/// itself and frees a closed span only after the layers' `on_close` ran.
 mod wrapped {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use tracing::level_filters::LevelFilter;
     use tracing::span::{Attributes, Id, Record};
+    use tracing::subscriber::Interest;
     use tracing::{Event, Metadata, Subscriber};
+    use tracing_subscriber::filter::FilterId;
     use tracing_subscriber::registry::{LookupSpan, Registry};
 
     #[derive(Default)]
-    pub struct Wrapper(Registry);
+    pub struct Wrapper {
+        spans: Registry,
+        handles: Mutex<HashMap<u64, usize>>,
+        /// Closed spans whose layers have been told: freed on the next call.
+        closed: Mutex<Vec<Id>>,
+    }
+
+    impl Wrapper {
+        fn free_closed(&self) {
+            let closed = std::mem::take(&mut *self.closed.lock().unwrap());
+            for id in closed {
+                self.spans.try_close(id);
+            }
+        }
+    }
 
     impl Subscriber for Wrapper {
+        fn register_callsite(&self, m: &'static Metadata<'static>) -> Interest {
+            self.spans.register_callsite(m)
+        }
+        fn max_level_hint(&self) -> Option<LevelFilter> {
+            self.spans.max_level_hint()
+        }
         fn enabled(&self, m: &Metadata<'_>) -> bool {
-            self.0.enabled(m)
+            self.spans.enabled(m)
+        }
+        fn event_enabled(&self, e: &Event<'_>) -> bool {
+            self.spans.event_enabled(e)
         }
         fn new_span(&self, a: &Attributes<'_>) -> Id {
-            self.0.new_span(a)
+            self.free_closed();
+            let id = self.spans.new_span(a);
+            self.handles.lock().unwrap().insert(id.into_u64(), 1);
+            id
         }
         fn record(&self, id: &Id, r: &Record<'_>) {
-            self.0.record(id, r)
+            self.spans.record(id, r)
         }
         fn record_follows_from(&self, id: &Id, follows: &Id) {
-            self.0.record_follows_from(id, follows)
+            self.spans.record_follows_from(id, follows)
         }
         fn event(&self, e: &Event<'_>) {
-            self.0.event(e)
+            self.spans.event(e)
         }
         fn enter(&self, id: &Id) {
-            self.0.enter(id)
+            self.spans.enter(id)
         }
         fn exit(&self, id: &Id) {
-            self.0.exit(id)
+            self.spans.exit(id)
         }
         fn clone_span(&self, id: &Id) -> Id {
-            self.0.clone_span(id)
+            *self.handles.lock().unwrap().entry(id.into_u64()).or_default() += 1;
+            id.clone()
         }
         fn try_close(&self, id: Id) -> bool {
-            self.0.try_close(id)
+            self.free_closed();
+            let mut handles = self.handles.lock().unwrap();
+            let Some(n) = handles.get_mut(&id.into_u64()) else {
+                return false;
+            };
+            *n -= 1;
+            if *n > 0 {
+                return false;
+            }
+            handles.remove(&id.into_u64());
+            self.closed.lock().unwrap().push(id);
+            true
         }
-        fn current_span(&self) -> tracing::span::Current {
-            self.0.current_span()
+        fn current_span(&self) -> tracing_core::span::Current {
+            self.spans.current_span()
         }
     }
 
     impl<'a> LookupSpan<'a> for Wrapper {
         type Data = <Registry as LookupSpan<'a>>::Data;
         fn span_data(&'a self, id: &Id) -> Option<Self::Data> {
-            self.0.span_data(id)
+            self.spans.span_data(id)
+        }
+        // Per-layer filters (the raindrop layer's) need the registry's.
+        fn register_filter(&mut self) -> FilterId {
+            self.spans.register_filter()
         }
     }
 }
