@@ -199,7 +199,10 @@ where
 /// The raindrop layer for the global client: the same as [`global_layer`]
 /// (the tracing crate's name).
 #[cfg(feature = "tracing")]
-#[deprecated(since = "0.1.0", note = "use `raindrop::global_layer()` (the same layer)")]
+#[deprecated(
+    since = "0.1.0",
+    note = "use `raindrop::global_layer()` (the same layer)"
+)]
 #[track_caller]
 pub fn layer<S>() -> FilteredRaindropLayer<S>
 where

@@ -726,7 +726,12 @@ mod wrapped {
             self.spans.exit(id)
         }
         fn clone_span(&self, id: &Id) -> Id {
-            *self.handles.lock().unwrap().entry(id.into_u64()).or_default() += 1;
+            *self
+                .handles
+                .lock()
+                .unwrap()
+                .entry(id.into_u64())
+                .or_default() += 1;
             id.clone()
         }
         fn try_close(&self, id: Id) -> bool {

@@ -209,7 +209,11 @@ pub(crate) fn sync_otel_ids(span: &dyn SpanView, dispatch: Option<&Dispatch>) {
         return;
     }
     if let Some((trace_id, span_id)) = crate::otel::ids(&span.id(), span.metadata(), d) {
-        if let Some(st) = span.extensions_mut().get_mut::<Entry>().and_then(Entry::open_mut) {
+        if let Some(st) = span
+            .extensions_mut()
+            .get_mut::<Entry>()
+            .and_then(Entry::open_mut)
+        {
             st.set_ids(trace_id, span_id);
         }
     }

@@ -387,15 +387,50 @@ pub(crate) fn llm_attributes(
     max: usize,
 ) -> Vec<Attr> {
     let mut attrs = Vec::with_capacity(24);
-    let attrs = &mut attrs;
     if let Some(tools) = tools {
         attrs.push((
             "ai.prompt.tools".into(),
             AttributeValue::StringArray(tools.as_ref().clone()),
         ));
-        push(attrs, "ai.prompt.tools.source", "interaction");
+        push(&mut attrs, "ai.prompt.tools.source", "interaction");
     }
-    let cap = |s: &str| truncate_text(s, max).into_owned();
+    model_attributes(&mut attrs, &g);
+    prompt_attributes(&mut attrs, &g, input, max);
+    let output = output.or_else(|| {
+        let msgs = parse_messages(g.output_messages.as_deref()?);
+        let parts: Vec<String> = msgs.into_iter().map(|m| m.content).collect();
+        (!parts.is_empty()).then(|| parts.join("\n"))
+    });
+    if let Some(o) = output {
+        let o = truncate_text(&o, max).into_owned();
+        push(&mut attrs, "ai.response.text", o.as_str());
+        push(&mut attrs, "gen_ai.completion.0.role", "assistant");
+        push(&mut attrs, "gen_ai.completion.0.content", o);
+    }
+    let u = g.usage;
+    for (k, v) in [
+        ("gen_ai.usage.input_tokens", u.input),
+        ("gen_ai.usage.output_tokens", u.output),
+        ("gen_ai.usage.reasoning_tokens", u.reasoning),
+        ("gen_ai.usage.cache_read_input_tokens", u.cache_read),
+        ("gen_ai.usage.cache_write_input_tokens", u.cache_write),
+    ] {
+        if let Some(v) = v.filter(|v| *v > 0) {
+            push(&mut attrs, k, AttributeValue::Int(v));
+        }
+    }
+    if let Some(t) = g.time_to_first_chunk {
+        push(
+            &mut attrs,
+            "gen_ai.response.time_to_first_chunk",
+            AttributeValue::Double(t),
+        );
+    }
+    attrs
+}
+
+/// The operation, model, provider and response ids of an LLM span.
+fn model_attributes(attrs: &mut Vec<Attr>, g: &GenAi) {
     let op = match g.operation.as_deref() {
         Some("embeddings") => "ai.embed",
         _ => "ai.generateText",
@@ -426,7 +461,12 @@ pub(crate) fn llm_attributes(
     if let Some(f) = &g.finish_reasons {
         push(attrs, "gen_ai.response.finish_reasons", f.as_str());
     }
-    // Prompt: a single input, or the messages (system instructions first).
+}
+
+/// The prompt of an LLM span: a single `input`, or the messages (system
+/// instructions first).
+fn prompt_attributes(attrs: &mut Vec<Attr>, g: &GenAi, input: Option<String>, max: usize) {
+    let cap = |s: &str| truncate_text(s, max).into_owned();
     let mut messages: Vec<(String, String)> = g
         .input_messages
         .as_deref()
@@ -449,58 +489,28 @@ pub(crate) fn llm_attributes(
         }
         messages.push(("user".to_owned(), i));
     }
-    if !messages.is_empty() {
-        let arr: Vec<Value> = messages
-            .iter()
-            .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
-            .collect();
-        push(
-            attrs,
-            "ai.prompt.messages",
-            cap(&Value::Array(arr).to_string()),
-        );
-        for (n, (role, content)) in messages.iter().enumerate() {
-            attrs.push((
-                format!("gen_ai.prompt.{n}.role").into(),
-                role.as_str().into(),
-            ));
-            attrs.push((
-                format!("gen_ai.prompt.{n}.content").into(),
-                cap(content).into(),
-            ));
-        }
+    if messages.is_empty() {
+        return;
     }
-    let output = output.or_else(|| {
-        let msgs = parse_messages(g.output_messages.as_deref()?);
-        let parts: Vec<String> = msgs.into_iter().map(|m| m.content).collect();
-        (!parts.is_empty()).then(|| parts.join("\n"))
-    });
-    if let Some(o) = output {
-        let o = cap(&o);
-        push(attrs, "ai.response.text", o.as_str());
-        push(attrs, "gen_ai.completion.0.role", "assistant");
-        push(attrs, "gen_ai.completion.0.content", o);
+    let arr: Vec<Value> = messages
+        .iter()
+        .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
+        .collect();
+    push(
+        attrs,
+        "ai.prompt.messages",
+        cap(&Value::Array(arr).to_string()),
+    );
+    for (n, (role, content)) in messages.iter().enumerate() {
+        attrs.push((
+            format!("gen_ai.prompt.{n}.role").into(),
+            role.as_str().into(),
+        ));
+        attrs.push((
+            format!("gen_ai.prompt.{n}.content").into(),
+            cap(content).into(),
+        ));
     }
-    let u = g.usage;
-    for (k, v) in [
-        ("gen_ai.usage.input_tokens", u.input),
-        ("gen_ai.usage.output_tokens", u.output),
-        ("gen_ai.usage.reasoning_tokens", u.reasoning),
-        ("gen_ai.usage.cache_read_input_tokens", u.cache_read),
-        ("gen_ai.usage.cache_write_input_tokens", u.cache_write),
-    ] {
-        if let Some(v) = v.filter(|v| *v > 0) {
-            push(attrs, k, AttributeValue::Int(v));
-        }
-    }
-    if let Some(t) = g.time_to_first_chunk {
-        push(
-            attrs,
-            "gen_ai.response.time_to_first_chunk",
-            AttributeValue::Double(t),
-        );
-    }
-    std::mem::take(attrs)
 }
 
 /// The GenAI attributes of a tool span made from `execute_tool` (`name`:

@@ -324,7 +324,10 @@ where
         }
         let dispatch = self.otel_dispatch();
         // The nearest ancestor this layer knows (ordinary spans are skipped).
-        let parent = span.scope().skip(1).find(|p| p.extensions().get::<Entry>().is_some());
+        let parent = span
+            .scope()
+            .skip(1)
+            .find(|p| p.extensions().get::<Entry>().is_some());
         let parent = parent.and_then(|p| {
             access::sync_otel_ids(&p, dispatch.as_ref());
             access::lineage_in_scope(&p)

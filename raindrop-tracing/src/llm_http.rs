@@ -58,8 +58,8 @@ use serde_json::{json, Map, Value};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use crate::fields::Fields;
 use crate::access::{apply_to_span, complete_span, tracked_cap};
+use crate::fields::Fields;
 use crate::genai;
 
 /// The default bound on the bytes of one call kept for parsing (request

@@ -128,6 +128,9 @@
 //! });
 //! ```
 
+use crate::access::{find_in_scope, lineage_in_scope, sync_otel_ids};
+use crate::layer::RaindropLayer;
+use crate::state::{Lineage, Link};
 use http::{HeaderMap, HeaderValue};
 pub use raindrop_core::propagation::{
     CarrierGrant, CarrierRefusal, CarrierTrust, InteractionBaggage, TraceParent, REPLAY_WINDOW,
@@ -135,9 +138,6 @@ pub use raindrop_core::propagation::{
 };
 use raindrop_core::propagation::{BAGGAGE, TRACEPARENT};
 use raindrop_core::Client;
-use crate::access::{find_in_scope, lineage_in_scope, sync_otel_ids};
-use crate::layer::RaindropLayer;
-use crate::state::{Lineage, Link};
 
 /// The context of a raindrop span as it travels to another service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,27 +208,33 @@ pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
         })
     })
     .flatten()
-    .map(|Lineage { trace_id, span_id, link }| {
-        let (sampled, baggage) = match link {
-            Some(l) => {
-                let i = &l.interaction;
-                let b = InteractionBaggage {
-                    event_id: i.event_id().map(str::to_owned),
-                    user_id: i.user_id(),
-                    convo_id: i.convo_id(),
-                    event: i.event_name(),
-                };
-                (i.is_noop() || i.is_sampled(), b)
+    .map(
+        |Lineage {
+             trace_id,
+             span_id,
+             link,
+         }| {
+            let (sampled, baggage) = match link {
+                Some(l) => {
+                    let i = &l.interaction;
+                    let b = InteractionBaggage {
+                        event_id: i.event_id().map(str::to_owned),
+                        user_id: i.user_id(),
+                        convo_id: i.convo_id(),
+                        event: i.event_name(),
+                    };
+                    (i.is_noop() || i.is_sampled(), b)
+                }
+                None => (true, InteractionBaggage::default()),
+            };
+            SpanContext {
+                trace_id,
+                span_id,
+                sampled,
+                baggage,
             }
-            None => (true, InteractionBaggage::default()),
-        };
-        SpanContext {
-            trace_id,
-            span_id,
-            sampled,
-            baggage,
-        }
-    })
+        },
+    )
 }
 
 /// Writes the current raindrop span's context into `headers` (see the

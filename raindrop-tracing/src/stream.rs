@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 pub use futures_core::Stream;
 use tracing::Span;
 
-use crate::fields::Fields;
 use crate::access::{apply_to_span, complete_span, tracked_cap};
+use crate::fields::Fields;
 
 /// A stream item that carries text (and perhaps an error).
 pub trait TextChunk {

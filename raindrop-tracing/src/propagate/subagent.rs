@@ -1,12 +1,12 @@
 //! Detached sub-agents over HTTP and `tracing` (see
 //! [`raindrop_core::handoff`] for the carrier and its trust rules).
 
+use crate::layer::RaindropLayer;
+use crate::state::{Lineage, Link};
 use http::{HeaderMap, HeaderValue};
 use raindrop_core::handoff::{Handoff, HandoffError, Subagent};
 use raindrop_core::propagation::{CarrierRefusal, CarrierTrust};
 use raindrop_core::Client;
-use crate::layer::RaindropLayer;
-use crate::state::{Lineage, Link};
 
 /// Launches a detached sub-agent from the current interaction (see
 /// [`Interaction::subagent`](raindrop_core::Interaction::subagent)): the
