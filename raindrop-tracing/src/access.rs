@@ -10,7 +10,7 @@
 
 use raindrop_core::{Interaction, SpanContext};
 use tracing::span::Id;
-use tracing::{Dispatch, Metadata, Subscriber};
+use tracing::{Dispatch, Subscriber};
 use tracing_subscriber::registry::{Extensions, ExtensionsMut, LookupSpan, SpanRef};
 
 use crate::fields::Fields;
@@ -21,7 +21,9 @@ use crate::state::{Entry, Lineage, SpanState};
 pub(crate) trait SpanView {
     fn extensions(&self) -> Extensions<'_>;
     fn extensions_mut(&self) -> ExtensionsMut<'_>;
-    fn metadata(&self) -> &'static Metadata<'static>;
+    #[cfg(feature = "opentelemetry")]
+    fn metadata(&self) -> &'static tracing::Metadata<'static>;
+    #[cfg(feature = "opentelemetry")]
     fn id(&self) -> Id;
 }
 
@@ -32,9 +34,11 @@ impl<'a, R: LookupSpan<'a>> SpanView for SpanRef<'a, R> {
     fn extensions_mut(&self) -> ExtensionsMut<'_> {
         SpanRef::extensions_mut(self)
     }
-    fn metadata(&self) -> &'static Metadata<'static> {
+    #[cfg(feature = "opentelemetry")]
+    fn metadata(&self) -> &'static tracing::Metadata<'static> {
         SpanRef::metadata(self)
     }
+    #[cfg(feature = "opentelemetry")]
     fn id(&self) -> Id {
         SpanRef::id(self)
     }

@@ -1,7 +1,6 @@
 //! Detached sub-agents over HTTP and `tracing` (see
 //! [`raindrop_core::handoff`] for the carrier and its trust rules).
 
-use crate::layer::RaindropLayer;
 use crate::state::{Lineage, Link};
 use http::{HeaderMap, HeaderValue};
 use raindrop_core::handoff::{Handoff, HandoffError, Subagent};
@@ -109,7 +108,7 @@ pub(crate) fn handoff_span(headers: &HeaderMap, trust: CarrierTrust) -> Option<t
         return None;
     }
     let client = tracing::dispatcher::get_default(|d| {
-        d.downcast_ref::<RaindropLayer>()
+        d.downcast_ref::<crate::layer::RaindropLayer>()
             .map(|l| l.client().clone())
     });
     let run = match (&parsed, client) {
