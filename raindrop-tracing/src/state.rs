@@ -111,13 +111,20 @@ impl InteractionFields {
         }
     }
 
+    /// Whether nothing would change (an event id alone changes nothing).
     fn is_empty(&self) -> bool {
-        self.user_id.is_none()
-            && self.convo_id.is_none()
-            && self.event.is_none()
-            && self.model.is_none()
-            && self.input.is_none()
-            && self.properties.is_empty()
+        matches!(
+            self,
+            InteractionFields {
+                user_id: None,
+                convo_id: None,
+                event: None,
+                model: None,
+                input: None,
+                properties,
+                ..
+            } if properties.is_empty()
+        )
     }
 
     /// What a span joining an interaction begun elsewhere may change: not
