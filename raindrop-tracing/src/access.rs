@@ -196,7 +196,7 @@ pub(crate) fn complete_span_with(span: &tracing::Span, f: Option<Fields>) {
         if let Some(c) = change {
             c.send();
         }
-        complete(*state);
+        complete(state);
     }
 }
 

@@ -344,7 +344,7 @@ where
         };
         let max = state.max_chars();
         // `replace`, not `insert`: never panic, even if another layer raced us.
-        let _ = span.extensions_mut().replace(Entry::Open(Box::new(state)));
+        let _ = span.extensions_mut().replace(Entry::Open(state));
         access::sync_otel_ids(&span, dispatch.as_ref());
         init::report_recorded(name, max);
     }
@@ -414,7 +414,7 @@ where
         access::sync_otel_ids(&span, self.otel_dispatch().as_ref());
         let entry = span.extensions_mut().remove::<Entry>();
         if let Some(Entry::Open(state)) = entry {
-            access::complete(*state);
+            access::complete(state);
         }
     }
 }

@@ -16,9 +16,12 @@ use crate::fields::{Fields, Kind};
 use crate::genai::{self, GenAi};
 
 /// What the layer keeps in the extensions of a span it knows.
+// The extensions box each entry already: boxing the large variant again
+// would cost every span a second allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Entry {
     /// A span being recorded.
-    Open(Box<SpanState>),
+    Open(SpanState),
     /// A span whose record was sent (the macro's function returned) while
     /// the span itself lives on (a clone in an instrumented `tokio::spawn`
     /// outliving the handler): children created later still join its trace
@@ -405,14 +408,17 @@ impl SpanState {
         sampled.then(|| seen.into_record(end, duration_ms))
     }
 
-    /// Finishes the interaction begun by this span (filled from its model
-    /// calls first; a joined one is finished by the service that began it).
+    /// Fills the span's interaction from its model calls, and finishes it
+    /// unless it was joined from another service (which finishes it).
     fn finish_interaction(&self, error: Option<String>) {
-        let Some(link) = self.lineage.link.as_ref().filter(|l| !l.remote) else {
+        let Some(link) = self.lineage.link.as_ref() else {
             return;
         };
         let i = &link.interaction;
         genai::fill_interaction(&link.calls, i, self.output.is_some());
+        if link.remote {
+            return;
+        }
         if !i.is_noop() && i.user_id().filter(|u| !u.trim().is_empty()).is_none() {
             diag::warn_no_user_id(&self.name, self.fn_name);
         }
