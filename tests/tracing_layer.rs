@@ -811,3 +811,49 @@ fn a_lookup_span_subscriber_that_is_not_registry_records_interactions() {
         event_id.as_deref()
     );
 }
+
+/// Sampling is decided once, by the interaction's handle: the layer builds
+/// no record for the spans of an interaction `sample_rate` leaves out, and
+/// counts each of them as sampled out.
+#[test]
+fn spans_of_unsampled_interactions_are_counted_not_sent() {
+    use raindrop::{DropReason, ItemKind};
+    let capture = Capture::with_options(ClientOptions::default().sample_rate(0.5));
+    let mut kept = Vec::new();
+    let mut left_out = 0u64;
+    capture.run(|| {
+        for n in 0..40 {
+            let chat = tracing::info_span!(
+                "chat",
+                raindrop.kind = "interaction",
+                raindrop.user_id = "u-s",
+                raindrop.event_id = format!("sampled-{n}").as_str(),
+            );
+            chat.in_scope(|| {
+                let i = raindrop::resume_interaction();
+                if i.is_sampled() {
+                    kept.push(i.event_id().unwrap().to_owned());
+                } else {
+                    left_out += 1;
+                }
+                tracing::info_span!("step", raindrop.kind = "tool").in_scope(|| {});
+            });
+        }
+    });
+    assert!(
+        left_out > 0 && !kept.is_empty(),
+        "40 ids split by a 0.5 rate"
+    );
+    let r = capture.recorded();
+    assert_eq!(r.spans.len(), 2 * kept.len(), "{}", r.render());
+    for s in &r.spans {
+        let id = s.attr_str("traceloop.association.properties.event_id");
+        assert!(kept.iter().any(|k| Some(k.as_str()) == id), "{id:?}");
+    }
+    let stats = capture.client().stats();
+    assert_eq!(
+        stats.lost(ItemKind::Span, DropReason::SampledOut),
+        2 * left_out,
+        "{stats:?}"
+    );
+}

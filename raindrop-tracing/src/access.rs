@@ -44,22 +44,25 @@ impl<'a, R: LookupSpan<'a>> SpanView for SpanRef<'a, R> {
     }
 }
 
-/// Visits span `id` of the dispatcher, then its ancestors (nearest first),
-/// until the visitor returns `true`.
-pub(crate) type VisitScope = fn(&Dispatch, &Id, &mut dyn FnMut(&dyn SpanView) -> bool);
+/// Visits span `id` of the dispatcher, then (when `up`) its ancestors,
+/// nearest first, until the visitor returns `true`.
+pub(crate) type VisitScope = fn(&Dispatch, &Id, bool, &mut dyn FnMut(&dyn SpanView) -> bool);
 
 /// [`VisitScope`] for a layer added to a subscriber of type `S`.
-pub(crate) fn visit_scope<S>(d: &Dispatch, id: &Id, visit: &mut dyn FnMut(&dyn SpanView) -> bool)
-where
+pub(crate) fn visit_scope<S>(
+    d: &Dispatch,
+    id: &Id,
+    up: bool,
+    visit: &mut dyn FnMut(&dyn SpanView) -> bool,
+) where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let Some(span) = d.downcast_ref::<S>().and_then(|s| s.span(id)) else {
-        return;
-    };
-    for s in span.scope() {
-        if visit(&s) {
+    let mut next = d.downcast_ref::<S>().and_then(|s| s.span(id));
+    while let Some(span) = next {
+        if visit(&span) || !up {
             return;
         }
+        next = span.parent();
     }
 }
 
@@ -72,7 +75,7 @@ pub(crate) fn find_in_scope<T>(
 ) -> Option<T> {
     let visit = d.downcast_ref::<RaindropLayer>()?.visit_scope()?;
     let mut found = None;
-    visit(d, id, &mut |s| {
+    visit(d, id, true, &mut |s| {
         found = f(s);
         found.is_some()
     });
@@ -88,7 +91,7 @@ pub(crate) fn on_span<T>(
     let mut f = Some(f);
     let visit = d.downcast_ref::<RaindropLayer>()?.visit_scope()?;
     let mut found = None;
-    visit(d, id, &mut |s| {
+    visit(d, id, false, &mut |s| {
         found = f.take().and_then(|f| f(s));
         true
     });

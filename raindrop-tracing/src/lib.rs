@@ -303,6 +303,5 @@ pub use layer::{global_layer, layer_for, FilteredRaindropLayer, RaindropFilter, 
 #[doc(hidden)]
 pub mod __macro_support {
     pub use crate::support::*;
-    pub use serde_json;
     pub use tracing;
 }
