@@ -4,7 +4,7 @@
 //! This is the crate applications use (package `raindrop-sdk`, library
 //! `raindrop`). It re-exports the client and data model of `raindrop-core`,
 //! adds the process-wide client ([`init`] and the free functions), the
-//! tracing layer ([`layer`], [`resume_interaction`]) and the attributes
+//! tracing layer ([`global_layer`], [`layer_for`], [`resume_interaction`]) and the attributes
 //! [`interaction`](macro@interaction), [`task`](macro@task) and
 //! [`tool`](macro@tool). The repository's README is the guided tour and its
 //! `docs/` directory holds the guides (setup, attributes, testing, across
@@ -55,7 +55,7 @@
 //! # Tracing and the attribute macros
 //!
 //! With the default `tracing` and `macros` features, install
-//! [`layer`] in your subscriber and mark functions with
+//! [`global_layer`] (or [`layer_for`]) in your subscriber and mark functions with
 //! [`#[raindrop::interaction]`](macro@interaction), [`#[raindrop::task]`](macro@task) and
 //! [`#[raindrop::tool]`](macro@tool). An interaction function begins one AI
 //! event when called and finishes it when it returns (with its output, an
@@ -141,7 +141,7 @@
 //!
 //! # Features
 //!
-//! * `tracing` (default): [`layer`], [`resume_interaction`] and the span fields.
+//! * `tracing` (default): [`global_layer`], [`layer_for`], [`resume_interaction`] and the span fields.
 //! * `macros` (default, implies `tracing`): the attributes.
 //! * `subscriber` (default, implies `tracing`): [`subscriber`] and
 //!   [`tracing_init`] (pulls tracing-subscriber's `fmt` and `env-filter`).
