@@ -176,10 +176,10 @@ pub(crate) fn tracked_cap(span: &tracing::Span) -> Option<usize> {
 /// Ends `span` now if a raindrop layer records it (at most once per span):
 /// `f` gets its last change first.
 pub(crate) fn complete_span_with(span: &tracing::Span, f: Option<Fields>) {
-    let ended = span
-        .with_subscriber(|(id, d)| {
-            on_span(d, id, |s| {
-                sync_otel_ids(s, Some(d));
+    span.with_subscriber(|(id, d)| {
+        on_span(d, id, |s| {
+            sync_otel_ids(s, Some(d));
+            let (state, change) = {
                 let mut ext = s.extensions_mut();
                 let Entry::Open(state) = ext.get_mut::<Entry>()? else {
                     return None;
@@ -191,16 +191,16 @@ pub(crate) fn complete_span_with(span: &tracing::Span, f: Option<Fields>) {
                 let Some(Entry::Open(state)) = ext.replace(Entry::Ended(lineage)) else {
                     return None;
                 };
-                Some((state, change))
-            })
+                (state, change)
+            };
+            // Outside the extensions lock: what follows may log.
+            if let Some(c) = change {
+                c.send();
+            }
+            complete(state);
+            Some(())
         })
-        .flatten();
-    if let Some((state, change)) = ended {
-        if let Some(c) = change {
-            c.send();
-        }
-        complete(state);
-    }
+    });
 }
 
 /// Takes the ids of the OpenTelemetry span made for the same `tracing` span

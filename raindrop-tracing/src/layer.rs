@@ -412,7 +412,14 @@ where
         }
         self.live.remove(&id);
         access::sync_otel_ids(&span, self.otel_dispatch().as_ref());
-        let entry = span.extensions_mut().remove::<Entry>();
+        // Only an open entry is taken out (the others go with the span).
+        let entry = {
+            let mut ext = span.extensions_mut();
+            match ext.get_mut::<Entry>() {
+                Some(Entry::Open(_)) => ext.remove::<Entry>(),
+                _ => None,
+            }
+        };
         if let Some(Entry::Open(state)) = entry {
             access::complete(state);
         }

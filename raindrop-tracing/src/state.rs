@@ -384,7 +384,7 @@ impl SpanState {
     /// Ends the span: finishes its interaction (if it is one and began
     /// here), and returns its record, `None` when `sample_rate` does not
     /// keep its interaction (nothing is built then).
-    pub(crate) fn finish(self) -> Option<SpanRecord> {
+    pub(crate) fn finish(mut self) -> Option<SpanRecord> {
         let end = SystemTime::now();
         let duration_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let error = self
@@ -395,17 +395,17 @@ impl SpanState {
             self.finish_interaction(error.clone());
         }
         let sampled = self.is_sampled();
-        let seen = self.into_seen(error);
-        if let Some(link) = &seen.state.lineage.link {
+        let seen = self.take_seen(error);
+        if let Some(link) = &self.lineage.link {
             genai::record_call(
                 &link.calls,
-                seen.state.kind,
+                self.kind,
                 seen.gen.as_deref(),
                 seen.input.as_deref(),
                 seen.output.as_deref(),
             );
         }
-        sampled.then(|| seen.into_record(end, duration_ms))
+        sampled.then(|| self.record(seen, end, duration_ms))
     }
 
     /// Fills the span's interaction from its model calls, and finishes it
@@ -437,7 +437,7 @@ impl SpanState {
 
     /// The span's outcome as the exported record shows it: what a GenAI
     /// tool span says fills what was not set by hand.
-    fn into_seen(mut self, error: Option<String>) -> Seen {
+    fn take_seen(&mut self, error: Option<String>) -> Seen {
         let mut gen = self.gen.take();
         let (mut name, mut input, mut output) = (
             std::mem::take(&mut self.name),
@@ -454,7 +454,6 @@ impl SpanState {
         }
         let error = error.or_else(|| self.event_error.take());
         Seen {
-            state: self,
             gen,
             name,
             input,
@@ -466,7 +465,6 @@ impl SpanState {
 
 /// A finished span's outcome, ready to become its record.
 struct Seen {
-    state: SpanState,
     gen: Option<Box<GenAi>>,
     name: String,
     input: Option<String>,
@@ -476,17 +474,17 @@ struct Seen {
 
 type Attr = (Cow<'static, str>, AttributeValue);
 
-impl Seen {
-    /// The exported record, moving the span's strings into it.
-    fn into_record(self, end: SystemTime, duration_ms: i64) -> SpanRecord {
+impl SpanState {
+    /// The exported record of the span and its outcome `seen`.
+    fn record(&self, seen: Seen, end: SystemTime, duration_ms: i64) -> SpanRecord {
+        let s = self;
         let Seen {
-            state: s,
             gen,
             name,
             input,
             output,
             error,
-        } = self;
+        } = seen;
         let max = s.max_chars();
         let mut attrs: Vec<Attr> = Vec::with_capacity(16 + s.properties.len());
         let mut push = |k: &'static str, v: AttributeValue| attrs.push((Cow::Borrowed(k), v));
