@@ -35,11 +35,17 @@ fn unrelated_span() {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(4096);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4096);
     let path = std::env::temp_dir().join(format!("tool-instr-{}", std::process::id()));
-    let client = Client::new(ClientOptions::default().local_sink(LocalSink::File(path.clone()))).unwrap();
+    let client =
+        Client::new(ClientOptions::default().local_sink(LocalSink::File(path.clone()))).unwrap();
     let fmt = || tracing_subscriber::fmt::layer().with_writer(std::io::sink);
-    let stack = tracing_subscriber::registry().with(fmt()).with(raindrop::layer_for(&client));
+    let stack = tracing_subscriber::registry()
+        .with(fmt())
+        .with(raindrop::layer_for(&client));
     tracing::subscriber::with_default(stack, || {
         let chat = tracing::info_span!(
             "chat",
@@ -60,7 +66,9 @@ fn main() {
         }
         chat.record("raindrop.output", "42");
     });
-    let stack = tracing_subscriber::registry().with(fmt()).with(raindrop::layer_for(&client));
+    let stack = tracing_subscriber::registry()
+        .with(fmt())
+        .with(raindrop::layer_for(&client));
     tracing::subscriber::with_default(stack, || {
         for _ in 0..n {
             unrelated_span();
