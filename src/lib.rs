@@ -4,7 +4,7 @@
 //! This is the crate applications use (package `raindrop-sdk`, library
 //! `raindrop`). It re-exports the client and data model of `raindrop-core`,
 //! adds the process-wide client ([`init`] and the free functions), the
-//! tracing layer ([`layer`], [`resume_interaction`]) and the attributes
+//! tracing layer ([`global_layer`], [`layer_for`], [`resume_interaction`]) and the attributes
 //! [`interaction`](macro@interaction), [`task`](macro@task) and
 //! [`tool`](macro@tool). The repository's README is the guided tour and its
 //! `docs/` directory holds the guides (setup, attributes, testing, across
@@ -55,7 +55,7 @@
 //! # Tracing and the attribute macros
 //!
 //! With the default `tracing` and `macros` features, install
-//! [`layer`] in your subscriber and mark functions with
+//! [`global_layer`] (or [`layer_for`]) in your subscriber and mark functions with
 //! [`#[raindrop::interaction]`](macro@interaction), [`#[raindrop::task]`](macro@task) and
 //! [`#[raindrop::tool]`](macro@tool). An interaction function begins one AI
 //! event when called and finishes it when it returns (with its output, an
@@ -141,7 +141,7 @@
 //!
 //! # Features
 //!
-//! * `tracing` (default): [`layer`], [`resume_interaction`] and the span fields.
+//! * `tracing` (default): [`global_layer`], [`layer_for`], [`resume_interaction`] and the span fields.
 //! * `macros` (default, implies `tracing`): the attributes.
 //! * `subscriber` (default, implies `tracing`): [`subscriber`] and
 //!   [`tracing_init`] (pulls tracing-subscriber's `fmt` and `env-filter`).
@@ -172,9 +172,12 @@ pub use raindrop_core::*;
 use raindrop_core::__private::{current, global, set_global};
 
 #[cfg(feature = "tracing")]
+#[allow(deprecated)]
+pub use raindrop_tracing::current_interaction;
+#[cfg(feature = "tracing")]
 pub use raindrop_tracing::{
-    current_interaction, current_span_context, layer as layer_for, FilteredRaindropLayer,
-    RaindropFilter, RaindropLayer, RaindropSpanExt,
+    current_span_context, layer_for, FilteredRaindropLayer, RaindropFilter, RaindropLayer,
+    RaindropSpanExt,
 };
 
 /// The raindrop layer for the global client (what [`init`] installs),
@@ -184,10 +187,25 @@ pub use raindrop_tracing::{
 ///
 /// ```
 /// use tracing_subscriber::prelude::*;
-/// let _ = tracing_subscriber::registry().with(raindrop::layer()).try_init();
+/// let _ = tracing_subscriber::registry().with(raindrop::global_layer()).try_init();
 /// let _guard = raindrop::init(raindrop::ClientOptions::from_env());
 /// ```
 #[cfg(feature = "tracing")]
+#[track_caller]
+pub fn global_layer<S>() -> FilteredRaindropLayer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    raindrop_tracing::global_layer()
+}
+
+/// The raindrop layer for the global client: the same as [`global_layer`]
+/// (the tracing crate's name).
+#[cfg(feature = "tracing")]
+#[deprecated(
+    since = "0.1.0",
+    note = "use `raindrop::global_layer()` (the same layer)"
+)]
 #[track_caller]
 pub fn layer<S>() -> FilteredRaindropLayer<S>
 where
@@ -352,13 +370,18 @@ pub fn track_signal(signal: Signal) -> Result<(), Error> {
 /// applied to it and its handle is returned. The span's event id is kept.
 pub fn begin(begin: Begin) -> Result<Interaction, Error> {
     #[cfg(feature = "tracing")]
-    if let Some(i) =
-        raindrop_tracing::current_interaction().filter(|i| !i.is_noop() && !i.is_finished())
-    {
+    if let Some(i) = current_span_interaction().filter(|i| !i.is_finished()) {
         raindrop_core::__private::apply_begin(&i, begin);
         return Ok(i);
     }
     current().begin(begin)
+}
+
+/// The interaction of the current span's nearest interaction span, if any
+/// (silently: no warning when there is none).
+#[cfg(feature = "tracing")]
+fn current_span_interaction() -> Option<Interaction> {
+    Some(tracing::Span::current().interaction()).filter(|i| !i.is_noop())
 }
 
 /// The interaction of the nearest enclosing interaction span (through any
@@ -413,7 +436,7 @@ pub fn subagent(name: impl Into<String>) -> Option<handoff::Handoff> {
 pub fn start_span(kind: SpanKind, name: impl Into<String>) -> ManualSpan {
     #[cfg(feature = "tracing")]
     {
-        let span = match raindrop_tracing::current_interaction().filter(|i| !i.is_noop()) {
+        let span = match current_span_interaction() {
             Some(i) => i.start_span(kind, name),
             None => current().start_span(kind, name, Association::new()),
         };
@@ -443,7 +466,7 @@ pub fn track_tool(call: ToolCall) {
             Some(parent) => call.parent(parent),
             None => call,
         };
-        if let Some(i) = raindrop_tracing::current_interaction().filter(|i| !i.is_noop()) {
+        if let Some(i) = current_span_interaction() {
             i.track_tool(call);
             return;
         }

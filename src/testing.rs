@@ -89,7 +89,7 @@ impl Capture {
     /// `tracing::dispatcher::with_default` or `WithSubscriber::with_subscriber`.
     pub fn dispatch(&self) -> tracing::Dispatch {
         tracing::Dispatch::new(
-            tracing_subscriber::registry().with(raindrop_tracing::layer(&self.client)),
+            tracing_subscriber::registry().with(raindrop_tracing::layer_for(&self.client)),
         )
     }
 

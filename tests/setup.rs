@@ -47,12 +47,12 @@ fn child() {
         return;
     };
     let sink = PathBuf::from(std::env::var(SINK).expect("sink path"));
-    // 4. `raindrop::layer()` installed before `init`: it finds the client
+    // 4. `raindrop::global_layer()` installed before `init`: it finds the client
     // `init` installs, span by span.
     if name == "global_layer_before_init" {
         tracing_subscriber::registry()
             .with(tracing_subscriber::fmt::layer())
-            .with(raindrop::layer())
+            .with(raindrop::global_layer())
             .init();
     }
     let guard = raindrop::init(ClientOptions::default().local_sink(LocalSink::File(sink)));

@@ -658,3 +658,202 @@ fn error_events_mark_the_enclosing_raindrop_span_failed() {
         assert!(f.properties.get("error").is_none(), "{f:?}");
     }
 }
+
+/// A subscriber that is not `tracing_subscriber::Registry` but implements
+/// `LookupSpan`: a wrapper keeping its spans in a registry it does not
+/// expose (no downcast to `Registry` reaches it), which counts handles
+/// itself and frees a closed span only after the layers' `on_close` ran.
+mod wrapped {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use tracing::level_filters::LevelFilter;
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::subscriber::Interest;
+    use tracing::{Event, Metadata, Subscriber};
+    use tracing_subscriber::filter::FilterId;
+    use tracing_subscriber::registry::{LookupSpan, Registry};
+
+    #[derive(Default)]
+    pub struct Wrapper {
+        spans: Registry,
+        handles: Mutex<HashMap<u64, usize>>,
+        /// Closed spans whose layers have been told: freed on the next call.
+        closed: Mutex<Vec<Id>>,
+    }
+
+    impl Wrapper {
+        fn free_closed(&self) {
+            let closed = std::mem::take(&mut *self.closed.lock().unwrap());
+            for id in closed {
+                self.spans.try_close(id);
+            }
+        }
+    }
+
+    impl Subscriber for Wrapper {
+        fn register_callsite(&self, m: &'static Metadata<'static>) -> Interest {
+            self.spans.register_callsite(m)
+        }
+        fn max_level_hint(&self) -> Option<LevelFilter> {
+            self.spans.max_level_hint()
+        }
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            self.spans.enabled(m)
+        }
+        fn event_enabled(&self, e: &Event<'_>) -> bool {
+            self.spans.event_enabled(e)
+        }
+        fn new_span(&self, a: &Attributes<'_>) -> Id {
+            self.free_closed();
+            let id = self.spans.new_span(a);
+            self.handles.lock().unwrap().insert(id.into_u64(), 1);
+            id
+        }
+        fn record(&self, id: &Id, r: &Record<'_>) {
+            self.spans.record(id, r)
+        }
+        fn record_follows_from(&self, id: &Id, follows: &Id) {
+            self.spans.record_follows_from(id, follows)
+        }
+        fn event(&self, e: &Event<'_>) {
+            self.spans.event(e)
+        }
+        fn enter(&self, id: &Id) {
+            self.spans.enter(id)
+        }
+        fn exit(&self, id: &Id) {
+            self.spans.exit(id)
+        }
+        fn clone_span(&self, id: &Id) -> Id {
+            *self
+                .handles
+                .lock()
+                .unwrap()
+                .entry(id.into_u64())
+                .or_default() += 1;
+            id.clone()
+        }
+        fn try_close(&self, id: Id) -> bool {
+            self.free_closed();
+            let mut handles = self.handles.lock().unwrap();
+            let Some(n) = handles.get_mut(&id.into_u64()) else {
+                return false;
+            };
+            *n -= 1;
+            if *n > 0 {
+                return false;
+            }
+            handles.remove(&id.into_u64());
+            self.closed.lock().unwrap().push(id);
+            true
+        }
+        fn current_span(&self) -> tracing_core::span::Current {
+            self.spans.current_span()
+        }
+    }
+
+    impl<'a> LookupSpan<'a> for Wrapper {
+        type Data = <Registry as LookupSpan<'a>>::Data;
+        fn span_data(&'a self, id: &Id) -> Option<Self::Data> {
+            self.spans.span_data(id)
+        }
+        // Per-layer filters (the raindrop layer's) need the registry's.
+        fn register_filter(&mut self) -> FilterId {
+            self.spans.register_filter()
+        }
+    }
+}
+
+#[test]
+fn a_lookup_span_subscriber_that_is_not_registry_records_interactions() {
+    use raindrop::RaindropSpanExt as _;
+    let capture = Capture::new();
+    let subscriber = wrapped::Wrapper::default().with(raindrop::layer_for(capture.client()));
+    let mut event_id = None;
+    tracing::subscriber::with_default(subscriber, || {
+        let chat = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "u-wrapped",
+            raindrop.output = Empty,
+        );
+        let _in = chat.enter();
+        let resumed = raindrop::resume_interaction();
+        assert!(!resumed.is_noop(), "resume_interaction() inside the span");
+        resumed.set_property("stage", "wrapped");
+        event_id = resumed.event_id().map(str::to_owned);
+        let tool = tracing::info_span!("lookup", raindrop.kind = "tool");
+        tool.in_scope(|| {
+            assert_eq!(
+                raindrop::resume_interaction().event_id(),
+                event_id.as_deref()
+            );
+            tool.set_input("q");
+            tool.set_output("a");
+        });
+        drop(tool);
+        chat.record("raindrop.output", "done");
+    });
+    let r = capture.recorded();
+    let finished = r.finished_interactions();
+    assert_eq!(finished.len(), 1, "{}", r.render());
+    let p = finished[0];
+    assert_eq!(Some(p.event_id.as_str()), event_id.as_deref());
+    assert_eq!(p.user_id.as_deref(), Some("u-wrapped"));
+    assert_eq!(p.output.as_deref(), Some("done"));
+    assert_eq!(p.properties["stage"], "wrapped");
+    let tool = r.span("lookup.tool").expect("the tool span");
+    assert_eq!(tool.attr_str("traceloop.entity.input"), Some("q"));
+    assert_eq!(tool.attr_str("traceloop.entity.output"), Some("a"));
+    assert_eq!(
+        tool.attr_str("traceloop.association.properties.event_id"),
+        event_id.as_deref()
+    );
+}
+
+/// Sampling is decided once, by the interaction's handle: the layer builds
+/// no record for the spans of an interaction `sample_rate` leaves out, and
+/// counts each of them as sampled out.
+#[test]
+fn spans_of_unsampled_interactions_are_counted_not_sent() {
+    use raindrop::{DropReason, ItemKind};
+    let capture = Capture::with_options(ClientOptions::default().sample_rate(0.5));
+    let mut kept = Vec::new();
+    let mut left_out = 0u64;
+    capture.run(|| {
+        for n in 0..40 {
+            let chat = tracing::info_span!(
+                "chat",
+                raindrop.kind = "interaction",
+                raindrop.user_id = "u-s",
+                raindrop.event_id = format!("sampled-{n}").as_str(),
+            );
+            chat.in_scope(|| {
+                let i = raindrop::resume_interaction();
+                if i.is_sampled() {
+                    kept.push(i.event_id().unwrap().to_owned());
+                } else {
+                    left_out += 1;
+                }
+                tracing::info_span!("step", raindrop.kind = "tool").in_scope(|| {});
+            });
+        }
+    });
+    assert!(
+        left_out > 0 && !kept.is_empty(),
+        "40 ids split by a 0.5 rate"
+    );
+    let r = capture.recorded();
+    assert_eq!(r.spans.len(), 2 * kept.len(), "{}", r.render());
+    for s in &r.spans {
+        let id = s.attr_str("traceloop.association.properties.event_id");
+        assert!(kept.iter().any(|k| Some(k.as_str()) == id), "{id:?}");
+    }
+    let stats = capture.client().stats();
+    assert_eq!(
+        stats.lost(ItemKind::Span, DropReason::SampledOut),
+        2 * left_out,
+        "{stats:?}"
+    );
+}

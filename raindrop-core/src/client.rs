@@ -598,6 +598,15 @@ impl Client {
         Ok(())
     }
 
+    /// Queues a span whose sampling the caller already decided from its
+    /// interaction's handle ([`Interaction::is_sampled`]), so its attributes
+    /// are not searched for the event id again; `None` counts one span
+    /// sampled out. The tracing layer's way in; not a stable API.
+    #[doc(hidden)]
+    pub fn export_sampled_span(&self, span: Option<SpanRecord>) {
+        self.inner.pipeline.export_sampled_span(span);
+    }
+
     /// Records a tool call with the caller's own timing as a `<name>.tool`
     /// span, linked to the event `association` names (an
     /// [`&Interaction`](Interaction) or an [`Association`](crate::Association)

@@ -196,10 +196,18 @@ impl Pipeline {
                 k == "traceloop.association.properties.event_id"
                     && matches!(v, crate::AttributeValue::String(id) if !self.sampled(id))
             });
-        if unsampled {
-            self.sampled_out(ItemKind::Span);
-        } else {
-            self.enqueue(Item::Span(Box::new(span)));
+        self.export_sampled_span((!unsampled).then_some(span));
+    }
+
+    /// Queues a span whose sampling the caller decided (`None`: counted as
+    /// sampled out), unless tracing is off.
+    pub(crate) fn export_sampled_span(&self, span: Option<crate::SpanRecord>) {
+        if !self.tracing_enabled() {
+            return;
+        }
+        match span {
+            Some(span) => self.enqueue(Item::Span(Box::new(span))),
+            None => self.sampled_out(ItemKind::Span),
         }
     }
 

@@ -36,16 +36,15 @@ impl Returned {
 }
 
 /// The new body: `open` (the span, from `span::open`) then the original
-/// statements run in it, with `record` (on `__rd_span`) or `record_async`
-/// (on `__rd_inner`, inside the future) after them.
+/// statements run in it, then the span's guard ended with the `outcome`
+/// (an expression of the return value `__rd_ret`) when the layer records it.
 pub(crate) fn wrap(
     n: &Names,
     shape: &Shape,
     sig: &Signature,
     block: &syn::Block,
     open: TokenStream2,
-    record: TokenStream2,
-    record_async: TokenStream2,
+    outcome: TokenStream2,
 ) -> TokenStream2 {
     let Names {
         private,
@@ -64,6 +63,11 @@ pub(crate) fn wrap(
     // body `{ format!(..) }` inside another block would be "unnecessary
     // braces" (`unused_braces`) in the caller's crate.
     let stmts = &block.stmts;
+    let done = if outcome.is_empty() {
+        quote!(__rd_guard.done(#private::Outcome::default());)
+    } else {
+        quote!(__rd_guard.done(if #on { #outcome } else { #private::Outcome::default() });)
+    };
     // Awaits `__rd_fut` in the span, recording the outcome.
     let instrumented = |value: TokenStream2| {
         quote! {{
@@ -73,10 +77,7 @@ pub(crate) fn wrap(
             let __rd_wrapped = async move {
                 let __rd_guard = #private::SpanGuard::new(&#inner, #on);
                 let #ret #value = __rd_fut.await;
-                if #on {
-                    #record_async
-                }
-                __rd_guard.done();
+                #done
                 #ret
             };
             #private::tracing::Instrument::instrument(__rd_wrapped, #span)
@@ -170,10 +171,7 @@ pub(crate) fn wrap(
                     let __rd_entered = #span.enter();
                     #(#stmts)*
                 };
-                if #on {
-                    #record
-                }
-                __rd_guard.done();
+                #done
                 #ret
             }
         }
@@ -186,10 +184,7 @@ pub(crate) fn wrap(
                 let __rd_entered = #span.enter();
                 (move || -> #ret_ty { #(#stmts)* })()
             };
-            if #on {
-                #record
-            }
-            __rd_guard.done();
+            #done
             #ret
         },
     }

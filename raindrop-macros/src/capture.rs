@@ -123,10 +123,10 @@ pub(crate) fn input(n: &Names, args: &Args, params: &Params) -> TokenStream2 {
     }
 }
 
-/// Records the outcome on the span named `span`, reading the return value
-/// `__rd_ret`: the output (`output = ..` applied to it, or the value; the
+/// The outcome (a `SpanGuard`'s `Outcome`; empty when there is nothing to
+/// record), read from the return value `__rd_ret`: the output (`output = ..` applied to it, or the value; the
 /// `Ok` value of a `Result`), or the `Err` as the error.
-pub(crate) fn outcome(n: &Names, args: &Args, returned: &Returned, span: &Ident) -> TokenStream2 {
+pub(crate) fn outcome(n: &Names, args: &Args, returned: &Returned) -> TokenStream2 {
     let (private, ret) = (&n.private, &n.ret);
     // `output = |r| ..` is applied to the return value (the `Ok` value of
     // a `Result`); any other expression is the output as it stands.
@@ -141,7 +141,7 @@ pub(crate) fn outcome(n: &Names, args: &Args, returned: &Returned, span: &Ident)
         return match &args.output {
             Some(_) => {
                 let out = output_of(quote!(&()));
-                quote!(#private::record_output(&#span, #out);)
+                quote!(#private::Outcome::output(#out))
             }
             None => quote!(),
         };
@@ -150,14 +150,14 @@ pub(crate) fn outcome(n: &Names, args: &Args, returned: &Returned, span: &Ident)
         let out = output_of(quote!(__rd_v));
         quote! {
             match &#ret {
-                ::core::result::Result::Ok(__rd_v) => #private::record_output(&#span, #out),
-                ::core::result::Result::Err(__rd_e) => #private::record_error(
-                    &#span, (&&&#private::Wrap(__rd_e)).__rd_error_text()),
+                ::core::result::Result::Ok(__rd_v) => #private::Outcome::output(#out),
+                ::core::result::Result::Err(__rd_e) => #private::Outcome::error(
+                    (&&&#private::Wrap(__rd_e)).__rd_error_text()),
             }
         }
     } else {
         let out = output_of(quote!(&#ret));
-        quote!(#private::record_output(&#span, #out);)
+        quote!(#private::Outcome::output(#out))
     }
 }
 

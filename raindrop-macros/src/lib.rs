@@ -215,9 +215,8 @@ fn expand_fn(kind: Kind, args: Args, func: ItemFn) -> syn::Result<TokenStream2> 
         &sig,
         capture::input(&names, &args, &params),
     );
-    let record = capture::outcome(&names, &args, &returned, &names.span);
-    let record_async = capture::outcome(&names, &args, &returned, &names.inner);
-    let body = body::wrap(&names, &shape, &sig, &block, open, record, record_async);
+    let outcome = capture::outcome(&names, &args, &returned);
+    let body = body::wrap(&names, &shape, &sig, &block, open, outcome);
     Ok(quote! {
         #(#attrs)*
         #vis #sig {

@@ -62,8 +62,9 @@ impl Names {
     }
 }
 
-/// Statements creating the span (`__rd_span`), deciding whether the layer
-/// tracks it (`__rd_on`, `__rd_max`) and, if so, recording the input.
+/// Statements creating the span (`__rd_span`), learning whether the layer
+/// records it (`__rd_on`, `__rd_max`, from the `SpanOpening` held around
+/// its creation) and, if so, recording the input.
 pub(crate) fn open(
     n: &Names,
     kind: Kind,
@@ -89,13 +90,17 @@ pub(crate) fn open(
         }
         None => quote!(),
     };
-    let (interaction_fields, begin_init, end_init) = if kind == Kind::Interaction {
+    let (interaction_fields, opening, untracked) = if kind == Kind::Interaction {
         interaction_parts(n, args, sig)
     } else {
-        (quote!(), quote!(), quote!())
+        (
+            quote!(),
+            quote!(#private::SpanOpening::new(#name)),
+            quote!(),
+        )
     };
     quote! {
-        #begin_init
+        let __rd_opening = #opening;
         let #span = #private::tracing::span!(
             target: ::core::module_path!(),
             #level,
@@ -108,10 +113,10 @@ pub(crate) fn open(
             raindrop.error = #empty,
             raindrop.properties = #empty,
         );
-        let __rd_cap = #private::tracked(&#span);
+        let __rd_cap = __rd_opening.close();
         let #on = __rd_cap.is_some();
         let __rd_max = __rd_cap.unwrap_or(0);
-        #end_init
+        #untracked
         if #on {
             #capture_input
         }
@@ -119,9 +124,9 @@ pub(crate) fn open(
 }
 
 /// An interaction's values go to the raindrop layer through a side channel
-/// (`begin_init` before the span is created, `end_init` after), never as
-/// span fields: other layers (logs) would print them. The fields stay
-/// declared (empty) so a hand-written `record` still works.
+/// (a `SpanOpening` held while the span is created), never as span fields:
+/// other layers (logs) would print them. The fields stay declared (empty)
+/// so a hand-written `record` still works.
 fn interaction_parts(
     n: &Names,
     args: &Args,
@@ -162,12 +167,11 @@ fn interaction_parts(
             raindrop.event_id = #empty,
             raindrop.model = #empty,
         },
-        quote! {
+        quote! {{
             #imports
-            #private::begin_init(#name, #fn_name, #user_id, #convo_id, #event, #event_id);
-        },
+            #private::SpanOpening::interaction(#name, #fn_name, #user_id, #convo_id, #event, #event_id)
+        }},
         quote! {
-            #private::end_init();
             if !#on {
                 #private::untracked(&#span, #fn_name, ::core::module_path!(), #level);
             }

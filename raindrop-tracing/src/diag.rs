@@ -23,9 +23,10 @@ pub(crate) enum Cause {
     NoLayer,
     /// The raindrop layer is installed but a global filter disabled the span.
     Filtered,
-    /// The raindrop layer saw the span but could not keep state for it
-    /// (a subscriber that is not built on `tracing_subscriber::Registry`).
-    NotRegistry,
+    /// The raindrop layer saw the span but keeps no state for it where
+    /// code holding the span looks (the layer was not told its subscriber's
+    /// type: added by a wrapper that does not forward `Layer::on_layer`).
+    NoState,
 }
 
 impl Cause {
@@ -35,7 +36,7 @@ impl Cause {
             Cause::NoSubscriber => "tracing:no_subscriber",
             Cause::NoLayer => "tracing:no_layer",
             Cause::Filtered => "tracing:filtered",
-            Cause::NotRegistry => "tracing:not_registry",
+            Cause::NoState => "tracing:no_state",
         }
     }
 }
@@ -56,7 +57,7 @@ pub(crate) fn cause_of_untracked(disabled: bool) -> Cause {
         } else if disabled {
             Cause::Filtered
         } else {
-            Cause::NotRegistry
+            Cause::NoState
         }
     })
 }
@@ -117,10 +118,12 @@ pub(crate) fn message(cause: Cause, what: &str, span: Option<(Level, &str)>) -> 
                  (it also shows INFO logs inside raindrop spans)."
             )
         }
-        Cause::NotRegistry => format!(
-            "{what}: the raindrop layer is installed but the subscriber is \
-             not built on `tracing_subscriber::Registry`, where the layer keeps its span \
-             state. Fix: build it with `tracing_subscriber::registry().with(..)`."
+        Cause::NoState => format!(
+            "{what}: the raindrop layer is installed but was never told the type of \
+             its subscriber, so its span state cannot be found (a wrapper around the layer \
+             that does not forward `Layer::on_layer`). Fix: add the layer with \
+             `SubscriberExt::with(..)` (or `Layer::with_subscriber`), directly or through \
+             wrappers that forward `on_layer`."
         ),
     }
 }

@@ -22,7 +22,6 @@ use raindrop_core::{truncate_text, AttributeValue, Interaction};
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 
-use super::{Link, SpanState};
 use crate::fields::{is_marked, Kind};
 
 /// Whether a span callsite declares a GenAI field the layer keys on.
@@ -293,41 +292,42 @@ fn push(attrs: &mut Vec<Attr>, k: &'static str, v: impl Into<AttributeValue>) {
     attrs.push((k.into(), v.into()));
 }
 
-/// Prepares a span for export and feeds its call into the interaction's
-/// summary; on an interaction span, fills the interaction from its calls.
-/// Runs once, when the span completes.
-pub(crate) fn on_complete(state: &mut SpanState) {
-    if state.kind == Kind::Interaction {
-        if let Some(link) = &state.link {
-            fill_interaction(link, state.output.is_some());
-        }
-        return;
+/// What a GenAI tool span (`execute_tool`) says of itself: the span's name,
+/// input, output and error where none was set by hand.
+#[derive(Default)]
+pub(crate) struct ToolDefaults {
+    pub(crate) name: Option<String>,
+    pub(crate) input: Option<String>,
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+}
+
+/// The failure a model client marked on its span (genai's `error.type`),
+/// taken out of `g`.
+pub(crate) fn call_error(g: &mut GenAi) -> Option<String> {
+    g.extra.take_error()
+}
+
+/// Takes what a GenAI tool span recorded about its call out of `g`.
+pub(crate) fn tool_defaults(g: &mut GenAi) -> ToolDefaults {
+    ToolDefaults {
+        name: g.tool_name.take(),
+        input: g.tool_arguments.take(),
+        output: g.tool_result.take(),
+        error: g.tool_error.take(),
     }
-    let Some(g) = state.gen.as_deref_mut() else {
-        return;
-    };
-    if state.kind == Kind::Tool {
-        if let Some(n) = g.tool_name.take() {
-            state.name = n;
-        }
-        if state.input.is_none() {
-            state.input = g.tool_arguments.take();
-        }
-        if state.output.is_none() {
-            state.output = g.tool_result.take();
-        }
-        if state.error.is_none() {
-            state.error = g.tool_error.take();
-        }
-        return;
-    }
-    if state.kind != Kind::Llm {
-        return;
-    }
-    if state.error.is_none() {
-        state.error = g.extra.take_error();
-    }
-    let Some(link) = &state.link else {
+}
+
+/// Feeds a finished model call into its interaction's summary (what fills
+/// the interaction when it ends): chat-like LLM spans only.
+pub(crate) fn record_call(
+    calls: &Calls,
+    kind: Kind,
+    g: Option<&GenAi>,
+    input: Option<&str>,
+    output: Option<&str>,
+) {
+    let Some(g) = g.filter(|_| kind == Kind::Llm) else {
         return;
     };
     // Embeddings, reranking, speech, images: exported, but they are not
@@ -338,14 +338,14 @@ pub(crate) fn on_complete(state: &mut SpanState) {
     ) {
         return;
     }
-    let mut s = link.calls.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = calls.0.lock().unwrap_or_else(|e| e.into_inner());
     s.count += 1;
     if let Some(m) = g.model() {
         s.model = Some(m.to_owned());
     }
     s.usage.add(&g.usage);
     if s.first_input.is_none() {
-        s.first_input = state.input.clone().or_else(|| {
+        s.first_input = input.map(str::to_owned).or_else(|| {
             let msgs = parse_messages(g.input_messages.as_deref()?);
             // Tool results come back as `user` messages with only a
             // `tool_call_response` part: not what the user said.
@@ -355,7 +355,7 @@ pub(crate) fn on_complete(state: &mut SpanState) {
                 .and_then(|m| m.text)
         });
     }
-    let out = state.output.clone().or_else(|| {
+    let out = output.map(str::to_owned).or_else(|| {
         let msgs = parse_messages(g.output_messages.as_deref()?);
         let texts: Vec<String> = msgs
             .into_iter()
@@ -369,13 +369,13 @@ pub(crate) fn on_complete(state: &mut SpanState) {
     }
 }
 
-/// Fills the interaction from its model calls: what the user set wins.
-fn fill_interaction(link: &Link, has_output: bool) {
-    let s = std::mem::take(&mut *link.calls.0.lock().unwrap_or_else(|e| e.into_inner()));
+/// Fills the interaction from its model calls, when it ends: what the user
+/// set wins.
+pub(crate) fn fill_interaction(calls: &Calls, i: &Interaction, has_output: bool) {
+    let s = std::mem::take(&mut *calls.0.lock().unwrap_or_else(|e| e.into_inner()));
     if s.count == 0 {
         return;
     }
-    let i: &Interaction = &link.interaction;
     let output = if has_output { None } else { s.last_output };
     raindrop_core::__private::fill_unset(i, s.model, s.first_input, output);
     let u = s.usage;
@@ -397,16 +397,57 @@ fn fill_interaction(link: &Link, has_output: bool) {
 }
 
 /// The attributes of an LLM span (wire contract 9.4 / 9.5), replacing the
-/// generic `traceloop.entity.*` ones.
-pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: usize) {
-    let mut g = state.gen.take().unwrap_or_default();
-    // The tools offered (`begin(tools)` / `set_tools` win over the call's) and the cost.
-    let user_tools = state
-        .link
-        .as_ref()
-        .and_then(|l| l.interaction.prompt_tools());
-    attrs.extend(g.extra.attributes(user_tools));
-    let cap = |s: &str| truncate_text(s, max).into_owned();
+/// generic `traceloop.entity.*` ones: from its GenAI fields, its `input` and
+/// `output` as set by hand, and the `tools` its interaction's calls are
+/// offered (`begin(tools)`, `set_tools`).
+pub(crate) fn llm_attributes(
+    mut g: GenAi,
+    input: Option<String>,
+    output: Option<String>,
+    tools: Option<Arc<Vec<String>>>,
+    max: usize,
+) -> Vec<Attr> {
+    let mut attrs = Vec::with_capacity(24);
+    // The tools offered (what the interaction was given wins over the
+    // call's own catalog) and the provider-reported cost.
+    attrs.extend(g.extra.attributes(tools));
+    model_attributes(&mut attrs, &g);
+    prompt_attributes(&mut attrs, &g, input, max);
+    let output = output.or_else(|| {
+        let msgs = parse_messages(g.output_messages.as_deref()?);
+        let parts: Vec<String> = msgs.into_iter().map(|m| m.content).collect();
+        (!parts.is_empty()).then(|| parts.join("\n"))
+    });
+    if let Some(o) = output {
+        let o = truncate_text(&o, max).into_owned();
+        push(&mut attrs, "ai.response.text", o.as_str());
+        push(&mut attrs, "gen_ai.completion.0.role", "assistant");
+        push(&mut attrs, "gen_ai.completion.0.content", o);
+    }
+    let u = g.usage;
+    for (k, v) in [
+        ("gen_ai.usage.input_tokens", u.input),
+        ("gen_ai.usage.output_tokens", u.output),
+        ("gen_ai.usage.reasoning_tokens", u.reasoning),
+        ("gen_ai.usage.cache_read_input_tokens", u.cache_read),
+        ("gen_ai.usage.cache_write_input_tokens", u.cache_write),
+    ] {
+        if let Some(v) = v.filter(|v| *v > 0) {
+            push(&mut attrs, k, AttributeValue::Int(v));
+        }
+    }
+    if let Some(t) = g.time_to_first_chunk {
+        push(
+            &mut attrs,
+            "gen_ai.response.time_to_first_chunk",
+            AttributeValue::Double(t),
+        );
+    }
+    attrs
+}
+
+/// The operation, model, provider and response ids of an LLM span.
+fn model_attributes(attrs: &mut Vec<Attr>, g: &GenAi) {
     let op = match g.operation.as_deref() {
         Some("embeddings") => "ai.embed",
         _ => "ai.generateText",
@@ -437,7 +478,12 @@ pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: 
     if let Some(f) = &g.finish_reasons {
         push(attrs, "gen_ai.response.finish_reasons", f.as_str());
     }
-    // Prompt: a single input, or the messages (system instructions first).
+}
+
+/// The prompt of an LLM span: a single `input`, or the messages (system
+/// instructions first).
+fn prompt_attributes(attrs: &mut Vec<Attr>, g: &GenAi, input: Option<String>, max: usize) {
+    let cap = |s: &str| truncate_text(s, max).into_owned();
     let mut messages: Vec<(String, String)> = g
         .input_messages
         .as_deref()
@@ -454,75 +500,46 @@ pub(crate) fn llm_attributes(state: &mut SpanState, attrs: &mut Vec<Attr>, max: 
             }
         }
     }
-    if let Some(i) = state.input.take() {
+    if let Some(i) = input {
         if messages.is_empty() {
             push(attrs, "ai.prompt", cap(&i));
         }
         messages.push(("user".to_owned(), i));
     }
-    if !messages.is_empty() {
-        let arr: Vec<Value> = messages
-            .iter()
-            .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
-            .collect();
-        push(
-            attrs,
-            "ai.prompt.messages",
-            cap(&Value::Array(arr).to_string()),
-        );
-        for (n, (role, content)) in messages.iter().enumerate() {
-            attrs.push((
-                format!("gen_ai.prompt.{n}.role").into(),
-                role.as_str().into(),
-            ));
-            attrs.push((
-                format!("gen_ai.prompt.{n}.content").into(),
-                cap(content).into(),
-            ));
-        }
+    if messages.is_empty() {
+        return;
     }
-    let output = state.output.take().or_else(|| {
-        let msgs = parse_messages(g.output_messages.as_deref()?);
-        let parts: Vec<String> = msgs.into_iter().map(|m| m.content).collect();
-        (!parts.is_empty()).then(|| parts.join("\n"))
-    });
-    if let Some(o) = output {
-        let o = cap(&o);
-        push(attrs, "ai.response.text", o.as_str());
-        push(attrs, "gen_ai.completion.0.role", "assistant");
-        push(attrs, "gen_ai.completion.0.content", o);
-    }
-    let u = g.usage;
-    for (k, v) in [
-        ("gen_ai.usage.input_tokens", u.input),
-        ("gen_ai.usage.output_tokens", u.output),
-        ("gen_ai.usage.reasoning_tokens", u.reasoning),
-        ("gen_ai.usage.cache_read_input_tokens", u.cache_read),
-        ("gen_ai.usage.cache_write_input_tokens", u.cache_write),
-    ] {
-        if let Some(v) = v.filter(|v| *v > 0) {
-            push(attrs, k, AttributeValue::Int(v));
-        }
-    }
-    if let Some(t) = g.time_to_first_chunk {
-        push(
-            attrs,
-            "gen_ai.response.time_to_first_chunk",
-            AttributeValue::Double(t),
-        );
+    let arr: Vec<Value> = messages
+        .iter()
+        .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
+        .collect();
+    push(
+        attrs,
+        "ai.prompt.messages",
+        cap(&Value::Array(arr).to_string()),
+    );
+    for (n, (role, content)) in messages.iter().enumerate() {
+        attrs.push((
+            format!("gen_ai.prompt.{n}.role").into(),
+            role.as_str().into(),
+        ));
+        attrs.push((
+            format!("gen_ai.prompt.{n}.content").into(),
+            cap(content).into(),
+        ));
     }
 }
 
-/// The GenAI attributes of a tool span made from `execute_tool`.
-pub(crate) fn tool_attributes(state: &SpanState, attrs: &mut Vec<Attr>) {
-    let Some(g) = state.gen.as_deref() else {
-        return;
-    };
-    push(attrs, "gen_ai.operation.name", "execute_tool");
-    push(attrs, "gen_ai.tool.name", state.name.as_str());
+/// The GenAI attributes of a tool span made from `execute_tool` (`name`:
+/// the span's name as exported).
+pub(crate) fn tool_attributes(g: &GenAi, name: &str) -> Vec<Attr> {
+    let mut attrs = Vec::with_capacity(3);
+    push(&mut attrs, "gen_ai.operation.name", "execute_tool");
+    push(&mut attrs, "gen_ai.tool.name", name);
     if let Some(id) = &g.tool_call_id {
-        push(attrs, "gen_ai.tool.call.id", id.as_str());
+        push(&mut attrs, "gen_ai.tool.call.id", id.as_str());
     }
+    attrs
 }
 
 /// The GenAI state of a new span: for hand-written LLM spans and unmarked
@@ -548,14 +565,10 @@ pub(crate) fn new_span(
 /// Records the time to the first chunk on a tracked LLM span (seconds, as
 /// genai's `gen_ai.response.time_to_first_chunk`), unless it has one.
 pub(crate) fn set_time_to_first_chunk(span: &tracing::Span, d: std::time::Duration) {
-    span.with_subscriber(|(id, dispatch)| {
-        super::with_registry(dispatch, |reg| {
-            let s = tracing_subscriber::registry::LookupSpan::span(reg, id)?;
-            let mut ext = s.extensions_mut();
-            let g = ext.get_mut::<SpanState>()?.gen.as_deref_mut()?;
-            g.time_to_first_chunk.get_or_insert(d.as_secs_f64());
-            Some(())
-        })
+    crate::access::with_state(span, |s| {
+        let g = s.gen_mut()?;
+        g.time_to_first_chunk.get_or_insert(d.as_secs_f64());
+        Some(())
     });
 }
 
@@ -564,15 +577,11 @@ pub(crate) fn set_time_to_first_chunk(span: &tracing::Span, d: std::time::Durati
 /// log layer would print the prompt). Names as in [`GenAi::set`].
 #[cfg(feature = "llm-http")]
 pub(crate) fn set_fields(span: &tracing::Span, fields: Vec<(&'static str, Value)>) {
-    span.with_subscriber(|(id, dispatch)| {
-        super::with_registry(dispatch, |reg| {
-            let s = tracing_subscriber::registry::LookupSpan::span(reg, id)?;
-            let mut ext = s.extensions_mut();
-            let g = ext.get_mut::<SpanState>()?.gen.as_deref_mut()?;
-            for (k, v) in fields {
-                g.set(k, v);
-            }
-            Some(())
-        })
+    crate::access::with_state(span, |s| {
+        let g = s.gen_mut()?;
+        for (k, v) in fields {
+            g.set(k, v);
+        }
+        Some(())
     });
 }

@@ -1,33 +1,25 @@
-//! The layer, its per-layer filter and the per-span state.
+//! The layer: its callbacks, its per-layer filter and how it is built.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
-use raindrop_core::{
-    truncate_text, AttributeValue, Begin, Client, Finish, Interaction, SpanContext, SpanRecord,
-    SpanStatus,
-};
-use serde_json::Value;
+use raindrop_core::Client;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Metadata, Subscriber};
 use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::layer::{Context, Filter, Layer};
-use tracing_subscriber::registry::{LookupSpan, Registry};
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::diag;
-use crate::fields::{Fields, Kind};
-
-#[path = "genai.rs"]
-pub(crate) mod genai;
-use genai::is_tracked;
+use crate::access::{self, VisitScope};
+use crate::fields::Fields;
+use crate::genai::{self, is_tracked};
+use crate::init;
+use crate::state::{Entry, NewSpan, SpanState};
 
 /// The [`Layer`] that turns spans marked with `raindrop.kind` into Raindrop
-/// interactions and trace spans. Build it with [`layer`], which adds the
+/// interactions and trace spans. Build it with [`layer_for`], which adds the
 /// per-layer [`RaindropFilter`]; used bare, it still acts only on marked spans.
 #[derive(Clone)]
 pub struct RaindropLayer {
@@ -39,6 +31,9 @@ pub struct RaindropLayer {
     /// how ids of other layers' spans are read while tracing's own default
     /// dispatcher is busy creating a span (feature `opentelemetry`).
     dispatch: Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>,
+    /// How code holding only a `Span` finds its state in the subscriber this
+    /// layer was added to (set by `on_layer`; see `access`).
+    visit_scope: Option<VisitScope>,
 }
 
 /// Which span ids may be this layer's open spans: a counting filter over
@@ -95,12 +90,13 @@ impl fmt::Debug for RaindropLayer {
 }
 
 impl RaindropLayer {
-    /// A layer exporting through `client`, without its filter (see [`layer`]).
+    /// A layer exporting through `client`, without its filter (see [`layer_for`]).
     pub fn new(client: &Client) -> Self {
         RaindropLayer {
             client: Some(client.clone()),
             live: Arc::new(Live::new()),
             dispatch: Arc::default(),
+            visit_scope: None,
         }
     }
 
@@ -114,6 +110,7 @@ impl RaindropLayer {
             client: None,
             live: Arc::new(Live::new()),
             dispatch: Arc::default(),
+            visit_scope: None,
         }
     }
 
@@ -128,6 +125,11 @@ impl RaindropLayer {
         {
             None
         }
+    }
+
+    /// The lookup of spans in this layer's subscriber, once it was added to one.
+    pub(crate) fn visit_scope(&self) -> Option<VisitScope> {
+        self.visit_scope
     }
 
     /// The client this layer exports through now.
@@ -147,7 +149,7 @@ impl RaindropLayer {
     }
 }
 
-/// The raindrop layer wrapped in its own per-layer filter: what [`layer`] returns.
+/// The raindrop layer wrapped in its own per-layer filter: what [`layer_for`] returns.
 pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 
 /// The layer for `client`, carrying its own per-layer filter: it sees only
@@ -165,7 +167,7 @@ pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 /// ```
 /// use tracing_subscriber::prelude::*;
 /// let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
-/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer_for(&client));
 /// tracing::subscriber::with_default(subscriber, || {
 ///     let span = tracing::info_span!("chat", raindrop.kind = "interaction", raindrop.user_id = "u-1");
 ///     let _in = span.enter();
@@ -173,7 +175,7 @@ pub type FilteredRaindropLayer<S> = Filtered<RaindropLayer, RaindropFilter, S>;
 /// });
 /// ```
 #[track_caller]
-pub fn layer<S>(client: &Client) -> FilteredRaindropLayer<S>
+pub fn layer_for<S>(client: &Client) -> FilteredRaindropLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -184,8 +186,18 @@ where
     )
 }
 
-/// [`layer`] for the process-wide client (`raindrop::init`), looked up for
-/// each raindrop span: the subscriber may be built before `init`.
+/// The layer for `client`: the same as [`layer_for`] (the facade's name).
+#[deprecated(since = "0.1.0", note = "use `layer_for(&client)` (the same layer)")]
+#[track_caller]
+pub fn layer<S>(client: &Client) -> FilteredRaindropLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    layer_for(client)
+}
+
+/// [`layer_for`] for the process-wide client (`raindrop::init`), looked up
+/// for each raindrop span: the subscriber may be built before `init`.
 ///
 /// ```
 /// use tracing_subscriber::prelude::*;
@@ -199,7 +211,7 @@ where
 {
     filtered(
         RaindropLayer::global(),
-        "raindrop::layer()",
+        "raindrop::global_layer()",
         "raindrop::RaindropLayer::global()",
     )
 }
@@ -279,190 +291,15 @@ impl<S> Filter<S> for RaindropFilter {
     }
 }
 
-/// What the attribute macros hand to the layer for a span they are about to
-/// create, outside the span's fields so that no other layer sees it.
-#[derive(Debug, Default)]
-pub(crate) struct SpanInit {
-    /// The span's name (to match the span this is meant for).
-    pub(crate) span_name: &'static str,
-    /// The annotated function.
-    pub(crate) fn_name: &'static str,
-    pub(crate) user_id: Option<String>,
-    pub(crate) convo_id: Option<String>,
-    pub(crate) event: Option<String>,
-    pub(crate) event_id: Option<String>,
-}
-
-thread_local! {
-    /// Set by the macros just before `span!`, taken by `on_new_span` (which
-    /// runs on the same thread, inside `span!`), cleared by the macros after.
-    static PENDING_INIT: RefCell<Option<SpanInit>> = const { RefCell::new(None) };
-}
-
-/// Hands `init` to the raindrop layer for the next span named `init.span_name`.
-pub(crate) fn set_pending_init(init: SpanInit) {
-    let _ = PENDING_INIT.try_with(|p| *p.borrow_mut() = Some(init));
-}
-
-/// Drops an init no layer took (the span was disabled, or no raindrop layer).
-pub(crate) fn clear_pending_init() {
-    let _ = PENDING_INIT.try_with(|p| p.borrow_mut().take());
-}
-
-fn take_pending_init(span_name: &str) -> Option<SpanInit> {
-    PENDING_INIT
-        .try_with(|p| {
-            let mut p = p.borrow_mut();
-            if p.as_ref().is_some_and(|i| i.span_name == span_name) {
-                p.take()
-            } else {
-                None
-            }
-        })
-        .ok()
-        .flatten()
-}
-
-/// The interaction a span belongs to.
-#[derive(Clone)]
-pub(crate) struct Link {
-    pub(crate) interaction: Interaction,
-    pub(crate) workflow: Arc<str>,
-    /// The interaction was begun by another service (continued from a
-    /// request's headers): spans here join it and never finish it.
-    pub(crate) remote: bool,
-    /// The interaction's model calls, to fill it when it ends.
-    pub(crate) calls: Arc<genai::Calls>,
-    /// The interaction is a detached sub-agent's run: its spans carry the
-    /// link to the launcher (`raindrop.handoff.*`).
-    pub(crate) subagent: Option<Arc<raindrop_core::handoff::SubagentLink>>,
-}
-
-/// What stays of a marked span in the registry once the macro's function
-/// returned (its record is sent) while the span itself is still open (a
-/// clone lives on, e.g. in an instrumented `tokio::spawn` that outlives the
-/// handler): enough for children created later to join its trace and link
-/// to its interaction, and for `resume_interaction()` to find it.
-pub(crate) struct Ended {
-    pub(crate) trace_id: [u8; 16],
-    pub(crate) span_id: [u8; 8],
-    pub(crate) link: Option<Link>,
-}
-
-/// The trace id, span id and interaction link of a marked span, open or ended.
-pub(crate) fn lineage(
-    ext: &tracing_subscriber::registry::Extensions<'_>,
-) -> Option<([u8; 16], [u8; 8], Option<Link>)> {
-    if let Some(s) = ext.get::<SpanState>() {
-        return Some((s.trace_id, s.span_id, s.link.clone()));
-    }
-    ext.get::<Ended>()
-        .map(|e| (e.trace_id, e.span_id, e.link.clone()))
-}
-
-/// What the layer keeps for one marked span (in the registry's extensions).
-pub(crate) struct SpanState {
-    client: Client,
-    kind: Kind,
-    name: String,
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent_span_id: Option<[u8; 8]>,
-    start: SystemTime,
-    started: Instant,
-    input: Option<String>,
-    output: Option<String>,
-    error: Option<String>,
-    /// The first ERROR event inside the span: its status is error, but an
-    /// interaction still finishes with its own outcome.
-    event_error: Option<String>,
-    properties: Vec<(String, Value)>,
-    /// `traceloop.entity.version`, when declared.
-    version: Option<i64>,
-    pub(crate) link: Option<Link>,
-    /// The annotated function, for spans made by the attribute macros.
-    fn_name: Option<&'static str>,
-    /// GenAI fields of a model-call or GenAI tool span.
-    gen: Option<Box<genai::GenAi>>,
-}
-
-fn cap_in_place(text: &mut String, max: usize) {
-    if let Cow::Owned(s) = truncate_text(text, max) {
-        *text = s;
-    }
-}
-
-impl SpanState {
-    fn max_chars(&self) -> usize {
-        self.client.options().max_text_field_chars
-    }
-
-    /// Stores recorded fields; returns the interaction updates to make once
-    /// the extensions lock is released.
-    fn apply(&mut self, mut f: Fields) -> Option<(Interaction, Fields)> {
-        let max = self.max_chars();
-        if let Some(mut i) = f.input.take() {
-            cap_in_place(&mut i, max);
-            if self.kind == Kind::Interaction && !self.link.as_ref().is_some_and(|l| l.remote) {
-                // The interaction's begin/update needs its own copy.
-                f.input = Some(i.clone());
-            }
-            self.input = Some(i);
-        }
-        if let Some(mut o) = f.output.take() {
-            cap_in_place(&mut o, max);
-            self.output = Some(o);
-        }
-        if let Some(e) = f.error.take() {
-            self.error = Some(e);
-        }
-        if let Some(n) = f.name.take() {
-            self.name = n;
-        }
-        if let Some(v) = f.version.take() {
-            self.version = Some(v);
-        }
-        if self.kind == Kind::Interaction {
-            let link = self.link.as_ref()?;
-            Some((link.interaction.clone(), f))
-        } else {
-            self.properties.append(&mut f.properties);
-            None
-        }
-    }
-}
-
-/// Applies recorded fields to an interaction (outside any lock).
-fn update_interaction(i: &Interaction, f: Fields) {
-    if let Some(u) = f.user_id {
-        i.set_user_id(u);
-    }
-    if let Some(c) = f.convo_id {
-        i.set_convo_id(c);
-    }
-    if let Some(e) = f.event {
-        i.set_event(e);
-    }
-    if let Some(m) = f.model {
-        i.set_model(m);
-    }
-    if let Some(input) = f.input {
-        i.set_input(input);
-    }
-    for (k, v) in f.properties {
-        i.set_property(k, v);
-    }
-    if let Some(id) = f.event_id {
-        if i.event_id() != Some(id.as_str()) {
-            tracing::debug!(target: "raindrop", "raindrop.event_id recorded after the interaction began; ignored");
-        }
-    }
-}
-
 impl<S> Layer<S> for RaindropLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        // How code holding only a `Span` reaches the state (see `access`).
+        self.visit_scope = Some(access::visit_scope::<S>);
+    }
+
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         let _ = self.dispatch.set(subscriber.downgrade());
     }
@@ -476,146 +313,47 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        if span.extensions().get::<SpanState>().is_some() {
+        if span.extensions().get::<Entry>().is_some() {
             // Another raindrop layer in the same subscriber got here first.
             return;
         }
-        let mut f = Fields::default();
-        attrs.record(&mut f);
-        let mut gen = genai::new_span(attrs, &f);
-        let init = take_pending_init(attrs.metadata().name());
+        let name = attrs.metadata().name();
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let gen = genai::new_span(attrs, &fields);
+        let init = init::take_for(name).flatten();
         let fn_name = init.as_ref().map(|i| i.fn_name);
         if let Some(init) = init {
-            f.user_id = init.user_id.or(f.user_id);
-            f.convo_id = init.convo_id.or(f.convo_id);
-            f.event = init.event.or(f.event);
-            f.event_id = init.event_id.or(f.event_id);
+            fields.user_id = init.user_id.or(fields.user_id);
+            fields.convo_id = init.convo_id.or(fields.convo_id);
+            fields.event = init.event.or(fields.event);
+            fields.event_id = init.event_id.or(fields.event_id);
         }
-        let Some(kind) = f.kind.or_else(|| gen.as_ref().map(|g| g.kind())) else {
-            if let Some(bad) = &f.bad_kind {
-                tracing::debug!(target: "raindrop", kind = %bad, "unknown raindrop.kind; span ignored");
-            }
+        let dispatch = self.otel_dispatch();
+        // The nearest ancestor this layer knows (ordinary spans are skipped).
+        let parent = span
+            .scope()
+            .skip(1)
+            .find(|p| p.extensions().get::<Entry>().is_some());
+        let parent = parent.and_then(|p| {
+            access::sync_otel_ids(&p, dispatch.as_ref());
+            access::lineage_in_scope(&p)
+        });
+        let Some(state) = SpanState::open(NewSpan {
+            client: self.client(),
+            span_name: name,
+            fields,
+            gen,
+            parent,
+            fn_name,
+        }) else {
             return;
         };
-        // The nearest ancestor this layer tracks (ordinary spans are skipped).
-        #[cfg(feature = "opentelemetry")]
-        if let Some(p) = span.scope().skip(1).find(|p| {
-            let e = p.extensions();
-            e.get::<SpanState>().is_some() || e.get::<Ended>().is_some()
-        }) {
-            sync_otel_ids(&p, self.otel_dispatch().as_ref());
-        }
-        let parent = span.scope().skip(1).find_map(|p| lineage(&p.extensions()));
-        let (trace_id, parent_span_id, parent_link) = match parent {
-            Some((t, s, l)) => (t, Some(s), l),
-            None => (SpanRecord::new_trace_id(), None, None),
-        };
-        if f.kind.is_none() && parent_link.is_none() {
-            return; // a GenAI span outside any interaction: ignored
-        }
-        if kind != Kind::Llm && kind != Kind::Tool {
-            gen = None;
-        }
-        let client = self.client();
-        let max = client.options().max_text_field_chars;
-        let name = f
-            .name
-            .take()
-            .unwrap_or_else(|| attrs.metadata().name().to_owned());
-        let mut input = f.input.take();
-        if let Some(i) = input.as_mut() {
-            cap_in_place(i, max);
-        }
-        let mut output = f.output.take();
-        if let Some(o) = output.as_mut() {
-            cap_in_place(o, max);
-        }
-        let mut properties = Vec::new();
-        let link = if let Some(remote) = parent_link
-            .as_ref()
-            .filter(|l| kind == Kind::Interaction && (l.remote || l.subagent.is_some()))
-        {
-            // Inside a request continuing another service's interaction:
-            // join it (same event) instead of beginning a new one.
-            let joined = remote.interaction.clone();
-            f.event_id = None;
-            if let Some(u) = f.user_id.take() {
-                joined.set_user_id(u);
-            }
-            if let Some(c) = f.convo_id.take() {
-                joined.set_convo_id(c);
-            }
-            if let Some(m) = f.model.take() {
-                joined.set_model(m);
-            }
-            for (k, v) in f.properties.drain(..) {
-                joined.set_property(k, v);
-            }
-            // A sub-agent's run is its own event: the interaction span
-            // finishes it when it ends (`remote` stays false).
-            Some(Link {
-                interaction: joined,
-                workflow: name.as_str().into(),
-                remote: remote.remote,
-                calls: genai::Calls::new(),
-                subagent: remote.subagent.clone(),
-            })
-        } else if kind == Kind::Interaction {
-            let event = f.event.take().unwrap_or_else(|| name.clone());
-            let mut b = Begin::new(f.user_id.take().unwrap_or_default(), event);
-            if let Some(e) = f.event_id.take() {
-                b = b.event_id(e);
-            }
-            if let Some(i) = &input {
-                b = b.input(i.clone());
-            }
-            if let Some(c) = f.convo_id.take() {
-                b = b.convo_id(c);
-            }
-            if let Some(m) = f.model.take() {
-                b = b.model(m);
-            }
-            for (k, v) in f.properties.drain(..) {
-                b = b.property(k, v);
-            }
-            // `begin` only validates and queues; it never blocks.
-            let interaction = client.begin(b).unwrap_or_else(|e| {
-                tracing::debug!(target: "raindrop", "interaction span `{name}`: {e}; not tracked");
-                Interaction::noop()
-            });
-            Some(Link {
-                interaction,
-                workflow: name.as_str().into(),
-                remote: false,
-                calls: genai::Calls::new(),
-                subagent: None,
-            })
-        } else {
-            properties = std::mem::take(&mut f.properties);
-            parent_link
-        };
-        let state = SpanState {
-            client: client.clone(),
-            kind,
-            name,
-            trace_id,
-            span_id: SpanRecord::new_span_id(),
-            parent_span_id,
-            start: SystemTime::now(),
-            started: Instant::now(),
-            input,
-            output,
-            error: f.error.take(),
-            event_error: None,
-            properties,
-            version: f.version,
-            link,
-            fn_name,
-            gen,
-        };
+        let max = state.max_chars();
         // `replace`, not `insert`: never panic, even if another layer raced us.
-        let _ = span.extensions_mut().replace(state);
-        sync_otel_ids(&span, self.otel_dispatch().as_ref());
+        let _ = span.extensions_mut().replace(Entry::Open(state));
+        access::sync_otel_ids(&span, dispatch.as_ref());
+        init::report_recorded(name, max);
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
@@ -623,11 +361,8 @@ where
             // swiftide's model, input, output and usage, onto its model span.
             if let Some(span) = ctx.event_span(event) {
                 let mut ext = span.extensions_mut();
-                if let Some(g) = ext
-                    .get_mut::<SpanState>()
-                    .and_then(|s| s.gen.as_deref_mut())
-                {
-                    event.record(g);
+                if let Some(state) = ext.get_mut::<Entry>().and_then(Entry::open_mut) {
+                    state.record_model_event(event);
                 }
             }
         }
@@ -639,16 +374,14 @@ where
         };
         for span in scope {
             let mut ext = span.extensions_mut();
-            let Some(state) = ext.get_mut::<SpanState>() else {
+            let Some(state) = ext.get_mut::<Entry>().and_then(Entry::open_mut) else {
                 continue;
             };
-            if state.event_error.is_none() {
+            state.note_error_event(|| {
                 let mut m = Message::default();
                 event.record(&mut m);
-                let mut text = m.0.unwrap_or_else(|| "ERROR event".to_owned());
-                cap_in_place(&mut text, state.max_chars());
-                state.event_error = Some(text);
-            }
+                m.0.unwrap_or_else(|| "ERROR event".to_owned())
+            });
             return;
         }
     }
@@ -665,12 +398,12 @@ where
         }
         let mut f = Fields::default();
         values.record(&mut f);
-        let update = {
+        let change = {
             let mut ext = span.extensions_mut();
-            let Some(state) = ext.get_mut::<SpanState>() else {
+            let Some(state) = ext.get_mut::<Entry>().and_then(Entry::open_mut) else {
                 return;
             };
-            if let Some(g) = state.gen.as_deref_mut() {
+            if let Some(g) = state.gen_mut() {
                 values.record(g);
             }
             if f.is_empty() {
@@ -678,8 +411,8 @@ where
             }
             state.apply(f)
         };
-        if let Some((i, f)) = update {
-            update_interaction(&i, f);
+        if let Some(c) = change {
+            c.send();
         }
     }
 
@@ -694,378 +427,17 @@ where
             return;
         }
         self.live.remove(&id);
-        sync_otel_ids(&span, self.otel_dispatch().as_ref());
-        let state = span.extensions_mut().remove::<SpanState>();
-        if let Some(state) = state {
-            complete(state);
-        }
-    }
-}
-
-/// Takes the ids of the OpenTelemetry span made for the same `tracing` span
-/// into its raindrop state (feature `opentelemetry`; see `crate::otel`).
-/// No extensions lock of the span may be held.
-#[cfg(feature = "opentelemetry")]
-pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
-    span: &tracing_subscriber::registry::SpanRef<'a, R>,
-    dispatch: Option<&Dispatch>,
-) {
-    let Some(d) = dispatch else {
-        return;
-    };
-    if span.extensions().get::<SpanState>().is_none() {
-        return;
-    }
-    if let Some((trace_id, span_id)) = crate::otel::ids(&span.id(), span.metadata(), d) {
-        if let Some(st) = span.extensions_mut().get_mut::<SpanState>() {
-            st.trace_id = trace_id;
-            st.span_id = span_id;
-        }
-    }
-}
-
-#[cfg(not(feature = "opentelemetry"))]
-#[inline(always)]
-pub(crate) fn sync_otel_ids<'a, R: LookupSpan<'a>>(
-    _: &tracing_subscriber::registry::SpanRef<'a, R>,
-    _: Option<&Dispatch>,
-) {
-}
-
-/// Ends a span: finishes its interaction (if it is one) and exports it.
-///
-/// The one way a raindrop span ends. It is reached from whichever comes
-/// first: the macro's function returning ([`complete_span`], which leaves an
-/// [`Ended`] marker for children created later under a span that lives on)
-/// or the span closing (`on_close`, for spans written by hand). The state is
-/// taken out of the span's extensions either way, so it runs once.
-pub(crate) fn complete(mut state: SpanState) {
-    genai::on_complete(&mut state);
-    let end = SystemTime::now();
-    let duration_ms = i64::try_from(state.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let error = state
-        .error
-        .clone()
-        .or_else(|| std::thread::panicking().then(|| "panicked".to_owned()));
-    if state.kind == Kind::Interaction {
-        // A joined remote interaction is finished by the service that began it.
-        if let Some(link) = state.link.as_ref().filter(|l| !l.remote) {
-            let i = &link.interaction;
-            if !i.is_noop() && i.user_id().filter(|u| !u.trim().is_empty()).is_none() {
-                diag::warn_no_user_id(&state.name, state.fn_name);
+        access::sync_otel_ids(&span, self.otel_dispatch().as_ref());
+        // Only an open entry is taken out (the others go with the span).
+        let entry = {
+            let mut ext = span.extensions_mut();
+            match ext.get_mut::<Entry>() {
+                Some(Entry::Open(_)) => ext.remove::<Entry>(),
+                _ => None,
             }
-            let mut finish = Finish::new();
-            if let Some(o) = &state.output {
-                finish = finish.output(o.clone());
-            }
-            if let Some(e) = &error {
-                finish = finish.error(e);
-            }
-            // Finished by hand already: the span's end is not a second finish.
-            if !link.interaction.is_finished() {
-                link.interaction.finish_with(finish);
-            }
-        }
-    }
-    let client = state.client.clone();
-    let error = error.or_else(|| state.event_error.clone());
-    let _ = client.export_span(to_record(state, end, duration_ms, error));
-}
-
-/// Builds the exported record, moving the span's strings into it.
-fn to_record(
-    mut s: SpanState,
-    end: SystemTime,
-    duration_ms: i64,
-    error: Option<String>,
-) -> SpanRecord {
-    type Attr = (Cow<'static, str>, AttributeValue);
-    let mut attrs: Vec<Attr> = Vec::with_capacity(16 + s.properties.len());
-    let mut push = |k: &'static str, v: AttributeValue| attrs.push((Cow::Borrowed(k), v));
-    push("traceloop.span.kind", s.kind.span_kind().into());
-    push("traceloop.entity.name", s.name.as_str().into());
-    if let Some(v) = s.version {
-        push("traceloop.entity.version", AttributeValue::Int(v));
-    }
-    let max = s.max_chars();
-    if let Some(l) = &s.link {
-        push("traceloop.workflow.name", (&*l.workflow).into());
-    }
-    if s.kind == Kind::Tool {
-        push("ai.operationId", "ai.toolCall".into());
-    }
-    if s.kind == Kind::Llm {
-        genai::llm_attributes(&mut s, &mut attrs, max);
-    } else if s.kind == Kind::Tool {
-        genai::tool_attributes(&s, &mut attrs);
-    }
-    let mut push = |k: &'static str, v: AttributeValue| attrs.push((Cow::Borrowed(k), v));
-    if let Some(i) = s.input.take() {
-        push("traceloop.entity.input", AttributeValue::String(i));
-    }
-    if let Some(o) = s.output.take() {
-        push("traceloop.entity.output", AttributeValue::String(o));
-    }
-    push(
-        "traceloop.entity.duration_ms",
-        AttributeValue::Int(duration_ms),
-    );
-    if let Some(l) = &s.link {
-        let i = &l.interaction;
-        if let Some(id) = i.event_id() {
-            push("ai.telemetry.metadata.raindrop.eventId", id.into());
-            push("traceloop.association.properties.event_id", id.into());
-        }
-        if let Some(u) = i.user_id() {
-            push("traceloop.association.properties.user_id", u.into());
-        }
-        if let Some(c) = i.convo_id() {
-            push("traceloop.association.properties.convo_id", c.into());
-        }
-        if let Some(e) = i.event_name() {
-            push("traceloop.association.properties.event", e.into());
-        }
-        if let Some(sub) = &l.subagent {
-            attrs.extend(sub.attributes());
-        }
-    }
-    const RESERVED: [&str; 4] = ["event_id", "user_id", "convo_id", "event"];
-    for (k, v) in &s.properties {
-        if RESERVED.contains(&k.as_str()) || v.is_null() {
-            continue;
-        }
-        let value = match v {
-            Value::String(t) => AttributeValue::String(truncate_text(t, max).into_owned()),
-            Value::Bool(b) => AttributeValue::Bool(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => AttributeValue::Int(i),
-                None => AttributeValue::Double(n.as_f64().unwrap_or_default()),
-            },
-            other => AttributeValue::String(truncate_text(&other.to_string(), max).into_owned()),
         };
-        attrs.push((
-            Cow::Owned(format!("traceloop.association.properties.{k}")),
-            value,
-        ));
-    }
-    SpanRecord {
-        trace_id: s.trace_id,
-        span_id: s.span_id,
-        parent_span_id: s.parent_span_id,
-        name: format!("{}.{}", s.name, s.kind.span_kind()),
-        start: s.start,
-        end,
-        status: match error {
-            Some(m) => SpanStatus::Error(m),
-            None => SpanStatus::Ok,
-        },
-        attributes: attrs,
-    }
-}
-
-/// Runs `f` on the registry of the current dispatcher, if it has one.
-fn with_registry<T>(dispatch: &Dispatch, f: impl FnOnce(&Registry) -> Option<T>) -> Option<T> {
-    dispatch.downcast_ref::<Registry>().and_then(f)
-}
-
-/// The interaction of span `id` or of its nearest interaction ancestor.
-fn interaction_of(reg: &Registry, id: &Id) -> Option<Interaction> {
-    let span = reg.span(id)?;
-    let found = span
-        .scope()
-        .find_map(|s| lineage(&s.extensions()).map(|(_, _, link)| link));
-    found.flatten().map(|l| l.interaction)
-}
-
-/// The interaction of the nearest enclosing interaction span, walking up from
-/// the current span through any ordinary spans; `None` when there is none.
-pub fn current_interaction() -> Option<Interaction> {
-    tracing::dispatcher::get_default(|d| {
-        let id = d.current_span().id()?.clone();
-        with_registry(d, |reg| interaction_of(reg, &id))
-    })
-}
-
-/// The trace and span ids of the nearest enclosing raindrop span (walking
-/// up through ordinary spans): the parent to give a
-/// [`ManualSpan`](raindrop_core::ManualSpan) or a
-/// [`ToolCall`](raindrop_core::ToolCall) recorded inside it. `None` outside
-/// raindrop spans.
-///
-/// ```
-/// use tracing_subscriber::prelude::*;
-/// let client = raindrop_core::Client::new(raindrop_core::ClientOptions::default()).unwrap();
-/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
-/// tracing::subscriber::with_default(subscriber, || {
-///     assert!(raindrop_tracing::current_span_context().is_none());
-///     let span = tracing::info_span!("step", raindrop.kind = "task");
-///     let _in = span.enter();
-///     assert!(raindrop_tracing::current_span_context().is_some());
-/// });
-/// ```
-pub fn current_span_context() -> Option<SpanContext> {
-    tracing::dispatcher::get_default(|d| {
-        let id = d.current_span().id()?.clone();
-        with_registry(d, |reg| {
-            let span = reg.span(&id)?;
-            span.scope().find_map(|s| {
-                lineage(&s.extensions())
-                    .map(|(trace_id, span_id, _)| SpanContext { trace_id, span_id })
-            })
-        })
-    })
-}
-
-/// Raindrop helpers on [`tracing::Span`].
-///
-/// The `set_*` methods hand their value to the raindrop layer directly, in
-/// the span's extensions (the way `tracing-opentelemetry`'s span extension
-/// reaches its layer): unlike `span.record("raindrop.input", ..)`, the value
-/// never becomes a span field, so no other layer (your log output, an
-/// OpenTelemetry exporter) sees it. They do nothing on a span no raindrop
-/// layer tracks.
-pub trait RaindropSpanExt {
-    /// The interaction of this span, or of its nearest interaction ancestor;
-    /// [`Interaction::noop`] when there is none (or no raindrop layer).
-    fn interaction(&self) -> Interaction;
-
-    /// Sets the span's input (an interaction's input, a task's or tool's
-    /// `traceloop.entity.input`).
-    fn set_input(&self, input: impl Into<String>);
-
-    /// Sets the span's output (an interaction's final answer).
-    fn set_output(&self, output: impl Into<String>);
-
-    /// Marks the span failed with `message` (an interaction finishes with it
-    /// as its error).
-    fn set_error(&self, message: impl Into<String>);
-
-    /// Sets one property: on an interaction span, of the event; on a task or
-    /// tool span, a `traceloop.association.properties.<key>` attribute.
-    fn set_property(&self, key: impl Into<String>, value: impl Into<Value>);
-}
-
-impl RaindropSpanExt for tracing::Span {
-    fn interaction(&self) -> Interaction {
-        self.with_subscriber(|(id, d)| with_registry(d, |reg| interaction_of(reg, id)))
-            .flatten()
-            .unwrap_or_else(Interaction::noop)
-    }
-
-    fn set_input(&self, input: impl Into<String>) {
-        let f = Fields {
-            input: Some(input.into()),
-            ..Fields::default()
-        };
-        apply_to_span(self, f);
-    }
-
-    fn set_output(&self, output: impl Into<String>) {
-        let f = Fields {
-            output: Some(output.into()),
-            ..Fields::default()
-        };
-        apply_to_span(self, f);
-    }
-
-    fn set_error(&self, message: impl Into<String>) {
-        let f = Fields {
-            error: Some(message.into()),
-            ..Fields::default()
-        };
-        apply_to_span(self, f);
-    }
-
-    fn set_property(&self, key: impl Into<String>, value: impl Into<Value>) {
-        let f = Fields {
-            properties: vec![(key.into(), value.into())],
-            ..Fields::default()
-        };
-        apply_to_span(self, f);
-    }
-}
-
-/// Applies `f` to the raindrop state of `span`, without recording anything
-/// on the span itself. Returns whether a raindrop layer tracks the span.
-pub(crate) fn apply_to_span(span: &tracing::Span, f: Fields) -> bool {
-    let update = span
-        .with_subscriber(|(id, d)| {
-            with_registry(d, |reg| {
-                let s = reg.span(id)?;
-                let mut ext = s.extensions_mut();
-                let state = ext.get_mut::<SpanState>()?;
-                Some(state.apply(f))
-            })
-        })
-        .flatten();
-    match update {
-        Some(Some((i, f))) => {
-            update_interaction(&i, f);
-            true
+        if let Some(Entry::Open(state)) = entry {
+            access::complete(state);
         }
-        Some(None) => true,
-        None => false,
-    }
-}
-
-/// The interaction of the nearest enclosing interaction span, or
-/// [`Interaction::noop`] when no interaction span is in scope. Never panics,
-/// never sends anything by itself.
-///
-/// When the current subscriber has no raindrop layer at all (or there is no
-/// subscriber), that is a setup mistake: it warns once per process, naming
-/// the fix (as a WARN under target `raindrop`, or on stderr when no
-/// subscriber would show it). Otherwise (no interaction span in scope, e.g.
-/// a spawned future that is not instrumented) it logs one DEBUG line.
-pub fn resume_interaction() -> Interaction {
-    current_interaction().unwrap_or_else(|| {
-        let cause = diag::cause_of_untracked(false);
-        if matches!(cause, diag::Cause::NoSubscriber | diag::Cause::NoLayer) {
-            diag::warn_untracked(
-                cause,
-                || "raindrop::resume_interaction() found no interaction (returning a no-op handle)".to_owned(),
-                None,
-            );
-        } else {
-            tracing::debug!(target: "raindrop", "resume_interaction(): no interaction span in scope (is the spawned future instrumented?); returning a no-op handle");
-        }
-        Interaction::noop()
-    })
-}
-
-/// `Some(max_text_field_chars)` when a raindrop layer tracks `span`.
-pub(crate) fn tracked_cap(span: &tracing::Span) -> Option<usize> {
-    span.with_subscriber(|(id, d)| {
-        with_registry(d, |reg| {
-            let s = reg.span(id)?;
-            let ext = s.extensions();
-            ext.get::<SpanState>().map(SpanState::max_chars)
-        })
-    })
-    .flatten()
-}
-
-/// Ends `span` now if a raindrop layer tracks it (at most once per span).
-pub(crate) fn complete_span(span: &tracing::Span) {
-    let state = span
-        .with_subscriber(|(id, d)| {
-            with_registry(d, |reg| {
-                let s = reg.span(id)?;
-                sync_otel_ids(&s, Some(d));
-                let mut ext = s.extensions_mut();
-                let state = ext.remove::<SpanState>()?;
-                // The span may outlive the function: keep what later
-                // children need to link to it.
-                let _ = ext.replace(Ended {
-                    trace_id: state.trace_id,
-                    span_id: state.span_id,
-                    link: state.link.clone(),
-                });
-                Some(state)
-            })
-        })
-        .flatten();
-    if let Some(state) = state {
-        complete(state);
     }
 }

@@ -65,8 +65,9 @@ use tracing::{Instrument, Span};
 
 use raindrop_core::Interaction;
 
+use crate::access::{apply_to_span, complete_span, tracked_cap};
 use crate::fields::Fields;
-use crate::layer::{apply_to_span, complete_span, genai, tracked_cap};
+use crate::genai;
 use crate::llm_attrs::{self, message, text_of, BodyUsage};
 
 /// The default bound on the bytes of one call kept for parsing (request
@@ -185,7 +186,7 @@ impl Middleware for LlmCaptureMiddleware {
             return next.run(req, extensions).await;
         };
         // Outside an interaction: nothing to record, nothing to parse.
-        let Some(interaction) = crate::current_interaction() else {
+        let Some(interaction) = crate::access::interaction_in_scope() else {
             return next.run(req, extensions).await;
         };
         // A streaming body has no bytes to read; a body over the bound is

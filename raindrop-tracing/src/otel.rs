@@ -17,7 +17,6 @@
 
 use tracing::span::Id;
 use tracing::{Dispatch, Metadata};
-use tracing_subscriber::registry::{LookupSpan, Registry};
 
 /// The OpenTelemetry (trace id, span id) of span `id`, if dispatcher `d`
 /// has an OpenTelemetry layer that tracks it. `meta` guards against a
@@ -29,11 +28,8 @@ pub(crate) fn ids(
     d: &Dispatch,
 ) -> Option<([u8; 16], [u8; 8])> {
     use opentelemetry::trace::TraceContextExt as _;
-    let same = d
-        .downcast_ref::<Registry>()
-        .and_then(|r| r.span(id))
-        .is_some_and(|s| std::ptr::eq(s.metadata(), meta));
-    if !same {
+    let same = crate::access::on_span(d, id, |s| Some(std::ptr::eq(s.metadata(), meta)));
+    if same != Some(true) {
         return None;
     }
     let cx = tracing_opentelemetry::get_otel_context(id, d)?;

@@ -107,7 +107,7 @@
 //! use tracing_subscriber::prelude::*;
 //!
 //! let client = Client::new(ClientOptions::default()).unwrap();
-//! let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+//! let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer_for(&client));
 //! tracing::subscriber::with_default(subscriber, || {
 //!     // Service A: an interaction calls B.
 //!     let chat = tracing::info_span!("chat", raindrop.kind = "interaction", raindrop.user_id = "u-1");
@@ -128,6 +128,9 @@
 //! });
 //! ```
 
+use crate::access::{find_in_scope, lineage_in_scope, sync_otel_ids};
+use crate::layer::RaindropLayer;
+use crate::state::{Lineage, Link};
 use http::{HeaderMap, HeaderValue};
 pub use raindrop_core::propagation::{
     CarrierGrant, CarrierRefusal, CarrierTrust, InteractionBaggage, TraceParent, REPLAY_WINDOW,
@@ -135,9 +138,6 @@ pub use raindrop_core::propagation::{
 };
 use raindrop_core::propagation::{BAGGAGE, TRACEPARENT};
 use raindrop_core::Client;
-use tracing_subscriber::registry::{LookupSpan, Registry};
-
-use crate::layer::{lineage, sync_otel_ids, Ended, Link, RaindropLayer, SpanState};
 
 /// The context of a raindrop span as it travels to another service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,35 +201,40 @@ pub fn current_context() -> Option<SpanContext> {
 /// The context of the nearest raindrop span at or above `span`.
 pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
     span.with_subscriber(|(id, d)| {
-        let reg = d.downcast_ref::<Registry>()?;
-        let span = reg.span(id)?;
-        let nearest = span.scope().find(|s| lineage(&s.extensions()).is_some())?;
-        sync_otel_ids(&nearest, Some(d));
-        let found = lineage(&nearest.extensions());
-        found
+        find_in_scope(d, id, |s| {
+            lineage_in_scope(s)?;
+            sync_otel_ids(s, Some(d));
+            lineage_in_scope(s)
+        })
     })
     .flatten()
-    .map(|(trace_id, span_id, link)| {
-        let (sampled, baggage) = match link {
-            Some(l) => {
-                let i = &l.interaction;
-                let b = InteractionBaggage {
-                    event_id: i.event_id().map(str::to_owned),
-                    user_id: i.user_id(),
-                    convo_id: i.convo_id(),
-                    event: i.event_name(),
-                };
-                (i.is_noop() || i.is_sampled(), b)
+    .map(
+        |Lineage {
+             trace_id,
+             span_id,
+             link,
+         }| {
+            let (sampled, baggage) = match link {
+                Some(l) => {
+                    let i = &l.interaction;
+                    let b = InteractionBaggage {
+                        event_id: i.event_id().map(str::to_owned),
+                        user_id: i.user_id(),
+                        convo_id: i.convo_id(),
+                        event: i.event_name(),
+                    };
+                    (i.is_noop() || i.is_sampled(), b)
+                }
+                None => (true, InteractionBaggage::default()),
+            };
+            SpanContext {
+                trace_id,
+                span_id,
+                sampled,
+                baggage,
             }
-            None => (true, InteractionBaggage::default()),
-        };
-        SpanContext {
-            trace_id,
-            span_id,
-            sampled,
-            baggage,
-        }
-    })
+        },
+    )
 }
 
 /// Writes the current raindrop span's context into `headers` (see the
@@ -364,7 +369,7 @@ pub fn extract(headers: &HeaderMap) -> Option<RemoteContext> {
 /// use tracing_subscriber::prelude::*;
 ///
 /// let client = Client::new(ClientOptions::default()).unwrap();
-/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer_for(&client));
 /// let mut h = http::HeaderMap::new();
 /// h.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
 /// h.insert("baggage", "raindrop.event_id=e-1".parse().unwrap());
@@ -464,41 +469,24 @@ impl RemoteContext {
     /// for the request, declaring `raindrop.kind = tracing::field::Empty`)
     /// continue this context. Returns whether a raindrop layer took it.
     pub fn continue_in(&self, span: &tracing::Span) -> bool {
-        let took = span
-            .with_subscriber(|(id, d)| {
-                let client = d.downcast_ref::<RaindropLayer>()?.client();
-                let reg = d.downcast_ref::<Registry>()?;
-                let s = reg.span(id)?;
-                let grant = CarrierGrant {
-                    delegate_finish: self.finish_delegated,
-                };
-                let link = client
-                    .join_remote(&self.baggage, grant)
-                    .map(|interaction| Link {
-                        workflow: self
-                            .baggage
-                            .event
-                            .as_deref()
-                            .unwrap_or("interaction")
-                            .into(),
-                        interaction,
-                        remote: true,
-                        calls: crate::layer::genai::Calls::new(),
-                        subagent: None,
-                    });
-                let mut ext = s.extensions_mut();
-                if ext.get_mut::<SpanState>().is_some() || ext.get_mut::<Ended>().is_some() {
-                    return None; // already a raindrop span
-                }
-                let _ = ext.replace(Ended {
-                    trace_id: self.parent.trace_id,
-                    span_id: self.parent.parent_span_id,
-                    link,
+        let lineage = |client: Client| {
+            let grant = CarrierGrant {
+                delegate_finish: self.finish_delegated,
+            };
+            let workflow = self.baggage.event.as_deref().unwrap_or("interaction");
+            let link = client
+                .join_remote(&self.baggage, grant)
+                .map(|interaction| Link {
+                    remote: true,
+                    ..Link::new(interaction, workflow)
                 });
-                Some(())
-            })
-            .flatten()
-            .is_some();
+            Lineage {
+                trace_id: self.parent.trace_id,
+                span_id: self.parent.parent_span_id,
+                link,
+            }
+        };
+        let took = crate::access::continue_remote(span, lineage, |_| {});
         #[cfg(feature = "opentelemetry")]
         crate::otel::set_remote_parent(span, &self.parent);
         took

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 pub use futures_core::Stream;
 use tracing::Span;
 
+use crate::access::{apply_to_span, complete_span, tracked_cap};
 use crate::fields::Fields;
-use crate::layer::{apply_to_span, complete_span, tracked_cap};
 
 /// A stream item that carries text (and perhaps an error).
 pub trait TextChunk {
@@ -170,7 +170,7 @@ impl<S: Stream, F> TextStream<S, F> {
         }
         apply_to_span(&self.span, f);
         if let Some(d) = self.first {
-            crate::layer::genai::set_time_to_first_chunk(&self.span, d);
+            crate::genai::set_time_to_first_chunk(&self.span, d);
         }
         complete_span(&self.span);
     }

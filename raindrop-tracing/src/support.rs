@@ -5,47 +5,52 @@ use std::fmt;
 use serde::Serialize;
 use tracing::Span;
 
+use crate::access::{apply_to_span, complete_span_with};
 use crate::diag;
 use crate::fields::Fields;
-use crate::layer::{apply_to_span, clear_pending_init, set_pending_init, SpanInit};
+use crate::init::{Opening, SpanInit};
 
-/// `Some(max_text_field_chars)` when a raindrop layer tracks `span`
-/// (`None` for a disabled span): the cap of what is captured for it.
-#[inline]
-pub fn tracked(span: &Span) -> Option<usize> {
-    if span.is_disabled() {
-        None
-    } else {
-        crate::layer::tracked_cap(span)
+/// Holds the side channel to the raindrop layer open while the macro
+/// creates its span: create it just before `span!`, [`close`](Self::close)
+/// it right after. The layer answers through it whether it records the span,
+/// so no span lookup is needed for that.
+#[derive(Debug)]
+pub struct SpanOpening(Opening);
+
+impl SpanOpening {
+    /// For a task or tool span named `span_name`.
+    #[inline]
+    pub fn new(span_name: &'static str) -> Self {
+        SpanOpening(Opening::new(span_name, None))
     }
-}
 
-/// Hands the interaction's user, conversation, event name and event id to
-/// the raindrop layer for the span about to be created (named `span_name`),
-/// outside the span's fields. Call [`end_init`] right after creating it.
-#[inline]
-pub fn begin_init(
-    span_name: &'static str,
-    fn_name: &'static str,
-    user_id: Option<String>,
-    convo_id: Option<String>,
-    event: Option<String>,
-    event_id: Option<String>,
-) {
-    set_pending_init(SpanInit {
-        span_name,
-        fn_name,
-        user_id,
-        convo_id,
-        event,
-        event_id,
-    });
-}
+    /// For an interaction span: hands its user, conversation, event name
+    /// and event id to the layer, outside the span's fields.
+    #[inline]
+    pub fn interaction(
+        span_name: &'static str,
+        fn_name: &'static str,
+        user_id: Option<String>,
+        convo_id: Option<String>,
+        event: Option<String>,
+        event_id: Option<String>,
+    ) -> Self {
+        let init = SpanInit {
+            fn_name,
+            user_id,
+            convo_id,
+            event,
+            event_id,
+        };
+        SpanOpening(Opening::new(span_name, Some(init)))
+    }
 
-/// Forgets an init no raindrop layer took.
-#[inline]
-pub fn end_init() {
-    clear_pending_init();
+    /// `Some(max_text_field_chars)` when a raindrop layer records the span
+    /// (`None` for a disabled span): the cap of what is captured for it.
+    #[inline]
+    pub fn close(self) -> Option<usize> {
+        self.0.close()
+    }
 }
 
 /// The text of a macro argument's value (`user_id = ..`), capped at
@@ -518,45 +523,53 @@ pub fn record_input(span: &Span, buf: Capped) {
     apply_to_span(span, f);
 }
 
-/// Hands the captured output to the raindrop layer. A null value (`()`,
-/// `None`) is no output, so an interaction's model calls can fill it.
-pub fn record_output(span: &Span, buf: Capped) {
-    if buf.null {
-        return;
+/// How the function ended, recorded when its span ends.
+#[derive(Debug, Default)]
+pub struct Outcome(Option<Fields>);
+
+impl Outcome {
+    /// The captured output. A null value (`()`, `None`) is no output, so
+    /// an interaction's model calls can fill it.
+    #[inline]
+    pub fn output(buf: Capped) -> Self {
+        if buf.null {
+            return Outcome(None);
+        }
+        Outcome(Some(Fields {
+            output: Some(buf.into_text()),
+            ..Fields::default()
+        }))
     }
-    let f = Fields {
-        output: Some(buf.into_text()),
-        ..Fields::default()
-    };
-    apply_to_span(span, f);
+
+    /// The function failed with `message`.
+    #[inline]
+    pub fn error(message: String) -> Self {
+        Outcome(Some(Fields {
+            error: Some(message),
+            ..Fields::default()
+        }))
+    }
 }
 
-/// Marks the span failed (in the raindrop layer's state only).
-pub fn record_error(span: &Span, message: String) {
-    let f = Fields {
-        error: Some(message),
-        ..Fields::default()
-    };
-    apply_to_span(span, f);
-}
-
-/// Ends a macro span at function return, or with an error when dropped
-/// while panicking (or, for futures, when cancelled).
+/// Ends a macro span at function return (with its [`Outcome`]), or with an
+/// error when dropped while panicking (or, for futures, when cancelled):
+/// one visit to the span's state either way.
 pub struct SpanGuard<'a> {
     span: &'a Span,
     on: bool,
-    done: bool,
+    outcome: Option<Outcome>,
     sync: bool,
 }
 
 impl<'a> SpanGuard<'a> {
-    /// A guard for `span`; `on`: whether [`tracked`] returned `Some` for it.
+    /// A guard for `span`; `on`: whether [`SpanOpening::close`] returned
+    /// `Some` for it.
     #[inline]
     pub fn new(span: &'a Span, on: bool) -> Self {
         SpanGuard {
             span,
             on,
-            done: false,
+            outcome: None,
             sync: false,
         }
     }
@@ -569,15 +582,15 @@ impl<'a> SpanGuard<'a> {
         SpanGuard {
             span,
             on,
-            done: false,
+            outcome: None,
             sync: true,
         }
     }
 
-    /// The function returned normally: end the span now.
+    /// The function returned normally: end the span now, with `outcome`.
     #[inline]
-    pub fn done(mut self) {
-        self.done = true;
+    pub fn done(mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
     }
 }
 
@@ -586,14 +599,13 @@ impl Drop for SpanGuard<'_> {
         if !self.on {
             return;
         }
-        if !self.done {
-            if std::thread::panicking() {
-                record_error(self.span, "panicked".to_owned());
-            } else if !self.sync {
-                record_error(self.span, "cancelled".to_owned());
-            }
-        }
-        crate::layer::complete_span(self.span);
+        let last = match self.outcome.take() {
+            Some(o) => o.0,
+            None if std::thread::panicking() => Outcome::error("panicked".to_owned()).0,
+            None if !self.sync => Outcome::error("cancelled".to_owned()).0,
+            None => None,
+        };
+        complete_span_with(self.span, last);
     }
 }
 

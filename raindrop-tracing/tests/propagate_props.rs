@@ -112,7 +112,7 @@ proptest! {
         bg in baggage_bytes(),
     ) {
         let client = Client::new(ClientOptions::default()).unwrap(); // disabled: no key
-        let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+        let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer_for(&client));
         tracing::subscriber::with_default(subscriber, || {
             let h = headers(&[tp], &[bg]);
             if let Some(remote) = propagate::extract(&h) {

@@ -72,7 +72,7 @@ async fn main() -> Result<(), raindrop::Error> {
     let guard = raindrop::init(ClientOptions::from_env());
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer()) // your existing layers
-        .with(raindrop::layer()) // + Raindrop (the client of `init`, before or after it)
+        .with(raindrop::global_layer()) // + Raindrop (the client of `init`, before or after it)
         .init();
 
     let answer = chat("user-42".into(), "rust tracing".into()).await;

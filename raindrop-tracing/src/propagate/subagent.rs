@@ -1,15 +1,11 @@
 //! Detached sub-agents over HTTP and `tracing` (see
 //! [`raindrop_core::handoff`] for the carrier and its trust rules).
 
-use std::sync::Arc;
-
+use crate::state::{Lineage, Link};
 use http::{HeaderMap, HeaderValue};
 use raindrop_core::handoff::{Handoff, HandoffError, Subagent};
 use raindrop_core::propagation::{CarrierRefusal, CarrierTrust};
 use raindrop_core::Client;
-use tracing_subscriber::registry::{LookupSpan, Registry};
-
-use crate::layer::{Ended, Link, RaindropLayer, SpanState};
 
 /// Launches a detached sub-agent from the current interaction (see
 /// [`Interaction::subagent`](raindrop_core::Interaction::subagent)): the
@@ -21,7 +17,7 @@ use crate::layer::{Ended, Link, RaindropLayer, SpanState};
 /// use tracing_subscriber::prelude::*;
 ///
 /// let client = Client::new(ClientOptions::default().write_key("k").endpoint("http://127.0.0.1:9")).unwrap();
-/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+/// let subscriber = tracing_subscriber::registry().with(raindrop_tracing::layer_for(&client));
 /// tracing::subscriber::with_default(subscriber, || {
 ///     assert!(raindrop_tracing::propagate::subagent("writer").is_none());
 ///     let turn = tracing::info_span!("chat", raindrop.kind = "interaction", raindrop.user_id = "u-1");
@@ -33,7 +29,7 @@ use crate::layer::{Ended, Link, RaindropLayer, SpanState};
 /// ```
 pub fn subagent(name: impl Into<String>) -> Option<Handoff> {
     let cx = super::current_context()?;
-    let interaction = crate::layer::current_interaction()?;
+    let interaction = crate::access::interaction_in_scope()?;
     interaction.subagent_in(Some((cx.trace_id, cx.span_id)), name)
 }
 
@@ -79,27 +75,16 @@ struct HeldRun(#[allow(dead_code)] Subagent);
 pub fn subagent_span(run: &Subagent) -> tracing::Span {
     let span = tracing::info_span!("raindrop.subagent", raindrop.kind = tracing::field::Empty);
     let link = run.link().clone();
-    span.with_subscriber(|(id, d)| {
-        d.downcast_ref::<RaindropLayer>()?;
-        let reg = d.downcast_ref::<Registry>()?;
-        let s = reg.span(id)?;
-        let mut ext = s.extensions_mut();
-        if ext.get_mut::<SpanState>().is_some() || ext.get_mut::<Ended>().is_some() {
-            return None;
-        }
-        let _ = ext.replace(Ended {
-            trace_id: link.trace_id(),
-            span_id: link.dispatch_span_id(),
-            link: Some(Link {
-                interaction: run.interaction().clone(),
-                workflow: Arc::from(link.name()),
-                remote: false,
-                calls: crate::layer::genai::Calls::new(),
-                subagent: Some(link.clone()),
-            }),
-        });
+    let lineage = |_| Lineage {
+        trace_id: link.trace_id(),
+        span_id: link.dispatch_span_id(),
+        link: Some(Link {
+            subagent: Some(link.clone()),
+            ..Link::new(run.interaction().clone(), link.name())
+        }),
+    };
+    crate::access::continue_remote(&span, lineage, |ext| {
         let _ = ext.replace(HeldRun(run.clone()));
-        Some(())
     });
     #[cfg(feature = "opentelemetry")]
     crate::otel::set_remote_parent(
@@ -123,7 +108,7 @@ pub(crate) fn handoff_span(headers: &HeaderMap, trust: CarrierTrust) -> Option<t
         return None;
     }
     let client = tracing::dispatcher::get_default(|d| {
-        d.downcast_ref::<RaindropLayer>()
+        d.downcast_ref::<crate::layer::RaindropLayer>()
             .map(|l| l.client().clone())
     });
     let run = match (&parsed, client) {
