@@ -80,7 +80,9 @@ impl PortableTool for Add {
 pub fn agent(base_url: &str) -> Agent {
     let model = OpenAIConfig::new("sk-mock")
         .with_base_url(base_url)
-        .connect(openai_mock::Http::default())
+        // rig's own reqwest client (rig-core's `reqwest` feature): the same
+        // reqwest 0.13 and rustls as the SDK's.
+        .client()
         .chat("gpt-mock");
     AgentBuilder::new(model)
         .name("math-helper")

@@ -1,6 +1,6 @@
 //! A `reqwest-middleware` middleware injecting the current context into each
-//! request (feature `reqwest-middleware`, for `reqwest-middleware` 0.4 with
-//! `reqwest` 0.12).
+//! request (feature `reqwest-middleware`, for `reqwest-middleware` 0.5 with
+//! `reqwest` 0.13).
 
 use reqwest_middleware::reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
