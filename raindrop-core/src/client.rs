@@ -119,7 +119,7 @@ impl Client {
         let tls = validate::tls(&options)?;
         // Other reqwest 0.13 clients of the process (rig's, genai's) find
         // ring installed rather than panicking for want of a provider.
-        crate::worker::tls::install_default_provider();
+        crate::install_tls_provider();
 
         let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
             if p.is_empty() {

@@ -41,6 +41,7 @@
 //! ```
 //! use reqwest_middleware::{reqwest, ClientBuilder};
 //! use raindrop_tracing::llm_http::LlmCaptureMiddleware;
+//! # raindrop_core::install_tls_provider(); // what `raindrop::init` does
 //!
 //! let client = ClientBuilder::new(reqwest::Client::new())
 //!     .with(LlmCaptureMiddleware::new())

@@ -18,13 +18,24 @@ fn ring() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Makes ring rustls's process-wide provider when none is installed yet.
+/// Makes ring rustls's process-wide crypto provider, unless one is
+/// installed already (that one is kept).
 ///
-/// A reqwest 0.13 client built without a provider of its own (reqwest's
-/// `rustls-no-provider`, which the SDK enables; rig's and genai's shared
-/// clients when their `rustls` feature is off) uses the installed one, and
-/// panics when there is none. A provider installed before is kept.
-pub(crate) fn install_default_provider() {
+/// The SDK is on reqwest 0.13 with rustls and its `rustls-no-provider`
+/// feature (reqwest's default provider, aws-lc-rs, is a second and larger
+/// C build beside ring). A reqwest 0.13 client that names no provider of its
+/// own uses the installed one, and panics when building if there is none:
+/// yours, when no crate of your build enables reqwest's `rustls` feature,
+/// or rig's and genai's shared clients with their `rustls` feature off.
+/// [`Client::new`](crate::Client::new) (so `raindrop::init`) calls this;
+/// call it yourself if you build such a client before.
+///
+/// ```
+/// raindrop_core::install_tls_provider();
+/// let http = reqwest::Client::new();
+/// # drop(http);
+/// ```
+pub fn install_tls_provider() {
     if CryptoProvider::get_default().is_none() {
         // Losing a race to another installer is fine: one is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -23,6 +23,7 @@
 //! use raindrop_tracing::llm_http::tower::LlmCaptureLayer;
 //! use tower_layer::{Layer, Stack};
 //!
+//! # raindrop_core::install_tls_provider(); // what `raindrop::init` does
 //! // What `tower::ServiceBuilder::new().layer(..).layer(..).service(..)` builds.
 //! let layers = Stack::new(OpenAIRetryLayer::default(), LlmCaptureLayer::new());
 //! let service = layers.layer(ReqwestService::new(reqwest_middleware::reqwest::Client::new()));

@@ -13,6 +13,7 @@ use reqwest_middleware::{Middleware, Next, Result};
 ///
 /// ```
 /// use reqwest_middleware::{reqwest, ClientBuilder};
+/// # raindrop_core::install_tls_provider(); // what `raindrop::init` does
 /// let client = ClientBuilder::new(reqwest::Client::new())
 ///     .with(raindrop_tracing::propagate::reqwest_middleware::InjectMiddleware)
 ///     .build();
