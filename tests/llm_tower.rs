@@ -87,11 +87,22 @@ async fn chat(State(received): State<Received>, headers: HeaderMap, body: String
         .unwrap()
 }
 
+async fn failing() -> Response {
+    Response::builder()
+        .status(500)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"error":{"message":"the model is down","type":"server_error","param":null,"code":null}}"#,
+        ))
+        .unwrap()
+}
+
 /// The mock model server on 127.0.0.1, its runtime on its own thread.
 fn start_mock() -> (SocketAddr, Received) {
     let received = Received::default();
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/e500/v1/chat/completions", post(failing))
         .with_state(received.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -111,9 +122,9 @@ fn start_mock() -> (SocketAddr, Received) {
 
 /// An async-openai client on the mock; with `layer`, its tower stack has
 /// the capture layer (the only difference between the two).
-fn openai(addr: SocketAddr, layer: Option<LlmCaptureLayer>) -> async_openai::Client<OpenAIConfig> {
+fn openai(base: &str, layer: Option<LlmCaptureLayer>) -> async_openai::Client<OpenAIConfig> {
     let config = OpenAIConfig::new()
-        .with_api_base(format!("http://{addr}/v1"))
+        .with_api_base(base)
         .with_api_key(API_KEY);
     let transport = ReqwestService::new(reqwest::Client::new());
     let client = async_openai::Client::with_config(config);
@@ -201,13 +212,14 @@ fn run(layer: LlmCaptureLayer, stream: bool) -> (Capture, Vec<Value>, Vec<Value>
         .unwrap();
     let (without, with) = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), async {
-            let without = call(&openai(addr, None), stream).await;
+            let base = format!("http://{addr}/v1");
+            let without = call(&openai(&base, None), stream).await;
             let span = tracing::info_span!(
                 "ask",
                 raindrop.kind = "interaction",
                 raindrop.user_id = "user-1",
             );
-            let with = call(&openai(addr, Some(layer)), stream)
+            let with = call(&openai(&base, Some(layer)), stream)
                 .instrument(span)
                 .await;
             (without, with)
@@ -323,4 +335,49 @@ fn stream_usage_is_asked_for_only_when_opted_in() {
     let span = llm_span(&cap);
     assert_eq!(attr_int(&span, "gen_ai.usage.input_tokens"), Some(11));
     assert_eq!(attr_int(&span, "gen_ai.usage.output_tokens"), Some(5));
+}
+
+#[test]
+fn a_server_error_ends_the_span_with_it_and_the_client_sees_the_same_error() {
+    let _serial = serial();
+    let cap = Capture::start(vec![]);
+    let c = Client::new(
+        ClientOptions::default()
+            .write_key("rk_test_llm_tower")
+            .endpoint(cap.endpoint())
+            .upload_interval(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let (addr, _received) = start_mock();
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
+    let _default = tracing::subscriber::set_default(sub);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = format!("http://{addr}/e500/v1");
+    let (without, with) = rt.block_on(async {
+        let without = openai(&base, None).chat().create(request(false)).await;
+        let span = tracing::info_span!(
+            "ask",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "user-1",
+        );
+        let with = openai(&base, Some(LlmCaptureLayer::new()))
+            .chat()
+            .create(request(false))
+            .instrument(span)
+            .await;
+        (without, with)
+    });
+    let (without, with) = (without.unwrap_err(), with.unwrap_err());
+    assert_eq!(with.to_string(), without.to_string());
+    assert!(with.to_string().contains("the model is down"), "{with}");
+    assert!(c.flush(Duration::from_secs(20)), "flush timed out");
+    let s = llm_span(&cap);
+    assert_eq!(s["status"]["code"], 2, "an error: {s:#?}");
+    assert_eq!(
+        attr_int(&s, "traceloop.association.properties.http.status_code"),
+        Some(500)
+    );
 }
