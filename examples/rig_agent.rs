@@ -17,6 +17,12 @@
 //! starts on 127.0.0.1 (deterministic answers: a call of the `add` tool, then
 //! the answer), so it runs offline; with no `RAINDROP_WRITE_KEY` what
 //! Raindrop would receive goes to a local file, and the example prints the tree.
+//!
+//! rig sends with its own reqwest client (rig-core's `reqwest` feature), on
+//! the same reqwest 0.13 and rustls as the SDK. With rig-core's default
+//! `rustls` feature off (`default-features = false, features = ["reqwest",
+//! "derive"]`) the build has one crypto provider too, ring, which
+//! `raindrop::init` installs; with it on, reqwest also builds aws-lc-rs.
 
 mod common;
 #[path = "common/openai_mock.rs"]
@@ -80,7 +86,9 @@ impl PortableTool for Add {
 pub fn agent(base_url: &str) -> Agent {
     let model = OpenAIConfig::new("sk-mock")
         .with_base_url(base_url)
-        .connect(openai_mock::Http::default())
+        // rig's own reqwest client (rig-core's `reqwest` feature): the same
+        // reqwest 0.13 and rustls as the SDK's.
+        .client()
         .chat("gpt-mock");
     AgentBuilder::new(model)
         .name("math-helper")

@@ -152,11 +152,14 @@
 //! * `tower`: `propagate::tower::PropagationLayer`, a server continuing
 //!   its callers' traces and interactions (see [`propagate`]).
 //! * `reqwest-middleware`: `propagate::reqwest_middleware::InjectMiddleware`
-//!   (reqwest-middleware 0.4, reqwest 0.12), sending the current context on
+//!   (reqwest-middleware 0.5, reqwest 0.13), sending the current context on
 //!   every request.
-//! * `llm-http`: `llm_http::LlmCaptureMiddleware` (reqwest-middleware 0.4),
+//! * `llm-http`: `llm_http::LlmCaptureMiddleware` (reqwest-middleware 0.5),
 //!   recording OpenAI Chat Completions / Responses and Anthropic Messages
 //!   calls, streamed or not, as LLM spans of the current interaction.
+//! * `llm-tower` (implies `llm-http`): `llm_http::tower::LlmCaptureLayer`,
+//!   the same capture as a tower layer for async-openai 0.43's `middleware`
+//!   feature (`Client::with_http_service`).
 //! * `opentelemetry`: with `tracing-opentelemetry` 0.34 (`opentelemetry`
 //!   0.33) in the same subscriber, raindrop spans use its spans' trace and
 //!   span ids.
@@ -266,8 +269,9 @@ pub mod propagation {
     pub type CarrierKey = core::CarrierKey;
 }
 
-/// Model calls of any reqwest-middleware 0.4 client recorded as LLM spans
-/// (see the `raindrop-tracing` crate's `llm_http` module).
+/// Model calls of any reqwest-middleware 0.5 client, and of async-openai's
+/// tower stack (`llm-tower`), recorded as LLM spans (see the
+/// `raindrop-tracing` crate's `llm_http` module).
 #[cfg(feature = "llm-http")]
 pub use raindrop_tracing::llm_http;
 

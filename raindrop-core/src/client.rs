@@ -118,6 +118,9 @@ impl Client {
         let endpoint = endpoint::normalise_endpoint(&options.endpoint)?;
         options.endpoint = endpoint.to_string();
         let tls = endpoint::tls(&options)?;
+        // Other reqwest 0.13 clients of the process (rig's, genai's) find
+        // ring installed rather than panicking for want of a provider.
+        crate::install_tls_provider();
         // One copy, shared by the client and its worker.
         let options = Arc::new(options);
 

@@ -41,7 +41,7 @@ pub(crate) fn warn_if_plain_http(url: &reqwest::Url) {
 #[derive(Clone, Default)]
 pub(crate) struct Tls {
     pub(crate) roots: crate::TlsRoots,
-    pub(crate) extra: Vec<reqwest::Certificate>,
+    pub(crate) extra: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 pub(crate) fn tls(options: &crate::ClientOptions) -> Result<Tls, Error> {
@@ -57,10 +57,13 @@ pub(crate) fn tls(options: &crate::ClientOptions) -> Result<Tls, Error> {
     }
     let mut extra = Vec::new();
     for (i, pem) in options.ca_certificates.iter().enumerate() {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::Config {
-            field: "ca_certificates",
-            reason: format!("entry {i} is not a PEM certificate: {e}"),
-        })?;
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Config {
+                field: "ca_certificates",
+                reason: format!("entry {i} is not a PEM certificate: {e}"),
+            })?;
         if certs.is_empty() {
             return Err(Error::Config {
                 field: "ca_certificates",

@@ -91,6 +91,7 @@ pub use properties::Properties;
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
 pub use stats::{DropReason, ItemKind, Stats};
+pub use worker::tls::install_tls_provider;
 
 /// The character cap's marker, appended to text cut at `max_text_field_chars`.
 pub const TRUNCATION_MARKER: &str = worker::wire::TRUNCATION_MARKER;

@@ -1,6 +1,6 @@
 //! Model calls captured at the HTTP level (feature `llm-http`): a
-//! `reqwest-middleware` 0.4 middleware that records OpenAI Chat Completions,
-//! OpenAI Responses and Anthropic Messages calls made with any reqwest 0.12
+//! `reqwest-middleware` 0.5 middleware that records OpenAI Chat Completions,
+//! OpenAI Responses and Anthropic Messages calls made with any reqwest 0.13
 //! client, streamed (SSE) or not, as LLM spans of the current interaction.
 //!
 //! Inside an interaction span, a `POST` to a path ending in
@@ -20,6 +20,9 @@
 //!
 //! Each pass through the middleware is one call: placed after a retry
 //! middleware, every attempt is its own LLM span.
+//!
+//! With the `llm-tower` feature, [`tower::LlmCaptureLayer`] does the same
+//! in async-openai's tower stack.
 //!
 //! What the middleware never does:
 //! * change the request: headers and body bytes go out as given (unless you
@@ -44,6 +47,7 @@
 //! ```
 //! use reqwest_middleware::{reqwest, ClientBuilder};
 //! use raindrop_tracing::llm_http::LlmCaptureMiddleware;
+//! # raindrop_core::install_tls_provider(); // what `raindrop::init` does
 //!
 //! let client = ClientBuilder::new(reqwest::Client::new())
 //!     .with(LlmCaptureMiddleware::new())
@@ -69,6 +73,9 @@ use crate::access::{apply_to_span, complete_span, tracked_cap};
 use crate::fields::Fields;
 use crate::genai;
 use crate::llm_attrs::{self, message, text_of, BodyUsage};
+
+#[cfg(feature = "llm-tower")]
+pub mod tower;
 
 /// The default bound on the bytes of one call kept for parsing (request
 /// body, response body or stream).
@@ -182,13 +189,39 @@ impl Middleware for LlmCaptureMiddleware {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
-        let Some(api) = Api::of(&req) else {
+        let Some(call) = self.begin(&mut req) else {
             return next.run(req, extensions).await;
         };
+        let result = next.run(req, extensions).instrument(call.span()).await;
+        match result {
+            Ok(resp) => Ok(call.finish(resp)),
+            Err(e) => {
+                call.fail(e.to_string());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One recognised model call, its LLM span open: what the middleware and
+/// the tower layer share.
+pub(crate) struct Call {
+    span: Span,
+    interaction: Interaction,
+    api: Api,
+    started: Instant,
+    max: usize,
+}
+
+impl LlmCaptureMiddleware {
+    /// Opens the LLM span of `req` when it is a recognised model call made
+    /// inside an interaction, with the request's fields; `None` leaves the
+    /// call alone. `req` is changed only to ask for stream usage when opted
+    /// in ([`Self::include_stream_usage`]).
+    pub(crate) fn begin(&self, req: &mut Request) -> Option<Call> {
+        let api = Api::of(req)?;
         // Outside an interaction: nothing to record, nothing to parse.
-        let Some(interaction) = crate::access::interaction_in_scope() else {
-            return next.run(req, extensions).await;
-        };
+        let interaction = crate::access::interaction_in_scope()?;
         // A streaming body has no bytes to read; a body over the bound is
         // not parsed.
         let bytes = req.body().and_then(reqwest::Body::as_bytes);
@@ -200,49 +233,68 @@ impl Middleware for LlmCaptureMiddleware {
                      the call was passed through and not recorded",
                 );
             }
-            return next.run(req, extensions).await;
+            return None;
         };
         // Not JSON: not one of these APIs (a path like `/responses` is
         // common), so not counted as a capture that failed.
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
-            return next.run(req, extensions).await;
+            return None;
         };
         if !api.fits(&body) {
-            return next.run(req, extensions).await;
+            return None;
         }
         let span = open_span(api);
         // Outside an interaction (or with no raindrop layer) the span is not
         // tracked: nothing to record.
-        if tracked_cap(&span).is_none() {
-            drop(span);
-            return next.run(req, extensions).await;
-        }
-        let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
-        if streamed
-            && api == Api::ChatCompletions
-            && self.include_stream_usage
-            && !body.contains_key("stream_options")
-        {
-            let mut asked = body.clone();
-            asked.insert("stream_options".into(), json!({"include_usage": true}));
-            if let Ok(bytes) = serde_json::to_vec(&asked) {
-                req.headers_mut().remove(http::header::CONTENT_LENGTH);
-                *req.body_mut() = Some(reqwest::Body::from(bytes));
-            }
+        tracked_cap(&span)?;
+        if let Some(asked) = self.with_stream_usage(api, &body) {
+            req.headers_mut().remove(http::header::CONTENT_LENGTH);
+            *req.body_mut() = Some(reqwest::Body::from(asked));
         }
         genai::set_fields(&span, request_fields(api, &body));
-        let started = Instant::now();
-        let result = next.run(req, extensions).instrument(span.clone()).await;
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                end_with_error(&span, e.to_string());
-                return Err(e);
-            }
-        };
+        Some(Call {
+            span,
+            interaction,
+            api,
+            started: Instant::now(),
+            max: self.max_capture_bytes,
+        })
+    }
+
+    /// The body asking for the stream's usage, when opted in and the
+    /// request is a streamed Chat Completions call that did not ask itself.
+    fn with_stream_usage(&self, api: Api, body: &Map<String, Value>) -> Option<Vec<u8>> {
+        let streamed = body.get("stream").and_then(Value::as_bool) == Some(true);
+        if !(streamed
+            && api == Api::ChatCompletions
+            && self.include_stream_usage
+            && !body.contains_key("stream_options"))
+        {
+            return None;
+        }
+        let mut asked = body.clone();
+        asked.insert("stream_options".into(), json!({"include_usage": true}));
+        serde_json::to_vec(&asked).ok()
+    }
+}
+
+impl Call {
+    /// The LLM span, to run the request in.
+    pub(crate) fn span(&self) -> Span {
+        self.span.clone()
+    }
+
+    /// The request failed before a response (transport error).
+    pub(crate) fn fail(self, message: String) {
+        end_with_error(&self.span, message);
+    }
+
+    /// Records the response's status and hands back the response, its
+    /// body read through the capture (everything else as it was).
+    pub(crate) fn finish(self, resp: Response) -> Response {
         let status = resp.status();
         apply_to_span(
-            &span,
+            &self.span,
             Fields {
                 properties: vec![("http.status_code".to_owned(), status.as_u16().into())],
                 ..Fields::default()
@@ -251,8 +303,8 @@ impl Middleware for LlmCaptureMiddleware {
         if !status.is_success() {
             // The body is the caller's to read (an error message); the
             // status is the error.
-            end_with_error(&span, format!("HTTP {status}"));
-            return Ok(resp);
+            end_with_error(&self.span, format!("HTTP {status}"));
+            return resp;
         }
         let sse = resp
             .headers()
@@ -260,12 +312,12 @@ impl Middleware for LlmCaptureMiddleware {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let capture = Capture {
-            span,
-            interaction,
-            api,
-            started,
+            span: self.span,
+            interaction: self.interaction,
+            api: self.api,
+            started: self.started,
             sse,
-            max: self.max_capture_bytes,
+            max: self.max,
             kept: 0,
             full: false,
             buf: Vec::new(),
@@ -273,7 +325,7 @@ impl Middleware for LlmCaptureMiddleware {
             first: None,
             done: false,
         };
-        Ok(tee(resp, capture))
+        tee(resp, capture)
     }
 }
 

@@ -26,6 +26,7 @@ pub(crate) mod partial;
 mod prepare;
 mod retry;
 mod send;
+pub(crate) mod tls;
 pub(crate) mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use super::retry::{Attempt, Decision, Policy};
 use super::WorkerConfig;
 use crate::endpoint::Tls;
-use crate::options::{LocalSink, TlsRoots, Workshop};
+use crate::options::{LocalSink, Workshop};
 use crate::route::Route;
 use crate::stats::Counters;
 
@@ -110,24 +110,11 @@ fn common_headers(project_id: Option<&str>) -> HeaderMap {
     headers
 }
 
-/// A client builder trusting the configured roots and extra CAs.
-fn trusting(tls: &Tls) -> reqwest::ClientBuilder {
-    let mut builder = reqwest::Client::builder().tls_built_in_webpki_certs(matches!(
-        tls.roots,
-        TlsRoots::Bundled | TlsRoots::BundledAndNative
-    ));
-    // Without the feature, native roots were refused by `Client::new`.
-    #[cfg(feature = "native-roots")]
-    {
-        builder = builder.tls_built_in_native_certs(matches!(
-            tls.roots,
-            TlsRoots::Native | TlsRoots::BundledAndNative
-        ));
-    }
-    for ca in &tls.extra {
-        builder = builder.add_root_certificate(ca.clone());
-    }
-    builder
+/// A client builder trusting the configured roots and extra CAs (on ring:
+/// see [`super::tls`]).
+fn trusting(tls: &Tls) -> Result<reqwest::ClientBuilder, std::io::Error> {
+    let config = super::tls::client_config(tls)?;
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(config))
 }
 
 /// Timeout of one mirror request; it is never retried.
@@ -137,7 +124,8 @@ impl Mirror {
     fn new(base: &str, project_id: Option<&str>) -> Option<Mirror> {
         let base = reqwest::Url::parse(&format!("{}/", base.trim().trim_end_matches('/'))).ok()?;
         let headers = common_headers(project_id);
-        let client = reqwest::Client::builder()
+        let client = trusting(&Tls::default())
+            .ok()?
             .default_headers(headers)
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
@@ -413,7 +401,7 @@ impl Kind {
                 tracing::error!(target: "raindrop", "the write key contains characters not allowed in a header; requests will be rejected");
             }
         }
-        let client = trusting(&cfg.tls)
+        let client = trusting(&cfg.tls)?
             .default_headers(headers)
             .user_agent(USER_AGENT)
             // A redirect could carry the write key elsewhere; a 3xx is a

@@ -1,6 +1,6 @@
 //! A `reqwest-middleware` middleware injecting the current context into each
-//! request (feature `reqwest-middleware`, for `reqwest-middleware` 0.4 with
-//! `reqwest` 0.12).
+//! request (feature `reqwest-middleware`, for `reqwest-middleware` 0.5 with
+//! `reqwest` 0.13).
 
 use reqwest_middleware::reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
@@ -13,6 +13,7 @@ use reqwest_middleware::{Middleware, Next, Result};
 ///
 /// ```
 /// use reqwest_middleware::{reqwest, ClientBuilder};
+/// # raindrop_core::install_tls_provider(); // what `raindrop::init` does
 /// let client = ClientBuilder::new(reqwest::Client::new())
 ///     .with(raindrop_tracing::propagate::reqwest_middleware::InjectMiddleware)
 ///     .build();
