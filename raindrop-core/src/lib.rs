@@ -57,6 +57,7 @@ pub mod propagation;
 mod queue;
 mod redact;
 mod span;
+mod spool;
 mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -84,6 +85,7 @@ pub use options::{
 };
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
+pub use spool::{SpoolOptions, SpoolSync};
 pub use stats::{DropReason, ItemKind, Stats};
 
 /// The character cap's marker, appended to text cut at `max_text_field_chars`.

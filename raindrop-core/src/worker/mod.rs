@@ -26,6 +26,7 @@ pub(crate) mod partial;
 mod prepare;
 mod retry;
 mod send;
+mod spool_hooks;
 pub(crate) mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -44,6 +45,7 @@ use crate::stats::{Counters, DropReason, ItemKind};
 use batch::{Batcher, Body};
 use partial::{Delta, PartialBuffer};
 use send::{Outcome, Transport};
+use spool_hooks::SpoolState;
 
 /// The ingestion routes, relative to the base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,8 @@ pub(crate) struct WorkerConfig {
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
     /// Root certificates and extra CAs for HTTPS.
     pub tls: crate::validate::Tls,
+    /// The durable spool, opened (and locked) by the client.
+    pub spool: Option<crate::spool::Spool>,
 }
 
 impl WorkerConfig {
@@ -145,6 +149,7 @@ impl WorkerConfig {
             workshop_probe: o.debug_build.then_some(o.workshop_probe_addr),
             debug_logs,
             tls,
+            spool: None,
         }
     }
 }
@@ -318,6 +323,8 @@ struct Worker {
     shutdown: Option<Waiter>,
     ready: Vec<Body>,
     deltas: Vec<Delta>,
+    /// The durable spool and what the worker needs of it (`spool_hooks.rs`).
+    spool: SpoolState,
 }
 
 enum Wake {
@@ -342,7 +349,7 @@ const INTAKE_BURST: usize = 512;
 
 impl Worker {
     fn new(
-        cfg: WorkerConfig,
+        mut cfg: WorkerConfig,
         counters: Arc<Counters>,
         transport: Arc<Transport>,
         budget: Arc<Budget>,
@@ -350,6 +357,7 @@ impl Worker {
     ) -> Self {
         let n = cfg.upload_size;
         let m = cfg.max_in_flight;
+        let cfg_spool = cfg.spool.take();
         Worker {
             batchers: [
                 Batcher::array(n),
@@ -380,6 +388,7 @@ impl Worker {
             shutdown: None,
             ready: Vec::new(),
             deltas: Vec::new(),
+            spool: SpoolState::new(cfg_spool),
         }
     }
 
@@ -402,6 +411,7 @@ impl Worker {
                 .chain(self.shutdown.iter())
                 .map(|w| w.deadline)
                 .chain(self.pause_ends())
+                .chain(self.spool.wake_at())
                 .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
@@ -429,9 +439,13 @@ impl Worker {
             if self.shutdown.is_some() {
                 self.drain_all(now);
             }
+            // SPOOL HOOK: replay, write what was taken (before it is sent), delete what settled.
+            self.spool_step(now);
             self.ship_partials();
             self.pump();
             if self.answer_waiters() {
+                // SPOOL HOOK: an idle, clean stop leaves an empty spool.
+                self.spool_finish();
                 self.budget.stop();
                 self.close_intake();
                 // Give mirror requests a moment: they are best effort.
@@ -493,6 +507,10 @@ impl Worker {
     }
 
     fn on_item(&mut self, item: Item, cost: u64, now: Instant) {
+        // SPOOL HOOK: while a previous process's items replay, new ones wait behind them.
+        let Some(item) = self.spool_hold(item, cost) else {
+            return;
+        };
         let max = self.cfg.max_text_field_chars;
         let p = &self.cfg.prepare;
         let (route, bytes) = match item {
@@ -513,8 +531,10 @@ impl Worker {
                 p.span(&mut s).map(|()| fit::span(&mut s, max)),
             ),
             Item::Partial(slot) => {
-                if let Some(w) = slot.take() {
+                if let Some(mut w) = slot.take() {
                     let seq = self.next_seq();
+                    // SPOOL HOOK: append the update.
+                    self.spool_update(&mut w.patch, w.updates, seq);
                     self.partials.add(w.patch, seq, w.updates, w.cost, now);
                 }
                 return;
@@ -544,6 +564,8 @@ impl Worker {
         match bytes {
             Ok(Ok(bytes)) => {
                 let seq = self.next_seq();
+                // SPOOL HOOK: append the request JSON.
+                self.spool.append_wire(route, &bytes, seq);
                 self.add_serialised(route, bytes, seq, cost);
             }
             Ok(Err(len)) => self.drop_unsent(
@@ -685,6 +707,8 @@ impl Worker {
     /// Drops one interaction delta for good, and counts the interaction lost
     /// if it carried the final update.
     fn drop_delta(&mut self, d: Delta, reason: DropReason, detail: &str) {
+        // SPOOL HOOK: given up on here, kept on disk for the next start.
+        self.spool.keep_if_transient(reason, d.min_seq);
         self.budget.release(Route::Partial, d.held);
         self.budget.release_bytes(d.cost);
         self.counters
@@ -788,6 +812,8 @@ impl Worker {
     /// Counts a request in flight as lost for `reason`: its items, its bytes,
     /// and the interaction if it carried a final update.
     fn settle_lost(&mut self, flight: Flight, reason: DropReason, detail: &str) {
+        // SPOOL HOOK: given up on here, kept on disk for the next start.
+        self.spool.keep_if_transient(reason, flight.min_seq);
         self.budget.release_bytes(flight.cost);
         self.counters
             .drop_queued(flight.route.kind(), reason, flight.items, detail);
@@ -841,6 +867,8 @@ impl Worker {
                 )
             }
             (Outcome::Exhausted, None) => {
+                // SPOOL HOOK: given up on here, kept on disk for the next start.
+                self.spool.keep_if_transient(DropReason::RetriesExhausted, f.min_seq);
                 self.budget.release_bytes(f.cost);
                 self.counters.drop_queued(
                     kind,
@@ -890,6 +918,8 @@ impl Worker {
     /// The shutdown deadline passed: drops everything unsettled, counted by kind.
     fn abandon_all(&mut self) {
         const WHY: &str = "shutdown deadline passed before delivery";
+        // SPOOL HOOK: what is dropped now stays on disk for the next start.
+        self.spool.freeze();
         let reason = DropReason::ShutdownTimeout;
         // Requests that finished but were not looked at yet settle as they ended.
         while let Some(joined) = self.tasks.try_join_next_with_id() {
