@@ -810,6 +810,11 @@ const DOCS: &[(&str, &str, &[&str])] = &[
         &[],
     ),
     ("docs/viewer.md", include_str!("../docs/viewer.md"), &[]),
+    (
+        "docs/spool.md",
+        include_str!("../docs/spool.md"),
+        &["readme_spool"],
+    ),
 ];
 
 #[test]

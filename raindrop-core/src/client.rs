@@ -155,8 +155,12 @@ impl Client {
             // once that the directory is in use.
             let spool = match &options.spool {
                 Some(o) => Some(
-                    crate::spool::Spool::open(o, counters.spool.clone())
-                        .map_err(|reason| Error::Config { field: "spool", reason })?,
+                    crate::spool::Spool::open(o, counters.spool.clone()).map_err(|reason| {
+                        Error::Config {
+                            field: "spool",
+                            reason,
+                        }
+                    })?,
                 ),
                 None => None,
             };

@@ -77,7 +77,7 @@ fn child(spec: &str) {
                     .input("question"),
             )
             .unwrap();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             it.finish("answer");
         } else {
             it.set_output("half an answer");
@@ -114,7 +114,12 @@ fn child(spec: &str) {
 }
 
 /// Starts the child, waits for its stats line, and returns both.
-fn start_child(test: &str, dir: &Path, events: u64, interactions: u64) -> (std::process::Child, Value) {
+fn start_child(
+    test: &str,
+    dir: &Path,
+    events: u64,
+    interactions: u64,
+) -> (std::process::Child, Value) {
     let spec = serde_json::json!({
         "dir": dir,
         "endpoint": format!("http://{}/v1/", refusing_addr()),
@@ -170,7 +175,11 @@ fn crc32fast_hash(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -228,8 +237,15 @@ fn outage_kill_restart(test: &str, events: u64, interactions: u64, torn: bool) {
         .collect();
     let mut want: HashSet<String> = (0..events).map(|i| format!("ev-{i}")).collect();
     want.insert("new-0".into());
-    assert_eq!(events_got.len(), want.len(), "distinct event ids at the sink");
-    assert_eq!(events_got, want, "every accepted event arrived, none invented");
+    assert_eq!(
+        events_got.len(),
+        want.len(),
+        "distinct event ids at the sink"
+    );
+    assert_eq!(
+        events_got, want,
+        "every accepted event arrived, none invented"
+    );
 
     let partials = cap.delivered("events/track_partial");
     let mut by_id: HashMap<String, Vec<&Value>> = HashMap::new();
@@ -244,7 +260,7 @@ fn outage_kill_restart(test: &str, events: u64, interactions: u64, torn: bool) {
     for (id, deltas) in &by_id {
         let n: u64 = id.trim_start_matches("int-").parse().unwrap();
         let finished = deltas.iter().any(|d| d["is_pending"] == false);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             assert!(finished, "{id} was finished before the kill: {deltas:?}");
         } else {
             assert!(!finished, "{id} was open at the kill: no invented final");
@@ -396,21 +412,32 @@ fn damaged_segments_are_skipped_and_counted_the_rest_replayed() {
         .map(|v| v["event_id"].as_str().unwrap().to_owned())
         .collect();
     let b: HashSet<String> = (0..200).map(|i| format!("b-{i}")).collect();
-    assert!(got.is_superset(&b), "the undamaged segment is replayed whole");
+    assert!(
+        got.is_superset(&b),
+        "the undamaged segment is replayed whole"
+    );
     let a_got = got.iter().filter(|id| id.starts_with("a-")).count();
     assert!(
         (190..200).contains(&a_got),
         "the flipped record is skipped, the rest of its segment replayed: {a_got}"
     );
-    assert!(got.iter().all(|id| id.starts_with("a-") || id.starts_with("b-")));
+    assert!(got
+        .iter()
+        .all(|id| id.starts_with("a-") || id.starts_with("b-")));
     let s = c.stats();
     // The flipped region, the newer version, the empty file, the noise.
     assert_eq!(s.spool_corrupt, 4, "{s:?}");
     assert_eq!(s.spool_replayed, got.len() as u64);
     c.shutdown(Duration::from_secs(5));
     let left = segments(&dir);
-    assert!(left.contains(&newer_path), "a newer format is left for a newer SDK");
-    assert!(!left.contains(&dir.join("0000000000000901.seg")), "an empty segment is removed");
+    assert!(
+        left.contains(&newer_path),
+        "a newer format is left for a newer SDK"
+    );
+    assert!(
+        !left.contains(&dir.join("0000000000000901.seg")),
+        "an empty segment is removed"
+    );
     assert_eq!(left.len(), 2, "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -429,7 +456,12 @@ fn one_client_per_directory_and_the_bound_keeps_the_oldest() {
     )
     .unwrap();
     let second = Client::new(opts(down).spool(&dir)).unwrap_err();
-    assert!(second.to_string().contains("in use by another raindrop client"), "{second}");
+    assert!(
+        second
+            .to_string()
+            .contains("in use by another raindrop client"),
+        "{second}"
+    );
     for i in 0..400 {
         c.track(Event::new("u", "e").event_id(format!("e-{i}")))
             .unwrap();

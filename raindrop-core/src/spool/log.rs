@@ -42,8 +42,23 @@ const FRAME: usize = 8;
 const MAX_RECORD: usize = 64 << 20;
 /// A segment is closed, and a new one started, past this size.
 const SEGMENT_BYTES: u64 = 4 << 20;
-/// The tag of an interaction update; the other routes use `Route as u8`.
-const TAG_UPDATE: u8 = Route::Partial as u8;
+/// Record tags: part of the format, so fixed here rather than taken from
+/// the worker's route numbering.
+const TAG_EVENT: u8 = 0;
+const TAG_UPDATE: u8 = 1;
+const TAG_SIGNAL: u8 = 2;
+const TAG_IDENTIFY: u8 = 3;
+const TAG_SPAN: u8 = 4;
+
+fn tag_of(route: Route) -> u8 {
+    match route {
+        Route::Track => TAG_EVENT,
+        Route::Partial => TAG_UPDATE,
+        Route::Signals => TAG_SIGNAL,
+        Route::Identify => TAG_IDENTIFY,
+        Route::Traces => TAG_SPAN,
+    }
+}
 
 /// An item read back from a previous process's segment.
 pub(crate) enum Replayed {
@@ -170,7 +185,7 @@ impl Spool {
 
     /// Appends a request JSON of a batched route, given sequence number `seq`.
     pub fn append_wire(&mut self, route: Route, json: &[u8], seq: u64) {
-        self.append(route as u8, json, seq);
+        self.append(tag_of(route), json, seq);
     }
 
     /// Appends an interaction update (merging `updates` caller updates).
@@ -252,7 +267,11 @@ impl Spool {
             self.dirty = false;
             self.last_sync = Instant::now();
         }
-        if self.segments.back().is_some_and(|s| s.bytes >= SEGMENT_BYTES) {
+        if self
+            .segments
+            .back()
+            .is_some_and(|s| s.bytes >= SEGMENT_BYTES)
+        {
             self.close_current();
         }
     }
@@ -447,7 +466,14 @@ impl Spool {
             return;
         }
         if data[7] != VERSION {
-            self.corrupt(1, &format!("{} is format version {}, this SDK reads {VERSION}; it is left in place", path.display(), data[7]));
+            self.corrupt(
+                1,
+                &format!(
+                    "{} is format version {}, this SDK reads {VERSION}; it is left in place",
+                    path.display(),
+                    data[7]
+                ),
+            );
             return;
         }
         let (records, bad) = read_records(&data[HEADER..]);
@@ -457,7 +483,10 @@ impl Spool {
         for (tag, body) in records {
             match decode(tag, body) {
                 Some(r) => self.replaying.push_back(r),
-                None => self.corrupt(1, &format!("a record of {} could not be decoded", path.display())),
+                None => self.corrupt(
+                    1,
+                    &format!("a record of {} could not be decoded", path.display()),
+                ),
             }
         }
         self.segments.push_back(Segment {
@@ -509,7 +538,7 @@ fn record_at(data: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
         return None;
     }
     let payload = data.get(pos + FRAME..pos + FRAME + len)?;
-    if payload[0] > Route::Traces as u8 || crc32fast::hash(payload) != crc {
+    if payload[0] > TAG_SPAN || crc32fast::hash(payload) != crc {
         return None;
     }
     Some((payload[0], &payload[1..], pos + FRAME + len))
@@ -522,10 +551,11 @@ fn decode(tag: u8, body: &[u8]) -> Option<Replayed> {
             let updates = u.updates.max(1);
             return Some(Replayed::Update(u.into_update(), updates));
         }
-        t if t == Route::Track as u8 => Route::Track,
-        t if t == Route::Signals as u8 => Route::Signals,
-        t if t == Route::Identify as u8 => Route::Identify,
-        _ => Route::Traces,
+        TAG_EVENT => Route::Track,
+        TAG_SIGNAL => Route::Signals,
+        TAG_IDENTIFY => Route::Identify,
+        TAG_SPAN => Route::Traces,
+        _ => return None,
     };
     Some(Replayed::Wire(route, body.to_vec()))
 }
@@ -646,7 +676,11 @@ mod tests {
         data.extend_from_slice(&[7, 0, 0]);
         let (records, bad) = read_records(&data);
         let ns: Vec<&[u8]> = records.iter().map(|(_, b)| *b).collect();
-        assert_eq!(ns.len(), 4, "the flipped record is skipped, the others read");
+        assert_eq!(
+            ns.len(),
+            4,
+            "the flipped record is skipped, the others read"
+        );
         assert!(!ns.contains(&&b"{\"n\":1}"[..]));
         assert_eq!(bad, 2, "the flipped record and the torn tail");
     }

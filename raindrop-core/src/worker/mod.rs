@@ -868,7 +868,8 @@ impl Worker {
             }
             (Outcome::Exhausted, None) => {
                 // SPOOL HOOK: given up on here, kept on disk for the next start.
-                self.spool.keep_if_transient(DropReason::RetriesExhausted, f.min_seq);
+                self.spool
+                    .keep_if_transient(DropReason::RetriesExhausted, f.min_seq);
                 self.budget.release_bytes(f.cost);
                 self.counters.drop_queued(
                     kind,
