@@ -358,6 +358,8 @@ impl Spool {
             && self.to_replay.is_empty()
             && self.replaying.is_empty()
         {
+            // Deleted next: no point forcing it to the disk.
+            self.dirty = false;
             self.close_current();
         }
         let mut kept = VecDeque::with_capacity(self.segments.len());
@@ -683,6 +685,45 @@ mod tests {
         );
         assert!(!ns.contains(&&b"{\"n\":1}"[..]));
         assert_eq!(bad, 2, "the flipped record and the torn tail");
+    }
+
+    #[test]
+    fn redaction_before_the_spool_changes_nothing_when_it_runs_again_at_send() {
+        for text in [
+            "mail ada@example.com or call +1 415 555 0100, card 4111 1111 1111 1111",
+            "my name is Ada Lovelace and my SSN is 123-45-6789",
+        ] {
+            let once = crate::redact_pii(text).into_owned();
+            assert_ne!(once, text);
+            assert_eq!(crate::redact_pii(&once), once.as_str());
+        }
+    }
+
+    #[test]
+    fn an_update_reads_back_as_it_was_written() {
+        let mut u = InteractionUpdate {
+            event_id: "e1".into(),
+            user_id: Some("u".into()),
+            ai: AiData {
+                input: Some("q".into()),
+                convo_id: Some("c".into()),
+                ..AiData::default()
+            },
+            timestamp: Some(Timestamp::from("2024-01-02T03:04:05Z")),
+            had_content: true,
+            ..InteractionUpdate::default()
+        };
+        u.properties.insert("k".into(), serde_json::json!({"n": 1}));
+        u.attachments.push(
+            Attachment::code("SELECT 1", "sql")
+                .name("q.sql")
+                .role(crate::Role::Input),
+        );
+        let json = serde_json::to_vec(&SpooledUpdate::from_update(&u, 3)).unwrap();
+        let Some(Replayed::Update(back, 3)) = decode(TAG_UPDATE, &json) else {
+            panic!("not an update of 3");
+        };
+        assert_eq!(format!("{back:?}"), format!("{u:?}"));
     }
 
     #[test]
