@@ -932,6 +932,19 @@ fn spool_phase() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+    // What one fsync costs on this disk: the unit of the policies' cost.
+    let dir = spool_dir("fsync");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut f = std::fs::File::create(dir.join("probe")).expect("probe file");
+    let mut syncs = Vec::with_capacity(200);
+    for _ in 0..200 {
+        f.write_all(&[b'x'; 500]).expect("write");
+        let t = Instant::now();
+        f.sync_data().expect("fsync");
+        syncs.push(t.elapsed().as_nanos() as u64);
+    }
+    Latencies(syncs).report("fsync of a 500-byte append (temp dir)");
+    let _ = std::fs::remove_dir_all(&dir);
     // Disk bytes per event: nothing is delivered, so nothing is deleted.
     let dir = spool_dir("bytes");
     let down = format!(
