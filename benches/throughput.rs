@@ -901,9 +901,13 @@ fn spool_phase() {
         let before = sink.counts().unique;
         let cpu0 = thread_cpu("raindrop-worker");
         let t = Instant::now();
-        for _ in 0..CALLS {
+        let mut peak_spool = 0;
+        for i in 0..CALLS {
             client.wait_ready(Duration::from_secs(10));
             client.track_ai(support::chat_event()).expect("track_ai");
+            if i.is_multiple_of(1_000) {
+                peak_spool = peak_spool.max(client.stats().spool_bytes);
+            }
         }
         assert!(client.flush(Duration::from_secs(120)), "flush timed out");
         let secs = t.elapsed().as_secs_f64();
@@ -912,7 +916,7 @@ fn spool_phase() {
         let got = c.unique - before;
         let s = client.stats();
         println!(
-            "{label}: delivered {got} of {CALLS} in {secs:.2} s = {:.0} events/s, duplicates {}, worker CPU {:.2} µs/event, spool written {} not written {}, load {}",
+            "{label}: delivered {got} of {CALLS} in {secs:.2} s = {:.0} events/s, duplicates {}, worker CPU {:.2} µs/event, spool written {} not written {}, peak spool bytes {peak_spool}, load {}",
             got as f64 / secs,
             c.duplicates,
             worker * 1e6 / CALLS as f64,
