@@ -65,7 +65,7 @@ pub(crate) enum Replayed {
     /// A request JSON for a batched route.
     Wire(Route, Vec<u8>),
     /// An interaction update and how many caller updates it merges.
-    Update(InteractionUpdate, u64),
+    Update(Box<InteractionUpdate>, u64),
 }
 
 /// One segment this process knows of: written by it, or left by a previous
@@ -551,7 +551,7 @@ fn decode(tag: u8, body: &[u8]) -> Option<Replayed> {
         TAG_UPDATE => {
             let u: SpooledUpdate = serde_json::from_slice(body).ok()?;
             let updates = u.updates.max(1);
-            return Some(Replayed::Update(u.into_update(), updates));
+            return Some(Replayed::Update(Box::new(u.into_update()), updates));
         }
         TAG_EVENT => Route::Track,
         TAG_SIGNAL => Route::Signals,

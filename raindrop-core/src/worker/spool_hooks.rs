@@ -154,7 +154,7 @@ impl Worker {
                     let cost = crate::item::update_cost(&patch);
                     self.budget.admit_replayed(Route::Partial, cost);
                     self.counters.queued.fetch_add(updates, Ordering::AcqRel);
-                    self.partials.add(patch, seq, updates, cost, now);
+                    self.partials.add(*patch, seq, updates, cost, now);
                 }
             }
         }
