@@ -63,6 +63,9 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 /// and waits to be killed.
 fn child(spec: &str) {
     let spec: Value = serde_json::from_str(spec).unwrap();
+    if spec["hang"] == true {
+        return child_in_flight(&spec);
+    }
     let dir = spec["dir"].as_str().unwrap();
     let endpoint = spec["endpoint"].as_str().unwrap().to_owned();
     let events = spec["events"].as_u64().unwrap();
@@ -113,6 +116,33 @@ fn child(spec: &str) {
     drop(open);
 }
 
+/// The service killed while its requests are in flight (the server holds
+/// them unanswered): tracks, waits until every event is written to the
+/// spool, says so, and waits to be killed.
+fn child_in_flight(spec: &Value) {
+    let dir = spec["dir"].as_str().unwrap();
+    let endpoint = spec["endpoint"].as_str().unwrap().to_owned();
+    let events = spec["events"].as_u64().unwrap();
+    let c = Client::new(opts(endpoint).spool(dir)).unwrap();
+    for i in 0..events {
+        c.track(Event::new("u", "e").event_id(format!("ev-{i}")))
+            .unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(60);
+    while c.stats().spool_written < events && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = c.stats();
+    let line = serde_json::json!({
+        "spool_written": s.spool_written,
+        "delivered": s.delivered,
+        "requests": s.requests,
+    });
+    println!("SPOOL_CHILD {line}");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(300));
+}
+
 /// Starts the child, waits for its stats line, and returns both.
 fn start_child(
     test: &str,
@@ -126,6 +156,10 @@ fn start_child(
         "events": events,
         "interactions": interactions,
     });
+    spawn_child(test, spec)
+}
+
+fn spawn_child(test: &str, spec: Value) -> (std::process::Child, Value) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             test,
@@ -502,5 +536,44 @@ fn one_client_per_directory_and_the_bound_keeps_the_oldest() {
     let want: HashSet<String> = (0..s.spool_written).map(|i| format!("e-{i}")).collect();
     assert_eq!(got, want, "the oldest ones");
     c.shutdown(Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_kill_while_requests_are_in_flight_loses_nothing() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec);
+    }
+    let dir = temp_dir("in-flight");
+    // The first server takes the requests and never answers in time.
+    let hung = Capture::with_latency(vec![], Duration::from_secs(60), Duration::ZERO);
+    let spec = serde_json::json!({
+        "dir": dir,
+        "endpoint": hung.endpoint(),
+        "events": 5_000,
+        "hang": true,
+    });
+    let (mut child, stats) = spawn_child("a_kill_while_requests_are_in_flight_loses_nothing", spec);
+    assert_eq!(stats["spool_written"], 5_000, "{stats}");
+    assert_eq!(stats["delivered"], 0, "{stats}");
+    assert!(
+        hung.wait_for(Duration::from_secs(10), |c| !c.requests().is_empty()),
+        "requests were in flight at the kill"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let cap = Capture::start(vec![]);
+    let c = Client::new(opts(cap.endpoint()).spool(&dir)).unwrap();
+    assert!(c.flush(Duration::from_secs(60)), "{:?}", c.stats());
+    let got: HashSet<String> = cap
+        .delivered("events/track")
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let want: HashSet<String> = (0..5_000).map(|i| format!("ev-{i}")).collect();
+    assert_eq!(got, want);
+    c.shutdown(Duration::from_secs(10));
+    assert!(segments(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
