@@ -120,6 +120,25 @@ fn segment_number(path: &Path) -> Option<u64> {
         .flatten()
 }
 
+/// How long `Client::new` waits for the directory's lock: a client of
+/// this process that was just shut down, or a process being spawned at
+/// that moment (it shares the lock until it starts its program), lets go
+/// within it; another running process does not.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn take_lock(lock: &File) -> bool {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        if lock.try_lock_exclusive().is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 impl Spool {
     /// Creates the directory, takes its lock and lists what a previous
     /// process left (read later, on the worker). Runs in `Client::new`, so
@@ -136,7 +155,7 @@ impl Spool {
             .write(true)
             .open(&lock_path)
             .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        if lock.try_lock_exclusive().is_err() {
+        if !take_lock(&lock) {
             return Err(format!(
                 "the spool directory {shown} is in use by another raindrop client (its LOCK file is held); \
                  give each process its own spool directory"

@@ -444,8 +444,6 @@ impl Worker {
             self.ship_partials();
             self.pump();
             if self.answer_waiters() {
-                // SPOOL HOOK: an idle, clean stop leaves an empty spool.
-                self.spool_finish();
                 self.budget.stop();
                 self.close_intake();
                 // Give mirror requests a moment: they are best effort.
@@ -901,6 +899,8 @@ impl Worker {
         };
         let idle = self.data.is_empty() && self.tasks.is_empty();
         if idle && self.oldest_unsettled().is_none() {
+            // SPOOL HOOK: settle and unlock before the caller hears back.
+            self.spool_finish();
             if let Some(sd) = self.shutdown.take() {
                 sd.reply.send(true);
             }
@@ -908,6 +908,8 @@ impl Worker {
         }
         if now >= sd.deadline {
             self.abandon_all();
+            // SPOOL HOOK: unlock before the caller hears back.
+            self.spool_finish();
             if let Some(sd) = self.shutdown.take() {
                 sd.reply.send(false);
             }

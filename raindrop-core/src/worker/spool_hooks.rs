@@ -161,7 +161,9 @@ impl Worker {
         self.spool.more = room > 0 && spool.replaying();
     }
 
-    /// The worker stops: writes what is left and deletes what settled.
+    /// The worker stops: writes what is left, deletes what settled and
+    /// releases the directory's lock, before the shutdown is answered (so a
+    /// client made right after `shutdown` returns may take the directory).
     pub(super) fn spool_finish(&mut self) {
         if let Some(mut spool) = self.spool.spool.take() {
             spool.commit();
