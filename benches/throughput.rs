@@ -34,6 +34,16 @@
 //!   and peak RSS. Then the same with opt-in back-pressure
 //!   (`Client::wait_ready` before each unit): no loss.
 //!
+//! - `spool`: the durable spool's cost, same run, four clients in turn:
+//!   no spool, then a spool with each fsync policy (`Never`, the default
+//!   `Every(1 s)`, `Always`), in a directory under the system temp dir.
+//!   For each: caller p99 of 100,000 timed `track_ai` (chunks of 2,048 +
+//!   untimed flush, as in `caller`); delivered events/s of 100,000 paced
+//!   `track_ai` to a counting loopback sink (`wait_ready` before each call;
+//!   loss and duplicates by the sink's id set); worker CPU per event. Then
+//!   disk bytes per event: 10,000 `track_ai` with the backend down, the
+//!   spool's bytes after all were written, divided by 10,000.
+//!
 //! Every phase is bounded in time and stops by itself. Options other than
 //! the endpoint and key are the defaults unless `RAINDROP_BENCH_UPLOAD_SIZE`
 //! or `RAINDROP_BENCH_MAX_IN_FLIGHT` are set (for exploring).
@@ -83,6 +93,9 @@ fn main() {
     if run("bursts") {
         bursts_phase(false);
         bursts_phase(true);
+    }
+    if run("spool") {
+        spool_phase();
     }
 }
 
@@ -839,4 +852,129 @@ fn bursts_phase(back_pressure: bool) {
         mib(support::peak_rss_kib())
     );
     client.shutdown(Duration::from_secs(10));
+}
+
+/// A fresh spool directory under the system temp dir (removed afterwards).
+fn spool_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "raindrop-bench-spool-{label}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The spool's cost: the same measurements without it and with each fsync policy.
+fn spool_phase() {
+    use raindrop::{SpoolOptions, SpoolSync};
+    println!("\n== spool: caller p99 and delivered events/s, without and with the spool (each fsync policy) ==");
+    let configs: [(&str, Option<SpoolSync>); 4] = [
+        ("no spool", None),
+        ("spool, sync Never", Some(SpoolSync::Never)),
+        (
+            "spool, sync Every(1s)",
+            Some(SpoolSync::Every(Duration::from_secs(1))),
+        ),
+        ("spool, sync Always", Some(SpoolSync::Always)),
+    ];
+    const CALLS: usize = 100_000;
+    for (label, sync) in configs {
+        let sink = support::Sink::start(true);
+        let dir = spool_dir("run");
+        let mut o = options(&sink.endpoint());
+        if let Some(sync) = sync {
+            o = o.spool_options(SpoolOptions::new(&dir).sync(sync));
+        }
+        let client = Client::new(o).expect("client");
+        // Caller cost: the queue never full (untimed flush between chunks).
+        let mut lat = Vec::with_capacity(CALLS);
+        while lat.len() < CALLS {
+            for _ in 0..2_048.min(CALLS - lat.len()) {
+                let t = Instant::now();
+                client.track_ai(support::chat_event()).expect("track_ai");
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            assert!(client.flush(Duration::from_secs(60)), "flush timed out");
+        }
+        Latencies(lat).report(&format!("{label}: track_ai caller"));
+        // Delivery rate: paced by the queue, measured to the flush.
+        let before = sink.counts().unique;
+        let cpu0 = thread_cpu("raindrop-worker");
+        let t = Instant::now();
+        let mut peak_spool = 0;
+        for i in 0..CALLS {
+            client.wait_ready(Duration::from_secs(10));
+            client.track_ai(support::chat_event()).expect("track_ai");
+            if i.is_multiple_of(1_000) {
+                peak_spool = peak_spool.max(client.stats().spool_bytes);
+            }
+        }
+        assert!(client.flush(Duration::from_secs(120)), "flush timed out");
+        let secs = t.elapsed().as_secs_f64();
+        let worker = thread_cpu("raindrop-worker") - cpu0;
+        let c = sink.counts();
+        let got = c.unique - before;
+        let s = client.stats();
+        println!(
+            "{label}: delivered {got} of {CALLS} in {secs:.2} s = {:.0} events/s, duplicates {}, worker CPU {:.2} µs/event, spool written {} not written {}, peak spool bytes {peak_spool}, load {}",
+            got as f64 / secs,
+            c.duplicates,
+            worker * 1e6 / CALLS as f64,
+            s.spool_written,
+            s.spool_not_written,
+            loadavg()
+        );
+        let report = client.shutdown(Duration::from_secs(10));
+        assert!(report.completed);
+        if sync.is_some() {
+            let left = std::fs::read_dir(&dir).map_or(0, |d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                    .count()
+            });
+            println!("{label}: segments left after shutdown: {left}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // What one fsync costs on this disk: the unit of the policies' cost.
+    let dir = spool_dir("fsync");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut f = std::fs::File::create(dir.join("probe")).expect("probe file");
+    let mut syncs = Vec::with_capacity(200);
+    for _ in 0..200 {
+        f.write_all(&[b'x'; 500]).expect("write");
+        let t = Instant::now();
+        f.sync_data().expect("fsync");
+        syncs.push(t.elapsed().as_nanos() as u64);
+    }
+    Latencies(syncs).report("fsync of a 500-byte append (temp dir)");
+    let _ = std::fs::remove_dir_all(&dir);
+    // Disk bytes per event: nothing is delivered, so nothing is deleted.
+    let dir = spool_dir("bytes");
+    let down = format!(
+        "http://{}/v1/",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+    );
+    let client = Client::new(
+        options(&down)
+            .max_attempts(1)
+            .spool_options(SpoolOptions::new(&dir)),
+    )
+    .expect("client");
+    const N: u64 = 10_000;
+    for _ in 0..N {
+        client.track_ai(support::chat_event()).expect("track_ai");
+    }
+    client.flush(Duration::from_secs(60));
+    let s = client.stats();
+    println!(
+        "spool disk bytes per event (chat_event, backend down): {} bytes for {} events = {:.0} bytes/event",
+        s.spool_bytes,
+        s.spool_written,
+        s.spool_bytes as f64 / s.spool_written.max(1) as f64
+    );
+    client.shutdown(Duration::from_millis(100));
+    let _ = std::fs::remove_dir_all(&dir);
 }

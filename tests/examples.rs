@@ -815,6 +815,11 @@ const DOCS: &[(&str, &str, &[&str])] = &[
         include_str!("../docs/opentelemetry.md"),
         &["readme_otel_exporter", "readme_otel_tracing"],
     ),
+    (
+        "docs/spool.md",
+        include_str!("../docs/spool.md"),
+        &["readme_spool"],
+    ),
 ];
 
 #[test]

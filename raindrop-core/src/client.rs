@@ -109,7 +109,9 @@ impl Client {
     ///
     /// Without a write key and without a local sink the client is disabled:
     /// calls are validated and then counted as [`DropReason::Disabled`].
-    /// Fails only on unusable configuration (an unparseable endpoint).
+    /// Fails only on unusable configuration (an unparseable endpoint), or a
+    /// spool directory that cannot be created or is in use by another
+    /// client ([`ClientOptions::spool`]).
     pub fn new(options: ClientOptions) -> Result<Client, Error> {
         let (mut options, notes) = options.clamped();
         for note in notes {
@@ -155,9 +157,22 @@ impl Client {
             if options.local_sink.is_none() && options.write_key.is_some() {
                 endpoint::warn_if_plain_http(&endpoint);
             }
+            // Taken here, not on the worker, so a second process learns at
+            // once that the directory is in use.
+            let spool = match &options.spool {
+                Some(o) => Some(
+                    crate::spool::Spool::open(o, counters.spool.clone()).map_err(|reason| {
+                        Error::Config {
+                            field: "spool",
+                            reason,
+                        }
+                    })?,
+                ),
+                None => None,
+            };
             let (queue, budget, data_rx) =
                 Queue::new(options.max_queue_size, options.max_buffered_bytes);
-            let config = WorkerConfig::new(
+            let mut config = WorkerConfig::new(
                 &options,
                 endpoint,
                 tls,
@@ -165,6 +180,7 @@ impl Client {
                 debug_logs.clone(),
                 app_git.clone(),
             );
+            config.spool = spool;
             match worker::spawn(config, counters.clone(), budget, data_rx) {
                 Ok(handle) => {
                     worker_handle = Some(handle);

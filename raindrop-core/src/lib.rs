@@ -60,6 +60,7 @@ mod queue;
 mod redact;
 mod route;
 mod span;
+mod spool;
 mod stats;
 mod subagent_link;
 // Hidden: not part of the stable API (see the module docs).
@@ -90,6 +91,7 @@ pub use options::{
 pub use properties::Properties;
 pub use redact::redact_pii;
 pub use span::{AttributeValue, SpanRecord, SpanStatus};
+pub use spool::{SpoolOptions, SpoolSync};
 pub use stats::{DropReason, ItemKind, Stats};
 pub use worker::tls::install_tls_provider;
 

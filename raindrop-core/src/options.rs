@@ -401,6 +401,10 @@ pub struct ClientOptions {
     /// in the Python SDK; see [`AppGit`](crate::AppGit) for its sources.
     /// `RAINDROP_APP_GIT=false` turns it off from the environment.
     pub app_git: crate::AppGit,
+    /// A durable spool on disk, so what was accepted survives a restart
+    /// (default none: items live in memory only; `RAINDROP_SPOOL_DIR`).
+    /// See [`ClientOptions::spool`].
+    pub spool: Option<crate::SpoolOptions>,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -437,6 +441,7 @@ impl fmt::Debug for ClientOptions {
             .field("propagation_trust", &self.propagation_trust)
             .field("propagation_replay_window", &self.propagation_replay_window)
             .field("app_git", &self.app_git)
+            .field("spool", &self.spool)
             .finish()
     }
 }
@@ -476,6 +481,7 @@ impl Default for ClientOptions {
             propagation_trust: crate::propagation::CarrierTrust::Signed,
             propagation_replay_window: crate::propagation::REPLAY_WINDOW,
             app_git: crate::AppGit::default(),
+            spool: None,
         }
     }
 }
@@ -518,6 +524,7 @@ impl ClientOptions {
     /// | `RAINDROP_PROPAGATION_SECRET` | `propagation_secret` |
     /// | `RAINDROP_PROPAGATION_TRUST` | `propagation_trust` (`unsigned`, or `signed`) |
     /// | `RAINDROP_APP_GIT` | `app_git` (`0`, `false`, `no`, `off` turn it off) |
+    /// | `RAINDROP_SPOOL_DIR` | `spool` (a directory; default bound and sync policy) |
     pub fn from_env() -> Self {
         let mut o = ClientOptions::default();
         if let Some(k) = env("RAINDROP_WRITE_KEY") {
@@ -565,6 +572,9 @@ impl ClientOptions {
                 ),
             }
         }
+        if let Some(dir) = env("RAINDROP_SPOOL_DIR") {
+            o.spool = Some(crate::SpoolOptions::new(dir));
+        }
         if let Some(v) = env("RAINDROP_PROPAGATION_SECRET") {
             o.propagation_secret = Some(PropagationSecret::new(v));
         }
@@ -600,6 +610,32 @@ impl ClientOptions {
     /// Sets the replay window of signed carriers.
     pub fn propagation_replay_window(mut self, window: Duration) -> Self {
         self.propagation_replay_window = window;
+        self
+    }
+
+    /// Keeps accepted items in a durable spool in `dir` (created if
+    /// missing), with the default bound (256 MiB) and sync policy (every
+    /// second): the worker appends each item before sending it, and a
+    /// client started after a crash or a restart sends what the previous
+    /// process had not delivered, before anything new. One process per
+    /// directory: [`Client::new`](crate::Client::new) fails with
+    /// [`Error::Config`](crate::Error::Config) when another holds it.
+    /// See `docs/spool.md` for the promises and the loss window.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join("raindrop-spool-doc");
+    /// let opts = raindrop_core::ClientOptions::default().spool(&dir);
+    /// assert_eq!(opts.spool.unwrap().dir, dir);
+    /// ```
+    pub fn spool(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spool = Some(crate::SpoolOptions::new(dir));
+        self
+    }
+
+    /// Keeps accepted items in a durable spool configured in full (bound,
+    /// sync policy); see [`ClientOptions::spool`].
+    pub fn spool_options(mut self, spool: crate::SpoolOptions) -> Self {
+        self.spool = Some(spool);
         self
     }
 

@@ -161,6 +161,13 @@ impl Budget {
         true
     }
 
+    /// Charges an item the worker replays from the spool, as a caller's
+    /// push would (the worker replays only while there is room).
+    pub fn admit_replayed(&self, route: Route, cost: u64) {
+        self.depth[route as usize].fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(cost as usize, Ordering::AcqRel);
+    }
+
     /// Bytes held for delivery now.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)

@@ -197,6 +197,21 @@ pub struct Stats {
     /// response body that did not parse, a stream cut short. The call went
     /// through untouched; its span lacks what was not read.
     pub llm_captures_incomplete: u64,
+    /// Items written to the durable spool (`ClientOptions::spool`), replayed ones not again.
+    pub spool_written: u64,
+    /// Items the worker could not write to the spool (its `max_bytes`
+    /// bound was reached, or a write failed): sent from memory, but they
+    /// would not survive a restart.
+    pub spool_not_written: u64,
+    /// Items a previous process left in the spool, replayed by this one
+    /// (counted in `queued` too).
+    pub spool_replayed: u64,
+    /// Damaged or unreadable parts of the spool skipped at replay: a torn
+    /// or changed record region, an empty or headerless segment, a segment
+    /// of a newer format version.
+    pub spool_corrupt: u64,
+    /// Bytes the spool holds on disk now.
+    pub spool_bytes: u64,
     dropped: [[u64; REASONS]; KINDS],
     /// The part of the drops that had been queued first (settled on the worker).
     worker_dropped: u64,
@@ -298,6 +313,8 @@ pub(crate) struct Counters {
     pub workshop_sent: AtomicU64,
     pub workshop_failures: AtomicU64,
     pub workshop_skipped: AtomicU64,
+    /// The durable spool's counters (written by the worker).
+    pub spool: std::sync::Arc<crate::spool::SpoolCounters>,
     dropped: [[AtomicU64; REASONS]; KINDS],
     worker_dropped: AtomicU64,
     /// Per route (by `Route as usize`): the in-flight limit the worker chose.
@@ -340,6 +357,7 @@ impl Counters {
             workshop_sent: AtomicU64::new(0),
             workshop_failures: AtomicU64::new(0),
             workshop_skipped: AtomicU64::new(0),
+            spool: Default::default(),
             dropped: Default::default(),
             worker_dropped: AtomicU64::new(0),
             in_flight_limit: Default::default(),
@@ -429,7 +447,13 @@ impl Counters {
         buffered_bytes: u64,
         buffered_bytes_capacity: u64,
     ) -> Stats {
+        let spool = self.spool.snapshot();
         let mut s = Stats {
+            spool_written: spool.written,
+            spool_not_written: spool.not_written,
+            spool_replayed: spool.replayed,
+            spool_corrupt: spool.corrupt,
+            spool_bytes: spool.bytes,
             buffered_bytes,
             buffered_bytes_capacity,
             queued: self.queued.load(Relaxed),

@@ -401,3 +401,27 @@ fn call_model(chat: &raindrop::Interaction) {
     span.record("gen_ai.usage.input_tokens", 42);
 }
 } // end readme_otel_tracing
+#[rustfmt::skip]
+#[allow(clippy::all)]
+pub mod readme_spool {
+use raindrop::{Client, ClientOptions, SpoolOptions, SpoolSync};
+use std::time::Duration;
+
+fn client(dir: &std::path::Path) -> Client {
+    let spool = SpoolOptions::new(dir)
+        .max_bytes(512 << 20) // default 256 MiB
+        .sync(SpoolSync::Every(Duration::from_millis(200))); // default every 1 s
+    let options = ClientOptions::from_env().spool_options(spool);
+    match Client::new(options) {
+        Ok(client) => client,
+        Err(e) => {
+            // Another process holds the directory (or it cannot be created):
+            // decide yourself whether to run without the spool.
+            eprintln!("raindrop: {e}; sending from memory only");
+            let mut options = ClientOptions::from_env();
+            options.spool = None;
+            Client::new(options).expect("valid options")
+        }
+    }
+}
+} // end readme_spool

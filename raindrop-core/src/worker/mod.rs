@@ -26,6 +26,7 @@ pub(crate) mod partial;
 mod prepare;
 mod retry;
 mod send;
+mod spool_hooks;
 pub(crate) mod tls;
 pub(crate) mod wire;
 
@@ -46,6 +47,7 @@ use crate::stats::{Counters, DropReason, ItemKind};
 use batch::{Batcher, Body};
 use partial::{MergedUpdate, PartialBuffer};
 use send::{Outcome, Transport};
+use spool_hooks::SpoolState;
 
 /// What the worker needs: the client's options (clamped to sane ranges),
 /// shared rather than copied, and what the client derived from them.
@@ -64,6 +66,8 @@ pub(crate) struct WorkerConfig {
     pub debug_logs: Arc<std::sync::atomic::AtomicBool>,
     /// Root certificates and extra CAs for HTTPS.
     pub tls: crate::endpoint::Tls,
+    /// The durable spool, opened (and locked) by the client.
+    pub spool: Option<crate::spool::Spool>,
 }
 
 impl WorkerConfig {
@@ -84,6 +88,7 @@ impl WorkerConfig {
             project_id,
             debug_logs,
             tls,
+            spool: None,
         }
     }
 }
@@ -281,6 +286,8 @@ struct Worker {
     shutdown: Option<Waiter>,
     ready: Vec<Body>,
     updates: Vec<MergedUpdate>,
+    /// The durable spool and what the worker needs of it (`spool_hooks.rs`).
+    spool: SpoolState,
 }
 
 enum Wake {
@@ -305,12 +312,13 @@ const INTAKE_BURST: usize = 512;
 
 impl Worker {
     fn new(
-        cfg: WorkerConfig,
+        mut cfg: WorkerConfig,
         counters: Arc<Counters>,
         transport: Arc<Transport>,
         budget: Arc<Budget>,
         data: mpsc::UnboundedReceiver<Queued>,
     ) -> Self {
+        let cfg_spool = cfg.spool.take();
         Worker {
             routes: Routes::new(&cfg),
             partials: PartialBuffer::new(),
@@ -327,6 +335,7 @@ impl Worker {
             shutdown: None,
             ready: Vec::new(),
             updates: Vec::new(),
+            spool: SpoolState::new(cfg_spool),
         }
     }
 
@@ -349,6 +358,7 @@ impl Worker {
                 .chain(self.shutdown.iter())
                 .map(|w| w.deadline)
                 .chain(self.pause_ends())
+                .chain(self.spool.wake_at())
                 .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
@@ -376,6 +386,8 @@ impl Worker {
             if self.shutdown.is_some() {
                 self.drain_all(now);
             }
+            // SPOOL HOOK: replay, write what was taken (before it is sent), delete what settled.
+            self.spool_step(now);
             self.ship_partials();
             self.pump();
             if self.answer_waiters() {
@@ -440,6 +452,10 @@ impl Worker {
     }
 
     fn on_item(&mut self, item: Item, cost: u64, now: Instant) {
+        // SPOOL HOOK: while a previous process's items replay, new ones wait behind them.
+        let Some(item) = self.spool_hold(item, cost) else {
+            return;
+        };
         let max = self.cfg.options.max_text_field_chars;
         let p = &self.cfg.prepare;
         let (route, bytes) = match item {
@@ -460,8 +476,10 @@ impl Worker {
                 p.span(&mut s).map(|()| fit::span(&mut s, max)),
             ),
             Item::Update(slot) => {
-                if let Some(w) = slot.take() {
+                if let Some(mut w) = slot.take() {
                     let seq = self.next_seq();
+                    // SPOOL HOOK: append the update.
+                    self.spool_update(&mut w.update, w.updates, seq);
                     self.partials.add(w.update, seq, w.updates, w.cost, now);
                 }
                 return;
@@ -491,6 +509,8 @@ impl Worker {
         match bytes {
             Ok(Ok(bytes)) => {
                 let seq = self.next_seq();
+                // SPOOL HOOK: append the request JSON.
+                self.spool.append_wire(route, &bytes, seq);
                 self.add_serialised(route, bytes, seq, cost);
             }
             Ok(Err(len)) => self.drop_unsent(
@@ -616,6 +636,8 @@ impl Worker {
     /// Drops one interaction update for good, and counts the interaction lost
     /// if it carried the final update.
     fn drop_update(&mut self, d: MergedUpdate, reason: DropReason, detail: &str) {
+        // SPOOL HOOK: given up on here, kept on disk for the next start.
+        self.spool.keep_if_transient(reason, d.min_seq);
         self.budget.release(Route::Partial, d.held);
         self.budget.release_bytes(d.cost);
         self.counters
@@ -719,6 +741,8 @@ impl Worker {
     /// Counts a request in flight as lost for `reason`: its items, its bytes,
     /// and the interaction if it carried a final update.
     fn settle_lost(&mut self, flight: Flight, reason: DropReason, detail: &str) {
+        // SPOOL HOOK: given up on here, kept on disk for the next start.
+        self.spool.keep_if_transient(reason, flight.min_seq);
         self.budget.release_bytes(flight.cost);
         self.counters
             .drop_queued(flight.route.kind(), reason, flight.items, detail);
@@ -772,6 +796,9 @@ impl Worker {
                 )
             }
             (Outcome::Exhausted, None) => {
+                // SPOOL HOOK: given up on here, kept on disk for the next start.
+                self.spool
+                    .keep_if_transient(DropReason::RetriesExhausted, f.min_seq);
                 self.budget.release_bytes(f.cost);
                 self.counters.drop_queued(
                     kind,
@@ -803,6 +830,8 @@ impl Worker {
         };
         let idle = self.data.is_empty() && self.tasks.is_empty();
         if idle && self.oldest_unsettled().is_none() {
+            // SPOOL HOOK: settle and unlock before the caller hears back.
+            self.spool_finish();
             if let Some(sd) = self.shutdown.take() {
                 sd.reply.send(true);
             }
@@ -810,6 +839,8 @@ impl Worker {
         }
         if now >= sd.deadline {
             self.abandon_all();
+            // SPOOL HOOK: unlock before the caller hears back.
+            self.spool_finish();
             if let Some(sd) = self.shutdown.take() {
                 sd.reply.send(false);
             }
@@ -821,6 +852,8 @@ impl Worker {
     /// The shutdown deadline passed: drops everything unsettled, counted by kind.
     fn abandon_all(&mut self) {
         const WHY: &str = "shutdown deadline passed before delivery";
+        // SPOOL HOOK: what is dropped now stays on disk for the next start.
+        self.spool.freeze();
         let reason = DropReason::ShutdownTimeout;
         // Requests that finished but were not looked at yet settle as they ended.
         while let Some(joined) = self.tasks.try_join_next_with_id() {

@@ -125,6 +125,13 @@ impl Prepare {
         self.hook(Outgoing::InteractionUpdate(u))
     }
 
+    /// The content switch and redaction alone, for an update about to be
+    /// written to the spool (the rest runs when it is sent; both are
+    /// idempotent, so running them again then changes nothing).
+    pub fn update_content(&self, u: &mut InteractionUpdate) {
+        self.ai(&mut u.ai, &mut u.attachments);
+    }
+
     pub fn signal(&self, s: &mut SignalRecord) -> Result<(), DropReason> {
         if !self.capture_content {
             for key in SIGNAL_CONTENT {
