@@ -15,7 +15,7 @@ use crate::genai::{self, GenAi};
 pub(super) struct Call {
     /// `llm`, `tool`, `task` (or the span's own `traceloop.span.kind`).
     kind: String,
-    pub(super) gen: GenAi,
+    gen: GenAi,
 }
 
 impl Call {
