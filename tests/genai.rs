@@ -464,6 +464,51 @@ fn hand_written_llm_span_and_genai_style_fields_are_normalised() {
     assert_eq!(ev.properties["reasoning_tokens"], 4);
 }
 
+/// Traceloop's indexed prompt and single completion fields (what the
+/// OpenTelemetry exporter reads too) fill the model span and the interaction.
+#[test]
+fn traceloop_indexed_prompt_fields_are_read() {
+    let _serial = serial();
+    let cap = Capture::start(vec![]);
+    let c = client(&cap);
+    let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
+    tracing::subscriber::with_default(sub, || {
+        let chat = tracing::info_span!(
+            "chat",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "u-3"
+        );
+        let _in = chat.enter();
+        drop(tracing::info_span!(
+            "openai.chat",
+            gen_ai.request.model = "gpt-mock",
+            "gen_ai.prompt.1.role" = "user",
+            "gen_ai.prompt.1.content" = "what is blue?",
+            "gen_ai.prompt.0.role" = "system",
+            "gen_ai.prompt.0.content" = "be brief",
+            "gen_ai.completion.0.content" = "the sky",
+        ));
+    });
+    flush(&c);
+    let all = cap.spans();
+    let llm = all
+        .iter()
+        .find(|s| s["name"] == "openai.chat.llm")
+        .expect("llm span");
+    let messages: Value =
+        serde_json::from_str(&attr_str(llm, "ai.prompt.messages").expect("prompt")).unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(messages[1]["content"], "what is blue?");
+    assert_eq!(
+        attr_str(llm, "ai.response.text").as_deref(),
+        Some("the sky")
+    );
+    let rec = recorded(&cap);
+    let ev = rec.interactions()[0];
+    assert_eq!(ev.input.as_deref(), Some("what is blue?"));
+    assert_eq!(ev.output.as_deref(), Some("the sky"));
+}
+
 /// `set_tools` on the current interaction: its GenAI model spans carry
 /// the catalog as `ai.prompt.tools`; its other spans do not.
 #[test]

@@ -181,7 +181,7 @@ fn main() {
         ClientOptions::default().local_sink(LocalSink::File(sink.clone()))
     };
     let client = Client::new(options).expect("a client");
-    let sub = tracing_subscriber::registry().with(raindrop_tracing::layer(&client));
+    let sub = tracing_subscriber::registry().with(raindrop_tracing::layer_for(&client));
     let _default = tracing::subscriber::set_default(sub);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

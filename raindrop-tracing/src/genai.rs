@@ -15,6 +15,7 @@
 //! that follows the conventions; names of rig-core (0.44) and genai (`otel`
 //! feature) are covered, including their two names for reasoning tokens.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -81,7 +82,13 @@ pub(crate) struct GenAi {
     finish_reasons: Option<String>,
     system: Option<String>,
     input_messages: Option<String>,
+    /// Traceloop's indexed prompt (`gen_ai.prompt.N.role` / `.content`),
+    /// read when there are no `input_messages`.
+    indexed_prompt: BTreeMap<usize, (Option<String>, Option<String>)>,
     output_messages: Option<String>,
+    /// A single answer text (`gen_ai.completion.0.content`,
+    /// `ai.response.text`), read when there are no `output_messages`.
+    completion: Option<String>,
     usage: Usage,
     time_to_first_chunk: Option<f64>,
     tool_name: Option<String>,
@@ -101,6 +108,28 @@ impl GenAi {
             Some("invoke_agent" | "create_agent") => Kind::Task,
             _ => Kind::Llm,
         }
+    }
+
+    /// The reading of `(name, value)` pairs, as the layer reads span fields
+    /// of those names (the OpenTelemetry exporter's attributes).
+    #[cfg(feature = "otel-exporter")]
+    pub(crate) fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> GenAi {
+        let mut g = GenAi::default();
+        for (name, value) in pairs {
+            g.set(name, value);
+        }
+        g
+    }
+
+    /// Whether the call's prompt and answer are what the user asked and the
+    /// model said: embeddings, reranking, speech, images, tools and agents
+    /// are not.
+    pub(crate) fn is_chat(&self) -> bool {
+        self.kind() == Kind::Llm
+            && matches!(
+                self.operation.as_deref().map(str::trim),
+                None | Some("chat" | "generate_content" | "text_completion")
+            )
     }
 
     fn set(&mut self, name: &str, value: Value) {
@@ -125,8 +154,14 @@ impl GenAi {
         };
         match name {
             "gen_ai.operation.name" => self.operation = Some(text()),
-            "gen_ai.provider.name" | "gen_ai.system" => self.provider = Some(text()),
+            "gen_ai.provider.name" | "gen_ai.system" | "ai.model.provider" => {
+                self.provider = Some(text())
+            }
             "gen_ai.request.model" => self.request_model = Some(text()),
+            // The Vercel AI SDK's name: the convention's wins.
+            "ai.model.id" => {
+                self.request_model.get_or_insert_with(text);
+            }
             "gen_ai.response.model" => self.response_model = Some(text()),
             "gen_ai.response.id" => self.response_id = Some(text()),
             "gen_ai.response.finish_reasons" => self.finish_reasons = Some(text()),
@@ -147,13 +182,68 @@ impl GenAi {
             "gen_ai.tool.call.id" => self.tool_call_id = Some(text()),
             "gen_ai.tool.error.type" => self.tool_error = Some(text()),
             "gen_ai.system_instructions" => self.system = Some(text()),
-            "gen_ai.input.messages" => self.input_messages = Some(text()),
+            "gen_ai.input.messages" | "ai.prompt.messages" => self.input_messages = Some(text()),
             "gen_ai.output.messages" => self.output_messages = Some(text()),
+            "gen_ai.completion.0.content" | "ai.response.text" => self.completion = Some(text()),
             "gen_ai.tool.call.arguments" => self.tool_arguments = Some(text()),
             "gen_ai.tool.call.result" => self.tool_result = Some(text()),
             _ => {
-                self.extra.set(name, &value);
+                if !self.set_indexed_prompt(name, text()) {
+                    self.extra.set(name, &value);
+                }
             }
+        }
+    }
+
+    /// Reads `gen_ai.prompt.N.role` / `.content`; `false` for other names.
+    fn set_indexed_prompt(&mut self, name: &str, text: String) -> bool {
+        let Some((n, field)) = name
+            .strip_prefix("gen_ai.prompt.")
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            return false;
+        };
+        let Ok(n) = n.parse::<usize>() else {
+            return false;
+        };
+        let slot = self.indexed_prompt.entry(n).or_default();
+        match field {
+            "role" => slot.0 = Some(text),
+            "content" => slot.1 = Some(text),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The prompt's messages: the convention's JSON, or the indexed form.
+    fn prompt_messages(&self) -> Vec<Message> {
+        if let Some(json) = &self.input_messages {
+            return parse_messages(json);
+        }
+        self.indexed_prompt
+            .values()
+            .filter_map(|(role, content)| {
+                let content = content.clone()?;
+                Some(Message {
+                    role: role.clone().unwrap_or_else(|| "user".to_owned()),
+                    text: Some(content.clone()),
+                    content,
+                })
+            })
+            .collect()
+    }
+
+    /// The assistant's text of the answer.
+    fn answer_text(&self) -> Option<String> {
+        let texts: Vec<String> = parse_messages(self.output_messages.as_deref().unwrap_or(""))
+            .into_iter()
+            .filter(|m| m.role == "assistant")
+            .filter_map(|m| m.text)
+            .collect();
+        if texts.is_empty() {
+            self.completion.clone()
+        } else {
+            Some(texts.join("\n"))
         }
     }
 
@@ -208,6 +298,8 @@ struct Summary {
     model: Option<String>,
     first_input: Option<String>,
     last_output: Option<String>,
+    /// The first input was handed to the interaction already (and dropped).
+    input_filled: bool,
     usage: Usage,
 }
 
@@ -327,43 +419,29 @@ pub(crate) fn record_call(
     input: Option<&str>,
     output: Option<&str>,
 ) {
-    let Some(g) = g.filter(|_| kind == Kind::Llm) else {
-        return;
-    };
     // Embeddings, reranking, speech, images: exported, but they are not
     // what the user asked and the model answered.
-    if !matches!(
-        g.operation.as_deref().map(str::trim),
-        None | Some("chat" | "generate_content" | "text_completion")
-    ) {
+    let Some(g) = g.filter(|g| kind == Kind::Llm && g.is_chat()) else {
         return;
-    }
+    };
     let mut s = calls.0.lock().unwrap_or_else(|e| e.into_inner());
     s.count += 1;
     if let Some(m) = g.model() {
         s.model = Some(m.to_owned());
     }
     s.usage.add(&g.usage);
-    if s.first_input.is_none() {
+    if s.first_input.is_none() && !s.input_filled {
         s.first_input = input.map(str::to_owned).or_else(|| {
-            let msgs = parse_messages(g.input_messages.as_deref()?);
             // Tool results come back as `user` messages with only a
             // `tool_call_response` part: not what the user said.
-            msgs.into_iter()
+            g.prompt_messages()
+                .into_iter()
                 .rev()
                 .find(|m| m.role == "user" && m.text.is_some())
                 .and_then(|m| m.text)
         });
     }
-    let out = output.map(str::to_owned).or_else(|| {
-        let msgs = parse_messages(g.output_messages.as_deref()?);
-        let texts: Vec<String> = msgs
-            .into_iter()
-            .filter(|m| m.role == "assistant")
-            .filter_map(|m| m.text)
-            .collect();
-        (!texts.is_empty()).then(|| texts.join("\n"))
-    });
+    let out = output.map(str::to_owned).or_else(|| g.answer_text());
     if out.is_some() {
         s.last_output = out;
     }
@@ -378,7 +456,26 @@ pub(crate) fn fill_interaction(calls: &Calls, i: &Interaction, has_output: bool)
     }
     let output = if has_output { None } else { s.last_output };
     raindrop_core::__private::fill_unset(i, s.model, s.first_input, output);
-    let u = s.usage;
+    set_usage_properties(i, &s.usage, s.count);
+}
+
+/// Fills a live interaction from its model calls so far, as each call is
+/// exported (the OpenTelemetry exporter, which sees no interaction end):
+/// the texts are handed over and dropped, the sums kept for the next call.
+#[cfg(feature = "otel-exporter")]
+pub(crate) fn fill_interaction_so_far(calls: &Calls, i: &Interaction) {
+    let mut s = calls.0.lock().unwrap_or_else(|e| e.into_inner());
+    if s.count == 0 {
+        return;
+    }
+    let input = s.first_input.take();
+    s.input_filled |= input.is_some();
+    raindrop_core::__private::fill_unset(i, s.model.take(), input, s.last_output.take());
+    set_usage_properties(i, &s.usage, s.count);
+}
+
+/// The interaction's usage properties, from the sum of its calls.
+fn set_usage_properties(i: &Interaction, u: &Usage, count: u32) {
     for (k, v) in [
         ("input_tokens", u.input),
         ("output_tokens", u.output),
@@ -393,7 +490,7 @@ pub(crate) fn fill_interaction(calls: &Calls, i: &Interaction, has_output: bool)
         let total = u.input.unwrap_or(0).saturating_add(u.output.unwrap_or(0));
         i.set_property("total_tokens", total);
     }
-    i.set_property("llm_calls", s.count);
+    i.set_property("llm_calls", count);
 }
 
 /// The attributes of an LLM span (wire contract 9.4 / 9.5), replacing the
@@ -414,9 +511,11 @@ pub(crate) fn llm_attributes(
     model_attributes(&mut attrs, &g);
     prompt_attributes(&mut attrs, &g, input, max);
     let output = output.or_else(|| {
-        let msgs = parse_messages(g.output_messages.as_deref()?);
+        let msgs = parse_messages(g.output_messages.as_deref().unwrap_or(""));
         let parts: Vec<String> = msgs.into_iter().map(|m| m.content).collect();
-        (!parts.is_empty()).then(|| parts.join("\n"))
+        (!parts.is_empty())
+            .then(|| parts.join("\n"))
+            .or_else(|| g.completion.take())
     });
     if let Some(o) = output {
         let o = truncate_text(&o, max).into_owned();
@@ -485,10 +584,7 @@ fn model_attributes(attrs: &mut Vec<Attr>, g: &GenAi) {
 fn prompt_attributes(attrs: &mut Vec<Attr>, g: &GenAi, input: Option<String>, max: usize) {
     let cap = |s: &str| truncate_text(s, max).into_owned();
     let mut messages: Vec<(String, String)> = g
-        .input_messages
-        .as_deref()
-        .map(parse_messages)
-        .unwrap_or_default()
+        .prompt_messages()
         .into_iter()
         .map(|m| (m.role, m.content))
         .collect();

@@ -20,9 +20,13 @@ pub(crate) const PROVIDER_COST: &str = "gen_ai.usage.provider_reported_cost";
 /// The tool definitions of one call (GenAI convention: a JSON array).
 pub(crate) const TOOL_DEFINITIONS: &str = "gen_ai.tool.definitions";
 
-/// Whether the layer reads a span or event field of this name.
+/// Whether the layer reads a span or event field of this name (`ai.*`:
+/// the Vercel AI SDK's names, as the OpenTelemetry exporter reads them too).
 pub(crate) fn is_model_field(name: &str) -> bool {
-    name.starts_with("gen_ai.") || name.starts_with("langfuse.") || name == "error.type"
+    name.starts_with("gen_ai.")
+        || name.starts_with("langfuse.")
+        || name.starts_with("ai.")
+        || name == "error.type"
 }
 
 /// The name the GenAI mapping keys on for a usage attribute spelled another

@@ -89,8 +89,9 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 use raindrop_core::{truncate_text, AttributeValue, Client, Interaction, SpanRecord, SpanStatus};
 
-/// The GenAI mapping (one file, to be replaced by calls into the layer's
-/// `genai` once it returns attributes).
+use crate::genai::{self, Calls};
+
+/// OpenTelemetry spans read by the layer's GenAI mapping.
 mod adapter;
 
 /// The span attributes that link a span to its interaction's event id, in
@@ -332,9 +333,9 @@ impl RaindropExporter {
         let max = s.client.options().max_text_field_chars;
         let call = adapter::Call::read(&span.attributes);
         if let Some(call) = call.as_ref().filter(|c| c.is_chat()) {
-            self.fill(&interaction, call, max);
+            self.fill(&interaction, call);
         }
-        let record = to_record(span, &event_id, &interaction, call.as_ref(), max);
+        let record = to_record(span, &event_id, &interaction, call, max);
         // `export_span` validates and queues; it never blocks.
         let _ = s.client.export_span(record);
         s.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -342,7 +343,7 @@ impl RaindropExporter {
 
     /// Fills a live, open interaction from one model call (the layer's rule:
     /// what the user set by hand wins, see `raindrop_core::__private::fill_unset`).
-    fn fill(&self, interaction: &Interaction, call: &adapter::Call, max: usize) {
+    fn fill(&self, interaction: &Interaction, call: &adapter::Call) {
         // Open in this process: a handle resumed by id for an event that
         // finished, or was begun elsewhere, knows nothing of what was set
         // by hand, and would override it.
@@ -354,20 +355,10 @@ impl RaindropExporter {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let (sum, input) = self
-            .shared
-            .calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(event_id, call);
-        let cap = |t: String| truncate_text(&t, max).into_owned();
-        raindrop_core::__private::fill_unset(
-            interaction,
-            call.model().map(str::to_owned),
-            input.map(cap),
-            call.answer().map(cap),
-        );
-        adapter::set_usage_properties(interaction, &sum.usage, sum.count);
+        let mut log = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let calls = log.calls_of(event_id);
+        call.record(calls);
+        genai::fill_interaction_so_far(calls, interaction);
     }
 }
 
@@ -419,7 +410,7 @@ fn to_record(
     span: SpanData,
     event_id: &str,
     interaction: &Interaction,
-    call: Option<&adapter::Call>,
+    call: Option<adapter::Call>,
     max: usize,
 ) -> SpanRecord {
     let mut attrs: Vec<Attr> = span
@@ -505,23 +496,14 @@ fn value_of(v: &OtelValue, max: usize) -> AttributeValue {
 /// The model calls of the interactions seen, summed per event id.
 #[derive(Default)]
 struct CallLog {
-    by_event: HashMap<String, Sum>,
+    by_event: HashMap<String, Calls>,
     order: VecDeque<String>,
 }
 
-/// Small on purpose: entries outlive their interactions until evicted.
-#[derive(Clone, Copy, Default)]
-struct Sum {
-    count: u32,
-    /// The input was taken from a call (the first with user text).
-    has_input: bool,
-    usage: adapter::Usage,
-}
-
 impl CallLog {
-    /// Adds one call to its interaction's sum; returns the sum so far and,
-    /// for the first call with user text, that text (the interaction's input).
-    fn add(&mut self, event_id: &str, call: &adapter::Call) -> (Sum, Option<String>) {
+    /// The calls of an interaction so far (its texts are dropped once they
+    /// filled it, so an entry stays small until it is evicted).
+    fn calls_of(&mut self, event_id: &str) -> &Calls {
         if !self.by_event.contains_key(event_id) {
             if self.order.len() >= MAX_INTERACTIONS {
                 if let Some(old) = self.order.pop_front() {
@@ -530,16 +512,7 @@ impl CallLog {
             }
             self.order.push_back(event_id.to_owned());
         }
-        let sum = self.by_event.entry(event_id.to_owned()).or_default();
-        sum.count += 1;
-        let input = if sum.has_input {
-            None
-        } else {
-            call.user_text()
-        };
-        sum.has_input |= input.is_some();
-        sum.usage.add(&call.usage);
-        (*sum, input)
+        self.by_event.entry(event_id.to_owned()).or_default()
     }
 }
 
@@ -571,9 +544,11 @@ mod tests {
         a.push(KeyValue::new("gen_ai.usage.completion_tokens", "3"));
         let call = Call::read(&a).expect("a model call");
         assert!(call.is_chat());
-        assert_eq!(call.user_text().as_deref(), Some("second"));
-        assert_eq!(call.answer().as_deref(), Some("ok"));
         let out = call.attributes(1000);
+        assert_eq!(
+            find(&out, "ai.response.text"),
+            Some(&AttributeValue::String("ok".into()))
+        );
         assert_eq!(
             find(&out, "gen_ai.usage.input_tokens"),
             Some(&AttributeValue::Int(7))
@@ -608,6 +583,10 @@ mod tests {
         .expect("a GenAI span");
         assert!(!tool.is_chat());
         let out = tool.attributes(1000);
+        assert_eq!(
+            find(&out, "traceloop.entity.name"),
+            Some(&AttributeValue::String("search".into()))
+        );
         assert_eq!(
             find(&out, "traceloop.span.kind"),
             Some(&AttributeValue::String("tool".into()))
