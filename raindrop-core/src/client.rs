@@ -126,16 +126,7 @@ impl Client {
         // One copy, shared by the client and its worker.
         let options = Arc::new(options);
 
-        let project_id = options.project_id.as_deref().map(str::trim).and_then(|p| {
-            if p.is_empty() {
-                None
-            } else if valid_project_slug(p) {
-                Some(p.to_owned())
-            } else {
-                tracing::warn!(target: "raindrop", "project_id `{p}` is not a valid slug (lowercase letters, digits, hyphens; 1-63 chars); sending no project header");
-                None
-            }
-        });
+        let project_id = project_id(&options);
 
         let counters = Arc::new(Counters::new());
         let debug_logs = Arc::new(AtomicBool::new(options.debug_logs));
@@ -157,19 +148,7 @@ impl Client {
             if options.local_sink.is_none() && options.write_key.is_some() {
                 endpoint::warn_if_plain_http(&endpoint);
             }
-            // Taken here, not on the worker, so a second process learns at
-            // once that the directory is in use.
-            let spool = match &options.spool {
-                Some(o) => Some(
-                    crate::spool::Spool::open(o, counters.spool.clone()).map_err(|reason| {
-                        Error::Config {
-                            field: "spool",
-                            reason,
-                        }
-                    })?,
-                ),
-                None => None,
-            };
+            let spool = open_spool(&options, &counters)?;
             let (queue, budget, data_rx) =
                 Queue::new(options.max_queue_size, options.max_buffered_bytes);
             let mut config = WorkerConfig::new(
@@ -847,6 +826,37 @@ fn carrier_key(options: &ClientOptions) -> (Option<CarrierKey>, bool) {
             .map(|()| CarrierKey::from_secret(&secret))
     });
     (local.clone(), true)
+}
+
+/// The `project_id` option when it is a valid slug (warned and left out
+/// otherwise).
+fn project_id(options: &ClientOptions) -> Option<String> {
+    let p = options.project_id.as_deref().map(str::trim)?;
+    if p.is_empty() {
+        None
+    } else if valid_project_slug(p) {
+        Some(p.to_owned())
+    } else {
+        tracing::warn!(target: "raindrop", "project_id `{p}` is not a valid slug (lowercase letters, digits, hyphens; 1-63 chars); sending no project header");
+        None
+    }
+}
+
+/// Opens (and locks) the spool directory, if one is configured: here, not
+/// on the worker, so a second process learns at once that it is in use.
+fn open_spool(
+    options: &ClientOptions,
+    counters: &Counters,
+) -> Result<Option<crate::spool::Spool>, Error> {
+    let Some(o) = &options.spool else {
+        return Ok(None);
+    };
+    crate::spool::Spool::open(o, counters.spool.clone())
+        .map(Some)
+        .map_err(|reason| Error::Config {
+            field: "spool",
+            reason,
+        })
 }
 
 #[cfg(test)]

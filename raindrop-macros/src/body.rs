@@ -84,72 +84,9 @@ pub(crate) fn wrap(
         }}
     };
     match shape {
-        Shape::Async => {
-            let wrapped = instrumented(quote!(: #ret_ty));
-            quote! {
-                #imports
-                #open
-                #[allow(clippy::async_yields_async)]
-                let __rd_fut = async move {
-                    #[allow(
-                        unknown_lints, unreachable_code, clippy::diverging_sub_expression,
-                        clippy::let_unit_value, clippy::unreachable, clippy::empty_loop,
-                        clippy::needless_return
-                    )]
-                    if false {
-                        let __rd_fake: #ret_ty = loop {};
-                        return __rd_fake;
-                    }
-                    #(#stmts)*
-                };
-                if !#on && #span.is_disabled() {
-                    return __rd_fut.await;
-                }
-                #wrapped.await
-            }
-        }
+        Shape::Async => async_fn(n, &ret_ty, stmts, open, &instrumented),
         Shape::AsyncBlock { boxed, output } => {
-            // `fn f(..) -> impl Future { async move {..} }` and what
-            // `#[async_trait]` makes (`Box::pin(async move {..})`): the span
-            // is created at the call (arguments captured then) and is
-            // current while the returned future runs, as for an `async fn`.
-            let (before, last) = stmts.split_at(stmts.len() - 1);
-            let Some(syn::Stmt::Expr(last, None)) = last.first() else {
-                unreachable!("shape_of checked the last statement");
-            };
-            let fut = match last {
-                Expr::Call(c) => c.args.first().unwrap_or(last),
-                other => other,
-            };
-            let (fut, value) = match output {
-                Some(t) => {
-                    let t = erased(t);
-                    (quote!(#private::expect_output::<#t, _>(#fut)), quote!(: #t))
-                }
-                None => (quote!(#fut), quote!()),
-            };
-            let wrapped = instrumented(value);
-            let wrapped = if *boxed {
-                quote!(::std::boxed::Box::pin(#wrapped))
-            } else {
-                wrapped
-            };
-            // `#[async_trait]` rebinds every argument inside its block
-            // (`let user = user;`); one used only by this attribute's
-            // arguments (`user_id = user`) is then unused in there.
-            let allow = if *boxed {
-                quote!(#[allow(unused_variables)])
-            } else {
-                quote!()
-            };
-            quote! {
-                #imports
-                #open
-                #(#before)*
-                #allow
-                let __rd_fut = #fut;
-                #wrapped
-            }
+            async_block(n, stmts, *boxed, output.as_ref(), open, &instrumented)
         }
         Shape::Never => quote! {
             #imports
@@ -187,6 +124,96 @@ pub(crate) fn wrap(
             #done
             #ret
         },
+    }
+}
+
+/// The body of an `async fn`: its statements become a future (typed by a
+/// never-run `return` of the declared type) awaited in the span.
+fn async_fn(
+    n: &Names,
+    ret_ty: &TokenStream2,
+    stmts: &[syn::Stmt],
+    open: TokenStream2,
+    instrumented: &dyn Fn(TokenStream2) -> TokenStream2,
+) -> TokenStream2 {
+    let Names {
+        span, on, imports, ..
+    } = n;
+    let wrapped = instrumented(quote!(: #ret_ty));
+    quote! {
+        #imports
+        #open
+        #[allow(clippy::async_yields_async)]
+        let __rd_fut = async move {
+            #[allow(
+                unknown_lints, unreachable_code, clippy::diverging_sub_expression,
+                clippy::let_unit_value, clippy::unreachable, clippy::empty_loop,
+                clippy::needless_return
+            )]
+            if false {
+                let __rd_fake: #ret_ty = loop {};
+                return __rd_fake;
+            }
+            #(#stmts)*
+        };
+        if !#on && #span.is_disabled() {
+            return __rd_fut.await;
+        }
+        #wrapped.await
+    }
+}
+
+/// The body of a plain fn returning `async move {..}` (`boxed`: as
+/// `#[async_trait]` writes it): the span is created at the call (arguments
+/// captured then) and is current while the returned future runs, as for an
+/// `async fn`. `instrumented` awaits `__rd_fut` in the span.
+fn async_block(
+    n: &Names,
+    stmts: &[syn::Stmt],
+    boxed: bool,
+    output: Option<&syn::Type>,
+    open: TokenStream2,
+    instrumented: &dyn Fn(TokenStream2) -> TokenStream2,
+) -> TokenStream2 {
+    let Names {
+        private, imports, ..
+    } = n;
+    let (before, last) = stmts.split_at(stmts.len() - 1);
+    let Some(syn::Stmt::Expr(last, None)) = last.first() else {
+        unreachable!("shape_of checked the last statement");
+    };
+    let fut = match last {
+        Expr::Call(c) => c.args.first().unwrap_or(last),
+        other => other,
+    };
+    let (fut, value) = match output {
+        Some(t) => {
+            let t = erased(t);
+            (quote!(#private::expect_output::<#t, _>(#fut)), quote!(: #t))
+        }
+        None => (quote!(#fut), quote!()),
+    };
+    let wrapped = instrumented(value);
+    let wrapped = if boxed {
+        quote!(::std::boxed::Box::pin(#wrapped))
+    } else {
+        wrapped
+    };
+    // `#[async_trait]` rebinds every argument inside its block
+    // (`let user = user;`); one used only by this attribute's
+    // arguments (`user_id = user`) is then unused in there.
+    let allow = if boxed {
+        quote!(#[allow(unused_variables)])
+    } else {
+        quote!()
+    };
+    quote! {
+        #imports
+        #open
+        #(#before)*
+        #allow
+        let __rd_fut = #fut;
+        #wrapped
     }
 }
 

@@ -692,106 +692,121 @@ impl Reply {
     /// One SSE event of a stream.
     fn event(&mut self, api: Api, ev: &Map<String, Value>) {
         match api {
-            Api::ChatCompletions => {
-                if self.id.is_none() {
-                    self.id = s(ev.get("id"));
+            Api::ChatCompletions => self.chat_event(ev),
+            Api::Responses => self.responses_event(ev),
+            Api::AnthropicMessages => self.anthropic_event(ev),
+        }
+    }
+
+    /// A Chat Completions chunk: text and tool-call deltas, finish reasons,
+    /// the final usage chunk.
+    fn chat_event(&mut self, ev: &Map<String, Value>) {
+        if self.id.is_none() {
+            self.id = s(ev.get("id"));
+        }
+        if let Some(m) = s(ev.get("model")) {
+            self.model = Some(m);
+        }
+        for c in ev
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let d = &c["delta"];
+            if let Some(t) = d["content"].as_str() {
+                self.text.push_str(t);
+            }
+            for t in d["tool_calls"].as_array().into_iter().flatten() {
+                let i = t["index"].as_u64().unwrap_or(0) as usize;
+                while self.tool_calls.len() <= i && self.tool_calls.len() < 128 {
+                    self.tool_calls.push(ToolCall::default());
                 }
-                if let Some(m) = s(ev.get("model")) {
-                    self.model = Some(m);
-                }
-                for c in ev
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let d = &c["delta"];
-                    if let Some(t) = d["content"].as_str() {
-                        self.text.push_str(t);
+                if let Some(call) = self.tool_calls.get_mut(i) {
+                    if let Some(id) = t["id"].as_str() {
+                        call.id = id.to_owned();
                     }
-                    for t in d["tool_calls"].as_array().into_iter().flatten() {
-                        let i = t["index"].as_u64().unwrap_or(0) as usize;
-                        while self.tool_calls.len() <= i && self.tool_calls.len() < 128 {
-                            self.tool_calls.push(ToolCall::default());
-                        }
-                        if let Some(call) = self.tool_calls.get_mut(i) {
-                            if let Some(id) = t["id"].as_str() {
-                                call.id = id.to_owned();
-                            }
-                            if let Some(name) = t["function"]["name"].as_str() {
-                                call.name.push_str(name);
-                            }
-                            if let Some(a) = t["function"]["arguments"].as_str() {
-                                call.arguments.push_str(a);
-                            }
-                        }
+                    if let Some(name) = t["function"]["name"].as_str() {
+                        call.name.push_str(name);
                     }
-                    if let Some(f) = c["finish_reason"].as_str() {
-                        self.finish.push(f.to_owned());
+                    if let Some(a) = t["function"]["arguments"].as_str() {
+                        call.arguments.push_str(a);
                     }
-                }
-                self.usage(ev.get("usage"));
-                if let Some(m) = ev.get("error").and_then(|e| e.get("message")) {
-                    self.error = m.as_str().map(str::to_owned);
                 }
             }
-            Api::Responses => match ev.get("type").and_then(Value::as_str) {
-                Some("response.output_text.delta") => {
-                    self.text.push_str(ev["delta"].as_str().unwrap_or_default());
+            if let Some(f) = c["finish_reason"].as_str() {
+                self.finish.push(f.to_owned());
+            }
+        }
+        self.usage(ev.get("usage"));
+        if let Some(m) = ev.get("error").and_then(|e| e.get("message")) {
+            self.error = m.as_str().map(str::to_owned);
+        }
+    }
+
+    /// A Responses API event: text deltas, then the whole response.
+    fn responses_event(&mut self, ev: &Map<String, Value>) {
+        match ev.get("type").and_then(Value::as_str) {
+            Some("response.output_text.delta") => {
+                self.text.push_str(ev["delta"].as_str().unwrap_or_default());
+            }
+            Some("response.created" | "response.in_progress") => {
+                if let Some(Value::Object(r)) = ev.get("response") {
+                    self.id = s(r.get("id"));
+                    self.model = s(r.get("model"));
                 }
-                Some("response.created" | "response.in_progress") => {
-                    if let Some(Value::Object(r)) = ev.get("response") {
-                        self.id = s(r.get("id"));
-                        self.model = s(r.get("model"));
+            }
+            Some("response.completed" | "response.incomplete" | "response.failed") => {
+                if let Some(Value::Object(r)) = ev.get("response") {
+                    self.responses_object(r);
+                }
+            }
+            Some("error") => {
+                self.error = s(ev.get("message")).or_else(|| Some("error".to_owned()));
+            }
+            _ => {}
+        }
+    }
+
+    /// An Anthropic Messages event: the message start, content blocks and
+    /// their deltas, the stop reason and usage.
+    fn anthropic_event(&mut self, ev: &Map<String, Value>) {
+        match ev.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                let m = &ev["message"];
+                self.id = s(m.get("id"));
+                self.model = s(m.get("model"));
+                self.usage(m.get("usage"));
+            }
+            Some("content_block_start") => self.anthropic_block(&ev["content_block"]),
+            Some("content_block_delta") => {
+                let d = &ev["delta"];
+                match d["type"].as_str() {
+                    Some("text_delta") => {
+                        self.text.push_str(d["text"].as_str().unwrap_or_default())
                     }
-                }
-                Some("response.completed" | "response.incomplete" | "response.failed") => {
-                    if let Some(Value::Object(r)) = ev.get("response") {
-                        self.responses_object(r);
-                    }
-                }
-                Some("error") => {
-                    self.error = s(ev.get("message")).or_else(|| Some("error".to_owned()));
-                }
-                _ => {}
-            },
-            Api::AnthropicMessages => match ev.get("type").and_then(Value::as_str) {
-                Some("message_start") => {
-                    let m = &ev["message"];
-                    self.id = s(m.get("id"));
-                    self.model = s(m.get("model"));
-                    self.usage(m.get("usage"));
-                }
-                Some("content_block_start") => self.anthropic_block(&ev["content_block"]),
-                Some("content_block_delta") => {
-                    let d = &ev["delta"];
-                    match d["type"].as_str() {
-                        Some("text_delta") => {
-                            self.text.push_str(d["text"].as_str().unwrap_or_default())
+                    Some("input_json_delta") => {
+                        if let Some(call) = self.tool_calls.last_mut() {
+                            call.arguments
+                                .push_str(d["partial_json"].as_str().unwrap_or_default());
                         }
-                        Some("input_json_delta") => {
-                            if let Some(call) = self.tool_calls.last_mut() {
-                                call.arguments
-                                    .push_str(d["partial_json"].as_str().unwrap_or_default());
-                            }
-                        }
-                        _ => {}
                     }
+                    _ => {}
                 }
-                Some("message_delta") => {
-                    if let Some(f) = ev["delta"]["stop_reason"].as_str() {
-                        self.finish.push(f.to_owned());
-                    }
-                    self.usage(ev.get("usage"));
+            }
+            Some("message_delta") => {
+                if let Some(f) = ev["delta"]["stop_reason"].as_str() {
+                    self.finish.push(f.to_owned());
                 }
-                Some("error") => {
-                    self.error = ev["error"]["message"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .or_else(|| Some("error".to_owned()));
-                }
-                _ => {}
-            },
+                self.usage(ev.get("usage"));
+            }
+            Some("error") => {
+                self.error = ev["error"]["message"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| Some("error".to_owned()));
+            }
+            _ => {}
         }
     }
 
