@@ -8,8 +8,8 @@
 //! [`interaction`](macro@interaction), [`task`](macro@task) and
 //! [`tool`](macro@tool). The repository's README is the guided tour and its
 //! `docs/` directory holds the guides (setup, attributes, testing, across
-//! services, privacy, delivery, configuration); its `examples/` run offline
-//! (`cargo run --example chat`).
+//! services, privacy, delivery, configuration, spool, OpenTelemetry); its
+//! `examples/` run offline (`cargo run --example chat`).
 //!
 //! Tracking calls never block and never fail because of the network: they
 //! validate, queue and return, and a background thread batches, delivers and
