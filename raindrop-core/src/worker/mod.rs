@@ -280,6 +280,9 @@ struct Worker {
     shutdown: Option<Waiter>,
     ready: Vec<Body>,
     updates: Vec<MergedUpdate>,
+    /// Each event, signal, identify call or span is serialised here, then
+    /// copied into its batch: one buffer for all, not one per item.
+    scratch: Vec<u8>,
 }
 
 enum Wake {
@@ -301,6 +304,10 @@ fn hook_detail(reason: DropReason) -> &'static str {
 /// Items taken from the queue per wake-up before finished requests are
 /// looked at again.
 const INTAKE_BURST: usize = 512;
+
+/// Capacity the serialisation buffer keeps between items; a larger item's
+/// buffer is given back after it.
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 impl Worker {
     fn new(
@@ -326,6 +333,7 @@ impl Worker {
             shutdown: None,
             ready: Vec::new(),
             updates: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -441,22 +449,23 @@ impl Worker {
     fn on_item(&mut self, item: Item, cost: u64, now: Instant) {
         let max = self.cfg.options.max_text_field_chars;
         let p = &self.cfg.prepare;
-        let (route, bytes) = match item {
+        let out = &mut self.scratch;
+        let (route, fitted) = match item {
             Item::Event(mut e) => (
                 Route::Track,
-                p.event(&mut e).map(|()| fit::event(&mut e, max)),
+                p.event(&mut e).map(|()| fit::event(&mut e, max, out)),
             ),
             Item::Signal(mut s) => (
                 Route::Signals,
-                p.signal(&mut s).map(|()| fit::signal(&mut s)),
+                p.signal(&mut s).map(|()| fit::signal(&mut s, out)),
             ),
             Item::Identify(mut i) => (
                 Route::Identify,
-                p.identify(&mut i).map(|()| fit::identify(&mut i)),
+                p.identify(&mut i).map(|()| fit::identify(&mut i, out)),
             ),
             Item::Span(mut s) => (
                 Route::Traces,
-                p.span(&mut s).map(|()| fit::span(&mut s, max)),
+                p.span(&mut s).map(|()| fit::span(&mut s, max, out)),
             ),
             Item::Update(slot) => {
                 if let Some(w) = slot.take() {
@@ -487,10 +496,15 @@ impl Worker {
                 return;
             }
         };
-        match bytes {
-            Ok(Ok(bytes)) => {
+        match fitted {
+            Ok(Ok(())) => {
                 let seq = self.next_seq();
-                self.add_serialised(route, bytes, seq, cost);
+                let mut bytes = std::mem::take(&mut self.scratch);
+                self.add_serialised(route, &bytes, seq, cost);
+                if bytes.capacity() > SCRATCH_KEEP {
+                    bytes = Vec::with_capacity(SCRATCH_KEEP);
+                }
+                self.scratch = bytes;
             }
             Ok(Err(len)) => self.drop_unsent(
                 route,
@@ -519,7 +533,7 @@ impl Worker {
         self.counters.drop_queued(route.kind(), reason, n, detail);
     }
 
-    fn add_serialised(&mut self, route: Route, bytes: Vec<u8>, seq: u64, cost: u64) {
+    fn add_serialised(&mut self, route: Route, bytes: &[u8], seq: u64, cost: u64) {
         if bytes.is_empty() || !self.routes.get(route).batcher.fits_alone(bytes.len()) {
             self.drop_unsent(
                 route,
@@ -536,7 +550,7 @@ impl Worker {
         }
         let mut out = std::mem::take(&mut self.ready);
         let state = self.routes.get_mut(route);
-        state.batcher.push(&bytes, seq, cost, &mut out);
+        state.batcher.push(bytes, seq, cost, &mut out);
         for body in out.drain(..) {
             state.lane.queue.push_back(Request::batch(body));
         }
