@@ -499,11 +499,8 @@ impl Worker {
         match fitted {
             Ok(Ok(())) => {
                 let seq = self.next_seq();
-                let mut bytes = std::mem::take(&mut self.scratch);
+                let bytes = std::mem::take(&mut self.scratch);
                 self.add_serialised(route, &bytes, seq, cost);
-                if bytes.capacity() > SCRATCH_KEEP {
-                    bytes = Vec::with_capacity(SCRATCH_KEEP);
-                }
                 self.scratch = bytes;
             }
             Ok(Err(len)) => self.drop_unsent(
@@ -517,6 +514,9 @@ impl Worker {
                 ),
             ),
             Err(reason) => self.drop_unsent(route, reason, 1, cost, hook_detail(reason)),
+        }
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
         }
     }
 
