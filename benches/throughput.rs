@@ -12,7 +12,10 @@
 //!   child process (so its memory is not ours). The producer waits for room
 //!   with `Client::wait_ready` (opt-in back-pressure) before each call, so
 //!   every event is accepted exactly once. Reports delivered events/s, loss
-//!   and duplicates (by event id, counted by the sink), and peak RSS.
+//!   and duplicates (by event id, counted by the sink), worker CPU per
+//!   event, and peak RSS. Then the reqwest floor: plain reqwest posting
+//!   pre-built 10-event bodies of the run's mean request size to a fresh
+//!   child sink, as many in flight as the SDK's limiter chose.
 //! - `down`: the backend is down (a closed loopback port: connection
 //!   refused). 200,000 unpaced calls, each timed; reports caller mean/p99,
 //!   RSS, and checks after `shutdown` that every call is accounted for in
@@ -538,6 +541,7 @@ fn burst_phase() {
     let counts = sink.counts();
     let report = client.shutdown(Duration::from_secs(10));
     let rate = counts.unique as f64 / elapsed.as_secs_f64();
+    let chosen = stats.in_flight_limit("events/track").max(1) as usize;
     println!(
         "sent={sent} in {:.2} s (enqueue), flushed={flushed}, all delivered after {:.2} s",
         enqueued_at.as_secs_f64(),
@@ -581,6 +585,97 @@ fn burst_phase() {
         report.completed,
         loadavg()
     );
+    drop(sink);
+    // The floor, right after: the same sink, body size and in-flight count
+    // (`RAINDROP_BENCH_FLOOR_IN_FLIGHT` overrides the limiter's choice).
+    let in_flight = env_usize("RAINDROP_BENCH_FLOOR_IN_FLIGHT").unwrap_or(chosen);
+    let floor = floor_events_per_s(EVENTS, in_flight, counts.bytes / counts.requests.max(1));
+    println!(
+        "reqwest floor: {floor:.0} events/s at {in_flight} requests in flight (the limiter chose {chosen}); \
+         delivered/floor = {:.0}%",
+        rate * 100.0 / floor
+    );
+}
+
+/// The HTTP floor: plain reqwest on one current-thread runtime (as the
+/// worker has) posting pre-built 10-event `events/track` bodies to a fresh
+/// child sink, `in_flight` at once; returns events/s. The 1,000 bodies
+/// (distinct event ids) are reused round-robin; each is padded towards
+/// `body_bytes`, the SDK's mean request size in the run before.
+fn floor_events_per_s(events: u64, in_flight: usize, body_bytes: u64) -> f64 {
+    let mut sink = ChildSink::start();
+    let url = format!("http://127.0.0.1:{}/v1/events/track", sink.port);
+    let bodies: Vec<bytes::Bytes> = (0..1000).map(|i| floor_body(i, body_bytes)).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("floor runtime");
+    let requests = events / 10;
+    let start = Instant::now();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut sent = 0u64;
+        while sent < requests || !tasks.is_empty() {
+            while tasks.len() < in_flight.max(1) && sent < requests {
+                let req = client
+                    .post(&url)
+                    .header("authorization", "Bearer bench-key")
+                    .header("content-type", "application/json")
+                    .body(bodies[(sent % 1000) as usize].clone());
+                tasks.spawn(async move {
+                    if let Ok(resp) = req.send().await {
+                        let _ = resp.bytes().await;
+                    }
+                });
+                sent += 1;
+            }
+            tasks.join_next().await;
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let c = sink.counts();
+    if c.events != events {
+        println!(
+            "reqwest floor: the sink counted {} events of {events}",
+            c.events
+        );
+    }
+    events as f64 / elapsed
+}
+
+/// One 10-event body shaped like the SDK's `events/track` requests.
+fn floor_body(n: usize, body_bytes: u64) -> bytes::Bytes {
+    let events: Vec<serde_json::Value> = (0..10)
+        .map(|i| {
+            serde_json::json!({
+                "event_id": format!("floor-{n}-{i}-0000-0000-000000000000"),
+                "user_id": "user-1234",
+                "event": "chat_message",
+                "ai_data": {
+                    "model": "gpt-4o-mini",
+                    "input": "What is the capital of France?",
+                    "output": "The capital of France is Paris.",
+                    "convo_id": "convo-42"
+                },
+                "properties": {"$context": {
+                    "library": {"name": "raindrop-sdk-rust", "version": "0.1.0"},
+                    "metadata": {"language": "rust"}
+                }},
+                "timestamp": "2026-12-06T09:00:00.123456789Z",
+                "attachments": null
+            })
+        })
+        .collect();
+    let mut body = serde_json::to_vec(&events).expect("json");
+    // Pad the last event's properties so the body has the SDK's size.
+    let pad = (body_bytes as usize).saturating_sub(body.len() + 12);
+    if pad > 0 {
+        let mut v: Vec<serde_json::Value> = events;
+        v[9]["properties"]["pad"] = "x".repeat(pad).into();
+        body = serde_json::to_vec(&v).expect("json");
+    }
+    body.into()
 }
 
 fn down_phase(up_p99: Option<u64>) {

@@ -130,40 +130,44 @@ fn attachment_strings<'a>(a: &'a mut [Attachment], out: &mut Vec<&'a mut String>
     out.extend(a.iter_mut().map(|a| &mut a.value));
 }
 
-/// Serialises with `encode`, cutting text with `texts` when the result is
-/// over the limit. `None` when the item cannot be made to fit.
+/// Serialises with `encode` into `out`, cutting text with `texts` when the
+/// result is over the limit; `Err` with its size when the item cannot be
+/// made to fit. `out` is the worker's reused buffer: on `Ok` it holds the item.
 fn fitted<T>(
     item: &mut T,
-    encode: impl Fn(&mut T) -> Vec<u8>,
+    out: &mut Vec<u8>,
+    encode: impl Fn(&T, &mut Vec<u8>),
     texts: impl for<'a> Fn(&'a mut T, &mut Vec<&'a mut String>),
-) -> Result<Vec<u8>, usize> {
-    let bytes = encode(item);
-    if bytes.len() <= MAX_BYTES - SLACK {
-        return Ok(bytes);
+) -> Result<(), usize> {
+    encode(item, out);
+    if out.len() <= MAX_BYTES - SLACK {
+        return Ok(());
     }
     // Two rounds: the first one's lengths are measured before the character
     // cap was applied in place by `texts`, the second's after.
-    let mut len = bytes.len();
+    let mut len = out.len();
     for _ in 0..2 {
         let mut fields = Vec::new();
         texts(item, &mut fields);
         if !shrink(fields, len - (MAX_BYTES - SLACK)) {
             return Err(len);
         }
-        let bytes = encode(item);
-        if bytes.len() <= MAX_BYTES - SLACK {
-            return Ok(bytes);
+        encode(item, out);
+        if out.len() <= MAX_BYTES - SLACK {
+            return Ok(());
         }
-        len = bytes.len();
+        len = out.len();
     }
     Err(len)
 }
 
-/// An `events/track` event that fits a request, or its size when it cannot.
-pub(crate) fn event(e: &mut EventRecord, max_chars: usize) -> Result<Vec<u8>, usize> {
+/// An `events/track` event that fits a request, written into `out`, or its
+/// size when it cannot fit.
+pub(crate) fn event(e: &mut EventRecord, max_chars: usize, out: &mut Vec<u8>) -> Result<(), usize> {
     fitted(
         e,
-        |e| super::wire::track_event(e, max_chars),
+        out,
+        |e, out| super::wire::track_event(e, max_chars, out),
         |e, out| {
             if let Some(ai) = e.ai.as_mut() {
                 ai_strings(ai, max_chars, out);
@@ -174,29 +178,26 @@ pub(crate) fn event(e: &mut EventRecord, max_chars: usize) -> Result<Vec<u8>, us
     )
 }
 
-/// A signal that fits a request.
-pub(crate) fn signal(s: &mut SignalRecord) -> Result<Vec<u8>, usize> {
-    fitted(
-        s,
-        |s| super::wire::signal(s),
-        |s, out| strings_in(&mut s.properties, out),
-    )
+/// A signal that fits a request, written into `out`.
+pub(crate) fn signal(s: &mut SignalRecord, out: &mut Vec<u8>) -> Result<(), usize> {
+    fitted(s, out, super::wire::signal, |s, out| {
+        strings_in(&mut s.properties, out)
+    })
 }
 
-/// An identify call that fits a request.
-pub(crate) fn identify(i: &mut IdentifyRecord) -> Result<Vec<u8>, usize> {
-    fitted(
-        i,
-        |i| super::wire::identify(i),
-        |i, out| strings_in(&mut i.traits, out),
-    )
+/// An identify call that fits a request, written into `out`.
+pub(crate) fn identify(i: &mut IdentifyRecord, out: &mut Vec<u8>) -> Result<(), usize> {
+    fitted(i, out, super::wire::identify, |i, out| {
+        strings_in(&mut i.traits, out)
+    })
 }
 
-/// A span that fits a request.
-pub(crate) fn span(s: &mut SpanRecord, max_chars: usize) -> Result<Vec<u8>, usize> {
+/// A span that fits a request, written into `out`.
+pub(crate) fn span(s: &mut SpanRecord, max_chars: usize, out: &mut Vec<u8>) -> Result<(), usize> {
     fitted(
         s,
-        |s| super::wire::span(s, max_chars),
+        out,
+        |s, out| super::wire::span(s, max_chars, out),
         |s, out| {
             for (_, v) in s.attributes.iter_mut() {
                 match v {
@@ -218,17 +219,21 @@ pub(crate) fn span(s: &mut SpanRecord, max_chars: usize) -> Result<Vec<u8>, usiz
 }
 
 /// An interaction update's text cut to fit a request (attachments beyond
-/// what fits are split off before this, see [`split_attachments`]).
+/// what fits are split off before this, see [`split_attachments`]). Its
+/// own buffer: it is the body of a request of its own.
 pub(crate) fn update(u: &mut InteractionUpdate, max_chars: usize) -> Result<Vec<u8>, usize> {
+    let mut out = Vec::new();
     fitted(
         u,
-        |u| super::wire::partial(u, max_chars),
+        &mut out,
+        |u, out| *out = super::wire::partial(u, max_chars),
         |u, out| {
             ai_strings(&mut u.ai, max_chars, out);
             attachment_strings(&mut u.attachments, out);
             strings_in(&mut u.properties, out);
         },
-    )
+    )?;
+    Ok(out)
 }
 
 /// Splits off the attachments of `u` that do not fit one request beside the

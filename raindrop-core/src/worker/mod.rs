@@ -288,6 +288,9 @@ struct Worker {
     updates: Vec<MergedUpdate>,
     /// The durable spool and what the worker needs of it (`spool_hooks.rs`).
     spool: SpoolState,
+    /// Each event, signal, identify call or span is serialised here, then
+    /// copied into its batch: one buffer for all, not one per item.
+    scratch: Vec<u8>,
 }
 
 enum Wake {
@@ -309,6 +312,10 @@ fn hook_detail(reason: DropReason) -> &'static str {
 /// Items taken from the queue per wake-up before finished requests are
 /// looked at again.
 const INTAKE_BURST: usize = 512;
+
+/// Capacity the serialisation buffer keeps between items; a larger item's
+/// buffer is given back after it.
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 impl Worker {
     fn new(
@@ -336,6 +343,7 @@ impl Worker {
             ready: Vec::new(),
             updates: Vec::new(),
             spool: SpoolState::new(cfg_spool),
+            scratch: Vec::new(),
         }
     }
 
@@ -458,22 +466,23 @@ impl Worker {
         };
         let max = self.cfg.options.max_text_field_chars;
         let p = &self.cfg.prepare;
-        let (route, bytes) = match item {
+        let out = &mut self.scratch;
+        let (route, fitted) = match item {
             Item::Event(mut e) => (
                 Route::Track,
-                p.event(&mut e).map(|()| fit::event(&mut e, max)),
+                p.event(&mut e).map(|()| fit::event(&mut e, max, out)),
             ),
             Item::Signal(mut s) => (
                 Route::Signals,
-                p.signal(&mut s).map(|()| fit::signal(&mut s)),
+                p.signal(&mut s).map(|()| fit::signal(&mut s, out)),
             ),
             Item::Identify(mut i) => (
                 Route::Identify,
-                p.identify(&mut i).map(|()| fit::identify(&mut i)),
+                p.identify(&mut i).map(|()| fit::identify(&mut i, out)),
             ),
             Item::Span(mut s) => (
                 Route::Traces,
-                p.span(&mut s).map(|()| fit::span(&mut s, max)),
+                p.span(&mut s).map(|()| fit::span(&mut s, max, out)),
             ),
             Item::Update(slot) => {
                 if let Some(mut w) = slot.take() {
@@ -506,12 +515,25 @@ impl Worker {
                 return;
             }
         };
-        match bytes {
-            Ok(Ok(bytes)) => {
+        self.add_fitted(route, fitted, cost);
+    }
+
+    /// Batches the item `on_item` serialised into the scratch buffer, or
+    /// drops it with the reason `fitted` gives.
+    fn add_fitted(
+        &mut self,
+        route: Route,
+        fitted: Result<Result<(), usize>, DropReason>,
+        cost: u64,
+    ) {
+        match fitted {
+            Ok(Ok(())) => {
                 let seq = self.next_seq();
+                let bytes = std::mem::take(&mut self.scratch);
                 // SPOOL HOOK: append the request JSON.
                 self.spool.append_wire(route, &bytes, seq);
-                self.add_serialised(route, bytes, seq, cost);
+                self.add_serialised(route, &bytes, seq, cost);
+                self.scratch = bytes;
             }
             Ok(Err(len)) => self.drop_unsent(
                 route,
@@ -524,6 +546,9 @@ impl Worker {
                 ),
             ),
             Err(reason) => self.drop_unsent(route, reason, 1, cost, hook_detail(reason)),
+        }
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
         }
     }
 
@@ -540,7 +565,7 @@ impl Worker {
         self.counters.drop_queued(route.kind(), reason, n, detail);
     }
 
-    fn add_serialised(&mut self, route: Route, bytes: Vec<u8>, seq: u64, cost: u64) {
+    fn add_serialised(&mut self, route: Route, bytes: &[u8], seq: u64, cost: u64) {
         if bytes.is_empty() || !self.routes.get(route).batcher.fits_alone(bytes.len()) {
             self.drop_unsent(
                 route,
@@ -557,7 +582,7 @@ impl Worker {
         }
         let mut out = std::mem::take(&mut self.ready);
         let state = self.routes.get_mut(route);
-        state.batcher.push(&bytes, seq, cost, &mut out);
+        state.batcher.push(bytes, seq, cost, &mut out);
         for body in out.drain(..) {
             state.lane.queue.push_back(Request::batch(body));
         }

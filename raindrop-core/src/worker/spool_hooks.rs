@@ -148,7 +148,7 @@ impl Worker {
                     let cost = json.len() as u64 + 256;
                     self.budget.admit_replayed(route, cost);
                     self.counters.queued.fetch_add(1, Ordering::AcqRel);
-                    self.add_serialised(route, json, seq, cost);
+                    self.add_serialised(route, &json, seq, cost);
                 }
                 Replayed::Update(patch, updates) => {
                     let cost = crate::item::update_cost(&patch);
