@@ -13,25 +13,9 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use raindrop::otel::{link_attributes, link_context, LinkProcessor, RaindropExporter};
 use raindrop::testing::Capture;
 use raindrop::{Begin, Client, ClientOptions, Finish};
+use raindrop_test_support::spans::b64;
 use raindrop_test_support::{Answer, Capture as Server};
 use tracing_subscriber::prelude::*;
-
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            out.push(if i <= c.len() {
-                T[(v >> shift) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
 
 /// The (trace id, span id) of an SDK span as the `traces` route carries them.
 fn wire_ids(s: &SpanData) -> (String, String) {
