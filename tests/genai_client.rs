@@ -77,8 +77,7 @@ fn start_mock() -> SocketAddr {
             "/e429/v1/chat/completions",
             post(|| async { json_response(429, json!({"error": {"message": "slow down"}})) }),
         );
-    let addr = serve(app);
-    addr
+    serve(app)
 }
 
 /// A genai client sending OpenAI requests to `base` (the mock).

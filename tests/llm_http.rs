@@ -294,8 +294,7 @@ fn start_mock() -> SocketAddr {
         .route("/stream/v1/chat/completions", post(tools_stream))
         .route("/stream/v1/messages", post(tools_stream))
         .route("/stream/v1/responses", post(tools_stream));
-    let addr = serve(app);
-    addr
+    serve(app)
 }
 
 fn client_with(cap: &Capture, opts: impl FnOnce(ClientOptions) -> ClientOptions) -> Client {

@@ -105,8 +105,7 @@ fn start_mock() -> (SocketAddr, Received) {
         .route("/v1/chat/completions", post(chat))
         .route("/e500/v1/chat/completions", post(failing))
         .with_state(received.clone());
-    let addr = serve(app);
-    (addr, received)
+    (serve(app), received)
 }
 
 /// An async-openai client on the mock; with `layer`, its tower stack has
