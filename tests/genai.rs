@@ -16,7 +16,7 @@ use std::time::Duration;
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions, RaindropSpanExt};
 use raindrop_test_support::spans::{attr, attr_int, attr_str, kind};
-use raindrop_test_support::{serial, Capture};
+use raindrop_test_support::{block_on_in_time, serial, Capture};
 use rig_example::openai_mock;
 use serde_json::Value;
 use tracing::field::Empty;
@@ -56,16 +56,7 @@ fn recorded(cap: &Capture) -> Recorded {
 fn run_rig_example(c: &Client) {
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), rig_example::run())
-            .await
-            .expect("agent finishes in time")
-            .expect("agent answers");
-    });
+    block_on_in_time(Duration::from_secs(30), rig_example::run()).expect("agent answers");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use genai::{ModelIden, ServiceTarget};
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
 use raindrop_test_support::spans::{attr, attr_int, attr_str, llm_spans};
-use raindrop_test_support::{serial, serve, Capture};
+use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
@@ -133,20 +133,12 @@ where
     std::env::set_var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true");
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let span = tracing::info_span!(
         "ask",
         raindrop.kind = "interaction",
         raindrop.user_id = "u-1"
     );
-    let out = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), call.instrument(span))
-            .await
-            .expect("the call finishes in time")
-    });
+    let out = block_on_in_time(Duration::from_secs(20), call.instrument(span));
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
     out
 }

@@ -17,7 +17,7 @@ use raindrop::llm_http::LlmCaptureMiddleware;
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
 use raindrop_test_support::spans::{attr, attr_int, attr_str, llm_spans};
-use raindrop_test_support::{serial, serve, Capture};
+use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use reqwest_middleware::ClientBuilder;
 use serde_json::{json, Value};
 use tracing::Instrument;
@@ -414,44 +414,36 @@ fn run_with(
 ) -> (Seen, Seen) {
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let plain = reqwest::Client::new();
     let with = ClientBuilder::new(reqwest::Client::new()).with(mw).build();
     let key = |rb: reqwest_middleware::RequestBuilder| match p {
         Provider::OpenAi => rb.bearer_auth(API_KEY),
         Provider::Anthropic => rb.header("x-api-key", API_KEY),
     };
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            let without = {
-                let rb = plain.post(url).body(body.to_string());
-                let rb = match p {
-                    Provider::OpenAi => rb.bearer_auth(API_KEY),
-                    Provider::Anthropic => rb.header("x-api-key", API_KEY),
-                };
-                read(rb.send().await.unwrap()).await
+    block_on_in_time(Duration::from_secs(20), async {
+        let without = {
+            let rb = plain.post(url).body(body.to_string());
+            let rb = match p {
+                Provider::OpenAi => rb.bearer_auth(API_KEY),
+                Provider::Anthropic => rb.header("x-api-key", API_KEY),
             };
-            let call = async {
-                let rb = key(with.post(url).body(body.to_string()));
-                read(rb.send().await.unwrap()).await
-            };
-            let seen = if in_interaction {
-                let span = tracing::info_span!(
-                    "ask",
-                    raindrop.kind = "interaction",
-                    raindrop.user_id = "user-1",
-                );
-                call.instrument(span).await
-            } else {
-                call.await
-            };
-            (without, seen)
-        })
-        .await
-        .expect("calls finish in time")
+            read(rb.send().await.unwrap()).await
+        };
+        let call = async {
+            let rb = key(with.post(url).body(body.to_string()));
+            read(rb.send().await.unwrap()).await
+        };
+        let seen = if in_interaction {
+            let span = tracing::info_span!(
+                "ask",
+                raindrop.kind = "interaction",
+                raindrop.user_id = "user-1",
+            );
+            call.instrument(span).await
+        } else {
+            call.await
+        };
+        (without, seen)
     })
 }
 

@@ -26,7 +26,7 @@ use raindrop::llm_http::tower::LlmCaptureLayer;
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
 use raindrop_test_support::spans::{attr, attr_int, attr_str};
-use raindrop_test_support::{serial, serve, Capture};
+use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
@@ -176,26 +176,18 @@ fn run(layer: LlmCaptureLayer, stream: bool) -> (Capture, Vec<Value>, Vec<Value>
     let (addr, received) = start_mock();
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (without, with) = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            let base = format!("http://{addr}/v1");
-            let without = call(&openai(&base, None), stream).await;
-            let span = tracing::info_span!(
-                "ask",
-                raindrop.kind = "interaction",
-                raindrop.user_id = "user-1",
-            );
-            let with = call(&openai(&base, Some(layer)), stream)
-                .instrument(span)
-                .await;
-            (without, with)
-        })
-        .await
-        .expect("the calls finish")
+    let (without, with) = block_on_in_time(Duration::from_secs(20), async {
+        let base = format!("http://{addr}/v1");
+        let without = call(&openai(&base, None), stream).await;
+        let span = tracing::info_span!(
+            "ask",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "user-1",
+        );
+        let with = call(&openai(&base, Some(layer)), stream)
+            .instrument(span)
+            .await;
+        (without, with)
     });
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
     (cap, without, with, received)

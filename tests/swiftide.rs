@@ -13,7 +13,7 @@ use std::time::Duration;
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
 use raindrop_test_support::spans::{attr, attr_int, attr_str, llm_spans};
-use raindrop_test_support::{serial, Capture};
+use raindrop_test_support::{block_on_in_time, serial, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
@@ -118,20 +118,12 @@ fn in_interaction<T>(c: &Client, call: impl std::future::Future<Output = T>) -> 
         .with(logs)
         .with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let span = tracing::info_span!(
         "ask",
         raindrop.kind = "interaction",
         raindrop.user_id = "u-1"
     );
-    let out = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), call.instrument(span))
-            .await
-            .expect("in time")
-    });
+    let out = block_on_in_time(Duration::from_secs(10), call.instrument(span));
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
     out
 }

@@ -12,6 +12,7 @@
 //! - [`spans`]: attribute lookups over the captured OTLP/JSON spans.
 //! - [`serve`]: a mock (a model API) on 127.0.0.1, its runtime on its own
 //!   thread.
+//! - [`block_on_in_time`]: a test's async part on its own runtime, bounded.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -39,6 +40,19 @@ pub enum Answer {
 
 pub mod logs;
 pub mod spans;
+
+/// Runs `fut` to its end on a fresh current-thread runtime (I/O and time
+/// enabled); panics when it takes longer than `limit`, so a test that hangs
+/// fails instead.
+pub fn block_on_in_time<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The timer is made inside the runtime: it needs its clock.
+    rt.block_on(async { tokio::time::timeout(limit, fut).await })
+        .unwrap_or_else(|_| panic!("the test's async part did not finish within {limit:?}"))
+}
 
 /// Serves `app` on 127.0.0.1 (a free port) from a runtime on its own
 /// thread, for the whole test binary's life; returns where it listens.
