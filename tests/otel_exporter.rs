@@ -54,16 +54,23 @@ fn model_call(
     span.end();
 }
 
-#[test]
-fn the_same_spans_reach_both_exporters_and_fill_the_interaction() {
-    let capture = Capture::new();
-    let client = capture.client();
+/// A provider exporting to Raindrop (through `client`) and to memory side
+/// by side, each span handed to both as it ends.
+fn both_exporters(client: &Client) -> (RaindropExporter, InMemorySpanExporter, SdkTracerProvider) {
     let raindrop = RaindropExporter::new(client);
     let memory = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(raindrop.clone())
         .with_simple_exporter(memory.clone())
         .build();
+    (raindrop, memory, provider)
+}
+
+#[test]
+fn the_same_spans_reach_both_exporters_and_fill_the_interaction() {
+    let capture = Capture::new();
+    let client = capture.client();
+    let (raindrop, memory, provider) = both_exporters(client);
     let tracer = provider.tracer("agent");
 
     let chat = client.begin(Begin::new("u-1", "chat")).unwrap();
@@ -224,12 +231,7 @@ fn provider_shutdown_holds_its_deadline_when_raindrop_hangs() {
 fn tracing_spans_through_tracing_opentelemetry_arrive() {
     let capture = Capture::new();
     let client = capture.client();
-    let raindrop = RaindropExporter::new(client);
-    let memory = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(raindrop.clone())
-        .with_simple_exporter(memory.clone())
-        .build();
+    let (raindrop, memory, provider) = both_exporters(client);
     // The pipeline a service already runs: no raindrop layer in it.
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc")));
