@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions, RaindropSpanExt};
-use raindrop_test_support::{serial, Capture};
+use raindrop_test_support::spans::{attr, attr_int, attr_str, kind};
+use raindrop_test_support::{block_on_in_time, serial, Capture};
 use rig_example::openai_mock;
 use serde_json::Value;
 use tracing::field::Empty;
@@ -39,39 +40,13 @@ fn flush(c: &Client) {
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
 }
 
-fn attr(span: &Value, key: &str) -> Option<Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| a["value"].clone())
-}
-
-fn attr_str(span: &Value, key: &str) -> Option<String> {
-    attr(span, key).and_then(|v| v["stringValue"].as_str().map(str::to_owned))
-}
-
-fn attr_int(span: &Value, key: &str) -> Option<i64> {
-    attr(span, key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()))
-}
-
-fn kind(span: &Value) -> Option<String> {
-    attr_str(span, "traceloop.span.kind")
-}
-
 /// The interaction `event_id` as the backend would merge its partials:
 /// objects deep-merged, scalars overwritten in order.
 /// What the capture server accepted, read back by the SDK's decoder
 /// (interaction updates merged by event id, as the backend does).
 fn recorded(cap: &Capture) -> Recorded {
     let mut rec = Recorded::default();
-    for r in cap.requests() {
-        if let Some(path) = r.path.strip_prefix("/v1/") {
-            if (200..300).contains(&r.status) {
-                rec.push(path, &r.body);
-            }
-        }
-    }
+    cap.each_accepted(|route, body| rec.push(route, body));
     rec
 }
 
@@ -81,16 +56,7 @@ fn recorded(cap: &Capture) -> Recorded {
 fn run_rig_example(c: &Client) {
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), rig_example::run())
-            .await
-            .expect("agent finishes in time")
-            .expect("agent answers");
-    });
+    block_on_in_time(Duration::from_secs(30), rig_example::run()).expect("agent answers");
 }
 
 #[test]

@@ -19,7 +19,8 @@ use genai::resolver::{AuthData, Endpoint, ServiceTargetResolver};
 use genai::{ModelIden, ServiceTarget};
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
-use raindrop_test_support::{serial, Capture};
+use raindrop_test_support::spans::{attr, attr_int, attr_str, llm_spans};
+use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
@@ -76,20 +77,7 @@ fn start_mock() -> SocketAddr {
             "/e429/v1/chat/completions",
             post(|| async { json_response(429, json!({"error": {"message": "slow down"}})) }),
         );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    addr
+    serve(app)
 }
 
 /// A genai client sending OpenAI requests to `base` (the mock).
@@ -131,37 +119,8 @@ fn client(cap: &Capture) -> Client {
 
 fn recorded(cap: &Capture) -> Recorded {
     let mut rec = Recorded::default();
-    for r in cap.requests() {
-        if let Some(path) = r.path.strip_prefix("/v1/") {
-            if (200..300).contains(&r.status) {
-                rec.push(path, &r.body);
-            }
-        }
-    }
+    cap.each_accepted(|route, body| rec.push(route, body));
     rec
-}
-
-fn attr(span: &Value, key: &str) -> Option<Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| a["value"].clone())
-}
-
-fn attr_str(span: &Value, key: &str) -> Option<String> {
-    attr(span, key).and_then(|v| v["stringValue"].as_str().map(str::to_owned))
-}
-
-fn attr_int(span: &Value, key: &str) -> Option<i64> {
-    attr(span, key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()))
-}
-
-fn llm_spans(cap: &Capture) -> Vec<Value> {
-    cap.spans()
-        .into_iter()
-        .filter(|s| attr_str(s, "traceloop.span.kind").as_deref() == Some("llm"))
-        .collect()
 }
 
 /// Runs `call` inside an interaction span with the raindrop layer of `c`
@@ -174,20 +133,12 @@ where
     std::env::set_var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true");
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let span = tracing::info_span!(
         "ask",
         raindrop.kind = "interaction",
         raindrop.user_id = "u-1"
     );
-    let out = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), call.instrument(span))
-            .await
-            .expect("the call finishes in time")
-    });
+    let out = block_on_in_time(Duration::from_secs(20), call.instrument(span));
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
     out
 }

@@ -16,7 +16,8 @@ use axum::Router;
 use raindrop::llm_http::LlmCaptureMiddleware;
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
-use raindrop_test_support::{serial, Capture};
+use raindrop_test_support::spans::{attr, attr_int, attr_str, llm_spans};
+use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use reqwest_middleware::ClientBuilder;
 use serde_json::{json, Value};
 use tracing::Instrument;
@@ -293,20 +294,7 @@ fn start_mock() -> SocketAddr {
         .route("/stream/v1/chat/completions", post(tools_stream))
         .route("/stream/v1/messages", post(tools_stream))
         .route("/stream/v1/responses", post(tools_stream));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    addr
+    serve(app)
 }
 
 fn client_with(cap: &Capture, opts: impl FnOnce(ClientOptions) -> ClientOptions) -> Client {
@@ -321,37 +309,8 @@ fn client_with(cap: &Capture, opts: impl FnOnce(ClientOptions) -> ClientOptions)
 
 fn recorded(cap: &Capture) -> Recorded {
     let mut rec = Recorded::default();
-    for r in cap.requests() {
-        if let Some(path) = r.path.strip_prefix("/v1/") {
-            if (200..300).contains(&r.status) {
-                rec.push(path, &r.body);
-            }
-        }
-    }
+    cap.each_accepted(|route, body| rec.push(route, body));
     rec
-}
-
-fn attr(span: &Value, key: &str) -> Option<Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| a["value"].clone())
-}
-
-fn attr_str(span: &Value, key: &str) -> Option<String> {
-    attr(span, key).and_then(|v| v["stringValue"].as_str().map(str::to_owned))
-}
-
-fn attr_int(span: &Value, key: &str) -> Option<i64> {
-    attr(span, key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()))
-}
-
-fn llm_spans(cap: &Capture) -> Vec<Value> {
-    cap.spans()
-        .into_iter()
-        .filter(|s| attr_str(s, "traceloop.span.kind").as_deref() == Some("llm"))
-        .collect()
 }
 
 /// What the client saw: status and body bytes read chunk by chunk, or the
@@ -455,44 +414,36 @@ fn run_with(
 ) -> (Seen, Seen) {
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let plain = reqwest::Client::new();
     let with = ClientBuilder::new(reqwest::Client::new()).with(mw).build();
     let key = |rb: reqwest_middleware::RequestBuilder| match p {
         Provider::OpenAi => rb.bearer_auth(API_KEY),
         Provider::Anthropic => rb.header("x-api-key", API_KEY),
     };
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            let without = {
-                let rb = plain.post(url).body(body.to_string());
-                let rb = match p {
-                    Provider::OpenAi => rb.bearer_auth(API_KEY),
-                    Provider::Anthropic => rb.header("x-api-key", API_KEY),
-                };
-                read(rb.send().await.unwrap()).await
+    block_on_in_time(Duration::from_secs(20), async {
+        let without = {
+            let rb = plain.post(url).body(body.to_string());
+            let rb = match p {
+                Provider::OpenAi => rb.bearer_auth(API_KEY),
+                Provider::Anthropic => rb.header("x-api-key", API_KEY),
             };
-            let call = async {
-                let rb = key(with.post(url).body(body.to_string()));
-                read(rb.send().await.unwrap()).await
-            };
-            let seen = if in_interaction {
-                let span = tracing::info_span!(
-                    "ask",
-                    raindrop.kind = "interaction",
-                    raindrop.user_id = "user-1",
-                );
-                call.instrument(span).await
-            } else {
-                call.await
-            };
-            (without, seen)
-        })
-        .await
-        .expect("calls finish in time")
+            read(rb.send().await.unwrap()).await
+        };
+        let call = async {
+            let rb = key(with.post(url).body(body.to_string()));
+            read(rb.send().await.unwrap()).await
+        };
+        let seen = if in_interaction {
+            let span = tracing::info_span!(
+                "ask",
+                raindrop.kind = "interaction",
+                raindrop.user_id = "user-1",
+            );
+            call.instrument(span).await
+        } else {
+            call.await
+        };
+        (without, seen)
     })
 }
 

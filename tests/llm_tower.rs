@@ -25,7 +25,8 @@ use futures::StreamExt;
 use raindrop::llm_http::tower::LlmCaptureLayer;
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
-use raindrop_test_support::{serial, Capture};
+use raindrop_test_support::spans::{attr, attr_int, attr_str};
+use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
@@ -104,20 +105,7 @@ fn start_mock() -> (SocketAddr, Received) {
         .route("/v1/chat/completions", post(chat))
         .route("/e500/v1/chat/completions", post(failing))
         .with_state(received.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (addr, received)
+    (serve(app), received)
 }
 
 /// An async-openai client on the mock; with `layer`, its tower stack has
@@ -164,30 +152,18 @@ async fn call(client: &async_openai::Client<OpenAIConfig>, stream: bool) -> Vec<
 
 fn recorded(cap: &Capture) -> Recorded {
     let mut rec = Recorded::default();
-    for r in cap.requests() {
-        if let Some(path) = r.path.strip_prefix("/v1/") {
-            if (200..300).contains(&r.status) {
-                rec.push(path, &r.body);
-            }
-        }
-    }
+    cap.each_accepted(|route, body| rec.push(route, body));
     rec
 }
 
-fn attr(span: &Value, key: &str) -> Option<Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| a["value"].clone())
-}
-
-fn attr_str(span: &Value, key: &str) -> Option<String> {
-    attr(span, key).and_then(|v| v["stringValue"].as_str().map(str::to_owned))
-}
-
-fn attr_int(span: &Value, key: &str) -> Option<i64> {
-    attr(span, key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()))
+fn client(cap: &Capture) -> Client {
+    Client::new(
+        ClientOptions::default()
+            .write_key("rk_test_llm_tower")
+            .endpoint(cap.endpoint())
+            .upload_interval(Duration::from_millis(50)),
+    )
+    .unwrap()
 }
 
 /// One call with the layer (inside an interaction) and one without; what
@@ -196,36 +172,22 @@ fn run(layer: LlmCaptureLayer, stream: bool) -> (Capture, Vec<Value>, Vec<Value>
     let cap = Capture::start(vec![]);
     // Built first: it installs ring as rustls's provider, which reqwest's
     // `rustls-no-provider` clients (the test's) need.
-    let c = Client::new(
-        ClientOptions::default()
-            .write_key("rk_test_llm_tower")
-            .endpoint(cap.endpoint())
-            .upload_interval(Duration::from_millis(50)),
-    )
-    .unwrap();
+    let c = client(&cap);
     let (addr, received) = start_mock();
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (without, with) = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            let base = format!("http://{addr}/v1");
-            let without = call(&openai(&base, None), stream).await;
-            let span = tracing::info_span!(
-                "ask",
-                raindrop.kind = "interaction",
-                raindrop.user_id = "user-1",
-            );
-            let with = call(&openai(&base, Some(layer)), stream)
-                .instrument(span)
-                .await;
-            (without, with)
-        })
-        .await
-        .expect("the calls finish")
+    let (without, with) = block_on_in_time(Duration::from_secs(20), async {
+        let base = format!("http://{addr}/v1");
+        let without = call(&openai(&base, None), stream).await;
+        let span = tracing::info_span!(
+            "ask",
+            raindrop.kind = "interaction",
+            raindrop.user_id = "user-1",
+        );
+        let with = call(&openai(&base, Some(layer)), stream)
+            .instrument(span)
+            .await;
+        (without, with)
     });
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
     (cap, without, with, received)
@@ -341,13 +303,7 @@ fn stream_usage_is_asked_for_only_when_opted_in() {
 fn a_server_error_ends_the_span_with_it_and_the_client_sees_the_same_error() {
     let _serial = serial();
     let cap = Capture::start(vec![]);
-    let c = Client::new(
-        ClientOptions::default()
-            .write_key("rk_test_llm_tower")
-            .endpoint(cap.endpoint())
-            .upload_interval(Duration::from_millis(50)),
-    )
-    .unwrap();
+    let c = client(&cap);
     let (addr, _received) = start_mock();
     let sub = tracing_subscriber::registry().with(raindrop::layer_for(&c));
     let _default = tracing::subscriber::set_default(sub);

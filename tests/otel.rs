@@ -9,6 +9,7 @@ use std::time::Duration;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use raindrop::{propagate, Client, ClientOptions};
+use raindrop_test_support::spans::b64;
 use raindrop_test_support::Capture;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
@@ -22,23 +23,6 @@ impl SpanExporter for Collect {
         self.0.lock().unwrap().extend(batch);
         Ok(())
     }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            out.push(if i <= c.len() {
-                T[(v >> shift) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 #[raindrop::tool]

@@ -13,25 +13,9 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use raindrop::otel::{link_attributes, link_context, LinkProcessor, RaindropExporter};
 use raindrop::testing::Capture;
 use raindrop::{Begin, Client, ClientOptions, Finish};
+use raindrop_test_support::spans::b64;
 use raindrop_test_support::{Answer, Capture as Server};
 use tracing_subscriber::prelude::*;
-
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            out.push(if i <= c.len() {
-                T[(v >> shift) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
 
 /// The (trace id, span id) of an SDK span as the `traces` route carries them.
 fn wire_ids(s: &SpanData) -> (String, String) {
@@ -70,16 +54,23 @@ fn model_call(
     span.end();
 }
 
-#[test]
-fn the_same_spans_reach_both_exporters_and_fill_the_interaction() {
-    let capture = Capture::new();
-    let client = capture.client();
+/// A provider exporting to Raindrop (through `client`) and to memory side
+/// by side, each span handed to both as it ends.
+fn both_exporters(client: &Client) -> (RaindropExporter, InMemorySpanExporter, SdkTracerProvider) {
     let raindrop = RaindropExporter::new(client);
     let memory = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(raindrop.clone())
         .with_simple_exporter(memory.clone())
         .build();
+    (raindrop, memory, provider)
+}
+
+#[test]
+fn the_same_spans_reach_both_exporters_and_fill_the_interaction() {
+    let capture = Capture::new();
+    let client = capture.client();
+    let (raindrop, memory, provider) = both_exporters(client);
     let tracer = provider.tracer("agent");
 
     let chat = client.begin(Begin::new("u-1", "chat")).unwrap();
@@ -240,12 +231,7 @@ fn provider_shutdown_holds_its_deadline_when_raindrop_hangs() {
 fn tracing_spans_through_tracing_opentelemetry_arrive() {
     let capture = Capture::new();
     let client = capture.client();
-    let raindrop = RaindropExporter::new(client);
-    let memory = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(raindrop.clone())
-        .with_simple_exporter(memory.clone())
-        .build();
+    let (raindrop, memory, provider) = both_exporters(client);
     // The pipeline a service already runs: no raindrop layer in it.
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("svc")));

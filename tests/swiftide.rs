@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
-use raindrop_test_support::{serial, Capture};
+use raindrop_test_support::spans::{attr, attr_int, attr_str, llm_spans};
+use raindrop_test_support::{block_on_in_time, serial, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
 use tracing_subscriber::prelude::*;
@@ -117,57 +118,20 @@ fn in_interaction<T>(c: &Client, call: impl std::future::Future<Output = T>) -> 
         .with(logs)
         .with(raindrop::layer_for(c));
     let _default = tracing::subscriber::set_default(sub);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let span = tracing::info_span!(
         "ask",
         raindrop.kind = "interaction",
         raindrop.user_id = "u-1"
     );
-    let out = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), call.instrument(span))
-            .await
-            .expect("in time")
-    });
+    let out = block_on_in_time(Duration::from_secs(10), call.instrument(span));
     assert!(c.flush(Duration::from_secs(20)), "flush timed out");
     out
 }
 
 fn recorded(cap: &Capture) -> Recorded {
     let mut rec = Recorded::default();
-    for r in cap.requests() {
-        if let Some(path) = r.path.strip_prefix("/v1/") {
-            if (200..300).contains(&r.status) {
-                rec.push(path, &r.body);
-            }
-        }
-    }
+    cap.each_accepted(|route, body| rec.push(route, body));
     rec
-}
-
-fn attr(span: &Value, key: &str) -> Option<Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| a["value"].clone())
-}
-
-fn attr_str(span: &Value, key: &str) -> Option<String> {
-    attr(span, key).and_then(|v| v["stringValue"].as_str().map(str::to_owned))
-}
-
-fn attr_int(span: &Value, key: &str) -> Option<i64> {
-    attr(span, key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()))
-}
-
-fn llm_spans(cap: &Capture) -> Vec<Value> {
-    cap.spans()
-        .into_iter()
-        .filter(|s| attr_str(s, "traceloop.span.kind").as_deref() == Some("llm"))
-        .collect()
 }
 
 fn tools_of(span: &Value) -> Vec<Value> {

@@ -9,6 +9,10 @@
 //! - [`RawServer`]: faults below HTTP (connections dropped mid-response).
 //! - [`logs`]: everything `tracing` emits in the test binary.
 //! - [`serial`]: one lock for the tests of a binary that must not overlap.
+//! - [`spans`]: attribute lookups over the captured OTLP/JSON spans.
+//! - [`serve`]: a mock (a model API) on 127.0.0.1, its runtime on its own
+//!   thread.
+//! - [`block_on_in_time`]: a test's async part on its own runtime, bounded.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -35,6 +39,39 @@ pub enum Answer {
 }
 
 pub mod logs;
+pub mod spans;
+
+/// Runs `fut` to its end on a fresh current-thread runtime (I/O and time
+/// enabled); panics when it takes longer than `limit`, so a test that hangs
+/// fails instead.
+pub fn block_on_in_time<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The timer is made inside the runtime: it needs its clock.
+    rt.block_on(async { tokio::time::timeout(limit, fut).await })
+        .unwrap_or_else(|_| panic!("the test's async part did not finish within {limit:?}"))
+}
+
+/// Serves `app` on 127.0.0.1 (a free port) from a runtime on its own
+/// thread, for the whole test binary's life; returns where it listens.
+pub fn serve(app: axum::Router) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    addr
+}
 
 /// Serialises the tests of one test binary that must not overlap (they
 /// measure time, count threads, or install process-wide state). A test that
@@ -185,6 +222,19 @@ impl Capture {
             .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
             .cloned()
             .collect()
+    }
+
+    /// Hands each 2xx-answered request to the SDK's API to `push` as
+    /// (route under `/v1/`, body): how a test fills `raindrop::testing::
+    /// Recorded`, a facade type this crate cannot name.
+    pub fn each_accepted(&self, mut push: impl FnMut(&str, &Value)) {
+        for r in self.requests() {
+            if let Some(route) = r.path.strip_prefix("/v1/") {
+                if (200..300).contains(&r.status) {
+                    push(route, &r.body);
+                }
+            }
+        }
     }
 
     /// Waits until `pred` holds (polling), up to `timeout`.
