@@ -74,39 +74,27 @@ fn gated_server(
     open: Arc<tokio::sync::watch::Sender<bool>>,
     ids: Arc<Mutex<HashSet<String>>>,
 ) -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-                let mut gate = open.subscribe();
-                let ids = ids.clone();
-                async move {
-                    // Hung: the body stays unread in the socket.
-                    let _ = gate.wait_for(|open| *open).await;
-                    let body = axum::body::to_bytes(req.into_body(), 4 << 20)
-                        .await
-                        .unwrap_or_default();
-                    if let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(&body) {
-                        let mut ids = ids.lock().unwrap();
-                        for i in items {
-                            if let Some(id) = i["event_id"].as_str() {
-                                ids.insert(id.to_owned());
-                            }
-                        }
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let mut gate = open.subscribe();
+        let ids = ids.clone();
+        async move {
+            // Hung: the body stays unread in the socket.
+            let _ = gate.wait_for(|open| *open).await;
+            let body = axum::body::to_bytes(req.into_body(), 4 << 20)
+                .await
+                .unwrap_or_default();
+            if let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(&body) {
+                let mut ids = ids.lock().unwrap();
+                for i in items {
+                    if let Some(id) = i["event_id"].as_str() {
+                        ids.insert(id.to_owned());
                     }
-                    axum::http::StatusCode::NO_CONTENT
                 }
-            });
-            let _ = axum::serve(l, app).await;
-        });
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
     });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    raindrop_test_support::serve(app)
 }
 
 fn child() {
