@@ -25,14 +25,24 @@ use std::time::{Duration, Instant};
 /// Where every route starts, and the least it shrinks to when idle.
 const INITIAL: f64 = 4.0;
 
+/// How long the fastest round trip stands for the route's distance. It is a
+/// window in time, not a decay per answer: at 20,000 answers a second a
+/// minimum that drifted towards each answer followed the round trips our
+/// own queued requests stretched within milliseconds, and Little's law then
+/// asked for ever more requests in flight on a link that needed ten. A
+/// route whose distance grew for good is judged by the new one within this
+/// window.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+
 pub(crate) struct Limiter {
     cap: f64,
     limit: f64,
     /// Smoothed round trip (1/8 weight per sample), in seconds.
     srtt: Option<f64>,
-    /// The fastest recent round trip, drifting up slowly so that a route
-    /// whose latency rose for good is not judged against a stale minimum.
+    /// The fastest round trip of the current window (see [`MIN_RTT_WINDOW`]).
     min_rtt: Option<f64>,
+    /// When `min_rtt` was taken.
+    min_rtt_at: Option<Instant>,
     /// Answers per second, smoothed over windows of at least one (fastest)
     /// round trip.
     rate: Option<f64>,
@@ -48,6 +58,7 @@ impl Limiter {
             limit: INITIAL.min(cap),
             srtt: None,
             min_rtt: None,
+            min_rtt_at: None,
             rate: None,
             window_start: None,
             window_count: 0,
@@ -79,11 +90,7 @@ impl Limiter {
         let rtt = rtt.as_secs_f64();
         let srtt = self.srtt.map_or(rtt, |s| s + (rtt - s) / 8.0);
         self.srtt = Some(srtt);
-        let min = match self.min_rtt {
-            Some(m) if rtt >= m => m + (rtt - m) / 256.0,
-            _ => rtt,
-        };
-        self.min_rtt = Some(min);
+        let min = self.observe_min(now, rtt);
         // Little's law: in flight = rate × round trip, with the fastest
         // round trip (the distance, not time spent queued behind our own
         // requests, which more requests would only lengthen). Twice that
@@ -107,6 +114,21 @@ impl Limiter {
 }
 
 impl Limiter {
+    /// Takes `rtt` into the window's fastest round trip and returns it.
+    fn observe_min(&mut self, now: Instant, rtt: f64) -> f64 {
+        let expired = self
+            .min_rtt_at
+            .is_none_or(|at| now.saturating_duration_since(at) > MIN_RTT_WINDOW);
+        match self.min_rtt {
+            Some(m) if !expired && rtt > m => m,
+            _ => {
+                self.min_rtt = Some(rtt);
+                self.min_rtt_at = Some(now);
+                rtt
+            }
+        }
+    }
+
     /// Counts an answer towards the rate, measured over windows of at least
     /// the fastest round trip (and 10 ms).
     fn count_answer(&mut self, now: Instant) {
@@ -172,6 +194,49 @@ mod tests {
         }
         // Little's law: 20,000/s × 0.5 ms = 10 in flight.
         assert!(l.slots() <= 32, "{}", l.slots());
+    }
+
+    /// A server that answers 16,000 requests a second whatever the number
+    /// in flight: each added request only waits longer in its queue. The
+    /// limiter must not read the stretched round trips as distance.
+    #[test]
+    fn round_trips_our_own_requests_stretch_do_not_grow_the_limit() {
+        let mut l = Limiter::new(2048);
+        let t0 = Instant::now();
+        let service = 1.0 / 16_000.0;
+        for i in 0..160_000u32 {
+            let at = t0 + Duration::from_secs_f64(service * f64::from(i));
+            // 0.2 ms of distance, then the queue ahead of this request.
+            let rtt = 0.0002 + l.slots() as f64 * service;
+            l.on_done(at, Duration::from_secs_f64(rtt), true, true, l.slots() - 1);
+        }
+        // The fastest answer came with the start's 4 in flight (0.45 ms):
+        // Little's law asks for 16,000/s × 0.45 ms ≈ 7; the limiter may keep
+        // twice that plus its start, not hundreds.
+        assert!(l.slots() <= 20, "{}", l.slots());
+    }
+
+    /// A route whose distance grew for good (1 ms, then 100 ms) is judged
+    /// by the new distance once the window has passed.
+    #[test]
+    fn a_distance_that_grew_for_good_is_learned() {
+        let mut l = Limiter::new(2048);
+        let t0 = Instant::now();
+        let mut t = 0.0;
+        // 2,000 requests a second throughout; 15 s at 1 ms, then 30 s at 100 ms.
+        for i in 0..90_000u32 {
+            t += 1.0 / 2000.0;
+            let rtt = if i < 30_000 { 0.001 } else { 0.1 };
+            l.on_done(
+                t0 + Duration::from_secs_f64(t),
+                Duration::from_secs_f64(rtt),
+                true,
+                true,
+                l.slots() - 1,
+            );
+        }
+        // 2,000/s × 100 ms = 200 in flight.
+        assert!(l.slots() >= 200, "{}", l.slots());
     }
 
     #[test]
