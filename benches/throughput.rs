@@ -30,8 +30,9 @@
 //!   interaction span with `raindrop::layer` installed, each timed (chunks
 //!   of 2,048 + flush); reports per-call p50/p99 and caller/worker CPU per call.
 //!
-//! - `bursts`: 100,000 interactions (begin + set_property + finish), then
-//!   100,000 sync `#[raindrop::tool]` spans, as fast as one producer can go
+//! - `bursts`: 50,000 interactions (begin + 2 × set_property + finish), then
+//!   50,000 sync `#[raindrop::tool]` spans (`RAINDROP_BENCH_BURST_N` for
+//!   another count), as fast as one producer can go
 //!   to a loopback sink, default options; reports what arrived (the sink's
 //!   count of final updates; spans from `stats()`), what was lost by reason,
 //!   and peak RSS. Then the same with opt-in back-pressure
@@ -495,14 +496,14 @@ fn burst_phase() {
     reset_peak_rss();
     let rss_before = support::rss_kib();
     let client = Client::new(options(&endpoint)).expect("client");
-    let (caller_cpu0, sink_cpu0) = (self_thread_cpu(), process_cpu(sink.child.id()));
+    let sink_cpu0 = process_cpu(sink.child.id());
     // `RAINDROP_BENCH_PRODUCERS=16`: the same million from 16 threads, to
     // show memory is bounded by the queue, not by the number of producers.
     let producers = env_usize("RAINDROP_BENCH_PRODUCERS").unwrap_or(1).max(1) as u64;
     println!("producers: {producers}");
     let start = Instant::now();
     let hard_limit = start + Duration::from_secs(300);
-    let per_thread: Vec<(u64, u64, u64)> = std::thread::scope(|s| {
+    let per_thread: Vec<(u64, u64, u64, f64)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..producers)
             .map(|_| {
                 let client = client.clone();
@@ -518,7 +519,7 @@ fn burst_phase() {
                             Err(_) => errors += 1,
                         }
                     }
-                    (sent, waits, errors)
+                    (sent, waits, errors, self_thread_cpu())
                 })
             })
             .collect();
@@ -534,7 +535,7 @@ fn burst_phase() {
     let flushed = client.flush(Duration::from_secs(120));
     let elapsed = start.elapsed();
     let worker_cpu = thread_cpu("raindrop-worker");
-    let caller_cpu = self_thread_cpu() - caller_cpu0;
+    let caller_cpu: f64 = per_thread.iter().map(|t| t.3).sum();
     let sink_cpu = process_cpu(sink.child.id()) - sink_cpu0;
     let stats = client.stats();
     let peak = support::peak_rss_kib();
@@ -550,7 +551,7 @@ fn burst_phase() {
     println!("delivered throughput: {rate:.0} events/s");
     let per = |cpu: f64| cpu * 1e6 / EVENTS as f64;
     println!(
-        "CPU: worker thread {worker_cpu:.2} s ({:.2} µs/event), caller thread {caller_cpu:.2} s ({:.2} µs/event), \
+        "CPU: worker thread {worker_cpu:.2} s ({:.2} µs/event), producer threads {caller_cpu:.2} s ({:.2} µs/event), \
          sink process {sink_cpu:.2} s ({:.2} µs/event); wall {:.2} s on 2 cores",
         per(worker_cpu),
         per(caller_cpu),
@@ -589,11 +590,13 @@ fn burst_phase() {
     // The floor, right after: the same sink, body size and in-flight count
     // (`RAINDROP_BENCH_FLOOR_IN_FLIGHT` overrides the limiter's choice).
     let in_flight = env_usize("RAINDROP_BENCH_FLOOR_IN_FLIGHT").unwrap_or(chosen);
-    let floor = floor_events_per_s(EVENTS, in_flight, counts.bytes / counts.requests.max(1));
+    let (floor, floor_cpu) =
+        floor_events_per_s(EVENTS, in_flight, counts.bytes / counts.requests.max(1));
     println!(
         "reqwest floor: {floor:.0} events/s at {in_flight} requests in flight (the limiter chose {chosen}); \
-         delivered/floor = {:.0}%",
-        rate * 100.0 / floor
+         delivered/floor = {:.0}%; the floor's thread {floor_cpu:.2} s CPU ({:.2} µs/event)",
+        rate * 100.0 / floor,
+        per(floor_cpu)
     );
 }
 
@@ -601,8 +604,10 @@ fn burst_phase() {
 /// worker has) posting pre-built 10-event `events/track` bodies to a fresh
 /// child sink, `in_flight` at once; returns events/s. The 1,000 bodies
 /// (distinct event ids) are reused round-robin; each is padded towards
-/// `body_bytes`, the SDK's mean request size in the run before.
-fn floor_events_per_s(events: u64, in_flight: usize, body_bytes: u64) -> f64 {
+/// `body_bytes`, the SDK's mean request size in the run before. Also
+/// returns the CPU seconds of the thread that ran it: what the HTTP work
+/// alone costs, against the worker's CPU per event.
+fn floor_events_per_s(events: u64, in_flight: usize, body_bytes: u64) -> (f64, f64) {
     let mut sink = ChildSink::start();
     let url = format!("http://127.0.0.1:{}/v1/events/track", sink.port);
     let bodies: Vec<bytes::Bytes> = (0..1000).map(|i| floor_body(i, body_bytes)).collect();
@@ -612,6 +617,7 @@ fn floor_events_per_s(events: u64, in_flight: usize, body_bytes: u64) -> f64 {
         .expect("floor runtime");
     let requests = events / 10;
     let start = Instant::now();
+    let cpu0 = self_thread_cpu();
     rt.block_on(async {
         let client = reqwest::Client::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -634,6 +640,7 @@ fn floor_events_per_s(events: u64, in_flight: usize, body_bytes: u64) -> f64 {
         }
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = self_thread_cpu() - cpu0;
     let c = sink.counts();
     if c.events != events {
         println!(
@@ -641,7 +648,7 @@ fn floor_events_per_s(events: u64, in_flight: usize, body_bytes: u64) -> f64 {
             c.events
         );
     }
-    events as f64 / elapsed
+    (events as f64 / elapsed, cpu)
 }
 
 /// One 10-event body shaped like the SDK's `events/track` requests.
@@ -878,19 +885,19 @@ fn tool_phase() {
 
 fn bursts_phase(back_pressure: bool) {
     use tracing_subscriber::layer::SubscriberExt;
-    const N: u64 = 100_000;
+    let n = env_usize("RAINDROP_BENCH_BURST_N").unwrap_or(50_000) as u64;
     let how = if back_pressure {
         "with back-pressure (wait_ready before each)"
     } else {
         "default (never waits)"
     };
-    println!("\n== bursts: {N} interactions, then {N} #[tool] spans, {how} ==");
+    println!("\n== bursts: {n} interactions, then {n} #[tool] spans, {how} ==");
     let mut sink = ChildSink::start();
     let endpoint = format!("http://127.0.0.1:{}/v1/", sink.port);
     let client = Client::new(options(&endpoint)).expect("client");
     reset_peak_rss();
     let t = Instant::now();
-    for _ in 0..N {
+    for _ in 0..n {
         if back_pressure {
             client.wait_ready(Duration::from_secs(30));
         }
@@ -898,6 +905,7 @@ fn bursts_phase(back_pressure: bool) {
             .begin(raindrop::Begin::new("user-1234", "agent_run").input("q"))
             .expect("begin");
         it.set_property("stage", "tools");
+        it.set_property("step", 2);
         it.finish("a");
     }
     let produced = t.elapsed();
@@ -905,10 +913,10 @@ fn bursts_phase(back_pressure: bool) {
     let counts = sink.counts();
     let s = client.stats();
     println!(
-        "interactions: produced in {:.2} s; arrived finished {} of {N}, lost {} (stats: interactions lost {} [{}])",
+        "interactions: produced in {:.2} s; arrived finished {} of {n}, lost {} (stats: interactions lost {} [{}])",
         produced.as_secs_f64(),
         counts.finals,
-        N - counts.finals,
+        n - counts.finals,
         s.lost_total(raindrop::ItemKind::Interaction),
         raindrop::DropReason::ALL
             .iter()
@@ -923,7 +931,7 @@ fn bursts_phase(back_pressure: bool) {
     tracing::subscriber::with_default(subscriber, || {
         let chat = chat_span();
         let _in_chat = chat.enter();
-        for _ in 0..N {
+        for _ in 0..n {
             if back_pressure {
                 client.wait_ready(Duration::from_secs(30));
             }
@@ -936,7 +944,7 @@ fn bursts_phase(back_pressure: bool) {
     let lost =
         s.lost_total(raindrop::ItemKind::Span) - spans_before.lost_total(raindrop::ItemKind::Span);
     println!(
-        "#[tool] spans: produced in {:.2} s; lost {lost} of {N} (by reason: {}) | peak RSS {:.1} MiB",
+        "#[tool] spans: produced in {:.2} s; lost {lost} of {n} (by reason: {}) | peak RSS {:.1} MiB",
         produced.as_secs_f64(),
         raindrop::DropReason::ALL
             .iter()
