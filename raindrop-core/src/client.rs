@@ -310,8 +310,11 @@ impl Client {
         )
     }
 
-    /// Waits until every route's queue is at most half full, and at most
-    /// half of `max_buffered_bytes` is held. Opt-in
+    /// Returns at once while every route's queue is at most five eighths
+    /// full and at most five eighths of `max_buffered_bytes` is held; past
+    /// that, waits until they have drained to half (so that producers
+    /// waiting together are woken once per eighth of the queue, not once
+    /// per request the worker sends). Opt-in
     /// back-pressure for batch work (evals, backfills, replays) where
     /// completeness matters more than latency: call it before each unit of
     /// tracking and nothing is dropped for capacity, while memory stays
