@@ -749,7 +749,7 @@ impl Worker {
             now,
             now.saturating_duration_since(flight.started),
             answered,
-            !lane.queue.is_empty(),
+            lane.queue.len(),
             lane.in_flight_count,
         );
         self.counters.in_flight_limit[flight.route as usize]
