@@ -266,7 +266,21 @@ fn latency_phase() {
     reset_peak_rss();
     let rss_before = support::rss_kib();
     let start = Instant::now();
-    let results: Vec<(Vec<u64>, u64, u64)> = std::thread::scope(|s| {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (results, limits): (Vec<(Vec<u64>, u64, u64)>, Vec<(u64, u64)>) = std::thread::scope(|s| {
+        // What the limiter chose, every 100 ms: (events/track, track_partial).
+        let sampler = s.spawn(|| {
+            let mut v = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = client.stats();
+                v.push((
+                    st.in_flight_limit("events/track"),
+                    st.in_flight_limit("events/track_partial"),
+                ));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            v
+        });
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
                 let client = client.clone();
@@ -312,10 +326,12 @@ fn latency_phase() {
                 })
             })
             .collect();
-        handles
+        let results = handles
             .into_iter()
             .map(|h| h.join().expect("producer"))
-            .collect()
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (results, sampler.join().expect("sampler"))
     });
     let produced_in = start.elapsed();
     let flushed = client.flush(Duration::from_secs(120));
@@ -348,6 +364,21 @@ fn latency_phase() {
         counts.final_duplicates,
         counts.snapshots,
         counts.requests
+    );
+    // The limiter's choice over the second half of the run (steady state),
+    // and the most it chose at any time.
+    let steady = &limits[limits.len() / 2..];
+    let median = |f: fn(&(u64, u64)) -> u64| {
+        let mut v: Vec<u64> = steady.iter().map(f).collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    println!(
+        "in flight chosen by the limiter (median of the second half / max): events/track {} / {}, track_partial {} / {}",
+        median(|l| l.0),
+        limits.iter().map(|l| l.0).max().unwrap_or(0),
+        median(|l| l.1),
+        limits.iter().map(|l| l.1).max().unwrap_or(0)
     );
     let by_reason: Vec<String> = stats
         .drop_reasons()
