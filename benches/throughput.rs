@@ -267,7 +267,9 @@ fn latency_phase() {
     let rss_before = support::rss_kib();
     let start = Instant::now();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (results, limits): (Vec<(Vec<u64>, u64, u64)>, Vec<(u64, u64)>) = std::thread::scope(|s| {
+    // Per producer: call latencies, interactions, events.
+    type Produced = (Vec<u64>, u64, u64);
+    let (results, limits): (Vec<Produced>, Vec<(u64, u64)>) = std::thread::scope(|s| {
         // What the limiter chose, every 100 ms: (events/track, track_partial).
         let sampler = s.spawn(|| {
             let mut v = Vec::new();
