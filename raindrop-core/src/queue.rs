@@ -280,6 +280,12 @@ impl Budget {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // Armed only when about to sleep, so a caller woken with room
+            // leaves without arming (which would cost the worker a wake
+            // nobody waits for).
+            if self.has_room() || self.stopped.load(Ordering::Acquire) {
+                break;
+            }
             self.arm();
             if self.has_room() || self.stopped.load(Ordering::Acquire) {
                 break;
@@ -298,6 +304,9 @@ impl Budget {
         let _waiting = Waiting::new(&self.waiters);
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let room = loop {
+            if self.has_room() {
+                break true;
+            }
             self.arm();
             if self.has_room() {
                 break true;
@@ -410,8 +419,11 @@ mod tests {
             releaser.join().unwrap();
             assert!(woke.is_ok(), "round {round}: the wake-up was lost");
             let wakeups = budget.wakeups.swap(0, Ordering::Relaxed);
+            // One, or two when room appeared between the waiter's arming
+            // and its second look (it then leaves armed); never one per
+            // release (39 here before).
             assert!(
-                wakeups <= 1,
+                wakeups <= 2,
                 "round {round}: {wakeups} wake-ups for one wait"
             );
         }
