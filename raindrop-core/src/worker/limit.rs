@@ -14,8 +14,9 @@
 //!   it adds one slot per round trip;
 //! * it never grows past twice what Little's law asks for at the answer
 //!   rate (measured, or `limit / srtt` while that is higher), and gives
-//!   back half a slot per answer above that: a route held back by the worker's CPU rather than by distance gains
-//!   nothing from more requests (or connections) in flight;
+//!   back half a slot per answer above that: a route held back by the
+//!   worker's CPU rather than by distance gains nothing from more requests
+//!   (or connections) in flight;
 //! * a request that failed after its retries halves the limit;
 //! * while fewer than half the allowed requests are in flight, it shrinks
 //!   by half a slot per answer, so a fast link keeps few connections open
