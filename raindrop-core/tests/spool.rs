@@ -393,12 +393,16 @@ fn full_size_outage_with_a_torn_tail() {
 }
 
 /// Leaves `n` events in the spool of `dir` (the backend is down: every
-/// event is given up on, so its segment is kept).
+/// event is given up on, so its segment is kept). Nothing is sent before
+/// the flush (one batch, no timer): a request given up on while items were
+/// still being written would start a new segment, and the tests count them.
 fn fill(dir: &Path, prefix: &str, n: usize) {
     let down = format!("http://{}/v1/", refusing_addr());
     let c = Client::new(
         opts(down)
             .max_attempts(1)
+            .upload_size(1000)
+            .upload_interval(Duration::from_secs(600))
             .spool_options(SpoolOptions::new(dir).sync(SpoolSync::Always)),
     )
     .unwrap();
