@@ -594,6 +594,9 @@ fn chat_server_delivers_every_event_on_sigterm() {
         .enable_all()
         .build()
         .unwrap();
+    // This process builds no Raindrop client, which would install the
+    // rustls provider reqwest needs (run alone, as nextest runs it).
+    raindrop::install_tls_provider();
     let event_ids: Vec<String> = rt.block_on(async {
         let http = reqwest::Client::new();
         let mut ids = Vec::new();
