@@ -405,8 +405,12 @@ impl Worker {
                     taken = 1 + self.drain_queue(now);
                 }
                 Wake::Item(None) => self.on_disconnect(),
-                Wake::Tick if polling => taken = self.drain_queue(now),
                 Wake::Tick => {}
+            }
+            // Polling, every wake takes what is queued (answers come far
+            // more often than the poll when the queue is busy).
+            if polling {
+                taken = self.drain_queue(now);
             }
             if taken > 0 {
                 poll_until = now + POLL_LINGER;
