@@ -19,7 +19,7 @@ use genai::resolver::{AuthData, Endpoint, ServiceTargetResolver};
 use genai::{ModelIden, ServiceTarget};
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
-use raindrop_test_support::spans::{attr, attr_int, attr_str, llm_spans};
+use raindrop_test_support::spans::{assert_turn, attr, attr_int, attr_str, llm_spans};
 use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
@@ -169,18 +169,7 @@ fn check(cap: &Capture, model: &str) -> Value {
         attr_str(&s, "gen_ai.response.model").as_deref(),
         Some(model)
     );
-    assert_eq!(
-        attr_str(&s, "gen_ai.prompt.0.content").as_deref(),
-        Some(SYSTEM)
-    );
-    assert_eq!(
-        attr_str(&s, "gen_ai.prompt.1.content").as_deref(),
-        Some(PROMPT)
-    );
-    assert_eq!(
-        attr_str(&s, "gen_ai.completion.0.content").as_deref(),
-        Some(ANSWER)
-    );
+    assert_turn(&s, SYSTEM, PROMPT, ANSWER);
     assert_eq!(attr_int(&s, "gen_ai.usage.input_tokens"), Some(11));
     assert_eq!(attr_int(&s, "gen_ai.usage.output_tokens"), Some(5));
     // The catalog, rebuilt from genai's `gen_ai.tool.definitions`.

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use raindrop::llm_http::tower::LlmCaptureLayer;
 use raindrop::testing::Recorded;
 use raindrop::{Client, ClientOptions};
-use raindrop_test_support::spans::{attr, attr_int, attr_str};
+use raindrop_test_support::spans::{assert_turn, attr, attr_int, attr_str};
 use raindrop_test_support::{block_on_in_time, serial, serve, Capture};
 use serde_json::{json, Value};
 use tracing::Instrument;
@@ -221,18 +221,7 @@ fn check_recorded(cap: &Capture, stream: bool) -> Value {
         attr_str(&s, "traceloop.association.properties.event_id").as_deref(),
         Some(ev.event_id.as_str())
     );
-    assert_eq!(
-        attr_str(&s, "gen_ai.prompt.0.content").as_deref(),
-        Some(SYSTEM)
-    );
-    assert_eq!(
-        attr_str(&s, "gen_ai.prompt.1.content").as_deref(),
-        Some(PROMPT)
-    );
-    assert_eq!(
-        attr_str(&s, "gen_ai.completion.0.content").as_deref(),
-        Some(ANSWER)
-    );
+    assert_turn(&s, SYSTEM, PROMPT, ANSWER);
     assert_eq!(
         attr_str(&s, "gen_ai.response.finish_reasons").as_deref(),
         Some("stop")

@@ -24,6 +24,20 @@ pub fn attr_int(span: &Value, key: &str) -> Option<i64> {
     attr(span, key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()))
 }
 
+/// Asserts the span records the turn the model tests send: the system
+/// message and the user's prompt as `gen_ai.prompt.0/1.content`, the
+/// answer as `gen_ai.completion.0.content`.
+#[track_caller]
+pub fn assert_turn(span: &Value, system: &str, prompt: &str, answer: &str) {
+    for (key, want) in [
+        ("gen_ai.prompt.0.content", system),
+        ("gen_ai.prompt.1.content", prompt),
+        ("gen_ai.completion.0.content", answer),
+    ] {
+        assert_eq!(attr_str(span, key).as_deref(), Some(want), "{key}");
+    }
+}
+
 /// The span's `traceloop.span.kind` (`llm`, `tool`, `workflow`, ..).
 pub fn kind(span: &Value) -> Option<String> {
     attr_str(span, "traceloop.span.kind")
