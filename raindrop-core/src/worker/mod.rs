@@ -376,12 +376,9 @@ impl Worker {
         // instead of being woken by each caller.
         let (mut poll_until, mut poll_now) = (Instant::now(), false);
         loop {
-            let polling = self.data_open && Instant::now() < poll_until;
-            let poll_at = match (polling, poll_now) {
-                (false, _) => next_tick,
-                (true, true) => Instant::now(),
-                (true, false) => Instant::now() + POLL_EVERY,
-            };
+            let start = Instant::now();
+            let polling = self.data_open && start < poll_until;
+            let poll_at = polling.then(|| if poll_now { start } else { start + POLL_EVERY });
             let next_wake = self
                 .flushes
                 .iter()
@@ -389,7 +386,8 @@ impl Worker {
                 .map(|w| w.deadline)
                 .chain(self.pause_ends())
                 .chain(self.spool.wake_at())
-                .fold(next_tick.min(poll_at), Instant::min);
+                .chain(poll_at)
+                .fold(next_tick, Instant::min);
             let wake = tokio::select! {
                 biased;
                 Some(d) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => Wake::Done(Box::new(d)),
@@ -415,7 +413,8 @@ impl Worker {
             if taken > 0 {
                 poll_until = now + POLL_LINGER;
             }
-            poll_now = taken > INTAKE_BURST - 1;
+            // A full burst: more may be waiting, look again at once.
+            poll_now = taken >= INTAKE_BURST;
             // Checked after every wake, so a busy queue cannot starve the timer.
             if now >= next_tick {
                 self.seal();
